@@ -1,0 +1,87 @@
+"""Small immutable events yielded by the engine's step iterators.
+
+They carry floats and NumPy arrays only (never live tensors), so the GUI thread and the CLI can
+hold them without touching the engine's device memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A phase starts: ``name`` in {"data", "kernel", "teacher", "distill", "evaluate", "export"}."""
+    name: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TeacherProgress:
+    """One outer iteration of the full-data (teacher) solve."""
+    iteration: int
+    gap: float          # certified duality gap P(w(α)) − D(α), ≥ 0
+    rel_gap: float      # gap / |P|
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TeacherDone:
+    iterations: int
+    gap: float
+    rel_gap: float
+    primal: float
+    seconds: float
+    n: int
+    n_support: int      # rows with non-zero dual variable (all for smooth losses)
+    solver: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One distillation step. ``gap`` = ``fenchel_young`` + ``kernel_match`` (DGKIP mode);
+    in KIP mode ``objective`` is the KRR target loss and the gap fields are NaN except at evals."""
+    step: int               # 1-based
+    total: int
+    objective: float
+    gap: float
+    fenchel_young: float
+    kernel_match: float
+    radius: float           # sqrt(2 gap / λ), bounds ||w_S − w_D|| in the RKHS
+    elapsed: float          # seconds since the distillation phase started
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Synthetic images in pixel space, ``images`` float32 (m, H, W, C) in [0, 1]; ``labels`` (m,) int."""
+    step: int
+    images: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Certificates (float64, feasible dual variables) and kernel-model test accuracies (fractions)."""
+    step: int
+    gap: float
+    radius: float
+    distilled_accuracy: float       # same-loss kernel model trained on S
+    teacher_accuracy: float         # ceiling
+    random_accuracy: float          # same model on a random class-balanced real subset of size m
+    certified_consistency: float    # fraction of test points whose prediction provably matches the teacher's
+    error_lower: float              # certified bounds on the test error of the model trained on S
+    error_upper: float
+
+
+@dataclass(frozen=True)
+class Done:
+    """The run ended (finished, stopped or cancelled); ``result`` is an :class:`engine.result.DistillResult`
+    (``None`` when cancelled before any distilled set existed)."""
+    reason: str                    # "finished" | "stopped" | "cancelled"
+    result: Any = None
+    metrics: dict = field(default_factory=dict)
+
+
+Event = Stage | TeacherProgress | TeacherDone | Step | Snapshot | Evaluation | Done

@@ -1,0 +1,89 @@
+"""Kernel base class: tiled, differentiable evaluation of k(a, b) with a memory budget.
+
+Shapes: inputs are ``(n, d)`` flat vectors or ``(n, C, H, W)`` images (torch layout). Flat kernels
+flatten any trailing dimensions; image kernels (``layout == "image"``) require 4-D input.
+Outputs: ``k(a, b)`` is ``(n_a, n_b)``, ``k.diag(a)`` is ``(n_a,)``, in the dtype/device of ``a``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+DEFAULT_TILE_BYTES = 256 * 2**20
+
+
+class Kernel:
+    """Subclasses implement :meth:`_block` (a dense block, autograd-friendly) and :meth:`diag`."""
+
+    name: str = "kernel"
+    layout: str = "flat"          # "flat" or "image"
+    explicit: bool = False        # True when :meth:`features` exists (random-feature kernels)
+
+    def __init__(self, tile_bytes: int = DEFAULT_TILE_BYTES) -> None:
+        self.tile_bytes = int(tile_bytes)
+
+    # -- to implement ----------------------------------------------------------
+    def _block(self, a: torch.Tensor, b: torch.Tensor, diag_offset: int | None = None) -> torch.Tensor:
+        """Dense block k(a, b). ``diag_offset`` is set when ``b`` is the full input of which ``a`` is the
+        row slice starting at that offset (k(x, x) entries lie at (r, r + offset)); kernels whose
+        formula is singular on the diagonal use it, others ignore it."""
+        raise NotImplementedError
+
+    def diag(self, a: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """Resolved, JSON-serialisable parameters (stored in manifests)."""
+        return {}
+
+    def bytes_per_pair(self, a: torch.Tensor) -> int:
+        """Peak temporary bytes per (i, j) entry while computing a block (for tiling)."""
+        return 4 * a.element_size()
+
+    def with_data_defaults(self, x: torch.Tensor) -> "Kernel":
+        """Return a kernel whose data-dependent defaults (e.g. RBF bandwidth) are set from ``x``."""
+        return self
+
+    def features(self, a: torch.Tensor) -> torch.Tensor:
+        """Explicit feature map φ(a), ``(n, p)``, with k(a, b) = φ(a) φ(b)ᵀ (explicit kernels only)."""
+        raise TypeError(f"kernel {self.name!r} has no explicit features")
+
+    # -- shared ---------------------------------------------------------------
+    def prepare(self, a: torch.Tensor) -> torch.Tensor:
+        if self.layout == "flat":
+            return a.reshape(a.shape[0], -1)
+        if a.dim() != 4:
+            raise ValueError(f"kernel {self.name!r} needs images shaped (n, C, H, W), got {tuple(a.shape)}")
+        return a
+
+    def tile_rows(self, a: torch.Tensor, n_b: int) -> int:
+        per_row = max(1, self.bytes_per_pair(a) * max(1, n_b))
+        return max(1, min(a.shape[0], self.tile_bytes // per_row))
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        """k(a, b); ``b=None`` (or ``b is a``) means the symmetric k(a, a)."""
+        same = b is None or b is a
+        a = self.prepare(a)
+        b = a if same else self.prepare(b)
+        rows = self.tile_rows(a, b.shape[0])
+        blocks = [self._block(a[i:i + rows], b, i if same else None) for i in range(0, a.shape[0], rows)]
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def median_distance(x: torch.Tensor, max_points: int = 1000, seed: int = 0) -> float:
+    """Median pairwise Euclidean distance of (a seeded sample of) the rows of ``x`` (flattened)."""
+    x = x.reshape(x.shape[0], -1)
+    if x.shape[0] > max_points:
+        g = torch.Generator().manual_seed(seed)
+        x = x[torch.randperm(x.shape[0], generator=g)[:max_points].to(x.device)]
+    d = torch.cdist(x.double(), x.double())
+    iu = torch.triu_indices(x.shape[0], x.shape[0], offset=1)
+    vals = d[iu[0], iu[1]]
+    med = float(vals.median()) if vals.numel() else 1.0
+    return med if med > 0 and math.isfinite(med) else 1.0

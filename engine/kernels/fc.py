@@ -1,0 +1,147 @@
+"""Kernels on flat vectors: linear, RBF, and the NNGP / NTK of a fully connected ReLU network.
+
+The FC network kernels follow neural-tangents exactly: ``stax.serial(*[Dense(W_std, b_std), Relu]
+* depth, Dense(W_std, b_std))`` in the NTK parameterisation, inputs of dimension d. With
+q(x, x') the pre-activation covariance:
+
+    q₁ = W_std² · xᵀx' / d + b_std²                       (first Dense; Θ₁ = q₁)
+    Relu:  q ↦ √(q q') / 2π · (sin θ + (π − θ) cos θ),  Θ ↦ Θ · (π − θ) / 2π,  cos θ = q(x,x') / √(q q')
+    Dense: q ↦ W_std² · q + b_std²,                      Θ ↦ q_new + W_std² · Θ
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from engine.kernels.base import Kernel, median_distance
+
+class LinearKernel(Kernel):
+    """k(a, b) = aᵀb / d + bias²; explicit features φ(a) = [a / √d, bias]."""
+
+    name = "linear"
+    explicit = True
+
+    def __init__(self, bias: float = 0.0, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.bias = float(bias)
+
+    def params(self) -> dict[str, Any]:
+        return {"bias": self.bias}
+
+    def _block(self, a, b, diag_offset=None):
+        return a @ b.T / a.shape[1] + self.bias ** 2
+
+    def diag(self, a):
+        a = self.prepare(a)
+        return (a * a).sum(1) / a.shape[1] + self.bias ** 2
+
+    def features(self, a):
+        a = self.prepare(a)
+        f = a / math.sqrt(a.shape[1])
+        if self.bias:
+            f = torch.cat([f, torch.full_like(f[:, :1], self.bias)], dim=1)
+        return f
+
+
+class RBFKernel(Kernel):
+    """k(a, b) = exp(−‖a − b‖² / (2 σ²)); σ = ``bandwidth`` (None: median pairwise distance of the data)."""
+
+    name = "rbf"
+
+    def __init__(self, bandwidth: float | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        if bandwidth is not None and not bandwidth > 0:
+            raise ValueError("rbf bandwidth must be positive")
+        self.bandwidth = None if bandwidth is None else float(bandwidth)
+
+    def params(self) -> dict[str, Any]:
+        return {"bandwidth": self.bandwidth}
+
+    def with_data_defaults(self, x):
+        if self.bandwidth is not None:
+            return self
+        return RBFKernel(bandwidth=median_distance(x), tile_bytes=self.tile_bytes)
+
+    def _block(self, a, b, diag_offset=None):
+        if self.bandwidth is None:
+            raise ValueError("rbf bandwidth unset: call with_data_defaults(x) first")
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+        return torch.exp(-sq.clamp_min(0) / (2 * self.bandwidth ** 2))
+
+    def diag(self, a):
+        return torch.ones(a.shape[0], dtype=a.dtype, device=a.device)
+
+
+def _relu_step(q12, q11, q22, theta_ntk=None, diag_mask=None):
+    """Arc-cosine ReLU maps for covariances q12 (n_a, n_b) with variances q11 (n_a, 1), q22 (1, n_b).
+
+    θ is computed as atan2(√(q11 q22 − q12²), q12) with the radicand clamped at a tiny multiple of
+    q11 q22: near θ = 0 the map's value moves only by O(θ²), and gradients stay finite on the diagonal.
+    """
+    norm2 = q11 * q22
+    eps = 1e-20 if q12.dtype == torch.float64 else 1e-7
+    sin_n = torch.sqrt(torch.maximum(norm2 - q12 * q12, eps * norm2))      # √(q11 q22) · sin θ
+    if diag_mask is not None:                                               # k(x, x): θ = 0 exactly
+        sin_n = torch.where(diag_mask, torch.zeros_like(sin_n), sin_n)
+    theta = torch.atan2(sin_n, q12)
+    new_q = (sin_n + (math.pi - theta) * q12) / (2 * math.pi)
+    new_ntk = None if theta_ntk is None else theta_ntk * (math.pi - theta) / (2 * math.pi)
+    return new_q, new_ntk
+
+
+class FCNetworkKernel(Kernel):
+    """NNGP (``ntk=False``) or NTK (``ntk=True``) of a depth-``depth`` ReLU MLP (see module doc)."""
+
+    def __init__(self, depth: int = 1, w_std: float = math.sqrt(2.0), b_std: float = 0.1,
+                 ntk: bool = False, **kw: Any) -> None:
+        super().__init__(**kw)
+        if int(depth) < 1:
+            raise ValueError("depth must be ≥ 1")
+        self.depth, self.w_std, self.b_std, self.ntk = int(depth), float(w_std), float(b_std), bool(ntk)
+        self.name = "ntk-fc" if ntk else "nngp-fc"
+
+    def params(self) -> dict[str, Any]:
+        return {"depth": self.depth, "w_std": self.w_std, "b_std": self.b_std}
+
+    def bytes_per_pair(self, a):
+        return 10 * a.element_size()
+
+    def _recursion(self, q12, q11, q22, diag_mask=None):
+        w2, b2 = self.w_std ** 2, self.b_std ** 2
+        ntk = q12 if self.ntk else None
+        for _ in range(self.depth):
+            q12_new, ntk = _relu_step(q12, q11, q22, ntk, diag_mask)
+            # variances: the diagonal of the ReLU map is q / 2
+            q11, q22 = w2 * q11 / 2 + b2, w2 * q22 / 2 + b2
+            q12 = w2 * q12_new + b2
+            if self.ntk:
+                ntk = q12 + w2 * ntk
+        return ntk if self.ntk else q12
+
+    def _first(self, a, b):
+        w2, b2, d = self.w_std ** 2, self.b_std ** 2, a.shape[1]
+        q12 = w2 * (a @ b.T) / d + b2
+        q11 = (w2 * (a * a).sum(1) / d + b2)[:, None]
+        q22 = (w2 * (b * b).sum(1) / d + b2)[None, :]
+        return q12, q11, q22
+
+    def _block(self, a, b, diag_offset=None):
+        mask = None
+        if diag_offset is not None:
+            rows = torch.arange(a.shape[0], device=a.device)[:, None] + diag_offset
+            mask = rows == torch.arange(b.shape[0], device=a.device)[None, :]
+        return self._recursion(*self._first(a, b), diag_mask=mask)
+
+    def diag(self, a):
+        a = self.prepare(a)
+        w2, b2, d = self.w_std ** 2, self.b_std ** 2, a.shape[1]
+        q = w2 * (a * a).sum(1) / d + b2
+        ntk = q.clone()
+        for _ in range(self.depth):
+            relu_q = q / 2                      # θ = 0: E[relu(u)²] = q / 2, E[relu'²] = 1/2
+            ntk = ntk / 2
+            q = w2 * relu_q + b2
+            ntk = q + w2 * ntk
+        return ntk if self.ntk else q
