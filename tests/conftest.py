@@ -1,0 +1,23 @@
+"""Shared test fixtures. Real datasets live in ``../shared/datasets`` beside the repository (or
+``$DGKIP_DATASETS``); tests that need them skip cleanly when the folder is absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("DGKIP_DATASETS", REPO.parent / "shared" / "datasets"))
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def datasets_dir() -> Path:
+    """The shared real-dataset folder; skips the test when it is absent."""
+    if not (DATASETS / "mnist-train.npz").exists():
+        pytest.skip(f"real datasets not found at {DATASETS}")
+    return DATASETS
