@@ -1,0 +1,67 @@
+"""Kernel matrices as linear operators with bounded memory.
+
+``KernelOperator`` exposes ``matvec(V) = K V`` for V (n, C). Two storage strategies:
+
+- dense: K (n × n) materialised once, tile by tile, when n² · bytes fits the memory budget;
+- features: K = Φ Φᵀ with explicit features Φ (n × p) (linear and random-feature kernels),
+  O(n·p) memory and time per product.
+
+The operators hold no autograd graph (teachers and certificates are computed without gradients).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.kernels import Kernel
+
+
+class ResourceError(RuntimeError):
+    """A run cannot fit the memory budget; the message gives the estimate and the alternatives."""
+
+
+@dataclass
+class KernelOperator:
+    n: int
+    dense: torch.Tensor | None = None       # (n, n)
+    features: torch.Tensor | None = None    # (n, p)
+
+    def matvec(self, V: torch.Tensor) -> torch.Tensor:
+        if self.dense is not None:
+            return self.dense @ V
+        return self.features @ (self.features.T @ V)
+
+    def diag(self) -> torch.Tensor:
+        if self.dense is not None:
+            return self.dense.diagonal()
+        return (self.features * self.features).sum(1)
+
+    @property
+    def nbytes(self) -> int:
+        t = self.dense if self.dense is not None else self.features
+        return t.numel() * t.element_size()
+
+
+def operator_bytes(kernel: Kernel, n: int, p: int | None = None, element_size: int = 8) -> int:
+    """Bytes the teacher's kernel operator needs for n points (p = explicit feature dimension)."""
+    if kernel.explicit and p is not None:
+        return n * p * element_size
+    return n * n * element_size
+
+
+@torch.no_grad()
+def build_operator(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True) -> KernelOperator:
+    """Kernel operator of the rows of ``x`` (n, …) in x's dtype/device, refusing when over budget."""
+    n = x.shape[0]
+    if kernel.explicit and prefer_features:
+        phi = kernel.features(x)
+        if phi.shape[1] < n:
+            return KernelOperator(n=n, features=phi)
+    need = n * n * x.element_size()
+    if need > budget_bytes:
+        raise ResourceError(
+            f"the teacher's {n:,} × {n:,} kernel matrix needs {need / 2**30:.1f} GiB, over the "
+            f"memory budget of {budget_bytes / 2**30:.1f} GiB. Use fewer images per class "
+            f"(max_per_class), an explicit-feature kernel (linear, rf-fc, rf-conv), or raise the budget.")
+    return KernelOperator(n=n, dense=kernel(x))
