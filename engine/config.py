@@ -55,6 +55,7 @@ class DistillConfig:
     alpha_mode: str = "exact"           # "exact" inner maximisation or "joint" gradient steps
     learn_labels: bool = False          # squared / cross-entropy only
     init: str = "real"
+    init_from: str | None = None        # an exported distilled folder to continue from (overrides init)
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"

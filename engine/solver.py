@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Generator
 
 import torch
 
+from engine.events import TeacherProgress
 from engine.losses import Loss, make_loss
 
 Tensor = torch.Tensor
@@ -87,7 +88,7 @@ def _cg_k_inner(matvec: MatVec, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, Kg:
     return d, Kd, it
 
 
-def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, progress, checkpoint) -> DualSolution:
+def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
     t0 = time.perf_counter()
     N = Y.shape[0]
     c = torch.zeros_like(Y) if alpha0 is None else alpha0 / (lam * N)
@@ -101,8 +102,7 @@ def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, progress, checkpoint) -
         if best is None or gap < best.gap:
             best = DualSolution(A, z, primal, dual, gap, it, 0.0, "newton-cg")
         rel = gap / max(abs(primal), 1e-300)
-        if progress is not None:
-            progress(it, gap, rel, time.perf_counter() - t0)
+        yield TeacherProgress(it, gap, rel, time.perf_counter() - t0)
         if rel <= tol or it == max_iter:
             break
         if checkpoint is not None:
@@ -143,7 +143,7 @@ def _power_iteration(matvec: MatVec, n: int, like: Tensor, iters: int = 30) -> f
     return lam_max
 
 
-def _fista_hinge(matvec, loss, Y, lam, tol, max_iter, alpha0, progress, checkpoint) -> DualSolution:
+def _fista_hinge(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
     """Maximise D(α) = (1/N) Σ β − αᵀKα/(2λN²) over β = αy ∈ [0, 1]."""
     t0 = time.perf_counter()
     N = Y.shape[0]
@@ -160,8 +160,7 @@ def _fista_hinge(matvec, loss, Y, lam, tol, max_iter, alpha0, progress, checkpoi
             if best is None or gap < best.gap:
                 best = DualSolution(A.clone(), z, primal, dual, gap, it, 0.0, "fista")
             rel = gap / max(abs(primal), 1e-300)
-            if progress is not None:
-                progress(it, gap, rel, time.perf_counter() - t0)
+            yield TeacherProgress(it, gap, rel, time.perf_counter() - t0)
             if rel <= tol or it == max_iter:
                 break
             if checkpoint is not None:
@@ -179,20 +178,39 @@ def _fista_hinge(matvec, loss, Y, lam, tol, max_iter, alpha0, progress, checkpoi
     return best
 
 
-def solve(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float = 1e-6, max_iter: int = 200,
-          alpha0: Tensor | None = None, progress: Callable[[int, float, float, float], None] | None = None,
-          checkpoint: Callable[[], None] | None = None, warm_start: bool = True) -> DualSolution:
+def solve_iter(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float = 1e-6, max_iter: int = 200,
+               alpha0: Tensor | None = None, checkpoint: Callable[[], None] | None = None,
+               warm_start: bool = True) -> Generator[TeacherProgress, None, DualSolution]:
     """Solve the mean-form problem on N points with labels ``Y`` (N, C) to relative gap ``tol``.
 
-    ``progress(iteration, gap, rel_gap, seconds)`` is called at every certificate; ``checkpoint()``
-    between iterations (it may block or raise to cancel). Hinge runs up to ``50 · max_iter`` FISTA steps.
-    The returned solution is the best certified one seen (never an infeasible α).
+    A generator: yields :class:`TeacherProgress` at every certificate and returns the best certified
+    :class:`DualSolution` seen (``sol = yield from solve_iter(...)``); it never returns an infeasible α.
+    ``checkpoint()`` is called between iterations (it may block, or raise to cancel). Hinge runs up to
+    ``50 · max_iter`` FISTA steps, warm-started from a rough squared-hinge solution.
     """
     if loss.smooth:
-        return _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, progress, checkpoint)
+        return (yield from _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint))
     if alpha0 is None and warm_start:
-        alpha0 = _newton(matvec, make_loss("squared-hinge"), Y, lam, 1e-3, 30, None, None, checkpoint).alpha
-    return _fista_hinge(matvec, loss, Y, lam, tol, 50 * max_iter, alpha0, progress, checkpoint)
+        warm = _drain(_newton(matvec, make_loss("squared-hinge"), Y, lam, 1e-3, 30, None, checkpoint))
+        alpha0 = warm.alpha
+    return (yield from _fista_hinge(matvec, loss, Y, lam, tol, 50 * max_iter, alpha0, checkpoint))
+
+
+def _drain(gen: Generator[TeacherProgress, None, DualSolution],
+           progress: Callable[[TeacherProgress], None] | None = None) -> DualSolution:
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event)
+
+
+def solve(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *,
+          progress: Callable[[TeacherProgress], None] | None = None, **kw) -> DualSolution:
+    """:func:`solve_iter` run to completion; ``progress(event)`` receives each :class:`TeacherProgress`."""
+    return _drain(solve_iter(matvec, Y, loss, lam, **kw), progress)
 
 
 def solve_dense(K: Tensor, Y: Tensor, loss: Loss, lam: float, **kw) -> DualSolution:

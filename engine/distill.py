@@ -1,0 +1,292 @@
+"""The distiller: a step iterator over events (architecture: the CLI and GUI consume the same one).
+
+``run(config)`` loads and preprocesses the data, fits the teacher (certified), then moves the
+synthetic images to minimise the duality gap of the small problem evaluated at the teacher
+(DGKIP, math doc §4) — or KIP's kernel-ridge target loss (mode "kip") — yielding
+:mod:`engine.events`. Between steps it calls ``control.checkpoint()`` (pause blocks, cancel raises
+:class:`engine.control.Cancelled`) and honours ``control.stop()`` by finishing with a result.
+Same config and seed ⇒ same result on the same device.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from engine.baselines import kmeans_centres, random_subset
+from engine.certify import Certificate, TestSet, accuracy, certify, predict, radius, train_on
+from engine.config import DistillConfig
+from engine.control import RunControl
+from engine.data import Dataset, DatasetError, check_ipc, load_dataset
+from engine.data.preprocess import Preprocessor
+from engine.device import certificate_device, describe, resolve_device, resolve_dtype
+from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
+from engine.kernels import make_kernel
+from engine.kip import kip_loss
+from engine.losses import Loss, make_loss
+from engine.result import DistillResult
+from engine.solver import solve_dense
+from engine.teacher import Teacher, fit_teacher
+
+MAX_EVAL_TEST = 10_000      # test points used for accuracies and certificates (seeded stratified sample)
+
+
+def to_nchw(x: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) float32 NumPy → (N, C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(0, 3, 1, 2)))
+
+
+def to_nhwc(x: torch.Tensor) -> np.ndarray:
+    return x.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def prepare_dataset(cfg: DistillConfig, dataset: Dataset | None) -> Dataset:
+    """Load (unless given), select classes, cap per class, and check every class has ≥ IPC images."""
+    ds = dataset if dataset is not None else load_dataset(
+        cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
+    if cfg.classes:
+        ds = ds.select_classes(list(cfg.classes))
+    if len(ds.classes) < 2:
+        raise DatasetError(f"{ds.report.source}: only one class ({ds.classes[0]!r}); distillation needs at "
+                           "least two classes — add a second class folder or choose more classes")
+    if cfg.max_per_class:
+        ds = ds.cap_per_class(cfg.max_per_class, cfg.seed)
+    short = check_ipc(ds, cfg.ipc)
+    if short:
+        raise DatasetError("; ".join(f"{p.message} — {p.fix}" for p in short))
+    return ds
+
+
+def _stratified_cap(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if len(y) <= limit:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[: max(1, round(limit * np.mean(y == c)))]
+                          for c in np.unique(y)])
+    return np.sort(idx)
+
+
+@dataclass
+class _Synthetic:
+    """Trainable synthetic state: images xs (m, C_img, H, W), labels (m,), label/dual parameters."""
+    xs: torch.Tensor
+    labels: torch.Tensor
+    base_targets: torch.Tensor
+    label_param: torch.Tensor | None
+    dual_param: torch.Tensor | None
+    loss: Loss
+
+    def targets(self) -> torch.Tensor:
+        if self.label_param is None:
+            return self.base_targets
+        if self.loss.name == "cross-entropy":
+            return torch.softmax(self.label_param, dim=1)
+        return self.label_param
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for p in (self.xs, self.label_param, self.dual_param) if p is not None]
+
+
+def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray, n_classes: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(m, H, W, C) float32 preprocessed images and (m,) labels, grouped by class."""
+    if cfg.init_from:
+        from engine.export import load_distilled
+        prev = load_distilled(cfg.init_from)
+        if prev.images.shape[1:] != x_train.shape[1:]:
+            raise DatasetError(f"{cfg.init_from}: its images are {prev.images.shape[1:]}, the dataset's are "
+                               f"{x_train.shape[1:]} — continue from a set distilled on the same data")
+        return prev.images.astype(np.float32), prev.labels.astype(np.int64)
+    if cfg.init == "kmeans":
+        return kmeans_centres(x_train, y_train, cfg.ipc, cfg.seed)
+    xs, ys = random_subset(x_train, y_train, cfg.ipc, cfg.seed)
+    if cfg.init == "noise":
+        rng = np.random.default_rng(cfg.seed)
+        xs = rng.standard_normal(xs.shape).astype(np.float32)
+    return xs, ys
+
+
+def run(config: DistillConfig, control: RunControl | None = None, dataset: Dataset | None = None
+        ) -> Iterator[Event]:
+    """Run one distillation; yields events and ends with :class:`engine.events.Done`."""
+    cfg = config.validate()
+    control = control or RunControl()
+    timings: dict[str, float] = {}
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+
+    # ---------------------------------------------------------------- data
+    yield Stage("data", f"loading {cfg.data}")
+    ds = prepare_dataset(cfg, dataset)
+    pre = Preprocessor.fit(ds.x_train, method=cfg.preprocess, zca_reg=cfg.zca_reg)
+    x_train_np = pre.transform(ds.x_train)
+    y_train_np = ds.y_train.astype(np.int64)
+    test_idx = _stratified_cap(ds.y_test, MAX_EVAL_TEST, cfg.seed)
+    x_test_np = pre.transform(ds.x_test[test_idx])
+    y_test_np = ds.y_test[test_idx].astype(np.int64)
+    n_classes = len(ds.classes)
+    device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
+    cdev = certificate_device(device)
+    x64 = to_nchw(x_train_np).to(cdev, torch.float64)
+    y_train = torch.from_numpy(y_train_np).to(cdev)
+    kernel = make_kernel(cfg.kernel, **cfg.kernel_params).with_data_defaults(x64)
+    cfg = cfg.replace(kernel_params=kernel.params())          # resolved (e.g. the median RBF bandwidth)
+    loss = make_loss(cfg.loss)
+    control.checkpoint()
+    timings["data"] = time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- teacher
+    yield Stage("teacher", f"fitting the teacher on {len(y_train_np):,} images ({cfg.loss}, {cfg.kernel})")
+    t1 = time.perf_counter()
+    Y_train = loss.targets(y_train, n_classes)
+    teacher: Teacher = yield from fit_teacher(
+        kernel, loss, cfg.lam, x64, Y_train, tol=cfg.teacher_tol, max_iter=cfg.teacher_max_iter,
+        budget_bytes=int(cfg.memory_budget_gb * 2**30), checkpoint=control.checkpoint)
+    sol = teacher.solution
+    timings["teacher"] = time.perf_counter() - t1
+    yield TeacherDone(sol.iterations, sol.gap, sol.rel_gap, sol.primal, timings["teacher"], teacher.n,
+                      teacher.n_support, sol.solver)
+    test = TestSet.build(teacher, to_nchw(x_test_np).to(cdev, torch.float64), torch.from_numpy(y_test_np).to(cdev))
+    xr, yr = random_subset(x_train_np, y_train_np, cfg.ipc, cfg.seed + 1)
+    xr64, Yr = to_nchw(xr).to(cdev, torch.float64), loss.targets(torch.from_numpy(yr).to(cdev), n_classes)
+    rand_sol, _ = train_on(kernel, loss, cfg.lam, xr64, Yr)
+    random_acc = accuracy(predict(kernel, xr64, rand_sol.alpha, cfg.lam, test.x), test.y)
+
+    # ---------------------------------------------------------------- distill
+    yield Stage("distill", f"{cfg.mode.upper()}: {cfg.ipc} image(s) per class, {cfg.steps} steps on {describe(device)}")
+    t2 = time.perf_counter()
+    xs_np, ys_np = _initial_images(cfg, x_train_np, y_train_np, n_classes)
+    syn = _make_synthetic(cfg, loss, xs_np, ys_np, n_classes, device, dtype)
+    tw = teacher.cast(dtype, device)
+    x_work = to_nchw(x_train_np).to(device, dtype) if cfg.mode == "kip" else None
+    Y_work = Y_train.to(device, dtype) if cfg.mode == "kip" else None
+    optimizer = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(syn.parameters(), lr=cfg.lr)
+    batch_gen = torch.Generator().manual_seed(cfg.seed)
+    alpha_prev: torch.Tensor | None = None
+    cert: Certificate | None = None
+    curves: list[dict[str, float]] = []
+    reason, step = "finished", 0
+    m = syn.xs.shape[0]
+
+    for step in range(1, cfg.steps + 1):
+        control.checkpoint()
+        if control.stop_requested:
+            reason, step = "stopped", step - 1
+            break
+        optimizer.zero_grad(set_to_none=True)
+        Ys = syn.targets()
+        if cfg.mode == "kip":
+            idx = torch.randint(0, x_work.shape[0], (min(cfg.kip_batch, x_work.shape[0]),), generator=batch_gen)
+            objective = kip_loss(kernel, syn.xs, Ys, x_work[idx.to(device)], Y_work[idx.to(device)], cfg.lam)
+            fy = km = gap = float("nan")
+        else:
+            Z = tw.scores(syn.xs)
+            Kss = kernel(syn.xs)
+            if syn.dual_param is None:
+                with torch.no_grad():
+                    alpha_prev = solve_dense(Kss.detach(), Ys.detach(), loss, cfg.lam, tol=1e-6, max_iter=8,
+                                             alpha0=alpha_prev).alpha
+                A = alpha_prev
+            else:
+                A = loss.alpha_from_param(Ys, syn.dual_param)
+            fy_t = loss.fenchel_young(Ys, Z, A).mean()
+            km_t = 0.5 * cfg.lam * (tw.w_norm2 - 2.0 / (cfg.lam * m) * (A * Z).sum()
+                                    + (A * (Kss @ A)).sum() / (cfg.lam * m) ** 2)
+            objective = fy_t + km_t
+            fy, km = float(fy_t), float(km_t)
+            gap = fy + km
+        objective.backward()
+        optimizer.step()
+        obj = float(objective)
+        elapsed = time.perf_counter() - t2
+        yield Step(step, cfg.steps, obj, gap, fy, km, radius(gap, cfg.lam) if gap == gap else float("nan"), elapsed)
+        row = {"step": step, "objective": obj, "gap": gap, "fenchel_young": fy, "kernel_match": km,
+               "radius": radius(gap, cfg.lam) if gap == gap else float("nan"), "seconds": elapsed}
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            yield _snapshot(step, syn, pre)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+            cert = _certify(teacher, syn, n_classes, test, cdev, cert)
+            yield _evaluation(step, cert, test, random_acc)
+            row.update(_cert_row(cert))
+        curves.append(row)
+
+    # ---------------------------------------------------------------- final certificate
+    yield Stage("evaluate", "certifying the distilled set")
+    cert = _certify(teacher, syn, n_classes, test, cdev, cert)
+    yield _evaluation(step, cert, test, random_acc)
+    if curves and curves[-1]["step"] == step:
+        curves[-1].update(_cert_row(cert))
+    if step == 0 or not cfg.snapshot_every or step % cfg.snapshot_every:
+        yield _snapshot(step, syn, pre)
+    timings["distill"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    metrics = {
+        "teacher_test_accuracy": test.teacher_accuracy,
+        "distilled_test_accuracy": cert.distilled_accuracy,
+        "random_subset_test_accuracy": random_acc,
+        "gap": cert.gap, "fenchel_young": cert.fenchel_young, "kernel_match": cert.kernel_match,
+        "radius": cert.radius,
+        "radius_to_exact_teacher": cert.radius + math.sqrt(2 * sol.gap / cfg.lam),
+        "certified_consistency": cert.certified_consistency,
+        "error_lower": cert.error_lower, "error_upper": cert.error_upper,
+        "teacher_gap": sol.gap, "teacher_rel_gap": sol.rel_gap, "teacher_primal": sol.primal,
+        "teacher_iterations": sol.iterations, "teacher_solver": sol.solver, "teacher_seconds": timings["teacher"],
+        "n_train": int(teacher.n), "n_support": teacher.n_support, "n_test": int(len(y_test_np)),
+        "steps": step, "seconds": timings["total"],
+        "steps_per_second": step / timings["distill"] if timings["distill"] > 0 else 0.0,
+    }
+    result = DistillResult(
+        config=cfg, classes=list(ds.classes), images=to_nhwc(syn.xs), labels=syn.labels.cpu().numpy(),
+        targets=syn.targets().detach().to("cpu", torch.float32).numpy(),
+        alpha=cert.alpha.cpu().numpy(), preprocess=pre, metrics=metrics, curves=curves,
+        dataset=_describe_dataset(ds), timings=timings, device=describe(device))
+    yield Done(reason, result, metrics)
+
+
+def _make_synthetic(cfg, loss, xs_np, ys_np, n_classes, device, dtype) -> _Synthetic:
+    xs = to_nchw(xs_np).to(device, dtype).requires_grad_(True)
+    labels = torch.from_numpy(ys_np).to(device)
+    base = loss.targets(labels, n_classes, dtype=dtype)
+    label_param = None
+    if cfg.learn_labels:
+        init = torch.log(base * 0.9 + 0.1 / n_classes) if loss.name == "cross-entropy" else base.clone()
+        label_param = init.requires_grad_(True)
+    dual_param = None
+    if cfg.mode == "dgkip" and cfg.alpha_mode == "joint":
+        dual_param = torch.zeros_like(base).requires_grad_(True)
+    return _Synthetic(xs, labels, base, label_param, dual_param, loss)
+
+
+def _certify(teacher: Teacher, syn: _Synthetic, n_classes: int, test: TestSet, cdev, prev: Certificate | None
+             ) -> Certificate:
+    xs64 = syn.xs.detach().to(cdev, torch.float64)
+    Ys64 = syn.targets().detach().to(cdev, torch.float64)
+    return certify(teacher, xs64, Ys64, test, alpha0=None if prev is None else prev.alpha)
+
+
+def _evaluation(step: int, cert: Certificate, test: TestSet, random_acc: float) -> Evaluation:
+    return Evaluation(step, cert.gap, cert.radius, cert.distilled_accuracy, test.teacher_accuracy, random_acc,
+                      cert.certified_consistency, cert.error_lower, cert.error_upper)
+
+
+def _cert_row(cert: Certificate) -> dict[str, float]:
+    return {"certified_gap": cert.gap, "certified_radius": cert.radius,
+            "distilled_accuracy": cert.distilled_accuracy, "certified_consistency": cert.certified_consistency,
+            "error_lower": cert.error_lower, "error_upper": cert.error_upper}
+
+
+def _snapshot(step: int, syn: _Synthetic, pre: Preprocessor) -> Snapshot:
+    return Snapshot(step, pre.inverse(to_nhwc(syn.xs)).astype(np.float32), syn.labels.cpu().numpy().copy())
+
+
+def _describe_dataset(ds: Dataset) -> dict:
+    rep = ds.report
+    return {"name": ds.name, "source": rep.source, "format": rep.format, "classes": list(ds.classes),
+            "train_counts": [int(c) for c in np.bincount(ds.y_train, minlength=len(ds.classes))],
+            "test_counts": [int(c) for c in np.bincount(ds.y_test, minlength=len(ds.classes))],
+            "image_shape": list(ds.x_train.shape[1:]), "test_source": rep.test_source,
+            "fingerprint": ds.fingerprint()}

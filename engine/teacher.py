@@ -1,0 +1,83 @@
+"""The teacher: the kernel model trained once on the full real data (math doc §4.1).
+
+Represented by its feasible dual α* (only the rows with α* ≠ 0 are kept: the support vectors for
+hinge) or, for explicit-feature kernels, by the explicit weights w* = Φᵀ α* / (λ n) (p, C), so that
+each distillation step costs O(m·p) independent of n.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Generator
+
+import torch
+
+from engine.events import TeacherProgress
+from engine.kernels import Kernel
+from engine.losses import Loss
+from engine.operators import build_operator
+from engine.solver import DualSolution, solve_iter
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Teacher:
+    """f*(x) = (1/(λn)) Σ_i α*_i k(x_i, x) = Σ_i coef_i k(x_i, x), coef = α*/(λn).
+
+    ``x``: (n_sv, …) support rows; ``coef``: (n_sv, C); ``weights``: (p, C) for explicit kernels
+    (then ``x``/``coef`` are empty); ``w_norm2`` = ‖w*‖² (float64); ``solution``: the certified solve.
+    """
+    kernel: Kernel
+    loss: Loss
+    lam: float
+    n: int
+    w_norm2: float
+    solution: DualSolution
+    x: Tensor | None = None
+    coef: Tensor | None = None
+    weights: Tensor | None = None
+    _cast: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_support(self) -> int:
+        return int((self.solution.alpha != 0).any(1).sum())
+
+    def cast(self, dtype: torch.dtype, device: torch.device | str) -> "Teacher":
+        """A view of this teacher in another dtype/device (cached; used by the float32 step loop)."""
+        key = (dtype, str(device))
+        if key not in self._cast:
+            conv = (lambda t: None if t is None else t.to(device=device, dtype=dtype))
+            self._cast[key] = Teacher(self.kernel, self.loss, self.lam, self.n, self.w_norm2, self.solution,
+                                      conv(self.x), conv(self.coef), conv(self.weights))
+        return self._cast[key]
+
+    def scores(self, x: Tensor) -> Tensor:
+        """f*(x): (m, C) in x's dtype; differentiable in x."""
+        if self.weights is not None:
+            return self.kernel.features(x) @ self.weights
+        return self.kernel(x, self.x).matmul(self.coef)
+
+    @torch.no_grad()
+    def scores_tiled(self, x: Tensor, rows: int = 2048) -> Tensor:
+        """f*(x) without gradients, in row tiles (large test sets)."""
+        return torch.cat([self.scores(x[i:i + rows]) for i in range(0, x.shape[0], rows)], dim=0)
+
+
+def fit_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, *, tol: float = 1e-6,
+                max_iter: int = 200, budget_bytes: int = 4 * 2**30,
+                checkpoint: Callable[[], None] | None = None) -> Generator[TeacherProgress, None, Teacher]:
+    """Solve the full-data problem on ``x`` (n, …) with labels ``Y`` (n, C) in x's dtype (float64 for
+    certificates). Generator: yields :class:`TeacherProgress`, returns the :class:`Teacher`.
+    Raises :class:`engine.operators.ResourceError` when the kernel operator exceeds ``budget_bytes``."""
+    n = x.shape[0]
+    op = build_operator(kernel, x, budget_bytes)
+    sol = yield from solve_iter(op.matvec, Y, loss, lam, tol=tol, max_iter=max_iter, checkpoint=checkpoint)
+    coef = sol.alpha / (lam * n)
+    w_norm2 = float((coef * sol.z).sum())            # ‖w*‖² = αᵀKα/(λn)² = Σ coef ∘ z
+    if op.features is not None:
+        weights = op.features.T @ coef
+        del op
+        return Teacher(kernel, loss, lam, n, w_norm2, sol, weights=weights)
+    keep = (sol.alpha != 0).any(1)
+    del op
+    return Teacher(kernel, loss, lam, n, w_norm2, sol, x=x[keep], coef=coef[keep])

@@ -1,0 +1,86 @@
+"""FC kernels against closed forms and finite random networks (neural-tangents conventions)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.kernels import make_kernel
+
+W_STD, B_STD = 1.4, 0.3
+
+
+def arccos_depth1(x, y, w=W_STD, b=B_STD):
+    """Closed form for stax.serial(Dense(w, b), Relu, Dense(w, b)), NTK parameterisation, in NumPy."""
+    d = x.shape[0]
+    q11, q22, q12 = w**2 * x @ x / d + b**2, w**2 * y @ y / d + b**2, w**2 * x @ y / d + b**2
+    cos = np.clip(q12 / np.sqrt(q11 * q22), -1, 1)
+    th = np.arccos(cos)
+    relu = np.sqrt(q11 * q22) / (2 * np.pi) * (np.sin(th) + (np.pi - th) * cos)
+    nngp = w**2 * relu + b**2
+    ntk = nngp + w**2 * q12 * (np.pi - th) / (2 * np.pi)
+    return nngp, ntk
+
+
+def test_depth1_matches_arccos_closed_form():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 9))
+    nngp = make_kernel("nngp-fc", depth=1, w_std=W_STD, b_std=B_STD)(torch.from_numpy(X))
+    ntk = make_kernel("ntk-fc", depth=1, w_std=W_STD, b_std=B_STD)(torch.from_numpy(X))
+    for i in range(6):
+        for j in range(6):
+            ref_nngp, ref_ntk = arccos_depth1(X[i], X[j])
+            assert float(nngp[i, j]) == pytest.approx(ref_nngp, rel=1e-10)
+            assert float(ntk[i, j]) == pytest.approx(ref_ntk, rel=1e-10)
+
+
+def test_nngp_matches_finite_random_networks_monte_carlo():
+    """Empirical output covariance of many wide random ReLU nets ≈ nngp-fc (depth 2)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, dtype=torch.float64, generator=g)
+    depth, width, draws = 2, 512, 400
+    outs = []
+    for _ in range(draws):
+        h = x
+        for _ in range(depth):
+            W = torch.randn(h.shape[1], width, dtype=torch.float64, generator=g) * W_STD / math.sqrt(h.shape[1])
+            h = torch.relu(h @ W + B_STD * torch.randn(width, dtype=torch.float64, generator=g))
+        W = torch.randn(width, 1, dtype=torch.float64, generator=g) * W_STD / math.sqrt(width)
+        outs.append((h @ W + B_STD * torch.randn(1, dtype=torch.float64, generator=g)).squeeze(1))
+    F = torch.stack(outs)                      # (draws, 3)
+    emp = F.T @ F / draws
+    K = make_kernel("nngp-fc", depth=depth, w_std=W_STD, b_std=B_STD)(x)
+    assert torch.allclose(emp, K, rtol=0.25, atol=0.08 * float(K.diag().max()))
+
+
+@pytest.mark.parametrize("name,params", [("linear", {}), ("rbf", {"bandwidth": 2.0}),
+                                         ("nngp-fc", {"depth": 3}), ("ntk-fc", {"depth": 3})])
+def test_symmetric_psd_tiling_diag_and_grad(name, params):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 2, 4, 4, dtype=torch.float64, generator=g)
+    k = make_kernel(name, **params)
+    K = k(x)
+    assert torch.allclose(K, K.T, atol=1e-12)
+    ev = torch.linalg.eigvalsh(K)
+    assert ev.min() >= -1e-9 * ev.max()
+    assert torch.allclose(K.diagonal(), k.diag(x), rtol=1e-12, atol=1e-12)
+    k_small = make_kernel(name, tile_bytes=1000, **params)
+    assert torch.allclose(k_small(x), K, rtol=1e-13, atol=1e-13)
+    # a cross call does not know x[:7] ⊂ x, so its k(x, x) entries use the clamped angle (≤ 1e-9 off)
+    assert torch.allclose(k_small(x[:7], x), K[:7], rtol=1e-9, atol=1e-9)
+    xs = x[:5].clone().requires_grad_(True)
+    k(xs, x).sum().backward()
+    assert torch.isfinite(xs.grad).all()
+    xs.grad = None
+    k(xs).sum().backward()                       # the diagonal k(x, x) must not give NaN gradients
+    assert torch.isfinite(xs.grad).all()
+
+
+def test_rbf_median_default_and_unknown_names():
+    x = torch.randn(30, 8, dtype=torch.float64)
+    k = make_kernel("rbf").with_data_defaults(x)
+    assert k.params()["bandwidth"] > 0
+    with pytest.raises(ValueError, match="unknown kernel"):
+        make_kernel("nope")
+    with pytest.raises(ValueError, match="bad parameter"):
+        make_kernel("ntk-fc", depht=2)
