@@ -197,11 +197,11 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
             km_t = 0.5 * cfg.lam * (tw.w_norm2 - 2.0 / (cfg.lam * m) * (A * Z).sum()
                                     + (A * (Kss @ A)).sum() / (cfg.lam * m) ** 2)
             objective = fy_t + km_t
-            fy, km = float(fy_t), float(km_t)
+            fy, km = fy_t.item(), km_t.item()
             gap = fy + km
         objective.backward()
         optimizer.step()
-        obj = float(objective)
+        obj = objective.item()
         elapsed = time.perf_counter() - t2
         yield Step(step, cfg.steps, obj, gap, fy, km, radius(gap, cfg.lam) if gap == gap else float("nan"), elapsed)
         row = {"step": step, "objective": obj, "gap": gap, "fenchel_young": fy, "kernel_match": km,
@@ -243,7 +243,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         config=cfg, classes=list(ds.classes), images=to_nhwc(syn.xs), labels=syn.labels.cpu().numpy(),
         targets=syn.targets().detach().to("cpu", torch.float32).numpy(),
         alpha=cert.alpha.cpu().numpy(), preprocess=pre, metrics=metrics, curves=curves,
-        dataset=_describe_dataset(ds), timings=timings, device=describe(device))
+        dataset=ds.describe(), timings=timings, device=describe(device))
     yield Done(reason, result, metrics)
 
 
@@ -281,12 +281,3 @@ def _cert_row(cert: Certificate) -> dict[str, float]:
 
 def _snapshot(step: int, syn: _Synthetic, pre: Preprocessor) -> Snapshot:
     return Snapshot(step, pre.inverse(to_nhwc(syn.xs)).astype(np.float32), syn.labels.cpu().numpy().copy())
-
-
-def _describe_dataset(ds: Dataset) -> dict:
-    rep = ds.report
-    return {"name": ds.name, "source": rep.source, "format": rep.format, "classes": list(ds.classes),
-            "train_counts": [int(c) for c in np.bincount(ds.y_train, minlength=len(ds.classes))],
-            "test_counts": [int(c) for c in np.bincount(ds.y_test, minlength=len(ds.classes))],
-            "image_shape": list(ds.x_train.shape[1:]), "test_source": rep.test_source,
-            "fingerprint": ds.fingerprint()}

@@ -1,0 +1,237 @@
+"""``dgkip-engine``: the headless command line (same config file and step iterator as the GUI).
+
+    dgkip-engine distill  --data PATH --out DIR [options]     distil and export
+    dgkip-engine inspect  --data PATH                         dataset report, no run
+    dgkip-engine evaluate --distilled DIR --data PATH          transfer to real networks
+
+Exit status: 0 success, 2 bad input (invalid setting, unreadable data, over the memory budget,
+existing output folder), 130 interrupted (a first Ctrl-C stops after the current step and still exports).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine import __version__
+from engine.config import (ALPHA_MODES, DEVICES, DTYPES, INITS, KERNELS, LOSSES, MODES, PREPROCESS,
+                           ConfigError, DistillConfig)
+from engine.control import Cancelled, RunControl
+from engine.data import DatasetError, load_dataset
+from engine.events import Done, Evaluation, Stage, Step, TeacherDone, TeacherProgress
+from engine.operators import ResourceError
+
+BAD_INPUT = 2
+
+# CLI flag → config field (value types come from argparse)
+_OVERRIDES = ("data", "test_data", "ipc", "loss", "kernel", "lam", "steps", "lr", "seed", "device", "dtype",
+              "mode", "alpha_mode", "init", "init_from", "preprocess", "max_per_class", "eval_every",
+              "holdout_fraction", "memory_budget_gb", "teacher_tol", "learn_labels")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _kernel_params(items: Sequence[str]) -> dict[str, Any]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("kernel_params", f"{item!r} is not KEY=VALUE (e.g. depth=3)")
+        params[key.strip()] = _parse_value(value.strip())
+    return params
+
+
+def build_config(args: argparse.Namespace) -> DistillConfig:
+    """Config file (if any) overridden by the flags that were given."""
+    cfg = DistillConfig.load(args.config) if args.config else DistillConfig()
+    changes = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k, None) is not None}
+    if args.classes:
+        changes["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
+    if args.kernel_param:
+        base = dict(cfg.kernel_params) if "kernel" not in changes else {}
+        changes["kernel_params"] = {**base, **_kernel_params(args.kernel_param)}
+    elif "kernel" in changes and changes["kernel"] != cfg.kernel:
+        changes["kernel_params"] = {}
+    return cfg.replace(**changes).validate()
+
+
+class _Progress:
+    """One status line on a terminal (\\r-updated), periodic plain lines otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = 0.0
+
+    def line(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+        elif force or now - self.last > 5.0:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self.last = now
+
+    def done(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    filled = int(width * done / max(total, 1))
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from engine.distill import run
+    from engine.export import export_distilled
+
+    cfg = build_config(args)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; choose a new --out folder or pass --overwrite")
+    if args.save_config:
+        cfg.save(args.save_config)
+    control = RunControl()
+    interrupts = {"n": 0}
+
+    def on_sigint(signum, frame):
+        interrupts["n"] += 1
+        if interrupts["n"] > 1:
+            raise KeyboardInterrupt
+        print("\nstopping after the current step (Ctrl-C again to abort)…", file=sys.stderr)
+        control.stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    progress = _Progress()
+    done = None
+    try:
+        for event in run(cfg, control):
+            if isinstance(event, Stage):
+                progress.done(f"== {event.name}: {event.message}")
+            elif isinstance(event, TeacherProgress):
+                progress.line(f"teacher iteration {event.iteration}: gap {event.gap:.3e} (relative {event.rel_gap:.2e})")
+            elif isinstance(event, TeacherDone):
+                progress.done(f"teacher: relative gap {event.rel_gap:.2e} after {event.solver}, "
+                              f"{event.seconds:.1f} s, n = {event.n:,}, support = {event.n_support:,}")
+            elif isinstance(event, Step):
+                rate = event.step / event.elapsed if event.elapsed > 0 else 0.0
+                eta = (event.total - event.step) / rate if rate > 0 else 0.0
+                value = f"gap {event.gap:.4e}  r {event.radius:.3g}" if event.gap == event.gap else f"KIP loss {event.objective:.4e}"
+                progress.line(f"{_bar(event.step, event.total)} {event.step}/{event.total}  {value}  "
+                              f"{rate:.1f} steps/s  ETA {eta:.0f} s", force=event.step == event.total)
+            elif isinstance(event, Evaluation):
+                progress.done(f"step {event.step}: certified gap {event.gap:.4e}, radius {event.radius:.3g}, "
+                              f"accuracy {event.distilled_accuracy:.4f} (teacher {event.teacher_accuracy:.4f}, "
+                              f"random {event.random_accuracy:.4f}), certified consistency {event.certified_consistency:.4f}")
+            elif isinstance(event, Done):
+                done = event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    path = export_distilled(done.result, out, overwrite=args.overwrite)
+    print(json.dumps({"export": str(path), "reason": done.reason, "metrics": done.metrics}, indent=2, default=str))
+    return 130 if done.reason == "stopped" and interrupts["n"] else 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    ds = load_dataset(args.data, test_path=args.test_data)
+    print(ds.report.summary())
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.evaluate import evaluate_export
+    from engine.transfer import TransferScore, TransferSummary
+
+    progress = _Progress()
+    for event in evaluate_export(args.distilled, args.data, test_path=args.test_data,
+                                 networks=[n.strip() for n in args.networks.split(",") if n.strip()],
+                                 seeds=args.seeds, epochs=args.epochs, device=args.device):
+        if isinstance(event, TransferScore):
+            progress.done(f"{event.network} seed {event.seed}: test accuracy {event.test_accuracy:.4f} ({event.seconds:.1f} s)")
+        elif isinstance(event, TransferSummary):
+            progress.done(f"{event.network}: {100 * event.mean:.2f} ± {100 * event.std:.2f} % over {len(event.accuracies)} seeds")
+        else:
+            progress.line(f"{event.network} seed {event.seed}: epoch {event.epoch}/{event.epochs}, loss {event.train_loss:.4f}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dgkip-engine", description="Certified dataset distillation (DGKIP), headless.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("distill", help="distil a dataset and export the result")
+    d.add_argument("--data", help="dataset folder or file, or 'sample' (built-in digits)")
+    d.add_argument("--test-data", dest="test_data", help="explicit test split (folder or file)")
+    d.add_argument("--out", required=True, help="new folder for the export")
+    d.add_argument("--config", help="JSON config (as saved by the GUI or --save-config); flags override it")
+    d.add_argument("--save-config", dest="save_config", help="write the effective config to this JSON file")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    d.add_argument("--mode", choices=MODES)
+    d.add_argument("--ipc", type=int, help="synthetic images per class")
+    d.add_argument("--loss", choices=LOSSES)
+    d.add_argument("--kernel", choices=KERNELS)
+    d.add_argument("--kernel-param", dest="kernel_param", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--lam", type=float, help="mean-form ridge λ")
+    d.add_argument("--steps", type=int)
+    d.add_argument("--lr", type=float)
+    d.add_argument("--classes", help="comma-separated class names to use")
+    d.add_argument("--seed", type=int)
+    d.add_argument("--device", choices=DEVICES)
+    d.add_argument("--dtype", choices=DTYPES)
+    d.add_argument("--alpha-mode", dest="alpha_mode", choices=ALPHA_MODES)
+    d.add_argument("--init", choices=INITS)
+    d.add_argument("--init-from", dest="init_from", help="continue from an exported distilled folder")
+    d.add_argument("--preprocess", choices=PREPROCESS)
+    d.add_argument("--max-per-class", dest="max_per_class", type=int)
+    d.add_argument("--holdout-fraction", dest="holdout_fraction", type=float)
+    d.add_argument("--eval-every", dest="eval_every", type=int)
+    d.add_argument("--memory-budget-gb", dest="memory_budget_gb", type=float)
+    d.add_argument("--teacher-tol", dest="teacher_tol", type=float)
+    d.add_argument("--learn-labels", dest="learn_labels", action="store_true", default=None)
+    d.set_defaults(func=cmd_distill)
+
+    i = sub.add_parser("inspect", help="print the dataset report")
+    i.add_argument("--data", required=True)
+    i.add_argument("--test-data", dest="test_data")
+    i.set_defaults(func=cmd_inspect)
+
+    e = sub.add_parser("evaluate", help="train real networks on a distilled set, test on real data")
+    e.add_argument("--distilled", required=True, help="an exported distilled folder")
+    e.add_argument("--data", required=True, help="the real dataset (its test split is used)")
+    e.add_argument("--test-data", dest="test_data")
+    e.add_argument("--networks", default="mlp,convnet,resnet18")
+    e.add_argument("--seeds", type=int, default=3)
+    e.add_argument("--epochs", type=int, help="override every recipe's epochs (quick runs)")
+    e.add_argument("--device", default="auto", choices=DEVICES)
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError, ResourceError, FileExistsError, ValueError) as exc:
+        print(f"dgkip-engine: error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except (KeyboardInterrupt, Cancelled):
+        print("dgkip-engine: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

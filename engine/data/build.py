@@ -1,0 +1,96 @@
+"""From what a reader returned (:class:`RawData`) to a checked :class:`Dataset`: settle the test
+split (own, explicit or held out), bring every image to one size, drop empty classes, report."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from engine.data.dataset import Dataset
+from engine.data.formats import RawData, fit_images
+from engine.data.report import LARGE_DATASET_BYTES, DatasetError, DatasetReport, Problem
+
+
+def holdout_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train indices, test indices), both sorted: round(fraction·n_c) of each class
+    goes to test, but every class keeps at least one training image. Seeded, reproducible."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be between 0 and 1 (got {fraction})")
+    rng = np.random.default_rng(seed)
+    test = [np.empty(0, np.int64)]
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        test.append(idx[:min(int(np.floor(len(idx) * fraction + 0.5)), len(idx) - 1)])
+    test_idx = np.sort(np.concatenate(test))
+    return np.setdiff1d(np.arange(len(y)), test_idx), test_idx
+
+
+def _explicit_test(classes: list[str], test: RawData, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The explicit test source's own test split (else all of it), labels mapped by class name."""
+    x, y = (test.x_test, test.y_test) if test.x_test is not None else (test.x_train, test.y_train)
+    unknown = sorted({test.classes[i] for i in np.unique(y)} - set(classes))
+    if unknown:
+        raise DatasetError(f"has classes the training data lacks: {', '.join(unknown)}", where,
+                           f"use a test set whose classes are among: {', '.join(classes)}")
+    lut = np.array([classes.index(n) if n in classes else -1 for n in test.classes], np.int64)
+    return x, lut[y]
+
+
+def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
+                  test_where: str = "", holdout_fraction: float = 0.2, seed: int = 0,
+                  resize_to: tuple[int, int] | None = None,
+                  memory_limit: int = LARGE_DATASET_BYTES) -> Dataset:
+    """Make the dataset and its report. ``test`` is an explicitly given test source (read from
+    ``test_where``); without it the source's own test split is used, or a stratified
+    ``holdout_fraction`` of the training data (``seed``) is held out."""
+    problems, modes = list(raw.problems), Counter(raw.modes)
+    x_train, y_train = raw.x_train, raw.y_train
+    if test is not None:
+        x_test, y_test = _explicit_test(raw.classes, test, test_where)
+        test_source = f"explicit: {test_where}"
+        problems += test.problems
+        modes.update(test.modes)
+        if raw.x_test is not None:
+            problems.append(Problem(source, "the dataset's own test split was not used",
+                                    f"nothing to do; the explicit test split {test_where} "
+                                    "replaces it"))
+    elif raw.x_test is not None:
+        x_test, y_test, test_source = raw.x_test, raw.y_test, "test split"
+    else:
+        train_idx, test_idx = holdout_split(y_train, holdout_fraction, seed)
+        x_train, y_train, x_test, y_test = (x_train[train_idx], y_train[train_idx],
+                                            x_train[test_idx], y_train[test_idx])
+        test_source = f"held out {holdout_fraction:.0%} (seed {seed})"
+    if resize_to is not None:
+        x_train = fit_images(x_train, tuple(resize_to), x_train.shape[-1])
+        x_test = fit_images(x_test, tuple(resize_to), x_test.shape[-1])
+    if x_test.shape[1:] != x_train.shape[1:]:
+        h, w, c = x_test.shape[1:]
+        problems.append(Problem(test_where or source, f"test images ({h}×{w}, {c} channels) were "
+                                f"converted to the training images' size and channels "
+                                f"({x_train.shape[1]}×{x_train.shape[2]}, {x_train.shape[3]})",
+                                "nothing to do; save both splits alike to skip this"))
+        x_test = fit_images(x_test, x_train.shape[1:3], x_train.shape[3])
+    if len(x_train) == 0:
+        raise DatasetError("has no training images", source, "choose a folder or file with images")
+
+    k = len(raw.classes)
+    report = DatasetReport.build(
+        source=source, format=raw.format, classes=raw.classes,
+        train_counts=np.bincount(y_train, minlength=k).tolist(),
+        test_counts=np.bincount(y_test, minlength=k).tolist(),
+        image_shape=x_train.shape[1:], modes=dict(modes), test_source=test_source,
+        problems=problems, memory_limit=memory_limit)
+    dataset = Dataset(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64),
+                      list(raw.classes), report, raw.name)
+    empty = [c for c, n in zip(raw.classes, report.train_counts) if n == 0]
+    if empty:
+        dataset = dataset.select_classes([c for c in raw.classes if c not in empty])
+        dataset.report.problems.append(Problem(
+            source, f"{len(empty)} class{'es' if len(empty) > 1 else ''} without training images "
+            f"left out: {', '.join(empty)}", "add training images for them, or ignore this"))
+    if len(dataset.classes) < 2:
+        raise DatasetError(f"has only one class ('{dataset.classes[0]}')", source,
+                           "distillation needs at least two classes: add another class (for an "
+                           "image folder, one subfolder of images per class)")
+    return dataset

@@ -1,0 +1,87 @@
+"""The loaded dataset (uint8 pixels + labels + report) and the operations a run applies to it."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.data.report import DatasetError, DatasetReport, Problem
+
+
+@dataclass
+class Dataset:
+    """Images: uint8 (N, H, W, C) pixels, C = 1 or 3; labels: int64 indices into ``classes``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+    report: DatasetReport
+    name: str
+
+    def fingerprint(self) -> str:
+        """SHA-256 hex digest of the train/test arrays (dtype, shape, bytes) and the class names."""
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).data)
+        h.update(json.dumps(self.classes).encode())
+        return h.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (for ``DistillResult.dataset`` and the export manifest)."""
+        r = self.report
+        return {"name": self.name, "source": r.source, "format": r.format, "classes": self.classes,
+                "train_counts": r.train_counts, "test_counts": r.test_counts,
+                "image_shape": list(r.image_shape), "test_source": r.test_source,
+                "fingerprint": self.fingerprint()}
+
+    def select_classes(self, names: list[str]) -> "Dataset":
+        """Keep only ``names``, relabelled 0 … k−1 in the given order."""
+        unknown = [n for n in names if n not in self.classes]
+        if unknown or len(set(names)) != len(names):
+            problem = (f"has no class {', '.join(map(repr, unknown))}" if unknown
+                       else f"class list {names!r} names a class twice")
+            raise DatasetError(problem, self.report.source,
+                               f"choose among its classes: {', '.join(self.classes)}")
+        lut = np.full(len(self.classes), -1, np.int64)
+        lut[[self.classes.index(n) for n in names]] = np.arange(len(names))
+        train, test = lut[self.y_train] >= 0, lut[self.y_test] >= 0
+        return self._with(self.x_train[train], lut[self.y_train[train]],
+                          self.x_test[test], lut[self.y_test[test]], list(names))
+
+    def cap_per_class(self, n: int, seed: int) -> "Dataset":
+        """At most ``n`` training images per class, drawn without replacement (seeded), kept in
+        their original order; the test split is unchanged."""
+        if n < 1:
+            raise ValueError(f"per-class cap must be ≥ 1 (got {n})")
+        rng = np.random.default_rng(seed)
+        keep = []
+        for c in range(len(self.classes)):
+            idx = np.flatnonzero(self.y_train == c)
+            keep.append(rng.choice(idx, n, replace=False) if len(idx) > n else idx)
+        keep = np.sort(np.concatenate(keep))
+        return self._with(self.x_train[keep], self.y_train[keep], self.x_test, self.y_test,
+                          self.classes)
+
+    def _with(self, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+              y_test: np.ndarray, classes: list[str]) -> "Dataset":
+        k = len(classes)
+        report = self.report.with_counts(classes, np.bincount(y_train, minlength=k).tolist(),
+                                         np.bincount(y_test, minlength=k).tolist())
+        return Dataset(x_train, y_train, x_test, y_test, classes, report, self.name)
+
+
+def check_ipc(dataset: Dataset, ipc: int) -> list[Problem]:
+    """Warnings for the classes with fewer training images than ``ipc`` synthetic images each."""
+    counts = dict(zip(dataset.classes, dataset.report.train_counts))
+    fewest = min(counts.values())
+    return [Problem(dataset.report.source,
+                    f"class '{name}' has {n} training image{'' if n == 1 else 's'}, fewer than the "
+                    f"{ipc} images per class requested",
+                    f"lower images per class to {fewest} or fewer, or add images to '{name}'")
+            for name, n in counts.items() if n < ipc]

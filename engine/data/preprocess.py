@@ -1,0 +1,143 @@
+"""Preprocessing between pixels and the space the kernel sees, stored with every result.
+
+Pixels p ∈ [0, 1] (uint8 / 255) are standardised per channel, z = (p − mean_c) / std_c, and
+optionally ZCA-whitened with the KIP/RFAD convention: flatten z to D = H·W·C features, take the
+(uncentred) feature covariance Σ = zᵀz / N = U diag(s) Uᵀ and map z ↦ W z with
+W = U diag(1 / sqrt(s + reg·mean(s))) Uᵀ, where ``reg`` (``zca_reg``) is relative to the mean
+eigenvalue. The inverse maps back with W⁻¹ = U diag(sqrt(s + reg·mean(s))) Uᵀ and clips to [0, 1].
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.data.report import DatasetError
+
+METHODS = ("standardize", "zca")
+_CHUNK = 4096   # images per block while accumulating statistics (bounds float64 temporaries)
+
+
+def _blocks(x_uint8: np.ndarray):
+    """float64 pixel blocks in [0, 1], (n, H, W, C) each."""
+    for i in range(0, len(x_uint8), _CHUNK):
+        yield x_uint8[i:i + _CHUNK].astype(np.float64) / 255.0
+
+
+@dataclass
+class Preprocessor:
+    """A fitted pixel ↔ feature map. ``mean``/``std``: float64 (C,) in pixel units [0, 1];
+    ``zca``/``zca_inverse``: float64 (D, D), D = H·W·C, or ``None`` for plain standardisation;
+    ``shape``: the (H, W, C) it was fitted on."""
+
+    method: str
+    mean: np.ndarray
+    std: np.ndarray
+    zca: np.ndarray | None = None
+    zca_inverse: np.ndarray | None = None
+    zca_reg: float | None = None
+    shape: tuple[int, int, int] | None = None
+
+    @classmethod
+    def fit(cls, x_uint8: np.ndarray, method: str = "standardize",
+            zca_reg: float = 0.1) -> "Preprocessor":
+        """Fit on uint8 (N, H, W, C) training pixels. ``zca_reg`` (> 0) only matters for "zca"."""
+        if method not in METHODS:
+            raise ValueError(f"preprocessing {method!r} is not one of {', '.join(METHODS)}")
+        if x_uint8.dtype != np.uint8 or x_uint8.ndim != 4 or len(x_uint8) == 0:
+            raise ValueError(f"expected uint8 images (N, H, W, C), got {x_uint8.dtype} "
+                             f"{x_uint8.shape}")
+        n, channels, shape = len(x_uint8), x_uint8.shape[-1], tuple(x_uint8.shape[1:])
+        total, squares = np.zeros(channels), np.zeros(channels)
+        for b in _blocks(x_uint8):
+            flat = b.reshape(-1, channels)
+            total += flat.sum(0)
+            squares += (flat * flat).sum(0)
+        count = n * shape[0] * shape[1]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        std = np.where(std > 1e-8, std, 1.0)     # a constant channel is only centred
+        pre = cls("standardize", mean, std, shape=shape)
+        if method == "zca":
+            pre = pre._fit_zca(x_uint8, zca_reg)
+        return pre
+
+    def _fit_zca(self, x_uint8: np.ndarray, zca_reg: float) -> "Preprocessor":
+        if not zca_reg > 0:
+            raise ValueError(f"zca_reg must be positive (got {zca_reg})")
+        d = int(np.prod(self.shape))
+        cov = np.zeros((d, d))
+        for b in _blocks(x_uint8):
+            z = ((b - self.mean) / self.std).reshape(len(b), d)
+            cov += z.T @ z
+        s, u = np.linalg.eigh(cov / len(x_uint8))
+        s = np.maximum(s, 0.0)
+        floor = zca_reg * s.mean()
+        if not floor > 0:
+            raise ValueError("cannot whiten: the images are constant; use 'standardize'")
+        zca = (u / np.sqrt(s + floor)) @ u.T
+        zca_inverse = (u * np.sqrt(s + floor)) @ u.T
+        return Preprocessor("zca", self.mean, self.std, zca, zca_inverse, float(zca_reg), self.shape)
+
+    def _check(self, x: np.ndarray) -> None:
+        if x.ndim != 4 or x.shape[-1] != len(self.mean) or (
+                self.zca is not None and x.shape[1:] != self.shape):
+            raise ValueError(f"images {x.shape} do not match the preprocessing, fitted on "
+                             f"(N, {', '.join(map(str, self.shape or ('H', 'W', len(self.mean))))})")
+
+    def transform(self, x_uint8: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C) pixels → float32 (N, H, W, C) features."""
+        self._check(x_uint8)
+        z = (x_uint8.astype(np.float32) / 255 - self.mean.astype(np.float32)) \
+            / self.std.astype(np.float32)
+        if self.zca is not None:
+            z = (z.reshape(len(z), -1) @ self.zca.astype(np.float32)).reshape(z.shape)
+        return z
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """float (N, H, W, C) features → float32 pixels in [0, 1] (clipped), (N, H, W, C)."""
+        z = np.asarray(z, np.float64)
+        self._check(z)
+        if self.zca_inverse is not None:
+            z = (z.reshape(len(z), -1) @ self.zca_inverse).reshape(z.shape)
+        return np.clip(z * self.std + self.mean, 0.0, 1.0).astype(np.float32)
+
+    def to_uint8(self, z: np.ndarray) -> np.ndarray:
+        """float (N, H, W, C) features → uint8 (N, H, W, C) pixels."""
+        return np.rint(self.inverse(z) * 255).astype(np.uint8)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON summary for the manifest (the matrices themselves go to ``preprocess.npz``)."""
+        return {"method": self.method, "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "zca_reg": self.zca_reg, "shape": list(self.shape) if self.shape else None}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write an ``.npz`` (plain arrays, no pickle) to exactly ``path``."""
+        arrays = {"method": np.array(self.method), "mean": self.mean, "std": self.std}
+        if self.shape is not None:
+            arrays["shape"] = np.array(self.shape)
+        if self.zca is not None:
+            arrays.update(zca=self.zca, zca_inverse=self.zca_inverse, zca_reg=np.array(self.zca_reg))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Preprocessor":
+        """Read what :meth:`save` wrote; a missing or damaged file is a :class:`DatasetError`."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                method = str(f["method"])
+                mean, std = f["mean"].astype(np.float64), f["std"].astype(np.float64)
+                shape = tuple(int(s) for s in f["shape"]) if "shape" in f.files else None
+                zca = (f["zca"], f["zca_inverse"], float(f["zca_reg"])) if "zca" in f.files else None
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise DatasetError(f"is missing or damaged ({exc})", path,
+                               "re-export the distilled set") from exc
+        if method not in METHODS or mean.shape != std.shape \
+                or (method == "zca") != (zca is not None):
+            raise DatasetError("does not describe a valid preprocessing", path,
+                               "re-export the distilled set")
+        return cls(method, mean, std, *(zca or (None, None, None)), shape=shape)

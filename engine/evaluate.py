@@ -1,0 +1,40 @@
+"""Transfer evaluation of an exported distilled set against a real dataset (issue 6).
+
+The distilled set's own preprocessing is applied to the real test images (the failure users of
+other tools report: evaluating a ZCA-distilled set on un-whitened test data), and the results are
+written into the export's ``manifest.json`` under ``"transfer"``.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from engine.data import DatasetError, load_dataset
+from engine.device import resolve_device
+from engine.export import load_distilled, update_manifest
+from engine.transfer import TransferProgress, TransferScore, TransferSummary, evaluate_transfer
+
+
+def evaluate_export(distilled: str, data: str, *, test_path: str | None = None,
+                    networks: Sequence[str] = ("mlp", "convnet", "resnet18"), seeds: int = 3,
+                    epochs: int | None = None, device: str = "auto", control=None
+                    ) -> Iterator[TransferProgress | TransferScore | TransferSummary]:
+    ds_set = load_distilled(distilled)
+    cfg = ds_set.config
+    ds = load_dataset(data, test_path=test_path, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
+    missing = [c for c in ds_set.classes if c not in ds.classes]
+    if missing:
+        raise DatasetError(f"{data}: classes {missing} of the distilled set are not in this dataset — "
+                           "evaluate against the dataset it was distilled from")
+    ds = ds.select_classes(list(ds_set.classes))
+    x_test = ds_set.preprocess.transform(ds.x_test)
+    if x_test.shape[1:] != ds_set.images.shape[1:]:
+        raise DatasetError(f"{data}: test images are {x_test.shape[1:]}, the distilled ones "
+                           f"{ds_set.images.shape[1:]} — use the dataset it was distilled from")
+    summaries = {}
+    for event in evaluate_transfer(ds_set.images, ds_set.labels, ds_set.targets, x_test, ds.y_test,
+                                   networks=networks, seeds=seeds, device=str(resolve_device(device)),
+                                   epochs=epochs, control=control):
+        if isinstance(event, TransferSummary):
+            summaries[event.network] = event.to_dict()
+        yield event
+    update_manifest(distilled, "transfer", summaries)
