@@ -15,7 +15,7 @@ SCHEMA_VERSION = 1
 
 MODES = ("dgkip", "kip")
 LOSSES = ("squared", "logistic", "hinge", "squared-hinge", "cross-entropy")
-KERNELS = ("linear", "rbf", "nngp-fc", "ntk-fc", "nngp-conv", "rf-fc", "rf-conv")
+KERNELS = ("linear", "rbf", "nngp-fc", "ntk-fc", "nngp-conv", "ntk-conv", "rf-fc", "rf-conv")
 ALPHA_MODES = ("joint", "exact")
 INITS = ("real", "noise", "kmeans")
 OPTIMIZERS = ("adam", "sgd")

@@ -8,13 +8,19 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from engine.kernels.base import Kernel, median_distance
+from engine.kernels.conv import ConvNetworkKernel
 from engine.kernels.fc import FCNetworkKernel, LinearKernel, RBFKernel
+from engine.kernels.random_features import RandomConvKernel, RandomFCKernel
 
 _REGISTRY: dict[str, Callable[..., Kernel]] = {
     "linear": LinearKernel,
     "rbf": RBFKernel,
     "nngp-fc": lambda **p: FCNetworkKernel(ntk=False, **p),
     "ntk-fc": lambda **p: FCNetworkKernel(ntk=True, **p),
+    "nngp-conv": lambda **p: ConvNetworkKernel(ntk=False, **p),
+    "ntk-conv": lambda **p: ConvNetworkKernel(ntk=True, **p),
+    "rf-fc": RandomFCKernel,
+    "rf-conv": RandomConvKernel,
 }
 
 

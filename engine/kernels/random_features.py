@@ -1,0 +1,168 @@
+"""Random-feature kernels (RFAD style): k(a, b) = φ(a) φ(b)ᵀ with φ the last-layer features of
+``n_models`` randomly initialised finite ReLU networks of width ``width``.
+
+Both networks use the NTK parameterisation of neural-tangents (weights N(0, W_std² / fan_in), biases
+N(0, b_std²)) and end in the readout Dense(1, W_std, b_std) of the matching infinite-width kernel,
+integrated out exactly: for one network with last hidden activations h (p units),
+
+    E_readout[f(a) f(b)] = W_std² · h(a)·h(b) / p + b_std²,
+
+so φ = [W_std · h / √(p · n_models) for each model, b_std] and φ(a)φ(b)ᵀ is the average over models.
+As width → ∞ it converges to the network's NNGP (``rf-fc`` → ``nngp-fc``; ``rf-conv`` → the NNGP of
+the ConvNet *with* average pooling, which has no cheap exact form).
+
+Weights are drawn in float64 on the CPU from ``torch.Generator().manual_seed(seed)`` in a fixed order,
+lazily per input shape, then cast to the input's dtype and device: same seed ⇒ identical features.
+``redraw(seed)`` gives the same kernel with fresh networks; ``redraw_every`` (steps, 0 = never) is
+stored for the distiller, which decides when to call it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.kernels.base import Kernel
+
+
+class RandomFeatureKernel(Kernel):
+    """Shared machinery: seeded weights, row-tiled features, k = φφᵀ, diag = ‖φ‖²."""
+
+    explicit = True
+
+    def __init__(self, width: int, n_models: int, depth: int, w_std: float = math.sqrt(2.0),
+                 b_std: float = 0.1, seed: int = 0, redraw_every: int = 1, **kw: Any) -> None:
+        super().__init__(**kw)
+        if int(width) < 1 or int(n_models) < 1 or int(depth) < 1:
+            raise ValueError("width, n_models and depth must be ≥ 1")
+        if int(redraw_every) < 0:
+            raise ValueError("redraw_every must be ≥ 0 (0 = never redraw)")
+        self.width, self.n_models, self.depth = int(width), int(n_models), int(depth)
+        self.w_std, self.b_std = float(w_std), float(b_std)
+        self.seed, self.redraw_every = int(seed), int(redraw_every)
+        self._cache: dict[tuple, list[torch.Tensor]] = {}
+
+    def params(self) -> dict[str, Any]:
+        return {"width": self.width, "n_models": self.n_models, "depth": self.depth,
+                "w_std": self.w_std, "b_std": self.b_std, "seed": self.seed,
+                "redraw_every": self.redraw_every}
+
+    def redraw(self, seed: int) -> "RandomFeatureKernel":
+        """The same kernel with networks drawn from ``seed``."""
+        return type(self)(**{**self.params(), "seed": int(seed)}, tile_bytes=self.tile_bytes)
+
+    # -- to implement ----------------------------------------------------------
+    def _weight_shapes(self, in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Shapes of the standard-normal draws for one input shape (without the batch axis)."""
+        raise NotImplementedError
+
+    def _features(self, x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+        """φ of a prepared batch without the bias column, ``(n, p)``."""
+        raise NotImplementedError
+
+    def feature_bytes_per_row(self, x: torch.Tensor) -> int:
+        """Peak temporary bytes per input row while computing features (for tiling)."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------
+    def weights(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Standard-normal draws for inputs shaped like ``x`` (cached per shape, dtype, device)."""
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        if key not in self._cache:
+            gen = torch.Generator().manual_seed(self.seed)
+            self._cache[key] = [torch.randn(s, generator=gen, dtype=torch.float64).to(x.device, x.dtype)
+                                for s in self._weight_shapes(tuple(x.shape[1:]))]
+        return self._cache[key]
+
+    def features(self, a: torch.Tensor) -> torch.Tensor:
+        """φ(a), ``(n, p)``, computed in row tiles bounded by ``tile_bytes``; differentiable in ``a``."""
+        a = self.prepare(a)
+        w = self.weights(a)
+        rows = max(1, min(a.shape[0], self.tile_bytes // max(1, self.feature_bytes_per_row(a))))
+        phi = torch.cat([self._features(a[i:i + rows], w) for i in range(0, a.shape[0], rows)])
+        return torch.cat([phi, torch.full_like(phi[:, :1], self.b_std)], dim=1)
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        fa = self.features(a)
+        fb = fa if b is None or b is a else self.features(b)
+        return fa @ fb.T
+
+    def diag(self, a: torch.Tensor) -> torch.Tensor:
+        f = self.features(a)
+        return (f * f).sum(1)
+
+
+class RandomFCKernel(RandomFeatureKernel):
+    """Random features of ``nngp-fc``: ``n_models`` ReLU MLPs with ``depth`` hidden layers of ``width``."""
+
+    name = "rf-fc"
+
+    def __init__(self, width: int = 512, n_models: int = 4, depth: int = 1, **kw: Any) -> None:
+        super().__init__(width=width, n_models=n_models, depth=depth, **kw)
+
+    def _weight_shapes(self, in_shape):
+        m, n = self.n_models, self.width
+        shapes = [(in_shape[0], m, n), (m, n)]
+        return shapes + [(m, n, n), (m, n)] * (self.depth - 1)
+
+    def _features(self, x, weights):
+        d, n = x.shape[1], self.width
+        z = torch.einsum("nd,dmk->nmk", x, weights[0]) * (self.w_std / math.sqrt(d)) + self.b_std * weights[1]
+        for w, b in zip(weights[2::2], weights[3::2]):
+            z = torch.einsum("nmk,mkj->nmj", torch.relu(z), w) * (self.w_std / math.sqrt(n)) + self.b_std * b
+        return torch.relu(z).reshape(x.shape[0], -1) * (self.w_std / math.sqrt(n * self.n_models))
+
+    def feature_bytes_per_row(self, x):
+        # per hidden layer ≈ 10 (n, n_models·width) arrays alive with autograd, backward included (measured)
+        return x.element_size() * (2 * x.shape[1] + 10 * self.depth * self.n_models * self.width)
+
+
+class RandomConvKernel(RandomFeatureKernel):
+    """Random features of the ConvNet NNGP with pooling: ``n_models`` ConvNets of ``depth`` blocks
+    [Conv 3×3 'same' (``width`` channels) → instance norm if ``norm`` → ReLU → AvgPool 2×2], flattened.
+
+    Needs H, W ≥ 2^depth (28 → 14 → 7 → 3 for MNIST, as floor pooling does). ``norm=False`` (RFAD's
+    choice) keeps φφᵀ an estimate of the NNGP; instance norm has no such infinite-width counterpart here.
+    """
+
+    name = "rf-conv"
+    layout = "image"
+
+    def __init__(self, width: int = 64, n_models: int = 4, depth: int = 3, norm: bool = False,
+                 **kw: Any) -> None:
+        super().__init__(width=width, n_models=n_models, depth=depth, **kw)
+        self.norm = bool(norm)
+
+    def params(self):
+        return {**super().params(), "norm": self.norm}
+
+    def _weight_shapes(self, in_shape):
+        c, h, w = in_shape
+        if min(h, w) < 2 ** self.depth:
+            raise ValueError(f"rf-conv with depth {self.depth} needs images of at least "
+                             f"{2 ** self.depth}×{2 ** self.depth} pixels; got {h}×{w}")
+        out, shapes = self.n_models * self.width, []
+        for layer in range(self.depth):                    # conv filters, then biases, per block
+            shapes += [(out, c if layer == 0 else self.width, 3, 3), (out,)]
+        return shapes
+
+    def _features(self, x, weights):
+        h = x
+        for layer, (w, b) in enumerate(zip(weights[0::2], weights[1::2])):
+            # all models at once: one conv with n_models·width outputs, then grouped per model
+            fan_in = w.shape[1] * 9
+            z = F.conv2d(h, w * (self.w_std / math.sqrt(fan_in)), b * self.b_std, padding=1,
+                         groups=1 if layer == 0 else self.n_models)
+            if self.norm:
+                z = F.instance_norm(z)
+            h = F.avg_pool2d(torch.relu(z), 2)
+        p = self.width * h.shape[-2] * h.shape[-1]
+        return h.reshape(x.shape[0], -1) * (self.w_std / math.sqrt(p * self.n_models))
+
+    def feature_bytes_per_row(self, x):
+        h, w = x.shape[-2:]
+        pixels = sum((h // 2 ** layer) * (w // 2 ** layer) for layer in range(self.depth))
+        # ≈ 4 activation maps per block alive with autograd, backward included (measured: a bit less)
+        return x.element_size() * (x[0].numel() + 4 * self.n_models * self.width * pixels)

@@ -1,0 +1,163 @@
+"""rf-fc / rf-conv: convergence to the infinite-width kernels (nngp-fc; a slow full-spatial reference
+of the pooled ConvNet NNGP written here), and the explicit-kernel contract: φφᵀ, seeding, redraw,
+tiling, gradients."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.kernels import make_kernel
+
+W_STD, B_STD = math.sqrt(2.0), 0.2
+
+
+def rel_err(k: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((k - ref).norm() / ref.norm())
+
+
+def data(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64) + 0.2
+
+
+# -- slow reference: NNGP of [Conv 3×3 SAME → ReLU → AvgPool 2×2] * depth → Flatten → Dense ---------
+def _conv_full(s: np.ndarray, w2: float, b2: float) -> np.ndarray:
+    """Full spatial covariance s[p, p'] (positions (h, w) flattened as H, W, H, W) through a 3×3 'SAME'
+    conv with shared weights: W² / 9 · Σ_δ s[p + δ, p' + δ] (zero outside) + b²."""
+    h, w = s.shape[:2]
+    out = np.zeros_like(s)
+    for i, j, k, l in np.ndindex(h, w, h, w):
+        for di, dj in np.ndindex(3, 3):
+            a, b, c, d = i + di - 1, j + dj - 1, k + di - 1, l + dj - 1
+            if 0 <= a < h and 0 <= b < w and 0 <= c < h and 0 <= d < w:
+                out[i, j, k, l] += s[a, b, c, d]
+    return w2 * out / 9 + b2
+
+
+def _relu_full(s12, v1, v2):
+    """Arc-cosine map of s12[p, p'] with variances v1[p], v2[p'] (arrays over positions)."""
+    norm = np.sqrt(v1[:, :, None, None] * v2[None, None, :, :])
+    c = np.clip(s12 / norm, -1, 1)
+    t = np.arccos(c)
+    return norm * (np.sin(t) + (np.pi - t) * c) / (2 * np.pi)
+
+
+def _pool_full(s: np.ndarray) -> np.ndarray:
+    """2×2 stride-2 average pooling on both position axes (floor)."""
+    h, w = s.shape[0] // 2, s.shape[1] // 2
+    out = np.zeros((h, w, h, w))
+    for i, j, k, l in np.ndindex(h, w, h, w):
+        out[i, j, k, l] = s[2 * i:2 * i + 2, 2 * j:2 * j + 2, 2 * k:2 * k + 2, 2 * l:2 * l + 2].mean()
+    return out
+
+
+def pooled_convnet_nngp(x: np.ndarray, y: np.ndarray, depth: int) -> float:
+    w2, b2 = W_STD ** 2, B_STD ** 2
+    cov = lambda u, v: np.einsum("chw,ckl->hwkl", u, v) / u.shape[0]
+    s12, s11, s22 = (_conv_full(cov(u, v), w2, b2) for u, v in ((x, y), (x, x), (y, y)))
+    for layer in range(depth):
+        v1, v2 = np.einsum("hwhw->hw", s11), np.einsum("hwhw->hw", s22)
+        r12, r11, r22 = _relu_full(s12, v1, v2), _relu_full(s11, v1, v1), _relu_full(s22, v2, v2)
+        s12, s11, s22 = _pool_full(r12), _pool_full(r11), _pool_full(r22)
+        if layer < depth - 1:
+            s12, s11, s22 = (_conv_full(s, w2, b2) for s in (s12, s11, s22))
+    return w2 * np.einsum("hwhw->", s12) / (s12.shape[0] * s12.shape[1]) + b2   # Flatten + Dense
+
+
+# -- convergence ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("depth", [1, 2])
+def test_rf_fc_converges_to_nngp_fc(depth):
+    x = data((16, 12), seed=1)
+    exact = make_kernel("nngp-fc", depth=depth, w_std=W_STD, b_std=B_STD)(x)
+    errs = [rel_err(make_kernel("rf-fc", width=w, n_models=4, depth=depth, w_std=W_STD, b_std=B_STD,
+                                seed=3)(x), exact) for w in (16, 128, 1024)]
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 0.05, errs
+
+
+def test_rf_conv_converges_to_pooled_convnet_nngp():
+    x = data((4, 2, 4, 4), seed=2)
+    exact = torch.tensor([[pooled_convnet_nngp(u, v, 2) for v in x.numpy()] for u in x.numpy()])
+    errs = [rel_err(make_kernel("rf-conv", width=w, n_models=16, depth=2, w_std=W_STD, b_std=B_STD,
+                                seed=0)(x), exact) for w in (4, 32, 256)]
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 0.05, errs
+
+
+# -- explicit-kernel contract ---------------------------------------------------------------------
+SMALL = {"rf-fc": ({"width": 32, "n_models": 3, "depth": 2}, (9, 2, 4, 4)),
+         "rf-conv": ({"width": 6, "n_models": 3, "depth": 2}, (9, 2, 5, 6))}
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_features_symmetric_psd_diag_and_tiling(name):
+    params, shape = SMALL[name]
+    x = data(shape, seed=5)
+    k = make_kernel(name, **params)
+    assert k.explicit
+    phi = k.features(x)
+    K = k(x)
+    assert phi.shape[0] == x.shape[0] and torch.all(phi[:, -1] == k.b_std)     # bias column
+    torch.testing.assert_close(K, phi @ phi.T, rtol=0, atol=0)
+    torch.testing.assert_close(K, K.T, rtol=0, atol=1e-13)
+    ev = torch.linalg.eigvalsh(K)
+    assert ev.min() >= -1e-8 * ev.max()
+    torch.testing.assert_close(k.diag(x), K.diagonal(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(k(x[:4], x[4:]), K[:4, 4:], rtol=0, atol=1e-12)
+    tiny = make_kernel(name, tile_bytes=1, **params)                          # features row by row
+    torch.testing.assert_close(tiny.features(x), phi, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_seed_determinism_and_redraw(name):
+    params, shape = SMALL[name]
+    x = data(shape, seed=6)
+    k = make_kernel(name, seed=11, **params)
+    same = make_kernel(name, **json.loads(json.dumps(k.params())))               # JSON round trip
+    torch.testing.assert_close(same.features(x), k.features(x), rtol=0, atol=0)
+    torch.testing.assert_close(k.features(x[:3]), k.features(x)[:3], rtol=0, atol=1e-12)  # row-wise
+    fresh = k.redraw(12)
+    assert type(fresh) is type(k) and fresh.params() == {**k.params(), "seed": 12}
+    assert not torch.allclose(fresh.features(x), k.features(x))
+    torch.testing.assert_close(fresh.features(x), make_kernel(name, seed=12, **params).features(x),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(k.redraw(11).features(x), k.features(x), rtol=0, atol=0)
+    # float32 inputs use the same draws (made in float64, then cast)
+    torch.testing.assert_close(k.features(x.float()).double(), k.features(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_features_gradcheck(name):
+    params, shape = SMALL[name]
+    x = data((2,) + shape[1:], seed=7).requires_grad_()
+    k = make_kernel(name, **params)
+    assert torch.autograd.gradcheck(k.features, (x,), fast_mode=True)
+    other = data((3,) + shape[1:], seed=8)
+    assert torch.autograd.gradcheck(lambda a: k(a, other), (x,), fast_mode=True)
+
+
+def test_params_defaults_and_errors():
+    fc, conv = make_kernel("rf-fc"), make_kernel("rf-conv")
+    assert fc.params() == {"width": 512, "n_models": 4, "depth": 1, "w_std": math.sqrt(2.0),
+                           "b_std": 0.1, "seed": 0, "redraw_every": 1}
+    assert conv.params() == {"width": 64, "n_models": 4, "depth": 3, "w_std": math.sqrt(2.0),
+                             "b_std": 0.1, "seed": 0, "redraw_every": 1, "norm": False}
+    assert conv.layout == "image" and fc.layout == "flat"
+    # MNIST-sized input: 28 → 14 → 7 → 3, n_models · width · 3 · 3 features (+ the bias column)
+    assert conv.features(torch.zeros(2, 1, 28, 28)).shape == (2, 4 * 64 * 9 + 1)
+    with pytest.raises(ValueError, match="8×8"):
+        conv.features(torch.zeros(2, 1, 7, 7))
+    for bad in ({"width": 0}, {"n_models": 0}, {"depth": 0}, {"redraw_every": -1}):
+        with pytest.raises(ValueError):
+            make_kernel("rf-conv", **bad)
+
+
+def test_instance_norm_option():
+    x = data((5, 1, 8, 8), seed=8)
+    k = make_kernel("rf-conv", width=8, n_models=2, depth=2, norm=True)
+    assert k.params()["norm"] is True
+    K = k(x)
+    assert torch.isfinite(K).all()
+    assert not torch.allclose(K, make_kernel("rf-conv", width=8, n_models=2, depth=2)(x))
