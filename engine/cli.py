@@ -3,6 +3,7 @@
     dgkip-engine distill  --data PATH --out DIR [options]     distil and export
     dgkip-engine inspect  --data PATH                         dataset report, no run
     dgkip-engine evaluate --distilled DIR --data PATH          transfer to real networks
+    dgkip-engine bench    --suite quick --out DIR             result tables and speed ratios
 
 Exit status: 0 success, 2 bad input (invalid setting, unreadable data, over the memory budget,
 existing output folder), 130 interrupted (a first Ctrl-C stops after the current step and still exports).
@@ -168,6 +169,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.bench import bench
+
+    command = "dgkip-engine bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "dgkip-engine bench"
+    report = bench(args.suite, args.out, args.datasets, command=command)
+    print(f"wrote {Path(args.out) / 'bench.md'} ({report['seconds']:.0f} s)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dgkip-engine", description="Certified dataset distillation (DGKIP), headless.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -218,6 +228,13 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--epochs", type=int, help="override every recipe's epochs (quick runs)")
     e.add_argument("--device", default="auto", choices=DEVICES)
     e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("bench", help="result tables and performance ratios (Markdown + JSON)")
+    b.add_argument("--suite", choices=("quick", "full"), default="quick")
+    b.add_argument("--out", required=True, help="folder for bench.md and bench.json")
+    b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
+                   help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")
+    b.set_defaults(func=cmd_bench)
     return p
 
 
