@@ -56,9 +56,9 @@ def sklearn_weights(name, Phi, labels, C):
         if name == "logistic":
             m = LogisticRegression(C=1 / (LAM * n), fit_intercept=False, tol=1e-12, max_iter=20000)
         elif name == "hinge":
-            m = LinearSVC(loss="hinge", C=1 / (LAM * n), fit_intercept=False, tol=1e-12, max_iter=500000)
+            m = LinearSVC(loss="hinge", C=1 / (LAM * n), fit_intercept=False, tol=1e-12, max_iter=500000, random_state=0)
         else:
-            m = LinearSVC(loss="squared_hinge", C=1 / (2 * LAM * n), fit_intercept=False, tol=1e-12, max_iter=500000)
+            m = LinearSVC(loss="squared_hinge", C=1 / (2 * LAM * n), fit_intercept=False, tol=1e-12, max_iter=500000, random_state=0)
         cols.append(m.fit(Phi, yc).coef_.ravel())
     return np.stack(cols, 1)
 
@@ -74,9 +74,10 @@ def test_objective_matches_sklearn(problem, name):
     ours = primal(name, Phi, W_ours, labels, C)
     ref = primal(name, Phi, sklearn_weights(name, Phi, labels, C), labels, C)
     assert ours == pytest.approx(sol.primal, rel=1e-10)
-    # ours is certified optimal to 1e-8: never worse than scikit-learn beyond that, and within 1e-6 of it
+    # ours is certified optimal to 1e-8: never worse than scikit-learn beyond that, and close to it
+    # (liblinear's hinge solver stops at its own, looser criterion: it may end ~1e-4 above optimum)
     assert ours <= ref * (1 + 1e-8)
-    assert ours == pytest.approx(ref, rel=1e-6)
+    assert ours == pytest.approx(ref, rel=1e-4 if name == "hinge" else 1e-6)
 
 
 def test_squared_loss_matches_kernel_ridge_closed_form(problem):
