@@ -1,0 +1,10 @@
+"""DGKIP Studio: the Qt desktop front end of the DGKIP engine.
+
+The GUI imports the engine only through its public modules (``engine.config``, ``engine.events``,
+``engine.control``, ``engine.result``, ``engine.distill``, ``engine.data``, ``engine.export``,
+``engine.estimate``) and runs every long computation on a background ``QThread``.
+"""
+
+__version__ = "0.1.0"
+APP_NAME = "DGKIP Studio"
+ORG_NAME = "DGKIP"

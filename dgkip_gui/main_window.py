@@ -1,0 +1,724 @@
+"""The main window: dataset panel and settings on the left, run controls, live plots, the synthetic
+image grid and the results table on the right.
+
+Long work (loading a dataset, a distillation run) runs as a :class:`~dgkip_gui.worker.Job` on its own
+QThread. The window drains the job's event queue on a repaint timer, so the engine can emit an event
+per step without flooding the GUI. The run and load functions are injectable (tests pass failing ones).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QStandardPaths, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (QApplication, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter, QStyle,
+                               QLabel, QTabWidget, QVBoxLayout, QWidget)
+
+from engine import data as engine_data
+from engine import distill, export
+from engine.config import ConfigError, DistillConfig
+from engine.control import RunControl
+from engine.events import Done, Evaluation, Snapshot, Stage, Step, TeacherDone, TeacherProgress
+from dgkip_gui import APP_NAME
+from dgkip_gui.dataset_panel import DatasetPanel, display_name
+from dgkip_gui.dialogs import AboutDialog, ErrorDialog
+from dgkip_gui.errors import ErrorReport
+from dgkip_gui.image_grid import ImageGrid
+from dgkip_gui.logging_setup import log_path
+from dgkip_gui.plots import LivePlots
+from dgkip_gui.resources import app_icon
+from dgkip_gui.run_panel import ResultsTable, RunPanel
+from dgkip_gui.settings_panel import SettingsPanel
+from dgkip_gui.settings_store import SAMPLE, SettingsStore
+from dgkip_gui.system_info import device_description, memory_description
+from dgkip_gui.warmup import warm_up
+from dgkip_gui.worker import Emit, Job
+
+log = logging.getLogger(__name__)
+
+RunFn = Callable[..., Iterable[Any]]      # engine.distill.run(config, control, dataset)
+LoadFn = Callable[..., Any]               # engine.data.load_dataset(path, *, test_path, ..., progress)
+
+REFRESH_MS = 80          # repaint period while a job runs
+STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…", "teacher": "Solving the teacher…",
+              "distill": "Distilling…", "evaluate": "Evaluating…", "export": "Exporting…"}
+DATASET_FILES = "Datasets (*.npz *.npy *.zip *.csv);;All files (*)"
+SETTINGS_FILES = "Run settings (*.json)"
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """Images decoded so far, as reported by ``engine.data.load_dataset(progress=...)``."""
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The result of a load job."""
+    path: str
+    test_path: str | None
+    dataset: Any
+
+
+class MainWindow(QMainWindow):
+    """DGKIP Studio's window. Signals let tests and ``--self-test`` wait on the real flow."""
+    dataset_loaded = Signal(object)        # engine.data.Dataset
+    run_finished = Signal(str)             # "finished" | "stopped" | "cancelled" | "failed"
+    error_shown = Signal(object)           # ErrorReport
+
+    def __init__(self, store: SettingsStore | None = None, *, run_fn: RunFn | None = None,
+                 load_fn: LoadFn | None = None) -> None:
+        super().__init__()
+        self.store = store or SettingsStore()
+        self._run_fn: RunFn = run_fn or distill.run
+        self._load_fn: LoadFn = load_fn or engine_data.load_dataset
+        self.dataset: Any = None
+        self.dataset_path: str | None = None
+        self.test_path: str | None = None
+        self.result: Any = None
+        self.error_dialog: ErrorDialog | None = None
+        self._job: Job | None = None
+        self._job_kind = ""
+        self._job_count = 0
+        self._control: RunControl | None = None
+        self._run_config: DistillConfig | None = None
+        self._run_outcome: str | None = None
+        self._stage = ""
+        self._last_step: Step | None = None
+        self._close_requested = False
+        self._panel_page_before_load = 0
+        self._loaded: Loaded | None = None
+
+        self.setWindowTitle(APP_NAME)
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self._make_actions()
+        self._make_widgets()
+        self._make_menus()
+        self._make_status_bar()
+
+        self._refresh = QTimer(self, interval=REFRESH_MS)
+        self._refresh.timeout.connect(self._drain)
+
+        saved = self.store.config()
+        if saved is not None:
+            self.settings.set_config(saved)
+        self.dataset_panel.show_empty(self.store.recent())
+        self._rebuild_recent_menu()
+        geometry, state = self.store.geometry(), self.store.window_state()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1440, 900)
+        if state is not None:
+            self.restoreState(state)
+        self._update_actions()
+
+    # ------------------------------------------------------------------ construction
+    def _action(self, name: str, text: str, slot: Callable[[], Any], shortcuts: tuple[str | QKeySequence, ...] = (),
+                icon: QStyle.StandardPixmap | None = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        if shortcuts:
+            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
+        tip = tip or text.replace("…", "").replace("&", "")
+        keys = ", ".join(QKeySequence(s).toString(QKeySequence.SequenceFormat.NativeText) for s in shortcuts)
+        action.setToolTip(f"{tip} ({keys})" if keys else tip)
+        action.triggered.connect(lambda _=False: slot())
+        self.addAction(action)
+        return action
+
+    def _make_actions(self) -> None:
+        sp = QStyle.StandardPixmap
+        self.act_open = self._action("open", "&Open folder…", self.open_folder, (QKeySequence.StandardKey.Open,),
+                                     sp.SP_DirOpenIcon)
+        self.act_open_file = self._action("open_file", "Open &file…", self.open_file, ("Ctrl+Shift+O",))
+        self.act_sample = self._action("sample", "Use the &sample dataset", lambda: self.load_dataset(SAMPLE))
+        self.act_test = self._action("test_data", "Set &test data…", self.choose_test_data)
+        self.act_load_settings = self._action("load_settings", "Load settings…", self.load_settings_file)
+        self.act_save_settings = self._action("save_settings", "Save settings as…", self.save_settings_file)
+        self.act_export = self._action("export", "&Export…", self.export_result, ("Ctrl+E",), sp.SP_DialogSaveButton,
+                                       "Export the distilled set to a folder")
+        self.act_export_png = self._action("export_png", "Export plots as PNG…", self.export_plots_png)
+        self.act_export_csv = self._action("export_csv", "Export curves as CSV…", self.export_curves_csv)
+        self.act_quit = self._action("quit", "&Quit", self.close, ("Ctrl+Q",))
+        self.act_run = self._action("run", "&Distil", self.start_run, ("Ctrl+R", "F5"), sp.SP_MediaPlay,
+                                    "Start distilling with the current settings")
+        self.act_pause = self._action("pause", "&Pause", self.toggle_pause, ("Space",), sp.SP_MediaPause,
+                                      "Pause or resume the run")
+        self.act_stop = self._action("stop", "&Stop", self.stop_run, ("Esc",), sp.SP_MediaStop,
+                                     "Finish the current step and keep the result (export stays possible)")
+        self.act_cancel = self._action("cancel", "&Cancel", self.cancel_run, (), sp.SP_DialogCancelButton,
+                                       "Abandon the run and discard its result")
+        self.act_about = self._action("about", "&About DGKIP Studio", self.show_about)
+        self.act_log = self._action("log", "Open the log folder", self.open_log_folder)
+
+    def _make_widgets(self) -> None:
+        self.dataset_panel = DatasetPanel()
+        self.dataset_panel.sample_requested.connect(lambda: self.load_dataset(SAMPLE))
+        self.dataset_panel.open_folder_requested.connect(self.open_folder)
+        self.dataset_panel.open_file_requested.connect(self.open_file)
+        self.dataset_panel.recent_requested.connect(self.load_dataset)
+        self.dataset_panel.test_data_requested.connect(self.choose_test_data)
+        self.settings = SettingsPanel()
+        self.settings.changed.connect(self._settings_changed)
+        settings_scroll = QScrollArea()
+        settings_scroll.setWidget(self.settings)
+        settings_scroll.setWidgetResizable(True)
+        settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left = QTabWidget()
+        left.addTab(self.dataset_panel, "Dataset")
+        left.addTab(settings_scroll, "Settings")
+        self.left_tabs = left
+
+        self.run_panel = RunPanel([self.act_run, self.act_pause, self.act_stop, self.act_cancel], self.act_export)
+        self.plots = LivePlots()
+        self.grid = ImageGrid()
+        self.results = ResultsTable()
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(_titled("Synthetic images (pixel space)", self.grid))
+        bottom.addWidget(_titled("Results", self.results))
+        bottom.setStretchFactor(0, 3)
+        bottom.setStretchFactor(1, 2)
+        bottom.setSizes([600, 400])
+        right_split = QSplitter(Qt.Orientation.Vertical)
+        right_split.addWidget(self.plots)
+        right_split.addWidget(bottom)
+        right_split.setStretchFactor(0, 3)
+        right_split.setStretchFactor(1, 2)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.run_panel)
+        right_layout.addWidget(right_split, 1)
+
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.setObjectName("mainSplitter")
+        main.addWidget(left)
+        main.addWidget(right)
+        main.setStretchFactor(0, 0)
+        main.setStretchFactor(1, 1)
+        main.setSizes([400, 1040])
+        self.setCentralWidget(main)
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([self.act_open, self.act_open_file])
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addActions([self.act_sample, self.act_test])
+        file_menu.addSeparator()
+        file_menu.addActions([self.act_load_settings, self.act_save_settings])
+        file_menu.addSeparator()
+        file_menu.addActions([self.act_export, self.act_export_png, self.act_export_csv])
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_quit)
+        run_menu = bar.addMenu("&Run")
+        run_menu.addActions([self.act_run, self.act_pause, self.act_stop, self.act_cancel])
+        help_menu = bar.addMenu("&Help")
+        help_menu.addActions([self.act_log, self.act_about])
+
+    def _make_status_bar(self) -> None:
+        self.device_label = QLabel()
+        self.memory_label = QLabel()
+        self.statusBar().addPermanentWidget(self.device_label)
+        self.statusBar().addPermanentWidget(self.memory_label)
+        self._memory_timer = QTimer(self, interval=2000)
+        self._memory_timer.timeout.connect(self._update_memory)
+        self._memory_timer.start()
+        self._update_memory()
+        self._settings_changed()
+
+    def _rebuild_recent_menu(self, recent: list[str] | None = None) -> None:
+        recent = self.store.recent() if recent is None else recent
+        self.recent_menu.clear()
+        for path in recent:
+            action = self.recent_menu.addAction(display_name(path))
+            action.setToolTip(path)
+            action.triggered.connect(lambda _=False, p=path: self.load_dataset(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    # ------------------------------------------------------------------ state
+    @property
+    def busy(self) -> bool:
+        """A job (load or run) is in progress."""
+        return self._job is not None
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None and self._job_kind == "run"
+
+    def _update_actions(self) -> None:
+        running = self.running
+        control = self._control
+        self.act_run.setEnabled(not self.busy and self.dataset is not None and self.settings.error is None)
+        for action in (self.act_open, self.act_open_file, self.act_sample, self.act_test, self.act_load_settings):
+            action.setEnabled(not self.busy)
+        self.act_test.setEnabled(not self.busy and self.dataset is not None)
+        stoppable = running and control is not None and not control.stop_requested and not control.cancelled
+        self.act_pause.setEnabled(stoppable)
+        self.act_pause.setText("&Resume" if control is not None and control.paused else "&Pause")
+        self.act_stop.setEnabled(stoppable)
+        self.act_cancel.setEnabled(running and control is not None and not control.cancelled)
+        self.act_export.setEnabled(self.result is not None and not self.running)
+        self.settings.setEnabled(not self.busy)
+        self.recent_menu.setEnabled(not self.busy and bool(self.recent_menu.actions()))
+
+    def _settings_changed(self) -> None:
+        config = self.settings.valid_config()
+        self.device_label.setText(device_description(config.device if config else "auto"))
+        if hasattr(self, "act_run"):
+            self._update_actions()
+
+    def _update_memory(self) -> None:
+        self.memory_label.setText(memory_description())
+
+    # ------------------------------------------------------------------ jobs
+    def _start_job(self, kind: str, job: Callable[[Emit], None], title: str) -> None:
+        self._job_count += 1
+        self._job_kind = kind
+        self._job = Job(self._job_count, job, title=title, latest_only=(Snapshot,), parent=self)
+        self._job.failed.connect(self._job_failed)
+        self._job.finished.connect(self._job_finished)
+        self._job.start()
+        self._refresh.start()
+        self._update_actions()
+
+    def _drain(self) -> None:
+        """Repaint tick: handle the current job's queued events, then redraw once."""
+        if self._job is None:
+            return
+        handle = self._handle_run_event if self._job_kind == "run" else self._handle_load_event
+        for event in self._job.queue.drain():
+            handle(event)
+        self.plots.refresh()
+        if self._last_step is not None and self._stage == "distill":
+            paused = " · paused" if self._control is not None and self._control.paused else ""
+            stopping = " · stopping after this step…" if self._control and self._control.stop_requested else ""
+            self.run_panel.step(self._last_step.step, self._last_step.total, paused + stopping)
+
+    def _job_failed(self, job_id: int, report: ErrorReport) -> None:
+        if self._job is None or job_id != self._job.id:
+            return  # stale
+        if self._job_kind == "load" and isinstance(report.exception, (engine_data.DatasetError, OSError)):
+            self.dataset_panel.show_error(report.message, self._panel_page_before_load)
+            self.statusBar().showMessage("The dataset could not be loaded; see the message in the dataset panel.")
+            return
+        if isinstance(report.exception, ConfigError):
+            self.settings.show_error(report.exception)
+            self.left_tabs.setCurrentIndex(1)
+        if self._job_kind == "load":
+            self.dataset_panel.show_error(report.message, self._panel_page_before_load)
+        self._run_outcome = "failed"
+        self.show_error(report)
+
+    def _job_finished(self, job_id: int) -> None:
+        if self._job is None or job_id != self._job.id:
+            return
+        self._drain()
+        job, kind = self._job, self._job_kind
+        self._job, self._job_kind = None, ""
+        job.deleteLater()
+        self._refresh.stop()
+        if kind == "run":
+            self._run_ended()
+        elif self._loaded is not None:
+            loaded, self._loaded = self._loaded, None
+            self._dataset_ready(loaded)
+        elif self.dataset_panel.page() == 1:  # cancelled load (window closing)
+            self.dataset_panel.show_empty(self.store.recent())
+        self._update_actions()
+        if self._close_requested:
+            self.close()
+
+    # ------------------------------------------------------------------ datasets
+    def open_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder", self.store.last_dir())
+        if path:
+            self.load_dataset(path)
+
+    def open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a dataset file", self.store.last_dir(), DATASET_FILES)
+        if path:
+            self.load_dataset(path)
+
+    def choose_test_data(self) -> None:
+        if self.dataset_path is None:
+            return
+        path = QFileDialog.getExistingDirectory(self, "Choose the test data folder", self.store.last_dir())
+        if path:
+            self.load_dataset(self.dataset_path, test_path=path)
+
+    def load_dataset(self, path: str | Path, test_path: str | Path | None = None) -> bool:
+        """Load a dataset on a worker thread; ``dataset_loaded`` fires when done. False when busy."""
+        if self.busy:
+            self.statusBar().showMessage("Wait until the current job ends (or stop it) before loading.", 5000)
+            return False
+        path = str(path)
+        test = str(test_path) if test_path is not None else None
+        config = self.settings.valid_config() or DistillConfig()
+        load_fn = self._load_fn
+        control = RunControl()
+        self._control = control
+        self._panel_page_before_load = self.dataset_panel.page()
+        self.dataset_panel.show_loading(path)
+        self.left_tabs.setCurrentIndex(0)
+        self.statusBar().showMessage(f"Loading {display_name(path)}…")
+
+        def job(emit: Emit) -> None:
+            def progress(done: int, total: int) -> None:
+                control.checkpoint()
+                emit(LoadProgress(done, total))
+            dataset = load_fn(path, test_path=test, holdout_fraction=config.holdout_fraction, seed=config.seed,
+                              progress=progress)
+            warm_up()
+            emit(Loaded(path, test, dataset))
+
+        self._start_job("load", job, "Could not load the dataset")
+        return True
+
+    def _handle_load_event(self, event: Any) -> None:
+        if isinstance(event, LoadProgress):
+            self.dataset_panel.set_progress(event.done, event.total)
+        elif isinstance(event, Loaded):
+            self._loaded = event
+
+    def _dataset_ready(self, loaded: Loaded) -> None:
+        dataset = loaded.dataset
+        self.dataset, self.dataset_path, self.test_path = dataset, loaded.path, loaded.test_path
+        self.result = None
+        self.dataset_panel.show_dataset(dataset)
+        self.settings.set_dataset(list(dataset.classes), dataset.report)
+        self.grid.reset(list(dataset.classes))
+        self.results.setRowCount(0)
+        self.plots.start(0)
+        self.run_panel.idle(f"{dataset.name} loaded: press Distil (F5) to start.")
+        self._rebuild_recent_menu(self.store.add_recent(loaded.path))
+        self.dataset_panel.set_recent(self.store.recent())
+        if loaded.path != SAMPLE:
+            self.store.set_last_dir(Path(loaded.path).parent)
+        self.setWindowTitle(f"{dataset.name} — {APP_NAME}")
+        report = dataset.report
+        self.statusBar().showMessage(f"Loaded {dataset.name}: {len(dataset.classes)} classes, "
+                                     f"{sum(report.train_counts):,} train and {sum(report.test_counts):,} test "
+                                     "images", 8000)
+        log.info("loaded dataset %s", loaded.path)
+        self.dataset_loaded.emit(dataset)
+
+    # drag and drop anywhere on the window -------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _dropped_path(event) is not None and not self.busy:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QEvent) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        path = _dropped_path(event)
+        if path is None or self.busy:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.load_dataset(path)
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self) -> bool:
+        """Start distilling the loaded dataset with the form's settings. False when that is not possible."""
+        if self.busy or self.dataset is None:
+            return False
+        try:
+            config = self.settings.config()
+        except ConfigError as exc:
+            self.settings.show_error(exc)
+            self.left_tabs.setCurrentIndex(1)
+            self.statusBar().showMessage(f"Fix the settings first: {exc}", 8000)
+            return False
+        config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
+        self.store.set_config(config)
+        control = RunControl()
+        self._control, self._run_config = control, config
+        self._run_outcome, self._stage, self._last_step = None, "", None
+        self.result = None
+        self.plots.start(config.steps)
+        self.results.setRowCount(0)
+        classes = config.classes or list(self.dataset.classes)
+        self.grid.reset(classes)
+        self.run_panel.meter.clear()
+        self.run_panel.busy("Starting…")
+        run_fn, dataset = self._run_fn, self.dataset
+
+        def job(emit: Emit) -> None:
+            for event in run_fn(config, control, dataset):
+                emit(event)
+
+        log.info("run started: %s", config.to_json().replace("\n", " "))
+        self._start_job("run", job, "The distillation failed")
+        return True
+
+    def _handle_run_event(self, event: Any) -> None:
+        if isinstance(event, Step):
+            self.plots.add_step(event)
+            self.run_panel.meter.add(event.step, event.elapsed)
+            self._last_step = event
+        elif isinstance(event, Snapshot):
+            self.grid.show_images(event.images, event.labels, f"step {event.step}", event.step)
+        elif isinstance(event, Evaluation):
+            self.plots.add_evaluation(event)
+        elif isinstance(event, TeacherProgress):
+            self.plots.add_teacher(event)
+            max_iter = self._run_config.teacher_max_iter if self._run_config else event.iteration
+            self.run_panel.teacher(event.iteration, max_iter, event.rel_gap)
+        elif isinstance(event, Stage):
+            self._stage = event.name
+            if event.name != "distill":
+                self.run_panel.busy(event.message or STAGE_TEXT.get(event.name, event.name))
+        elif isinstance(event, TeacherDone):
+            self.statusBar().showMessage(
+                f"Teacher solved: relative gap {event.rel_gap:.2e} after {event.iterations} iterations "
+                f"({event.seconds:.1f} s, {event.n_support} of {event.n} support points)", 10000)
+        elif isinstance(event, Done):
+            self._run_done(event)
+
+    def _run_done(self, done: Done) -> None:
+        self._run_outcome = done.reason
+        self.result = done.result
+        self.results.show_metrics(done.metrics)
+        if done.result is not None:
+            self.grid.show_images(done.result.pixels(), done.result.labels, f"final ({done.reason})",
+                                  self._last_step.step if self._last_step else None)
+
+    def _run_ended(self) -> None:
+        outcome = self._run_outcome or "cancelled"
+        self._run_outcome = outcome
+        self._control = None
+        self.plots.finish()
+        step = f" after {self._last_step.step:,} steps" if self._last_step else ""
+        rate = self.run_panel.steps_per_second()
+        speed = f" ({rate:.1f} steps/s)" if rate else ""
+        text = {"finished": f"Finished{step}{speed}.",
+                "stopped": f"Stopped{step}; the result so far is kept.",
+                "cancelled": "Cancelled; nothing was kept.",
+                "failed": "The run failed; see the error details."}.get(outcome, outcome)
+        self.run_panel.idle(text)
+        if self.result is not None:
+            text += " Export the distilled set with Export… (Ctrl+E)."
+        if self._last_step is not None and outcome in ("finished", "stopped"):
+            self.run_panel.bar.setRange(0, self._last_step.total)
+            self.run_panel.bar.setValue(self._last_step.step)
+            self.run_panel.bar.setFormat("%v / %m")
+        self.statusBar().showMessage(text, 10000)
+        log.info("run ended: %s%s", outcome, step)
+        self.run_finished.emit(outcome)
+
+    def toggle_pause(self) -> None:
+        control = self._control
+        if not self.running or control is None:
+            return
+        if control.paused:
+            control.resume()
+            self.statusBar().showMessage("Resumed.", 3000)
+        else:
+            control.pause()
+            self.statusBar().showMessage("Paused: press Space or Resume to continue.")
+        self._update_actions()
+        self._drain()
+
+    def stop_run(self) -> None:
+        """Finish the current step and keep the result (export stays possible)."""
+        if self.running and self._control is not None:
+            self._control.stop()
+            self.statusBar().showMessage("Stopping after the current step…")
+            self._update_actions()
+
+    def cancel_run(self) -> None:
+        """Abandon the run (also during the teacher solve); nothing is kept."""
+        if self.running and self._control is not None:
+            self._control.cancel()
+            self.statusBar().showMessage("Cancelling…")
+            self._update_actions()
+
+    # ------------------------------------------------------------------ export
+    def suggested_export_name(self) -> str:
+        config = self._run_config or DistillConfig()
+        name = self.dataset.name if self.dataset is not None else "dataset"
+        return re.sub(r"[^\w.-]+", "-", f"{name}-{config.mode}-{config.loss}-ipc{config.ipc}").strip("-")
+
+    def export_result(self, target: str | Path | None = None) -> Path | None:
+        """Export the distilled set. Without ``target`` a folder chooser opens: an empty folder receives
+        the files, any other folder gets a new subfolder. An existing target is replaced only after asking."""
+        if self.result is None or self.running:
+            return None
+        if target is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Export the distilled set: choose or create a folder",
+                                                      self.store.last_dir())
+            if not chosen:
+                return None
+            folder = Path(chosen)
+            target = folder if not any(folder.iterdir()) else folder / self.suggested_export_name()
+        target = Path(target)
+        overwrite = False
+        if target.is_dir() and any(target.iterdir()):
+            if not self.confirm("Replace the existing folder?",
+                                f"{target} already exists. Replace it with the new distilled set?"):
+                self.statusBar().showMessage("Export cancelled; nothing was written.", 5000)
+                return None
+            overwrite = True
+        try:
+            path = export.export_distilled(self.result, target, overwrite=overwrite)
+        except Exception as exc:  # noqa: BLE001 - surfaced to the user
+            log.exception("export failed")
+            self.show_error(ErrorReport.from_exception(exc, "Export failed"))
+            return None
+        self.store.set_last_dir(Path(path).parent)
+        self.statusBar().showMessage(f"Exported the distilled set to {path}", 10000)
+        log.info("exported to %s", path)
+        return Path(path)
+
+    def export_plots_png(self, path: str | Path | None = None) -> Path | None:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export plots", str(Path(self.store.last_dir()) / "curves.png"),
+                                                  "PNG image (*.png)")
+        if not path:
+            return None
+        return self._export_file(lambda: self.plots.export_png(path), "plots")
+
+    def export_curves_csv(self, path: str | Path | None = None) -> Path | None:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export curves", str(Path(self.store.last_dir()) / "curves.csv"),
+                                                  "CSV table (*.csv)")
+        if not path:
+            return None
+        return self._export_file(lambda: self.plots.export_csv(path), "curves")
+
+    def _export_file(self, write: Callable[[], Path], what: str) -> Path | None:
+        try:
+            path = write()
+        except OSError as exc:
+            self.show_error(ErrorReport.from_exception(exc, f"Could not export the {what}"))
+            return None
+        self.statusBar().showMessage(f"Saved the {what} to {path}", 8000)
+        return path
+
+    # ------------------------------------------------------------------ settings files
+    def load_settings_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load run settings", self.store.last_dir(), SETTINGS_FILES)
+        if not path:
+            return
+        try:
+            config = DistillConfig.load(path).validate()
+        except ConfigError as exc:
+            self.show_error(ErrorReport.from_exception(exc, "Could not load the settings"))
+            return
+        self.settings.set_config(config)
+        self.statusBar().showMessage(f"Loaded settings from {path}", 5000)
+
+    def save_settings_file(self) -> None:
+        config = self.settings.valid_config()
+        if config is None:
+            self.statusBar().showMessage("Fix the highlighted setting before saving.", 5000)
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save run settings", str(Path(self.store.last_dir()) / "run.json"),
+                                              SETTINGS_FILES)
+        if not path:
+            return
+        config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
+        try:
+            config.save(path)
+        except OSError as exc:
+            self.show_error(ErrorReport.from_exception(exc, "Could not save the settings"))
+            return
+        self.statusBar().showMessage(f"Saved settings to {path} (run headless with: python -m engine {path})", 8000)
+
+    # ------------------------------------------------------------------ dialogs
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask a yes/no question (tests monkeypatch ``QMessageBox.question``)."""
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def show_error(self, report: ErrorReport) -> None:
+        """Show the error dialog (non-modal, so no event loop is blocked) and log the report."""
+        log.error("%s: %s\n%s", report.title, report.message, report.details)
+        if self.error_dialog is not None:
+            self.error_dialog.close()
+        self.error_dialog = ErrorDialog(report, self)
+        self.error_dialog.show()
+        self.error_shown.emit(report)
+
+    def show_about(self) -> None:
+        AboutDialog(self).exec()
+
+    def open_log_folder(self) -> None:
+        path = log_path()
+        folder = path.parent if path else Path(QStandardPaths.writableLocation(
+            QStandardPaths.StandardLocation.AppDataLocation))
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    # ------------------------------------------------------------------ closing
+    def abort_and_wait(self, timeout_s: float = 30.0) -> bool:
+        """Cancel any job and run the event loop until its thread has ended; True when it has."""
+        if self._control is not None:
+            self._control.cancel()
+        deadline = time.monotonic() + timeout_s
+        while self._job is not None and time.monotonic() < deadline:
+            self._job.wait(20)
+            QApplication.processEvents()
+        return self._job is None
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """During a job: ask, cancel it, and close once its thread has finished (never left behind)."""
+        if self._job is not None:
+            if not self._close_requested:
+                if self.running and not self.confirm("Quit during a run?",
+                                                     "A distillation is running. Stop it and quit?"):
+                    event.ignore()
+                    return
+                self._close_requested = True
+                if self._control is not None:
+                    self._control.cancel()
+                self.statusBar().showMessage("Stopping before closing…")
+            event.ignore()
+            return
+        self._save_state()
+        self._refresh.stop()
+        self._memory_timer.stop()
+        if self.error_dialog is not None:
+            self.error_dialog.close()
+        event.accept()
+
+    def _save_state(self) -> None:
+        self.store.set_window(self.saveGeometry(), self.saveState())
+        config = self.settings.valid_config()
+        if config is not None:
+            self.store.set_config(config.replace(data=self.dataset_path or config.data, test_data=self.test_path))
+        self.store.sync()
+
+
+def _titled(title: str, widget: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(4, 2, 4, 2)
+    label = QLabel(f"<b>{title}</b>")
+    layout.addWidget(label)
+    layout.addWidget(widget, 1)
+    return box
+
+
+def _dropped_path(event: QDropEvent | QDragEnterEvent) -> str | None:
+    """The first local file or folder in a drag's URLs, if any."""
+    mime = event.mimeData()
+    if mime is None or not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile() and url.toLocalFile():
+            return url.toLocalFile()
+    return None

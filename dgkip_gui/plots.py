@@ -1,0 +1,216 @@
+"""Live plots of a run: teacher convergence, duality gap (two parts), radius bound, test accuracy
+against its ceiling and floor, and certified consistency.
+
+Events only append to growable buffers; :meth:`LivePlots.refresh` (called on the GUI's repaint
+timer) pushes changed buffers into persistent curve items with ``setData``. Plots are never rebuilt.
+
+Repaint cost matters: PySide holds the GIL while Qt paints, so every millisecond spent drawing is
+taken from the engine thread. Axes are the expensive part, so during a run the ranges stay still:
+x spans the whole run from the start, log-y axes move in whole decades, accuracies stay on [0, 1].
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
+
+from engine.events import Evaluation, Step, TeacherProgress
+
+
+class Series:
+    """A growable ``(x, y)`` float64 buffer (amortised O(1) append, zero-copy views)."""
+
+    def __init__(self) -> None:
+        self._x = np.empty(256)
+        self._y = np.empty(256)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == len(self._x):
+            self._x = np.resize(self._x, 2 * self.n)
+            self._y = np.resize(self._y, 2 * self.n)
+        self._x[self.n], self._y[self.n] = x, y
+        self.n += 1
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self.n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self.n]
+
+    def clear(self) -> None:
+        self.n = 0
+
+
+@dataclass
+class _Curve:
+    item: pg.PlotDataItem
+    plot: pg.PlotItem
+    data: Series
+    dirty: bool = False
+
+
+def _pen(color: str, dashed: bool = False) -> pg.QtGui.QPen:
+    pen = pg.mkPen(color, width=2)
+    if dashed:
+        pen.setStyle(Qt.PenStyle.DashLine)
+    return pen
+
+
+class LivePlots(QWidget):
+    """Five persistent plots in one ``GraphicsLayoutWidget``; CSV column names are the curve keys."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = pg.GraphicsLayoutWidget()
+        self.view.setBackground("w")
+        self.view.ci.setSpacing(4)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view)
+        self._curves: dict[str, _Curve] = {}
+        self._decades: dict[pg.PlotItem, tuple[int, int]] = {}    # log-y plots → shown decade span
+
+        top_right, bottom_right, top_left = (-8, 6), (-8, -30), (50, 6)
+        teacher = self._plot(0, 0, "Teacher solve: relative gap", "iteration", top_right, log_y=True)
+        gap = self._plot(0, 1, "Duality gap G<sub>S</sub> and its parts", "step", top_right, log_y=True)
+        radius = self._plot(0, 2, "Radius bound ‖w<sub>S</sub> − w<sub>D</sub>‖ ≤ r", "step", top_right, log_y=True)
+        accuracy = self._plot(1, 0, "Test accuracy", "step", bottom_right, colspan=2)
+        consistency = self._plot(1, 2, "Certified consistency", "step", top_left)
+        for plot in (accuracy, consistency):
+            plot.setYRange(0, 1.02, padding=0)
+            plot.getViewBox().setLimits(yMin=-0.05, yMax=1.05)
+        self._step_plots = (gap, radius, accuracy, consistency)
+        self._teacher_plot = teacher
+
+        self._add(teacher, "teacher_rel_gap", "relative gap", "#8c564b")
+        self._add(gap, "gap", "gap", "#1f77b4")
+        self._add(gap, "fenchel_young", "Fenchel–Young", "#ff7f0e")
+        self._add(gap, "kernel_match", "kernel matching", "#2ca02c")
+        self._add(radius, "radius", "r = √(2G/λ)", "#9467bd")
+        self._add(radius, "certified_radius", "certified (eval)", None, symbol="o", color="#9467bd")
+        self._add(accuracy, "distilled_accuracy", "distilled set", "#1f77b4", symbol="o")
+        self._add(accuracy, "teacher_accuracy", "teacher (ceiling)", "#d62728", dashed=True)
+        self._add(accuracy, "random_accuracy", "random subset (floor)", "#7f7f7f", dashed=True)
+        self._add(consistency, "certified_consistency", "consistency", "#17becf", symbol="o")
+
+    # -- construction ------------------------------------------------------------
+    def _plot(self, row: int, col: int, title: str, xlabel: str, legend_at: tuple[int, int], *,
+              log_y: bool = False, colspan: int = 1) -> pg.PlotItem:
+        """A plot with a grid and a legend at ``legend_at`` (pyqtgraph offset: negative = from the right/bottom)."""
+        plot = self.view.addPlot(row=row, col=col, colspan=colspan)
+        plot.setTitle(title, size="10pt", color="#222")
+        plot.setLabel("bottom", xlabel)
+        # plot.showGrid(x=True, y=True, alpha=0.25)
+        plot.setLogMode(y=log_y)
+        if log_y:
+            self._decades[plot] = (0, 0)
+            plot.setYRange(-3, 0, padding=0.02)
+        plot.setClipToView(True)
+        plot.setDownsampling(auto=True, mode="peak")
+        plot.setMenuEnabled(False)
+        # fewer labelled minor ticks: log axes spanning under a decade otherwise label every one
+        plot.getAxis("left").setStyle(textFillLimits=[(0, 0.8), (2, 0.35), (4, 0.2)])
+        legend = plot.addLegend(offset=legend_at, labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210),
+                                pen=pg.mkPen("#ccc"))
+        # the legend sits over the curves, so it is repainted with them: draw it from a cached pixmap
+        legend.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        return plot
+
+    def _add(self, plot: pg.PlotItem, key: str, label: str, pen_color: str | None, *,
+             symbol: str | None = None, color: str | None = None, dashed: bool = False) -> None:
+        color = color or pen_color
+        item = plot.plot(name=label, pen=_pen(pen_color, dashed) if pen_color else None,
+                         symbol=symbol, symbolSize=6, symbolBrush=color, symbolPen=color)
+        self._curves[key] = _Curve(item, plot, Series())
+
+    # -- data --------------------------------------------------------------------
+    def _append(self, key: str, x: float, y: float) -> None:
+        curve = self._curves[key]
+        curve.data.append(x, y)
+        curve.dirty = True
+
+    def add_teacher(self, event: TeacherProgress) -> None:
+        self._append("teacher_rel_gap", event.iteration, event.rel_gap)
+
+    def add_step(self, event: Step) -> None:
+        for key in ("gap", "fenchel_young", "kernel_match", "radius"):
+            self._append(key, event.step, getattr(event, key))
+
+    def add_evaluation(self, event: Evaluation) -> None:
+        self._append("certified_radius", event.step, event.radius)
+        for key in ("distilled_accuracy", "teacher_accuracy", "random_accuracy", "certified_consistency"):
+            self._append(key, event.step, getattr(event, key))
+
+    def refresh(self) -> None:
+        """Push changed buffers into their curve items (cheap when nothing changed)."""
+        changed = set()
+        for curve in self._curves.values():
+            if curve.dirty:
+                curve.item.setData(curve.data.x, curve.data.y)
+                curve.dirty = False
+                changed.add(curve.plot)
+        for plot in changed & self._decades.keys():
+            self._fit_decades(plot)
+
+    def _fit_decades(self, plot: pg.PlotItem) -> None:
+        """Show whole decades around the plot's finite positive values; move only when they change."""
+        values = [c.data.y for c in self._curves.values() if c.plot is plot and c.data.n]
+        y = np.concatenate(values) if values else np.empty(0)
+        y = y[np.isfinite(y) & (y > 0)]
+        if not y.size:
+            return
+        low, high = int(np.floor(np.log10(y.min()))), int(np.ceil(np.log10(y.max())))
+        span = (low, max(high, low + 1))
+        if span != self._decades[plot]:
+            self._decades[plot] = span
+            plot.setYRange(*span, padding=0.02)
+
+    def start(self, total_steps: int) -> None:
+        """Clear the curves and fix the step axes to ``[0, total_steps]`` for the run."""
+        for curve in self._curves.values():
+            curve.data.clear()
+            curve.item.setData([], [])
+            curve.dirty = False
+        for plot in self._step_plots:
+            plot.setXRange(0, max(total_steps, 1), padding=0.02)
+        self._teacher_plot.enableAutoRange(x=True)
+
+    def finish(self) -> None:
+        """After a run: fit the step axes to the steps actually taken (a stopped run ends early)."""
+        for plot in self._step_plots:
+            plot.enableAutoRange(x=True)
+
+    def point_count(self, key: str) -> int:
+        """Points stored for a curve (e.g. ``"gap"``), whether or not drawn yet."""
+        return self._curves[key].data.n
+
+    # -- export ------------------------------------------------------------------
+    def export_png(self, path: str | Path) -> Path:
+        """Save the plots as they appear (at the widget's size) to a PNG file."""
+        path = Path(path)
+        if not self.view.grab().save(str(path), "PNG"):
+            raise OSError(f"could not write {path}")
+        return path
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write one row per step (and per teacher iteration) with every curve's value."""
+        rows: dict[tuple[str, int], dict[str, float | str]] = {}
+        for key, curve in self._curves.items():
+            phase = "teacher" if key.startswith("teacher_rel") else "distill"
+            for x, y in zip(curve.data.x, curve.data.y):
+                row = rows.setdefault((phase, int(x)), {"phase": phase, "step": int(x)})
+                row[key] = float(y)
+        path = Path(path)
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["phase", "step", *self._curves])
+            writer.writeheader()
+            writer.writerows(sorted(rows.values(), key=lambda r: (r["phase"] != "teacher", r["step"])))
+        return path

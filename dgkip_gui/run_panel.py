@@ -1,0 +1,145 @@
+"""Run controls with progress (stage, steps/s, ETA) and the results table shown when a run ends."""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QSizePolicy,
+                               QTableWidget, QTableWidgetItem, QToolButton, QWidget)
+
+
+class RateMeter:
+    """Steps per second over a sliding window of the engine's own clock (``Step.elapsed``)."""
+
+    def __init__(self, window_s: float = 3.0) -> None:
+        self.window_s = window_s
+        self._points: deque[tuple[float, int]] = deque()
+
+    def add(self, step: int, elapsed: float) -> None:
+        self._points.append((elapsed, step))
+        while len(self._points) > 2 and elapsed - self._points[0][0] > self.window_s:
+            self._points.popleft()
+
+    def rate(self) -> float | None:
+        """Steps per second, or ``None`` before two steps were seen."""
+        if len(self._points) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._points[0], self._points[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else None
+
+    def clear(self) -> None:
+        self._points.clear()
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` → ``"1:15"``, ``3725`` → ``"1:02:05"``."""
+    seconds = int(round(max(0.0, seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class RunPanel(QWidget):
+    """A strip of buttons (bound to the window's actions), a progress bar and a status line."""
+
+    def __init__(self, run_actions: list[QAction], export_action: QAction, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        self.buttons: dict[str, QToolButton] = {}
+        for action in run_actions:
+            layout.addWidget(self._button(action))
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.bar.setMinimumWidth(120)
+        self.info = QLabel("Load a dataset, then press Distil.")
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # may clip, never widens
+        layout.addWidget(self.bar, 1)
+        layout.addWidget(self.info, 2)
+        layout.addWidget(self._button(export_action))
+        self.meter = RateMeter()
+
+    def _button(self, action: QAction) -> QToolButton:
+        button = QToolButton()
+        button.setDefaultAction(action)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.buttons[action.objectName()] = button
+        return button
+
+    def idle(self, text: str) -> None:
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setFormat("")
+        self.info.setText(text)
+
+    def busy(self, text: str) -> None:
+        """An indeterminate phase (data preparation, evaluation)."""
+        self.bar.setRange(0, 0)
+        self.info.setText(text)
+
+    def teacher(self, iteration: int, max_iter: int, rel_gap: float) -> None:
+        self.bar.setRange(0, max_iter)
+        self.bar.setValue(min(iteration, max_iter))
+        self.bar.setFormat("teacher %v")
+        self.info.setText(f"Solving the teacher: iteration {iteration}, relative gap {rel_gap:.2e}")
+
+    def step(self, step: int, total: int, suffix: str = "") -> None:
+        rate = self.meter.rate()
+        self.bar.setRange(0, total)
+        self.bar.setValue(step)
+        self.bar.setFormat("%v / %m")
+        text = f"Step {step:,} of {total:,}"
+        if rate:
+            text += f" · {rate:.1f} steps/s · ETA {format_duration((total - step) / rate)}"
+        self.info.setText(text + suffix)
+
+    def steps_per_second(self) -> float | None:
+        return self.meter.rate()
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested metrics as ``("outer.inner", value)`` rows in their original order."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(flatten(value, f"{name}."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+class ResultsTable(QTableWidget):
+    """Final metrics of a run (``Done.metrics``), one per row."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, 2, parent)
+        self.setHorizontalHeaderLabels(["Metric", "Value"])
+        self.verticalHeader().hide()
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setAlternatingRowColors(True)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+
+    def show_metrics(self, metrics: dict[str, Any]) -> None:
+        rows = flatten(metrics)
+        self.setRowCount(len(rows))
+        for row, (name, value) in enumerate(rows):
+            self.setItem(row, 0, QTableWidgetItem(name.replace("_", " ")))
+            item = QTableWidgetItem(_format(value))
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.setItem(row, 1, item)

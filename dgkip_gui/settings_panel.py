@@ -1,0 +1,457 @@
+"""The run settings form, bound to :class:`engine.config.DistillConfig` (the single source of truth).
+
+Every widget maps to one config field. :meth:`SettingsPanel.config` builds and validates a config
+from the widgets; a :class:`ConfigError` marks the offending field red and shows its message inline.
+Fields the form does not show (``data``, ``test_data``...) are carried over from the last config set.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QLineEdit, QListWidget, QListWidgetItem, QSpinBox, QToolButton,
+                               QVBoxLayout, QWidget)
+
+from engine import config as cfg
+from engine.config import ConfigError, DistillConfig
+from engine.kernels import kernel_names, make_kernel
+from dgkip_gui.system_info import format_bytes
+
+log = logging.getLogger(__name__)
+
+HELP: dict[str, str] = {
+    "mode": "DGKIP minimises the certified duality gap at the teacher; KIP minimises the kernel ridge "
+            "regression loss (squared loss only).",
+    "loss": "Convex loss of the kernel model being distilled (hinge = SVM, cross-entropy = multinomial logistic).",
+    "kernel": "Kernel of the model: NTK/NNGP of an infinitely wide ReLU network, RBF, linear or random features.",
+    "kernel_params": "Parameters of the chosen kernel; leave a field empty for the engine's default.",
+    "lam": "Ridge strength λ (mean form); the radius bound is √(2·gap/λ).",
+    "ipc": "Synthetic images per class: the distilled set holds IPC × classes images.",
+    "classes": "Classes to distil (at least two); all checked means every class.",
+    "learn_labels": "Also learn the synthetic label vectors (squared and cross-entropy losses only).",
+    "init": "Start the synthetic images from real images, from noise, or from k-means centres.",
+    "steps": "Optimisation steps over the synthetic images.",
+    "lr": "Learning rate of the optimiser that moves the synthetic images.",
+    "optimizer": "Optimiser for the synthetic images.",
+    "alpha_mode": "exact: solve for the synthetic dual variables each step; joint: gradient steps alongside the images.",
+    "preprocess": "Pixel preprocessing before the kernel: per-feature standardisation or ZCA whitening.",
+    "zca_reg": "ZCA regulariser relative to the mean eigenvalue (larger = milder whitening).",
+    "holdout_fraction": "Fraction held out as test data when the dataset has no test split (applies on load).",
+    "max_per_class": "Cap on real training images per class (empty = all); lowers memory and time.",
+    "device": "Where the engine computes: auto picks CUDA, then Apple MPS, then the CPU.",
+    "dtype": "float64 is slower but gives tighter certificates.",
+    "seed": "Random seed for initialisation and sampling: the same seed gives the same result.",
+    "memory_budget_gb": "Largest memory the run may use, in GiB (kernel blocks are tiled to fit).",
+    "teacher_tol": "Relative duality gap at which the full-data (teacher) solve stops.",
+    "teacher_max_iter": "Iteration cap of the teacher solve.",
+    "eval_every": "Compute certificates and test accuracy every k steps (0 = at the end only).",
+    "snapshot_every": "Send the synthetic images to the live view every k steps.",
+    "kip_batch": "KIP mode: real target points sampled per step.",
+}
+
+LABELS: dict[str, dict[str, str]] = {
+    "mode": {"dgkip": "DGKIP (duality gap)", "kip": "KIP (KRR loss)"},
+    "preprocess": {"standardize": "Standardise", "zca": "ZCA whitening"},
+    "alpha_mode": {"exact": "exact", "joint": "joint"},
+}
+
+
+@dataclass(frozen=True)
+class KernelParam:
+    """One kernel parameter of the per-kernel key=value form."""
+    name: str
+    kind: type
+    help: str
+
+
+_NETWORK = (KernelParam("depth", int, "Hidden layers of the infinitely wide ReLU network."),
+            KernelParam("w_std", float, "Weight standard deviation σ_w."),
+            KernelParam("b_std", float, "Bias standard deviation σ_b."))
+_RANDOM_FEATURES = (KernelParam("width", int, "Width of each random network."),
+                    KernelParam("n_models", int, "Random networks averaged."),
+                    KernelParam("redraw_every", int, "Redraw the random networks every k steps (0 = never)."))
+KERNEL_PARAMS: dict[str, tuple[KernelParam, ...]] = {
+    "linear": (KernelParam("bias", float, "Constant added to the inner product."),),
+    "rbf": (KernelParam("bandwidth", float, "Length scale; empty = median pairwise distance."),),
+    "nngp-fc": _NETWORK, "ntk-fc": _NETWORK, "nngp-conv": _NETWORK,
+    "rf-fc": _RANDOM_FEATURES, "rf-conv": _RANDOM_FEATURES,
+}
+
+
+def _pair_classes(classes: list[str]) -> list[str] | None:
+    return classes[:2] if len(classes) >= 2 else None
+
+
+PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
+    "Quick look": lambda c, classes: c.replace(
+        mode="dgkip", loss="cross-entropy", kernel="ntk-fc", kernel_params={}, ipc=1, steps=100, lr=0.01,
+        lam=1e-3, eval_every=25, snapshot_every=5, learn_labels=False, classes=None),
+    "MNIST pair, hinge": lambda c, classes: c.replace(
+        mode="dgkip", loss="hinge", kernel="ntk-fc", kernel_params={}, ipc=5, steps=300, lr=0.01, lam=1e-3,
+        eval_every=50, snapshot_every=10, learn_labels=False, classes=_pair_classes(classes)),
+    "Paper: cross-entropy NTK": lambda c, classes: c.replace(
+        mode="dgkip", loss="cross-entropy", kernel="ntk-fc", kernel_params={}, ipc=10, steps=1000, lr=0.01,
+        lam=1e-3, preprocess="zca", eval_every=100, snapshot_every=10, learn_labels=False, classes=None),
+    "KIP baseline (squared, NTK)": lambda c, classes: c.replace(
+        mode="kip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.01, lam=1e-3,
+        learn_labels=True, eval_every=100, classes=None),
+}
+
+_INVALID_STYLE = "border: 2px solid #d93025; border-radius: 3px; background: #fff4f4;"
+
+
+@dataclass
+class _Binding:
+    widget: QWidget
+    get: Callable[[], Any]
+    set: Callable[[Any], None]
+
+
+def _parse_number(field_name: str, text: str, kind: type, optional: bool = False) -> Any:
+    text = text.strip()
+    if not text:
+        if optional:
+            return None
+        raise ConfigError(field_name, "enter a value")
+    try:
+        return int(text) if kind is int else float(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number (e.g. 0.001 or 1e-3)"
+        raise ConfigError(field_name, f"{text!r} is not {what}") from None
+
+
+class SettingsPanel(QWidget):
+    """The form. Emits ``changed`` after every edit (already validated: see :attr:`error`)."""
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._base = DistillConfig()
+        self._fields: dict[str, _Binding] = {}
+        self._kernel_texts: dict[str, dict[str, str]] = {}
+        self._kernel_edits: dict[str, QLineEdit] = {}
+        self._dataset_classes: list[str] = []
+        self._report = None
+        self._updating = False
+        self.error: ConfigError | None = None
+
+        self.preset = QComboBox()
+        self.preset.addItem("Apply a preset…")
+        self.preset.addItems(list(PRESETS))
+        self.preset.setToolTip("Fill the form with a tested combination of settings")
+        self.preset.activated.connect(self._apply_preset)
+
+        method = self._group("Method", [
+            ("Mode", self._choice("mode", cfg.MODES)),
+            ("Loss", self._choice("loss", cfg.LOSSES)),
+            ("Kernel", self._choice("kernel", cfg.KERNELS)),
+        ])
+        self.kernel_form = QFormLayout()
+        self.kernel_form.setContentsMargins(16, 0, 0, 0)
+        method.layout().addRow(self.kernel_form)
+        method.layout().addRow("λ (ridge)", self._number("lam", float))
+
+        distilled = self._group("Distilled set", [
+            ("Images per class", self._spin("ipc", 1, 10_000)),
+            ("Initialise from", self._choice("init", cfg.INITS)),
+            ("", self._check("learn_labels", "Learn labels")),
+        ])
+        self.class_list = QListWidget()
+        self.class_list.setToolTip(HELP["classes"])
+        self.class_list.setMaximumHeight(110)
+        self.class_list.itemChanged.connect(self._edited)
+        self.class_hint = QLabel("Load a dataset to choose its classes.")
+        self.class_hint.setStyleSheet("color: #666;")
+        classes_box = QVBoxLayout()
+        classes_box.addWidget(self.class_hint)
+        classes_box.addWidget(self.class_list)
+        self.class_list.hide()
+        distilled.layout().addRow("Classes", classes_box)
+        self._fields["classes"] = _Binding(self.class_list, self._get_classes, self._set_classes)
+
+        optimisation = self._group("Optimisation", [
+            ("Steps", self._spin("steps", 1, 10_000_000)),
+            ("Learning rate", self._number("lr", float)),
+            ("Preprocessing", self._choice("preprocess", cfg.PREPROCESS)),
+            ("Device", self._choice("device", cfg.DEVICES)),
+            ("Precision", self._choice("dtype", cfg.DTYPES)),
+            ("Seed", self._spin("seed", 0, 2**31 - 1)),
+        ])
+
+        self.advanced = self._group("Advanced", [
+            ("Optimiser", self._choice("optimizer", cfg.OPTIMIZERS)),
+            ("Dual variables", self._choice("alpha_mode", cfg.ALPHA_MODES)),
+            ("ZCA regulariser", self._number("zca_reg", float)),
+            ("Test hold-out", self._fraction("holdout_fraction")),
+            ("Max images per class", self._number("max_per_class", int, optional=True)),
+            ("Teacher tolerance", self._number("teacher_tol", float)),
+            ("Teacher iterations", self._spin("teacher_max_iter", 1, 1_000_000)),
+            ("Memory budget (GiB)", self._number("memory_budget_gb", float)),
+            ("Evaluate every", self._spin("eval_every", 0, 1_000_000)),
+            ("Snapshot every", self._spin("snapshot_every", 0, 1_000_000)),
+            ("KIP batch", self._spin("kip_batch", 1, 10_000_000)),
+        ])
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(False)
+        self.advanced.toggled.connect(self._show_advanced)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #b3261e; font-weight: bold;")
+        self.message.hide()
+        self.estimate = QLabel()
+        self.estimate.setWordWrap(True)
+        self.estimate.hide()
+        self._estimate_timer = QTimer(self, singleShot=True, interval=150)
+        self._estimate_timer.timeout.connect(self._update_estimate)
+
+        preset_row = QHBoxLayout()
+        preset_row.addWidget(QLabel("Preset"))
+        preset_row.addWidget(self.preset, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(preset_row)
+        layout.addWidget(self.message)
+        for group in (method, distilled, optimisation, self.advanced):
+            layout.addWidget(group)
+        layout.addWidget(self.estimate)
+        layout.addStretch(1)
+
+        self._show_advanced(False)
+        self.set_config(self._base)
+
+    # -- widget factories --------------------------------------------------------
+    def _group(self, title: str, rows: list[tuple[str, QWidget]]) -> QGroupBox:
+        box = QGroupBox(title)
+        form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for label, widget in rows:
+            form.addRow(label, widget)
+        return box
+
+    def _bind(self, name: str, widget: QWidget, get: Callable[[], Any], set_: Callable[[Any], None]) -> QWidget:
+        widget.setToolTip(HELP[name])
+        self._fields[name] = _Binding(widget, get, set_)
+        return widget
+
+    def _choice(self, name: str, options: tuple[str, ...]) -> QComboBox:
+        box = QComboBox()
+        labels = LABELS.get(name, {})
+        for option in options:
+            box.addItem(labels.get(option, option), option)
+        if name == "kernel":
+            available = set(kernel_names())
+            for i, option in enumerate(options):
+                if option not in available:
+                    box.model().item(i).setEnabled(False)
+                    box.setItemData(i, "Not available in this engine build", Qt.ItemDataRole.ToolTipRole)
+            box.currentIndexChanged.connect(self._kernel_changed)
+        box.currentIndexChanged.connect(self._edited)
+
+        def set_(value: Any) -> None:
+            index = box.findData(value)
+            box.setCurrentIndex(max(index, 0))
+        self._bind(name, box, box.currentData, set_)
+        return box
+
+    def _spin(self, name: str, low: int, high: int) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(low, high)
+        spin.setGroupSeparatorShown(True)
+        spin.valueChanged.connect(self._edited)
+        self._bind(name, spin, spin.value, lambda v: spin.setValue(int(v)))
+        return spin
+
+    def _fraction(self, name: str) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox()
+        spin.setRange(0.01, 0.99)
+        spin.setSingleStep(0.05)
+        spin.setDecimals(2)
+        spin.valueChanged.connect(self._edited)
+        self._bind(name, spin, spin.value, lambda v: spin.setValue(float(v)))
+        return spin
+
+    def _number(self, name: str, kind: type, optional: bool = False) -> QLineEdit:
+        edit = QLineEdit()
+        if optional:
+            edit.setPlaceholderText("all")
+        edit.textEdited.connect(self._edited)
+        self._bind(name, edit, lambda: _parse_number(name, edit.text(), kind, optional),
+                   lambda v: edit.setText("" if v is None else f"{v:g}" if kind is float else str(v)))
+        return edit
+
+    def _check(self, name: str, text: str) -> QCheckBox:
+        box = QCheckBox(text)
+        box.toggled.connect(self._edited)
+        self._bind(name, box, box.isChecked, lambda v: box.setChecked(bool(v)))
+        return box
+
+    # -- classes -----------------------------------------------------------------
+    def _get_classes(self) -> list[str] | None:
+        if not self._dataset_classes:
+            return self._base.classes
+        checked = [self.class_list.item(i).text() for i in range(self.class_list.count())
+                   if self.class_list.item(i).checkState() == Qt.CheckState.Checked]
+        return None if len(checked) == len(self._dataset_classes) else checked
+
+    def _set_classes(self, classes: list[str] | None) -> None:
+        wanted = set(self._dataset_classes if classes is None else classes)
+        for i in range(self.class_list.count()):
+            item = self.class_list.item(i)
+            item.setCheckState(Qt.CheckState.Checked if item.text() in wanted else Qt.CheckState.Unchecked)
+
+    def set_dataset(self, classes: list[str], report: Any = None) -> None:
+        """Offer the loaded dataset's classes (all checked unless the config names a subset)."""
+        keep = self._base.classes if self._base.classes and set(self._base.classes) <= set(classes) else None
+        self._dataset_classes = [str(c) for c in classes]
+        self._report = report
+        self._updating = True
+        self.class_list.clear()
+        for name in self._dataset_classes:
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            self.class_list.addItem(item)
+        self._set_classes(keep)
+        self._updating = False
+        self.class_hint.hide()
+        self.class_list.show()
+        self._edited()
+
+    # -- kernel parameters -------------------------------------------------------
+    def _kernel_changed(self) -> None:
+        self._show_kernel_params(self._fields["kernel"].get())
+
+    def _show_kernel_params(self, kernel: str) -> None:
+        while self.kernel_form.rowCount():
+            self.kernel_form.removeRow(0)
+        self._kernel_edits = {}
+        texts = self._kernel_texts.setdefault(kernel, {})
+        for param in KERNEL_PARAMS.get(kernel, ()):
+            edit = QLineEdit(texts.get(param.name, ""))
+            edit.setPlaceholderText("default")
+            edit.setToolTip(param.help)
+            edit.textEdited.connect(lambda text, name=param.name: self._kernel_param_edited(kernel, name, text))
+            self.kernel_form.addRow(param.name, edit)
+            self._kernel_edits[param.name] = edit
+
+    def _kernel_param_edited(self, kernel: str, name: str, text: str) -> None:
+        self._kernel_texts.setdefault(kernel, {})[name] = text
+        self._edited()
+
+    def _kernel_params(self, kernel: str) -> dict[str, Any]:
+        texts = self._kernel_texts.get(kernel, {})
+        params = {}
+        for param in KERNEL_PARAMS.get(kernel, ()):
+            value = _parse_number(f"kernel_params.{param.name}", texts.get(param.name, ""), param.kind, True)
+            if value is not None:
+                params[param.name] = value
+        if kernel in kernel_names():
+            try:
+                make_kernel(kernel, **params)
+            except ValueError as exc:
+                raise ConfigError("kernel_params", str(exc)) from None
+        return params
+
+    # -- config binding ----------------------------------------------------------
+    def set_config(self, config: DistillConfig) -> None:
+        """Show ``config`` in the form (unknown choices fall back to the first option)."""
+        self._base = config
+        self._kernel_texts[config.kernel] = {k: f"{v:g}" if isinstance(v, float) else str(v)
+                                             for k, v in config.kernel_params.items()}
+        self._updating = True
+        for name, binding in self._fields.items():
+            binding.set(getattr(config, name))
+        self._show_kernel_params(config.kernel)
+        self._updating = False
+        self._edited()
+
+    def config(self) -> DistillConfig:
+        """The validated config the form shows; raises :class:`ConfigError` naming the bad field."""
+        values = {name: binding.get() for name, binding in self._fields.items()}
+        values["kernel_params"] = self._kernel_params(values["kernel"])
+        return self._base.replace(**values).validate()
+
+    def valid_config(self) -> DistillConfig | None:
+        """:meth:`config`, or ``None`` while the form holds an invalid value."""
+        try:
+            return self.config()
+        except ConfigError:
+            return None
+
+    def _edited(self, *_: Any) -> None:
+        if self._updating:
+            return
+        try:
+            self.config()
+            self.error = None
+        except ConfigError as exc:
+            self.error = exc
+        self._mark(self.error)
+        self._estimate_timer.start()
+        self.changed.emit()
+
+    def show_error(self, error: ConfigError) -> None:
+        """Mark a field the engine rejected (the form's own validation found nothing)."""
+        self.error = error
+        self._mark(error)
+        self.changed.emit()
+
+    def _mark(self, error: ConfigError | None) -> None:
+        """Red border on the offending widget and the message above the form; clear otherwise."""
+        widgets = [b.widget for b in self._fields.values()] + list(self._kernel_edits.values())
+        for widget in widgets:
+            widget.setStyleSheet("")
+        self.message.setVisible(error is not None)
+        if error is None:
+            return
+        self.message.setText(f"⚠ {error}")
+        name = error.field
+        widget = (self._kernel_edits.get(name.split(".", 1)[1]) if name.startswith("kernel_params.")
+                  else self._fields[name].widget if name in self._fields else None)
+        if widget is not None:
+            widget.setStyleSheet(f"{type(widget).__name__} {{ {_INVALID_STYLE} }}")
+            self._reveal(widget)
+
+    def _reveal(self, widget: QWidget) -> None:
+        if self.advanced.isAncestorOf(widget) and not self.advanced.isChecked():
+            self.advanced.setChecked(True)
+
+    def _show_advanced(self, shown: bool) -> None:
+        for child in self.advanced.findChildren(QWidget):
+            child.setVisible(shown)
+
+    def _apply_preset(self, index: int) -> None:
+        name = self.preset.itemText(index)
+        if name in PRESETS:
+            base = self.valid_config() or self._base
+            self.set_config(PRESETS[name](base, self._dataset_classes))
+            log.info("applied preset %r", name)
+        self.preset.setCurrentIndex(0)
+
+    # -- resource estimate -------------------------------------------------------
+    def _update_estimate(self) -> None:
+        """Show ``engine.estimate.estimate_run`` for the current config, when that module exists."""
+        config = self.valid_config()
+        if config is None or self._report is None or importlib.util.find_spec("engine.estimate") is None:
+            self.estimate.hide()
+            return
+        from engine.estimate import estimate_run
+        try:
+            estimate = estimate_run(config, self._report)
+        except Exception as exc:  # noqa: BLE001 - an estimate must never break the form
+            log.warning("estimate failed: %s", exc)
+            self.estimate.hide()
+            return
+        text = f"Estimated memory {format_bytes(estimate.memory_bytes)}"
+        if estimate.seconds_hint is not None:
+            text += f", about {estimate.seconds_hint:.0f} s"
+        if estimate.message:
+            text += f". {estimate.message}"
+        colour = "#1e6b2e" if estimate.fits else "#b3261e"
+        self.estimate.setText(f"<span style='color:{colour}'>{text}</span>")
+        self.estimate.show()

@@ -1,0 +1,22 @@
+"""Keep the GUI thread responsive during runs: warm the engine up, then settle the heap.
+
+torch imports ``torch._dynamo`` (about 900 modules) the first time an optimiser is built, which
+would happen inside the first run. The hundreds of thousands of objects that import creates then
+make the next full garbage collection take 100–400 ms, and a collection holds the GIL, so the GUI
+thread would freeze that long mid-run. :func:`warm_up` (called on the dataset-load worker thread)
+does the import up front, collects once, and freezes the surviving heap so later collections only
+look at objects created afterwards.
+"""
+from __future__ import annotations
+
+import gc
+
+import torch
+
+
+def warm_up() -> None:
+    """Build a throw-away optimiser (triggers torch's lazy imports), then collect and freeze."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

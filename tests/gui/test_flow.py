@@ -1,0 +1,113 @@
+"""The whole user journey on the real engine: load the sample, distil, watch, stop, export."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+from engine.export import load_distilled
+
+from gui_helpers import RUN_TIMEOUT_MS, load, quick, run_to_end, save_screenshot
+
+pytestmark = pytest.mark.gui
+
+
+def test_full_flow_on_sample(qtbot, window, tmp_path):
+    save_screenshot(window, "empty")
+    assert window.dataset_panel.page() == 0 and window.dataset_panel.sample_button.isVisible()
+
+    with qtbot.waitSignal(window.dataset_loaded, timeout=RUN_TIMEOUT_MS):
+        window.dataset_panel.sample_button.click()
+    assert window.dataset_panel.table.rowCount() == 10
+    assert window.act_run.isEnabled()
+    save_screenshot(window, "loaded")
+
+    quick(window, steps=12, snapshot_every=2, eval_every=4)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        window.act_run.trigger()
+        qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 4 and window.grid.step is not None,
+                        timeout=RUN_TIMEOUT_MS)
+        window.toggle_pause()                      # hold the run still for the "running" screenshot
+        qtbot.wait(3 * 80)
+        save_screenshot(window, "running")
+        assert window.act_pause.text() == "&Resume"
+        window.toggle_pause()
+    assert finished.args == ["finished"]
+    assert window.plots.point_count("gap") == 12
+    assert window.plots.point_count("distilled_accuracy") >= 3
+    assert window.plots.point_count("teacher_rel_gap") >= 1
+    assert window.grid.image.image is not None and window.grid.image.image.shape[0] > 8
+    assert window.results.rowCount() > 5
+    save_screenshot(window, "finished")
+
+    target = window.export_result(tmp_path / "distilled")
+    assert target is not None
+    for name in ("manifest.json", "distilled.npz", "curves.csv", "grid.png", "images"):
+        assert (target / name).exists(), name
+    exported = load_distilled(target)
+    assert len(exported.images) == 10 and exported.pixels.shape[1:] == (8, 8, 1)
+
+    png = window.export_plots_png(tmp_path / "plots.png")
+    csv_path = window.export_curves_csv(tmp_path / "curves.csv")
+    assert png.stat().st_size > 5000
+    rows = list(csv.DictReader(csv_path.open()))
+    assert sum(r["phase"] == "distill" for r in rows) == 12 and "fenchel_young" in rows[0]
+
+
+def test_stop_mid_run_keeps_result_for_export(qtbot, window, tmp_path):
+    load(qtbot, window)
+    quick(window, steps=100_000, eval_every=0, snapshot_every=5)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.start_run()
+        qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 3, timeout=RUN_TIMEOUT_MS)
+        window.act_stop.trigger()
+        assert not window.act_stop.isEnabled()
+    assert finished.args == ["stopped"]
+    assert window.result is not None and window.act_export.isEnabled()
+    assert window.plots.point_count("gap") < 100_000
+    target = window.export_result(tmp_path / "stopped")
+    assert len(load_distilled(target).images) == 10
+
+
+def test_cancel_discards_the_run(qtbot, window):
+    load(qtbot, window)
+    quick(window, steps=100_000, eval_every=0)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.start_run()
+        window.act_cancel.trigger()               # also cancels during data preparation / teacher solve
+    assert finished.args == ["cancelled"]
+    assert window.result is None and not window.act_export.isEnabled()
+    assert window.error_dialog is None
+
+
+def test_export_never_overwrites_silently(qtbot, window, tmp_path, answer):
+    load(qtbot, window)
+    quick(window, steps=2)
+    assert run_to_end(qtbot, window) == "finished"
+    target = window.export_result(tmp_path / "out")
+    marker = (target / "manifest.json").stat().st_mtime_ns
+
+    answer["reply"] = answer["reply"].No
+    assert window.export_result(target) is None
+    assert answer["asked"] and (target / "manifest.json").stat().st_mtime_ns == marker
+
+    answer["reply"] = answer["reply"].Yes
+    assert window.export_result(target) == target
+    assert load_distilled(target).images.shape[0] == 10
+
+
+def test_closing_mid_run_asks_stops_and_leaves_no_thread(qtbot, window, answer):
+    load(qtbot, window)
+    quick(window, steps=100_000, eval_every=0)
+    assert window.start_run()
+    qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 2, timeout=RUN_TIMEOUT_MS)
+
+    answer["reply"] = answer["reply"].No
+    window.close()
+    assert window.isVisible() and window.running, "answering No keeps the run going"
+
+    answer["reply"] = answer["reply"].Yes
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=10_000)
+    assert answer["asked"] == ["Quit during a run?", "Quit during a run?"]
+    assert not window.busy

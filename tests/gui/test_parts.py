@@ -1,0 +1,45 @@
+"""Units behind the window: event hand-over, the image mosaic, progress arithmetic."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.events import Snapshot, Step
+from dgkip_gui.image_grid import GAP, mosaic
+from dgkip_gui.run_panel import RateMeter, flatten, format_duration
+from dgkip_gui.worker import EventQueue
+
+pytestmark = pytest.mark.gui
+
+
+def test_event_queue_keeps_order_and_only_the_latest_snapshot():
+    queue = EventQueue(latest_only=(Snapshot,))
+    steps = [Step(i, 9, 1.0, 1.0, 0.5, 0.5, 1.0, 0.1 * i) for i in range(1, 4)]
+    snaps = [Snapshot(i, np.zeros((2, 4, 4, 1), np.float32), np.array([0, 1])) for i in (1, 2)]
+    for event in (steps[0], snaps[0], steps[1], snaps[1], steps[2]):
+        queue.put(event)
+    assert queue.drain() == [*steps, snaps[1]]
+    assert queue.drain() == []
+
+
+def test_mosaic_puts_each_class_on_its_row():
+    images = np.stack([np.full((3, 2, 1), v, np.float32) for v in (0.1, 0.2, 0.9)])
+    grid = mosaic(images, np.array([1, 0, 1]), n_classes=2)
+    assert grid.shape == (2 * 3 + GAP, 2 * 2 + GAP, 3)
+    assert np.allclose(grid[0, 0], 0.2) and np.allclose(grid[3 + GAP, 0], 0.1)
+    assert np.allclose(grid[3 + GAP, 2 + GAP], 0.9)
+    rgb = mosaic(np.full((1, 2, 2, 3), 255, np.uint8), np.array([0]), 1)
+    assert rgb.shape == (2, 2, 3) and np.allclose(rgb, 1.0)
+
+
+def test_rate_meter_and_durations():
+    meter = RateMeter(window_s=10)
+    assert meter.rate() is None
+    for step in range(1, 11):
+        meter.add(step, 0.5 * step)
+    assert meter.rate() == pytest.approx(2.0)
+    assert format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
+
+
+def test_flatten_metrics():
+    assert flatten({"a": 1, "b": {"c": 2.5}}) == [("a", 1), ("b.c", 2.5)]

@@ -1,0 +1,117 @@
+"""The settings form bound to DistillConfig: round trip, inline validation, presets, kernel parameters,
+and persistence of settings, geometry and recent datasets."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QRect, Qt
+
+from engine.config import DistillConfig, KERNELS
+from dgkip_gui.settings_panel import HELP, PRESETS, SettingsPanel
+
+from gui_helpers import load
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def panel(qtbot) -> SettingsPanel:
+    panel = SettingsPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    return panel
+
+
+def test_form_round_trips_the_config(panel):
+    config = DistillConfig(mode="dgkip", loss="hinge", kernel="rbf", kernel_params={"bandwidth": 2.5}, lam=0.02,
+                           ipc=7, steps=123, lr=0.05, learn_labels=False, preprocess="zca", device="cpu",
+                           dtype="float64", seed=11, optimizer="sgd", max_per_class=50, eval_every=9)
+    panel.set_config(config)
+    assert panel.config() == config
+    assert panel.error is None
+
+
+def test_every_widget_explains_itself(panel):
+    for name, binding in panel._fields.items():
+        assert binding.widget.toolTip() == HELP[name], name
+
+
+def test_invalid_values_are_marked_inline_and_never_crash(qtbot, panel):
+    lam = panel._fields["lam"].widget
+    lam.clear()
+    qtbot.keyClicks(lam, "abc")
+    assert panel.error is not None and panel.error.field == "lam"
+    assert panel.message.isVisible() and "lam" in panel.message.text()
+    assert "border" in lam.styleSheet()
+    assert panel.valid_config() is None
+
+    lam.clear()
+    qtbot.keyClicks(lam, "-1")
+    assert panel.error.field == "lam" and "positive" in str(panel.error)
+    lam.clear()
+    qtbot.keyClicks(lam, "1e-3")
+    assert panel.error is None and lam.styleSheet() == "" and not panel.message.isVisible()
+
+    panel._fields["mode"].set("kip")          # KIP needs the squared loss: the engine's rule, shown inline
+    assert panel.error.field == "loss" and "border" in panel._fields["loss"].widget.styleSheet()
+
+
+def test_kernel_parameters_form_follows_the_kernel(qtbot, panel):
+    kernel = panel._fields["kernel"].widget
+    kernel.setCurrentIndex(kernel.findData("nngp-fc"))
+    assert sorted(panel._kernel_edits) == ["b_std", "depth", "w_std"]
+    qtbot.keyClicks(panel._kernel_edits["depth"], "3")
+    assert panel.config().kernel_params == {"depth": 3}
+    panel._kernel_edits["depth"].setText("")
+    qtbot.keyClicks(panel._kernel_edits["depth"], "two")
+    assert panel.error.field == "kernel_params.depth"
+    assert "border" in panel._kernel_edits["depth"].styleSheet()
+    panel._kernel_edits["depth"].setText("")
+    qtbot.keyClicks(panel._kernel_edits["depth"], "0")
+    assert panel.error.field == "kernel_params"          # rejected by the engine's kernel factory
+
+    kernel.setCurrentIndex(kernel.findData("linear"))
+    assert list(panel._kernel_edits) == ["bias"] and panel.error is None
+    assert kernel.count() == len(KERNELS)
+
+
+def test_presets_fill_the_form(panel):
+    panel.set_dataset([str(d) for d in range(10)])
+    for index, name in enumerate(PRESETS, start=1):
+        panel.preset.activated.emit(index)
+        assert panel.error is None, name
+        assert panel.preset.currentIndex() == 0
+    pair = list(PRESETS).index("MNIST pair, hinge") + 1
+    panel.preset.activated.emit(pair)
+    config = panel.config()
+    assert config.loss == "hinge" and config.classes == ["0", "1"]
+
+
+def test_class_checklist(qtbot, window):
+    load(qtbot, window)
+    classes = window.settings.class_list
+    assert classes.count() == 10 and window.settings.config().classes is None
+    for row in range(2, 10):
+        classes.item(row).setCheckState(Qt.CheckState.Unchecked)
+    assert window.settings.config().classes == ["0", "1"]
+    classes.item(1).setCheckState(Qt.CheckState.Unchecked)
+    assert window.settings.error.field == "classes" and not window.act_run.isEnabled()
+
+
+def test_settings_geometry_and_recent_persist(qtbot, make_window, store, tmp_path):
+    first = make_window()
+    load(qtbot, first)
+    first.settings.set_config(first.settings.config().replace(ipc=3, loss="hinge"))
+    first.setGeometry(QRect(40, 50, 1000, 700))
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    store.add_recent(str(gone))
+    first.close()
+    gone.rmdir()
+
+    second = make_window(resize=False)
+    assert second.settings.config().ipc == 3 and second.settings.config().loss == "hinge"
+    # the offscreen screen is 800 px wide, so Qt fits the width; height and position come back as saved
+    assert (second.geometry().y(), second.geometry().height()) == (50, 700)
+    assert store.recent() == ["sample"]                    # the missing folder was dropped
+    assert [a.text() for a in second.recent_menu.actions()] == ["Sample: handwritten digits"]
+    assert second.dataset_panel.recent_list.count() == 1
