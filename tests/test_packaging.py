@@ -318,11 +318,17 @@ def test_install_desktop_entry_installs_and_uninstalls(tmp_path):
 @pytest.mark.timeout(3600)
 @pytest.mark.skipif(sys.platform != "linux", reason="the build/smoke scripts are exercised on Linux")
 def test_frozen_app_self_test(tmp_path):
-    env = {**os.environ, "DGKIP_DIST_DIR": str(tmp_path / "dist"), "DGKIP_WORK_DIR": str(tmp_path / "build"),
+    dist, work = tmp_path / "dist", tmp_path / "build"
+    env = {**os.environ, "DGKIP_DIST_DIR": str(dist), "DGKIP_WORK_DIR": str(work),
            "DGKIP_VENV": str(Path(sys.prefix))}
-    build = subprocess.run([str(PACKAGING / "build.sh")], env=env, capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-6000:]
-    app = tmp_path / "dist" / APP_NAME / APP_NAME
-    assert app.is_file()
-    smoke = subprocess.run([str(PACKAGING / "smoke.sh"), str(app)], env=env, capture_output=True, text=True)
-    assert smoke.returncode == 0, smoke.stdout[-6000:] + smoke.stderr[-6000:]
+    try:
+        build = subprocess.run([str(PACKAGING / "build.sh")], env=env, capture_output=True, text=True)
+        assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-6000:]
+        print(build.stdout[-300:])  # build time and bundle size
+        app = dist / APP_NAME / APP_NAME
+        assert app.is_file()
+        smoke = subprocess.run([str(PACKAGING / "smoke.sh"), str(app)], env=env, capture_output=True, text=True)
+        assert smoke.returncode == 0, smoke.stdout[-6000:] + smoke.stderr[-6000:]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # several GB each; pytest keeps old tmp dirs
+        shutil.rmtree(dist, ignore_errors=True)
