@@ -66,7 +66,9 @@ _RECIPE = {
     "label_loss": "auto",
 }
 RECIPES: dict[str, dict[str, Any]] = {name: dict(_RECIPE) for name in NETWORKS}
-QUICK_EPOCHS = 100   # documented CPU budget (pass as ``epochs=``); see the module's measured numbers
+QUICK_EPOCHS = 100
+"""Documented CPU budget (pass as ``epochs=``). ConvNet on random real MNIST, standardised, 3 seeds:
+IPC 1 52.0 % (300 epochs: 52.3 %), IPC 10 91.4 % (300 epochs: 92.2 %)."""
 LABEL_LOSSES = ("hard-ce", "soft-ce", "mse")
 
 
