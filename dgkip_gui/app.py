@@ -29,6 +29,15 @@ def display_missing() -> bool:
     return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def leave_a_core_for_the_gui() -> None:
+    """torch computes on every core by default, and the GUI thread then competes for CPU with the
+    engine's OpenMP threads (on a busy two-core machine that stalls the window and slows the run many
+    times over). Use one core fewer, unless ``OMP_NUM_THREADS`` chose a number explicitly."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the app (or the self-test); return the process exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -40,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from dgkip_gui.errors import ExceptionRelay, install_excepthooks
+    from dgkip_gui.errors import ErrorReport, ExceptionRelay, install_excepthooks
     from dgkip_gui.logging_setup import setup_logging
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -48,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     setup_logging()
+    leave_a_core_for_the_gui()
     logging.getLogger(__name__).info("%s %s starting (%s)", APP_NAME, __version__, " ".join(sys.argv[1:]))
     relay = ExceptionRelay()
     install_excepthooks(relay)
@@ -57,11 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_self_test(relay)
 
     from engine.config import ConfigError, DistillConfig
-    from dgkip_gui.errors import ErrorReport
     from dgkip_gui.main_window import MainWindow
-    from dgkip_gui.resources import app_icon
 
-    app.setWindowIcon(app_icon())
     window = MainWindow()
     relay.raised.connect(window.show_error)
     window.show()

@@ -11,9 +11,10 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QListWidget,
-                               QListWidgetItem, QProgressBar, QPushButton, QSizePolicy, QStackedWidget,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QListWidgetItem, QMenu, QProgressBar, QPushButton, QSizePolicy, QStackedWidget,
+                               QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
+from engine.data import Dataset
 from dgkip_gui.image_grid import mosaic, to_qimage
 from dgkip_gui.settings_store import SAMPLE
 from dgkip_gui.system_info import format_bytes
@@ -41,7 +42,7 @@ class DatasetPanel(QWidget):
     open_folder_requested = Signal()
     open_file_requested = Signal()
     recent_requested = Signal(str)
-    test_data_requested = Signal()
+    test_data_requested = Signal(str)   # "folder" or "file"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -107,7 +108,6 @@ class DatasetPanel(QWidget):
         self.recent_label = QLabel("Recent datasets")
         self.recent_list = QListWidget()
         self.recent_list.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        self.recent_list.itemActivated.connect(lambda item: self.recent_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
         self.recent_list.itemClicked.connect(lambda item: self.recent_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
         layout = QVBoxLayout(page)
         layout.addWidget(drop, 1)
@@ -151,9 +151,14 @@ class DatasetPanel(QWidget):
         self.problems.setMaximumHeight(90)
         self.test_label = QLabel()
         self.test_label.setWordWrap(True)
-        test_button = QPushButton("Set test data…")
+        test_button = QToolButton()
+        test_button.setText("Set test data…")
         test_button.setToolTip("Use a separate folder or file as the test split instead of a held-out part")
-        test_button.clicked.connect(self.test_data_requested)
+        test_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(test_button)
+        menu.addAction("Test data folder…", lambda: self.test_data_requested.emit("folder"))
+        menu.addAction("Test data file…", lambda: self.test_data_requested.emit("file"))
+        test_button.setMenu(menu)
         test_row = QHBoxLayout()
         test_row.addWidget(self.test_label, 1)
         test_row.addWidget(test_button)
@@ -200,7 +205,7 @@ class DatasetPanel(QWidget):
         self.error.show()
         self.stack.setCurrentIndex(previous_page)
 
-    def show_dataset(self, dataset) -> None:  # engine.data.Dataset
+    def show_dataset(self, dataset: Dataset) -> None:
         """Fill the loaded page from a dataset and its report."""
         report = dataset.report
         self.error.hide()
@@ -215,7 +220,7 @@ class DatasetPanel(QWidget):
         for row, name in enumerate(dataset.classes):
             self.table.setItem(row, 0, QTableWidgetItem(str(name)))
             for col, counts in ((1, report.train_counts), (2, report.test_counts)):
-                item = QTableWidgetItem(str(counts[row]))
+                item = QTableWidgetItem(f"{counts[row]:,}")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, col, item)
             thumbs = QTableWidgetItem()

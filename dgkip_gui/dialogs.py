@@ -1,6 +1,8 @@
 """The About dialog and the error dialog (both with a button that copies their text)."""
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPlainTextEdit,
@@ -32,7 +34,7 @@ class ErrorDialog(QDialog):
 
         icon = QLabel()
         icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxCritical).pixmap(40, 40))
-        self.message = QLabel(report.message)
+        self.message = QLabel(f"<b>{html.escape(report.title)}</b><br>{html.escape(report.message)}")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bold = QFont(self.message.font())

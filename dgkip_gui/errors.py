@@ -52,7 +52,7 @@ def install_excepthooks(relay: ExceptionRelay) -> None:
 
     def report(exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None,
                where: str) -> None:
-        if exc is None or issubclass(exc_type, KeyboardInterrupt):
+        if exc is None:
             return
         log.error("uncaught exception in %s", where, exc_info=(exc_type, exc, tb))
         relay.raised.emit(ErrorReport.from_exception(exc, f"Unexpected error ({where})"))

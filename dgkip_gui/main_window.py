@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QStandardPaths, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter, QStyle,
                                QLabel, QTabWidget, QVBoxLayout, QWidget)
 
@@ -25,6 +25,7 @@ from engine import distill, export
 from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
 from engine.events import Done, Evaluation, Snapshot, Stage, Step, TeacherDone, TeacherProgress
+from engine.result import DistillResult
 from dgkip_gui import APP_NAME
 from dgkip_gui.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
@@ -45,10 +46,12 @@ log = logging.getLogger(__name__)
 RunFn = Callable[..., Iterable[Any]]      # engine.distill.run(config, control, dataset)
 LoadFn = Callable[..., Any]               # engine.data.load_dataset(path, *, test_path, ..., progress)
 
-REFRESH_MS = 80          # repaint period while a job runs
+REFRESH_MS = 100         # period of the repaint timer while a job runs: drain events, phase changes
+VIEW_REFRESH_S = 0.25    # plots, image grid and progress redraw at most this often: painting holds the
+                         # GIL, and every millisecond of it is taken from the engine thread
 STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…", "teacher": "Solving the teacher…",
               "distill": "Distilling…", "evaluate": "Evaluating…", "export": "Exporting…"}
-DATASET_FILES = "Datasets (*.npz *.npy *.zip *.csv);;All files (*)"
+DATASET_FILES = "NumPy archives (*.npz);;MNIST IDX or CIFAR batches (*ubyte* *batch*);;All files (*)"
 SETTINGS_FILES = "Run settings (*.json)"
 
 
@@ -64,7 +67,7 @@ class Loaded:
     """The result of a load job."""
     path: str
     test_path: str | None
-    dataset: Any
+    dataset: engine_data.Dataset
 
 
 class MainWindow(QMainWindow):
@@ -79,10 +82,10 @@ class MainWindow(QMainWindow):
         self.store = store or SettingsStore()
         self._run_fn: RunFn = run_fn or distill.run
         self._load_fn: LoadFn = load_fn or engine_data.load_dataset
-        self.dataset: Any = None
+        self.dataset: engine_data.Dataset | None = None
         self.dataset_path: str | None = None
         self.test_path: str | None = None
-        self.result: Any = None
+        self.result: DistillResult | None = None
         self.error_dialog: ErrorDialog | None = None
         self._job: Job | None = None
         self._job_kind = ""
@@ -95,6 +98,8 @@ class MainWindow(QMainWindow):
         self._close_requested = False
         self._panel_page_before_load = 0
         self._loaded: Loaded | None = None
+        self._rendered_at = 0.0
+        self._snapshot: Snapshot | None = None   # newest snapshot not yet shown
 
         self.setWindowTitle(APP_NAME)
         self.setWindowIcon(app_icon())
@@ -112,11 +117,13 @@ class MainWindow(QMainWindow):
             self.settings.set_config(saved)
         self.dataset_panel.show_empty(self.store.recent())
         self._rebuild_recent_menu()
-        geometry, state = self.store.geometry(), self.store.window_state()
+        geometry = self.store.layout("geometry")
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1440, 900)
-        if state is not None:
-            self.restoreState(state)
+        for name, splitter in self._splitters.items():
+            state = self.store.layout(name)
+            if state is not None:
+                splitter.restoreState(state)
         self._update_actions()
 
     # ------------------------------------------------------------------ construction
@@ -141,7 +148,9 @@ class MainWindow(QMainWindow):
                                      sp.SP_DirOpenIcon)
         self.act_open_file = self._action("open_file", "Open &file…", self.open_file, ("Ctrl+Shift+O",))
         self.act_sample = self._action("sample", "Use the &sample dataset", lambda: self.load_dataset(SAMPLE))
-        self.act_test = self._action("test_data", "Set &test data…", self.choose_test_data)
+        self.act_test_folder = self._action("test_folder", "Set &test data folder…",
+                                            lambda: self.choose_test_data("folder"))
+        self.act_test_file = self._action("test_file", "Set test data file…", lambda: self.choose_test_data("file"))
         self.act_load_settings = self._action("load_settings", "Load settings…", self.load_settings_file)
         self.act_save_settings = self._action("save_settings", "Save settings as…", self.save_settings_file)
         self.act_export = self._action("export", "&Export…", self.export_result, ("Ctrl+E",), sp.SP_DialogSaveButton,
@@ -200,20 +209,20 @@ class MainWindow(QMainWindow):
         right_layout.addWidget(right_split, 1)
 
         main = QSplitter(Qt.Orientation.Horizontal)
-        main.setObjectName("mainSplitter")
         main.addWidget(left)
         main.addWidget(right)
         main.setStretchFactor(0, 0)
         main.setStretchFactor(1, 1)
         main.setSizes([400, 1040])
         self.setCentralWidget(main)
+        self._splitters = {"main_splitter": main, "right_splitter": right_split, "bottom_splitter": bottom}
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addActions([self.act_open, self.act_open_file])
         self.recent_menu = file_menu.addMenu("Open &recent")
-        file_menu.addActions([self.act_sample, self.act_test])
+        file_menu.addActions([self.act_sample, self.act_test_folder, self.act_test_file])
         file_menu.addSeparator()
         file_menu.addActions([self.act_load_settings, self.act_save_settings])
         file_menu.addSeparator()
@@ -259,9 +268,10 @@ class MainWindow(QMainWindow):
         running = self.running
         control = self._control
         self.act_run.setEnabled(not self.busy and self.dataset is not None and self.settings.error is None)
-        for action in (self.act_open, self.act_open_file, self.act_sample, self.act_test, self.act_load_settings):
+        for action in (self.act_open, self.act_open_file, self.act_sample, self.act_load_settings):
             action.setEnabled(not self.busy)
-        self.act_test.setEnabled(not self.busy and self.dataset is not None)
+        for action in (self.act_test_folder, self.act_test_file):
+            action.setEnabled(not self.busy and self.dataset is not None)
         stoppable = running and control is not None and not control.stop_requested and not control.cancelled
         self.act_pause.setEnabled(stoppable)
         self.act_pause.setText("&Resume" if control is not None and control.paused else "&Pause")
@@ -274,8 +284,7 @@ class MainWindow(QMainWindow):
     def _settings_changed(self) -> None:
         config = self.settings.valid_config()
         self.device_label.setText(device_description(config.device if config else "auto"))
-        if hasattr(self, "act_run"):
-            self._update_actions()
+        self._update_actions()
 
     def _update_memory(self) -> None:
         self.memory_label.setText(memory_description())
@@ -291,41 +300,53 @@ class MainWindow(QMainWindow):
         self._refresh.start()
         self._update_actions()
 
-    def _drain(self) -> None:
+    def _drain(self, final: bool = False) -> None:
         """Repaint tick: handle the current job's queued events, then redraw once."""
         if self._job is None:
             return
         handle = self._handle_run_event if self._job_kind == "run" else self._handle_load_event
         for event in self._job.queue.drain():
             handle(event)
+        now = time.monotonic()
+        if final or now - self._rendered_at >= VIEW_REFRESH_S:
+            self._rendered_at = now
+            self._render()
+
+    def _render(self) -> None:
+        """Redraw what the drained events changed: curves, the newest snapshot, the progress line."""
         self.plots.refresh()
-        if self._last_step is not None and self._stage == "distill":
-            paused = " · paused" if self._control is not None and self._control.paused else ""
-            stopping = " · stopping after this step…" if self._control and self._control.stop_requested else ""
+        if self._snapshot is not None:
+            snap, self._snapshot = self._snapshot, None
+            self.grid.show_images(snap.images, snap.labels, f"step {snap.step}", snap.step)
+        control = self._control
+        if self._last_step is not None and self._stage == "distill" and control is not None:
+            paused = " · paused" if control.paused else ""
+            stopping = " · stopping after this step…" if control.stop_requested else ""
             self.run_panel.step(self._last_step.step, self._last_step.total, paused + stopping)
 
     def _job_failed(self, job_id: int, report: ErrorReport) -> None:
         if self._job is None or job_id != self._job.id:
             return  # stale
-        if self._job_kind == "load" and isinstance(report.exception, (engine_data.DatasetError, OSError)):
-            self.dataset_panel.show_error(report.message, self._panel_page_before_load)
-            self.statusBar().showMessage("The dataset could not be loaded; see the message in the dataset panel.")
-            return
-        if isinstance(report.exception, ConfigError):
-            self.settings.show_error(report.exception)
-            self.left_tabs.setCurrentIndex(1)
         if self._job_kind == "load":
             self.dataset_panel.show_error(report.message, self._panel_page_before_load)
-        self._run_outcome = "failed"
+            if isinstance(report.exception, (engine_data.DatasetError, OSError)):   # bad input: explained inline
+                self.statusBar().showMessage("The dataset could not be loaded; see the message in the dataset panel.")
+                return
+        else:
+            self._run_outcome = "failed"
+            if isinstance(report.exception, ConfigError):
+                self.settings.show_error(report.exception)
+                self.left_tabs.setCurrentIndex(1)
         self.show_error(report)
 
     def _job_finished(self, job_id: int) -> None:
         if self._job is None or job_id != self._job.id:
             return
-        self._drain()
+        self._drain(final=True)
         job, kind = self._job, self._job_kind
         self._job, self._job_kind = None, ""
         job.deleteLater()
+        self._control = None
         self._refresh.stop()
         if kind == "run":
             self._run_ended()
@@ -349,10 +370,15 @@ class MainWindow(QMainWindow):
         if path:
             self.load_dataset(path)
 
-    def choose_test_data(self) -> None:
+    def choose_test_data(self, kind: str) -> None:
+        """Reload the dataset with a separate test split from a folder or a file (``kind``)."""
         if self.dataset_path is None:
             return
-        path = QFileDialog.getExistingDirectory(self, "Choose the test data folder", self.store.last_dir())
+        if kind == "folder":
+            path = QFileDialog.getExistingDirectory(self, "Choose the test data folder", self.store.last_dir())
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose the test data file", self.store.last_dir(),
+                                                  DATASET_FILES)
         if path:
             self.load_dataset(self.dataset_path, test_path=path)
 
@@ -398,10 +424,11 @@ class MainWindow(QMainWindow):
         self.settings.set_dataset(list(dataset.classes), dataset.report)
         self.grid.reset(list(dataset.classes))
         self.results.setRowCount(0)
-        self.plots.start(0)
+        self.plots.reset()
         self.run_panel.idle(f"{dataset.name} loaded: press Distil (F5) to start.")
-        self._rebuild_recent_menu(self.store.add_recent(loaded.path))
-        self.dataset_panel.set_recent(self.store.recent())
+        recent = self.store.add_recent(loaded.path)
+        self._rebuild_recent_menu(recent)
+        self.dataset_panel.set_recent(recent)
         if loaded.path != SAMPLE:
             self.store.set_last_dir(Path(loaded.path).parent)
         self.setWindowTitle(f"{dataset.name} — {APP_NAME}")
@@ -419,7 +446,7 @@ class MainWindow(QMainWindow):
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event: QEvent) -> None:
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         self.dragEnterEvent(event)
 
     def dropEvent(self, event: QDropEvent) -> None:
@@ -446,9 +473,9 @@ class MainWindow(QMainWindow):
         self.store.set_config(config)
         control = RunControl()
         self._control, self._run_config = control, config
-        self._run_outcome, self._stage, self._last_step = None, "", None
+        self._run_outcome, self._stage, self._last_step, self._snapshot = None, "", None, None
         self.result = None
-        self.plots.start(config.steps)
+        self.plots.reset(config.steps)
         self.results.setRowCount(0)
         classes = config.classes or list(self.dataset.classes)
         self.grid.reset(classes)
@@ -470,13 +497,13 @@ class MainWindow(QMainWindow):
             self.run_panel.meter.add(event.step, event.elapsed)
             self._last_step = event
         elif isinstance(event, Snapshot):
-            self.grid.show_images(event.images, event.labels, f"step {event.step}", event.step)
+            if self._run_outcome is None:     # coalesced snapshots drain after Done; the result wins
+                self._snapshot = event
         elif isinstance(event, Evaluation):
             self.plots.add_evaluation(event)
         elif isinstance(event, TeacherProgress):
             self.plots.add_teacher(event)
-            max_iter = self._run_config.teacher_max_iter if self._run_config else event.iteration
-            self.run_panel.teacher(event.iteration, max_iter, event.rel_gap)
+            self.run_panel.teacher(event.iteration, self._run_config.teacher_max_iter, event.rel_gap)
         elif isinstance(event, Stage):
             self._stage = event.name
             if event.name != "distill":
@@ -493,16 +520,17 @@ class MainWindow(QMainWindow):
         self.result = done.result
         self.results.show_metrics(done.metrics)
         if done.result is not None:
+            self._snapshot = None
             self.grid.show_images(done.result.pixels(), done.result.labels, f"final ({done.reason})",
                                   self._last_step.step if self._last_step else None)
 
     def _run_ended(self) -> None:
         outcome = self._run_outcome or "cancelled"
         self._run_outcome = outcome
-        self._control = None
         self.plots.finish()
         step = f" after {self._last_step.step:,} steps" if self._last_step else ""
-        rate = self.run_panel.steps_per_second()
+        rate = (self.result.metrics.get("steps_per_second") if self.result is not None
+                else self.run_panel.steps_per_second())
         speed = f" ({rate:.1f} steps/s)" if rate else ""
         text = {"finished": f"Finished{step}{speed}.",
                 "stopped": f"Stopped{step}; the result so far is kept.",
@@ -530,7 +558,7 @@ class MainWindow(QMainWindow):
             control.pause()
             self.statusBar().showMessage("Paused: press Space or Resume to continue.")
         self._update_actions()
-        self._drain()
+        self._drain(final=True)
 
     def stop_run(self) -> None:
         """Finish the current step and keep the result (export stays possible)."""
@@ -696,7 +724,9 @@ class MainWindow(QMainWindow):
         event.accept()
 
     def _save_state(self) -> None:
-        self.store.set_window(self.saveGeometry(), self.saveState())
+        self.store.set_layout("geometry", self.saveGeometry())
+        for name, splitter in self._splitters.items():
+            self.store.set_layout(name, splitter.saveState())
         config = self.settings.valid_config()
         if config is not None:
             self.store.set_config(config.replace(data=self.dataset_path or config.data, test_data=self.test_path))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from engine.events import Evaluation, Step, TeacherProgress
 
@@ -49,12 +49,34 @@ class Series:
         self.n = 0
 
 
+class DecadeAxis(pg.AxisItem):
+    """A log axis that labels decades only, also when it spans just one or two of them (pyqtgraph
+    would then label every minor tick: 0.02, 0.03, … crowd into each other)."""
+
+    def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:
+        low, high = int(np.floor(minVal)), int(np.ceil(maxVal))
+        if high - low > 4:
+            return super().logTickValues(minVal, maxVal, size, stdTicks)
+        decades = [float(v) for v in range(low, high + 1) if minVal <= v <= maxVal]
+        minor = [v + np.log10(k) for v in range(low, high) for k in range(2, 10) if minVal < v + np.log10(k) < maxVal]
+        return [(1.0, decades), (None, minor)]
+
+
 @dataclass
 class _Curve:
     item: pg.PlotDataItem
     plot: pg.PlotItem
     data: Series
     dirty: bool = False
+
+
+GAP, FY, KM, RADIUS = "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"
+TEACHER, RANDOM, CONSISTENCY = "#d62728", "#7f7f7f", "#17becf"
+
+
+def _key(color: str, text: str) -> str:
+    """Title HTML naming a curve in its colour (the titles are the legends)."""
+    return f"<span style='color:{color}; font-weight:bold'>{text}</span>"
 
 
 def _pen(color: str, dashed: bool = False) -> pg.QtGui.QPen:
@@ -78,37 +100,39 @@ class LivePlots(QWidget):
         self._curves: dict[str, _Curve] = {}
         self._decades: dict[pg.PlotItem, tuple[int, int]] = {}    # log-y plots → shown decade span
 
-        top_right, bottom_right, top_left = (-8, 6), (-8, -30), (50, 6)
-        teacher = self._plot(0, 0, "Teacher solve: relative gap", "iteration", top_right, log_y=True)
-        gap = self._plot(0, 1, "Duality gap G<sub>S</sub> and its parts", "step", top_right, log_y=True)
-        radius = self._plot(0, 2, "Radius bound ‖w<sub>S</sub> − w<sub>D</sub>‖ ≤ r", "step", top_right, log_y=True)
-        accuracy = self._plot(1, 0, "Test accuracy", "step", bottom_right, colspan=2)
-        consistency = self._plot(1, 2, "Certified consistency", "step", top_left)
+        teacher = self._plot(0, 0, f"Teacher solve: {_key('#8c564b', 'relative gap')}", "iteration", log_y=True)
+        gap = self._plot(0, 1, f"{_key(GAP, 'Duality gap')} = {_key(FY, 'Fenchel–Young')} + {_key(KM, 'kernel match')}",
+                         "step", log_y=True)
+        radius = self._plot(0, 2, f"Radius bound {_key(RADIUS, 'r = √(2G/λ)')} ({_key(RADIUS, '●')} certified)",
+                            "step", log_y=True)
+        accuracy = self._plot(1, 0, f"Test accuracy: {_key(GAP, '● distilled set')}, {_key(TEACHER, 'teacher')} "
+                                    f"(ceiling), {_key(RANDOM, 'random subset')} (floor)", "step", colspan=2)
+        consistency = self._plot(1, 2, f"Certified {_key(CONSISTENCY, 'consistency')} with the teacher", "step")
         for plot in (accuracy, consistency):
             plot.setYRange(0, 1.02, padding=0)
             plot.getViewBox().setLimits(yMin=-0.05, yMax=1.05)
         self._step_plots = (gap, radius, accuracy, consistency)
         self._teacher_plot = teacher
 
-        self._add(teacher, "teacher_rel_gap", "relative gap", "#8c564b")
-        self._add(gap, "gap", "gap", "#1f77b4")
-        self._add(gap, "fenchel_young", "Fenchel–Young", "#ff7f0e")
-        self._add(gap, "kernel_match", "kernel matching", "#2ca02c")
-        self._add(radius, "radius", "r = √(2G/λ)", "#9467bd")
-        self._add(radius, "certified_radius", "certified (eval)", None, symbol="o", color="#9467bd")
-        self._add(accuracy, "distilled_accuracy", "distilled set", "#1f77b4", symbol="o")
-        self._add(accuracy, "teacher_accuracy", "teacher (ceiling)", "#d62728", dashed=True)
-        self._add(accuracy, "random_accuracy", "random subset (floor)", "#7f7f7f", dashed=True)
-        self._add(consistency, "certified_consistency", "consistency", "#17becf", symbol="o")
+        self._add(teacher, "teacher_rel_gap", "#8c564b")
+        self._add(gap, "gap", GAP)
+        self._add(gap, "fenchel_young", FY)
+        self._add(gap, "kernel_match", KM)
+        self._add(radius, "radius", RADIUS)
+        self._add(radius, "certified_radius", None, symbol="o", color=RADIUS)
+        self._add(accuracy, "distilled_accuracy", GAP, symbol="o")
+        self._add(accuracy, "teacher_accuracy", TEACHER, dashed=True)
+        self._add(accuracy, "random_accuracy", RANDOM, dashed=True)
+        self._add(consistency, "certified_consistency", CONSISTENCY, symbol="o")
 
     # -- construction ------------------------------------------------------------
-    def _plot(self, row: int, col: int, title: str, xlabel: str, legend_at: tuple[int, int], *,
-              log_y: bool = False, colspan: int = 1) -> pg.PlotItem:
-        """A plot with a grid and a legend at ``legend_at`` (pyqtgraph offset: negative = from the right/bottom)."""
-        plot = self.view.addPlot(row=row, col=col, colspan=colspan)
-        plot.setTitle(title, size="10pt", color="#222")
+    def _plot(self, row: int, col: int, title: str, xlabel: str, *, log_y: bool = False,
+              colspan: int = 1) -> pg.PlotItem:
+        """A plot whose coloured title doubles as its legend (legends over live curves cost repaints)."""
+        axes = {"left": DecadeAxis("left")} if log_y else None
+        plot = self.view.addPlot(row=row, col=col, colspan=colspan, axisItems=axes)
+        plot.setTitle(title, size="9pt", color="#222")
         plot.setLabel("bottom", xlabel)
-        # plot.showGrid(x=True, y=True, alpha=0.25)
         plot.setLogMode(y=log_y)
         if log_y:
             self._decades[plot] = (0, 0)
@@ -116,18 +140,14 @@ class LivePlots(QWidget):
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
         plot.setMenuEnabled(False)
-        # fewer labelled minor ticks: log axes spanning under a decade otherwise label every one
-        plot.getAxis("left").setStyle(textFillLimits=[(0, 0.8), (2, 0.35), (4, 0.2)])
-        legend = plot.addLegend(offset=legend_at, labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210),
-                                pen=pg.mkPen("#ccc"))
-        # the legend sits over the curves, so it is repainted with them: draw it from a cached pixmap
-        legend.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        if log_y:   # label decades only (the range always spans whole decades); minor ticks stay unlabelled
+            plot.getAxis("left").setStyle(maxTextLevel=0)
         return plot
 
-    def _add(self, plot: pg.PlotItem, key: str, label: str, pen_color: str | None, *,
-             symbol: str | None = None, color: str | None = None, dashed: bool = False) -> None:
+    def _add(self, plot: pg.PlotItem, key: str, pen_color: str | None, *, symbol: str | None = None,
+             color: str | None = None, dashed: bool = False) -> None:
         color = color or pen_color
-        item = plot.plot(name=label, pen=_pen(pen_color, dashed) if pen_color else None,
+        item = plot.plot(pen=_pen(pen_color, dashed) if pen_color else None,
                          symbol=symbol, symbolSize=6, symbolBrush=color, symbolPen=color)
         self._curves[key] = _Curve(item, plot, Series())
 
@@ -173,14 +193,17 @@ class LivePlots(QWidget):
             self._decades[plot] = span
             plot.setYRange(*span, padding=0.02)
 
-    def start(self, total_steps: int) -> None:
-        """Clear the curves and fix the step axes to ``[0, total_steps]`` for the run."""
+    def reset(self, total_steps: int = 0) -> None:
+        """Clear the curves; with ``total_steps`` (a run starts) fix the step axes to ``[0, total_steps]``."""
         for curve in self._curves.values():
             curve.data.clear()
             curve.item.setData([], [])
             curve.dirty = False
         for plot in self._step_plots:
-            plot.setXRange(0, max(total_steps, 1), padding=0.02)
+            if total_steps:
+                plot.setXRange(0, total_steps, padding=0.02)
+            else:
+                plot.enableAutoRange(x=True)
         self._teacher_plot.enableAutoRange(x=True)
 
     def finish(self) -> None:

@@ -14,6 +14,7 @@ from PySide6.QtCore import QEventLoop, QSettings, QTimer, SignalInstance
 
 from engine.export import load_distilled
 from dgkip_gui.errors import ErrorReport, ExceptionRelay
+from dgkip_gui.main_window import MainWindow
 from dgkip_gui.settings_store import SAMPLE, SettingsStore
 
 STEPS, IPC = 20, 1
@@ -59,8 +60,6 @@ def check(condition: bool, message: str) -> None:
 
 def run_self_test(relay: ExceptionRelay) -> int:
     """Return 0 when every check passes, 1 otherwise (the reason goes to stderr)."""
-    from dgkip_gui.main_window import MainWindow
-
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dgkip-self-test-") as tmp:
         store = SettingsStore(QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat))
@@ -79,14 +78,16 @@ def run_self_test(relay: ExceptionRelay) -> int:
         return 0
 
 
-def _exercise(window, tmp: Path) -> str:
+def _exercise(window: MainWindow, tmp: Path) -> str:
+    """Load the sample, distil, export and verify through the window; return the summary line."""
     window.load_dataset(SAMPLE)
     (dataset,) = wait_for(window.dataset_loaded, window.error_shown, 120, "loading the sample dataset")
     n_classes = len(dataset.classes)
     check(n_classes >= 2, f"sample dataset has {n_classes} classes")
 
+    # device stays "auto": a build whose CUDA libraries are broken fails here on a GPU machine
     config = window.settings.config().replace(ipc=IPC, steps=STEPS, eval_every=10, snapshot_every=5,
-                                              device="cpu", classes=None)
+                                              device="auto", classes=None)
     window.settings.set_config(config)
     check(window.start_run(), "the run did not start")
     (reason,) = wait_for(window.run_finished, window.error_shown, 300, "the distillation run")
@@ -103,7 +104,7 @@ def _exercise(window, tmp: Path) -> str:
     expected = IPC * n_classes
     check(len(loaded.images) == expected, f"export holds {len(loaded.images)} images, expected {expected}")
     check(loaded.pixels.shape[0] == expected, f"export pixels hold {loaded.pixels.shape[0]} images")
-    rate = window.run_panel.steps_per_second()
+    rate = window.result.metrics.get("steps_per_second")
     speed = f" at {rate:.0f} steps/s" if rate else ""
     return (f"{dataset.name}: {STEPS} steps{speed}, {expected} images exported and verified "
             f"({len(files)} files)")

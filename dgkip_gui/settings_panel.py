@@ -57,30 +57,47 @@ HELP: dict[str, str] = {
 LABELS: dict[str, dict[str, str]] = {
     "mode": {"dgkip": "DGKIP (duality gap)", "kip": "KIP (KRR loss)"},
     "preprocess": {"standardize": "Standardise", "zca": "ZCA whitening"},
-    "alpha_mode": {"exact": "exact", "joint": "joint"},
 }
 
 
-@dataclass(frozen=True)
-class KernelParam:
-    """One kernel parameter of the per-kernel key=value form."""
-    name: str
-    kind: type
-    help: str
-
-
-_NETWORK = (KernelParam("depth", int, "Hidden layers of the infinitely wide ReLU network."),
-            KernelParam("w_std", float, "Weight standard deviation σ_w."),
-            KernelParam("b_std", float, "Bias standard deviation σ_b."))
-_RANDOM_FEATURES = (KernelParam("width", int, "Width of each random network."),
-                    KernelParam("n_models", int, "Random networks averaged."),
-                    KernelParam("redraw_every", int, "Redraw the random networks every k steps (0 = never)."))
-KERNEL_PARAMS: dict[str, tuple[KernelParam, ...]] = {
-    "linear": (KernelParam("bias", float, "Constant added to the inner product."),),
-    "rbf": (KernelParam("bandwidth", float, "Length scale; empty = median pairwise distance."),),
-    "nngp-fc": _NETWORK, "ntk-fc": _NETWORK, "nngp-conv": _NETWORK,
-    "rf-fc": _RANDOM_FEATURES, "rf-conv": _RANDOM_FEATURES,
+KERNEL_PARAM_HELP: dict[str, str] = {
+    "bias": "Constant added to the inner product.",
+    "bandwidth": "Length scale; empty = median pairwise distance.",
+    "depth": "Hidden layers of the infinitely wide ReLU network.",
+    "w_std": "Weight standard deviation σ_w.",
+    "b_std": "Bias standard deviation σ_b.",
+    "filter_size": "Convolution filter size (pixels).",
+    "width": "Width (channels) of each random network.",
+    "n_models": "Random networks averaged.",
+    "redraw_every": "Redraw the random networks every k steps.",
+    "seed": "Seed of the random networks.",
+    "norm": "Normalise the random features (true/false).",
 }
+
+
+def kernel_defaults(kernel: str) -> dict[str, Any]:
+    """The engine's parameters of ``kernel`` with their defaults (empty when the engine lacks it)."""
+    return make_kernel(kernel).params() if kernel in kernel_names() else {}
+
+
+def _format_value(value: Any) -> str:
+    """How a number or flag reads in a text field (the inverse of the parsers below)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _parse_kernel_param(name: str, text: str, default: Any) -> Any:
+    """Parse a kernel parameter typed like its default (``None`` defaults are numbers); empty → None."""
+    field_name = f"kernel_params.{name}"
+    if isinstance(default, bool):
+        text = text.strip().lower()
+        if not text:
+            return None
+        if text in ("true", "yes", "1", "false", "no", "0"):
+            return text in ("true", "yes", "1")
+        raise ConfigError(field_name, f"{text!r} is not true or false")
+    return _parse_number(field_name, text, int if isinstance(default, int) else float, optional=True)
 
 
 def _pair_classes(classes: list[str]) -> list[str] | None:
@@ -183,7 +200,7 @@ class SettingsPanel(QWidget):
             ("Seed", self._spin("seed", 0, 2**31 - 1)),
         ])
 
-        self.advanced = self._group("Advanced", [
+        self.advanced = self._group("", [
             ("Optimiser", self._choice("optimizer", cfg.OPTIMIZERS)),
             ("Dual variables", self._choice("alpha_mode", cfg.ALPHA_MODES)),
             ("ZCA regulariser", self._number("zca_reg", float)),
@@ -196,9 +213,13 @@ class SettingsPanel(QWidget):
             ("Snapshot every", self._spin("snapshot_every", 0, 1_000_000)),
             ("KIP batch", self._spin("kip_batch", 1, 10_000_000)),
         ])
-        self.advanced.setCheckable(True)
-        self.advanced.setChecked(False)
-        self.advanced.toggled.connect(self._show_advanced)
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced settings")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setAutoRaise(True)
+        self.advanced_toggle.toggled.connect(self._show_advanced)
 
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -217,9 +238,11 @@ class SettingsPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(preset_row)
         layout.addWidget(self.message)
-        for group in (method, distilled, optimisation, self.advanced):
-            layout.addWidget(group)
         layout.addWidget(self.estimate)
+        for group in (method, distilled, optimisation):
+            layout.addWidget(group)
+        layout.addWidget(self.advanced_toggle)
+        layout.addWidget(self.advanced)
         layout.addStretch(1)
 
         self._show_advanced(False)
@@ -278,11 +301,12 @@ class SettingsPanel(QWidget):
 
     def _number(self, name: str, kind: type, optional: bool = False) -> QLineEdit:
         edit = QLineEdit()
+        edit.setAcceptDrops(False)   # a dataset dropped on the form goes to the window, not into a field
         if optional:
             edit.setPlaceholderText("all")
         edit.textEdited.connect(self._edited)
         self._bind(name, edit, lambda: _parse_number(name, edit.text(), kind, optional),
-                   lambda v: edit.setText("" if v is None else f"{v:g}" if kind is float else str(v)))
+                   lambda v: edit.setText("" if v is None else _format_value(v)))
         return edit
 
     def _check(self, name: str, text: str) -> QCheckBox:
@@ -331,13 +355,14 @@ class SettingsPanel(QWidget):
             self.kernel_form.removeRow(0)
         self._kernel_edits = {}
         texts = self._kernel_texts.setdefault(kernel, {})
-        for param in KERNEL_PARAMS.get(kernel, ()):
-            edit = QLineEdit(texts.get(param.name, ""))
-            edit.setPlaceholderText("default")
-            edit.setToolTip(param.help)
-            edit.textEdited.connect(lambda text, name=param.name: self._kernel_param_edited(kernel, name, text))
-            self.kernel_form.addRow(param.name, edit)
-            self._kernel_edits[param.name] = edit
+        for name, default in kernel_defaults(kernel).items():
+            edit = QLineEdit(texts.get(name, ""))
+            edit.setAcceptDrops(False)
+            edit.setPlaceholderText("default" if default is None else f"default {_format_value(default)}")
+            edit.setToolTip(KERNEL_PARAM_HELP.get(name, name))
+            edit.textEdited.connect(lambda text, name=name: self._kernel_param_edited(kernel, name, text))
+            self.kernel_form.addRow(name, edit)
+            self._kernel_edits[name] = edit
 
     def _kernel_param_edited(self, kernel: str, name: str, text: str) -> None:
         self._kernel_texts.setdefault(kernel, {})[name] = text
@@ -346,10 +371,10 @@ class SettingsPanel(QWidget):
     def _kernel_params(self, kernel: str) -> dict[str, Any]:
         texts = self._kernel_texts.get(kernel, {})
         params = {}
-        for param in KERNEL_PARAMS.get(kernel, ()):
-            value = _parse_number(f"kernel_params.{param.name}", texts.get(param.name, ""), param.kind, True)
+        for name, default in kernel_defaults(kernel).items():
+            value = _parse_kernel_param(name, texts.get(name, ""), default)
             if value is not None:
-                params[param.name] = value
+                params[name] = value
         if kernel in kernel_names():
             try:
                 make_kernel(kernel, **params)
@@ -361,8 +386,7 @@ class SettingsPanel(QWidget):
     def set_config(self, config: DistillConfig) -> None:
         """Show ``config`` in the form (unknown choices fall back to the first option)."""
         self._base = config
-        self._kernel_texts[config.kernel] = {k: f"{v:g}" if isinstance(v, float) else str(v)
-                                             for k, v in config.kernel_params.items()}
+        self._kernel_texts[config.kernel] = {k: _format_value(v) for k, v in config.kernel_params.items()}
         self._updating = True
         for name, binding in self._fields.items():
             binding.set(getattr(config, name))
@@ -418,12 +442,12 @@ class SettingsPanel(QWidget):
             self._reveal(widget)
 
     def _reveal(self, widget: QWidget) -> None:
-        if self.advanced.isAncestorOf(widget) and not self.advanced.isChecked():
-            self.advanced.setChecked(True)
+        if self.advanced.isAncestorOf(widget):
+            self.advanced_toggle.setChecked(True)
 
     def _show_advanced(self, shown: bool) -> None:
-        for child in self.advanced.findChildren(QWidget):
-            child.setVisible(shown)
+        self.advanced.setVisible(shown)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     def _apply_preset(self, index: int) -> None:
         name = self.preset.itemText(index)

@@ -21,17 +21,13 @@ class SettingsStore:
         self._s = settings if settings is not None else QSettings()
 
     # -- window ----------------------------------------------------------------
-    def geometry(self) -> QByteArray | None:
-        value = self._s.value("window/geometry")
+    def layout(self, name: str) -> QByteArray | None:
+        """A saved ``QWidget.saveGeometry()`` / ``QSplitter.saveState()`` blob, by name."""
+        value = self._s.value(f"window/{name}")
         return value if isinstance(value, QByteArray) and not value.isEmpty() else None
 
-    def window_state(self) -> QByteArray | None:
-        value = self._s.value("window/state")
-        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
-
-    def set_window(self, geometry: QByteArray, state: QByteArray) -> None:
-        self._s.setValue("window/geometry", geometry)
-        self._s.setValue("window/state", state)
+    def set_layout(self, name: str, state: QByteArray) -> None:
+        self._s.setValue(f"window/{name}", state)
 
     # -- run configuration -------------------------------------------------------
     def config(self) -> DistillConfig | None:

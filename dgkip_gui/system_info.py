@@ -33,7 +33,8 @@ def device_description(requested: str = "auto") -> str:
     if device == "cuda" and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
     if device == "cpu":
-        return f"cpu: {torch.get_num_threads()} threads"
+        threads = torch.get_num_threads()
+        return f"cpu: {threads} thread{'s' if threads != 1 else ''}"
     return device
 
 

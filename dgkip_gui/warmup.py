@@ -5,18 +5,20 @@ would happen inside the first run. The hundreds of thousands of objects that imp
 make the next full garbage collection take 100–400 ms, and a collection holds the GIL, so the GUI
 thread would freeze that long mid-run. :func:`warm_up` (called on the dataset-load worker thread)
 does the import up front, collects once, and freezes the surviving heap so later collections only
-look at objects created afterwards.
+look at objects created afterwards. Frozen objects are still freed by reference counting; only the
+cycle collector skips them. Once per process is enough.
 """
 from __future__ import annotations
 
+import functools
 import gc
 
 import torch
 
 
+@functools.cache
 def warm_up() -> None:
     """Build a throw-away optimiser (triggers torch's lazy imports), then collect and freeze."""
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -111,13 +111,9 @@ class Job(QObject):
         self._thread.finished.connect(self._thread.deleteLater)
 
     def start(self) -> None:
-        assert not self._running, "a Job runs once"
         self._running = True
         _live_threads.add(self._thread)
         self._thread.start()
-
-    def is_running(self) -> bool:
-        return self._running
 
     def wait(self, ms: int) -> bool:
         """Block up to ``ms`` for the thread to stop (``finished`` still arrives through the event loop)."""

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 from PySide6.QtGui import QGuiApplication, QKeySequence
 
 from dgkip_gui import app, logging_setup
@@ -18,9 +19,24 @@ pytestmark = pytest.mark.gui
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_self_test_entry_point(qtbot, capsys, monkeypatch):
+@pytest.fixture
+def process_globals(monkeypatch):
+    """``app.main`` sets process-wide state (hooks, logging, torch threads): undo it after the test."""
+    root = logging.getLogger()
+    before = list(root.handlers)
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    monkeypatch.setattr(root, "handlers", list(before))
+    monkeypatch.setattr(logging_setup, "_state", {})
+    threads = torch.get_num_threads()
+    yield
+    for handler in root.handlers:
+        if handler not in before:
+            handler.close()
+    torch.set_num_threads(threads)
+
+
+def test_self_test_entry_point(qtbot, capsys, process_globals):
     assert app.main(["--self-test"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("self-test OK") and "10 images exported and verified" in out

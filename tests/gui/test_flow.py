@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import csv
+import threading
 
 import pytest
+from engine.distill import run
+from engine.events import Step
 from engine.export import load_distilled
 
 from gui_helpers import RUN_TIMEOUT_MS, load, quick, run_to_end, save_screenshot
@@ -11,7 +14,17 @@ from gui_helpers import RUN_TIMEOUT_MS, load, quick, run_to_end, save_screenshot
 pytestmark = pytest.mark.gui
 
 
-def test_full_flow_on_sample(qtbot, window, tmp_path):
+def test_full_flow_on_sample(qtbot, make_window, tmp_path):
+    hold = threading.Event()
+
+    def held_run(config, control=None, dataset=None):
+        """The real engine, held after step 4 until the test has paused it (a fast run would end first)."""
+        for event in run(config, control, dataset):
+            yield event
+            if isinstance(event, Step) and event.step == 4:
+                hold.wait(60)
+
+    window = make_window(run_fn=held_run)
     save_screenshot(window, "empty")
     assert window.dataset_panel.page() == 0 and window.dataset_panel.sample_button.isVisible()
 
@@ -24,13 +37,17 @@ def test_full_flow_on_sample(qtbot, window, tmp_path):
     quick(window, steps=12, snapshot_every=2, eval_every=4)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
         window.act_run.trigger()
-        qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 4 and window.grid.step is not None,
-                        timeout=RUN_TIMEOUT_MS)
-        window.toggle_pause()                      # hold the run still for the "running" screenshot
-        qtbot.wait(3 * 80)
-        save_screenshot(window, "running")
-        assert window.act_pause.text() == "&Resume"
-        window.toggle_pause()
+        try:
+            qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 4 and window.grid.step is not None,
+                            timeout=RUN_TIMEOUT_MS)
+            window.act_pause.trigger()
+            qtbot.wait(300)                        # one view refresh
+            save_screenshot(window, "running")
+            assert window.act_pause.text() == "&Resume" and "paused" in window.run_panel.info.text()
+            window.act_pause.trigger()
+            assert window.act_pause.text() == "&Pause"
+        finally:
+            hold.set()
     assert finished.args == ["finished"]
     assert window.plots.point_count("gap") == 12
     assert window.plots.point_count("distilled_accuracy") >= 3
