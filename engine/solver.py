@@ -21,6 +21,7 @@ from typing import Callable, Generator
 import torch
 
 from engine.events import TeacherProgress
+from engine.generators import drain
 from engine.losses import Loss, make_loss
 
 Tensor = torch.Tensor
@@ -54,6 +55,17 @@ def certificate(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float) -> tup
     dual = -conj - 0.5 * quad
     gap = float(loss.fenchel_young(Y, z, A).mean())             # = primal − dual, without cancellation
     return primal, dual, max(gap, 0.0), z
+
+
+def _record(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float, it: int, t0: float,
+            best: DualSolution | None, solver: str) -> tuple[DualSolution, float, TeacherProgress]:
+    """Certify α = A (KA = K A); keep the best certified solution; return it, the relative gap and
+    the progress event."""
+    primal, dual, gap, z = certificate(loss, Y, A, KA, lam)
+    if best is None or gap < best.gap:
+        best = DualSolution(A.clone(), z, primal, dual, gap, it, 0.0, solver)
+    rel = gap / max(abs(primal), 1e-300)
+    return best, rel, TeacherProgress(it, gap, rel, time.perf_counter() - t0)
 
 
 def _cg_k_inner(matvec: MatVec, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, Kg: Tensor, lam: float,
@@ -98,11 +110,8 @@ def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
     for it in range(max_iter + 1):
         A = loss.optimal_alpha(Y, f)
         KA = matvec(A)
-        primal, dual, gap, z = certificate(loss, Y, A, KA, lam)
-        if best is None or gap < best.gap:
-            best = DualSolution(A, z, primal, dual, gap, it, 0.0, "newton-cg")
-        rel = gap / max(abs(primal), 1e-300)
-        yield TeacherProgress(it, gap, rel, time.perf_counter() - t0)
+        best, rel, event = _record(loss, Y, A, KA, lam, it, t0, best, "newton-cg")
+        yield event
         if rel <= tol or it == max_iter:
             break
         if checkpoint is not None:
@@ -155,12 +164,8 @@ def _fista_hinge(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
     check_every = 10
     for it in range(max_iter + 1):
         if it % check_every == 0 or it == max_iter:
-            KA = matvec(A)
-            primal, dual, gap, z = certificate(loss, Y, A, KA, lam)
-            if best is None or gap < best.gap:
-                best = DualSolution(A.clone(), z, primal, dual, gap, it, 0.0, "fista")
-            rel = gap / max(abs(primal), 1e-300)
-            yield TeacherProgress(it, gap, rel, time.perf_counter() - t0)
+            best, rel, event = _record(loss, Y, A, matvec(A), lam, it, t0, best, "fista")
+            yield event
             if rel <= tol or it == max_iter:
                 break
             if checkpoint is not None:
@@ -191,26 +196,15 @@ def solve_iter(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float 
     if loss.smooth:
         return (yield from _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint))
     if alpha0 is None and warm_start:
-        warm = _drain(_newton(matvec, make_loss("squared-hinge"), Y, lam, 1e-3, 30, None, checkpoint))
+        warm = drain(_newton(matvec, make_loss("squared-hinge"), Y, lam, 1e-3, 30, None, checkpoint))
         alpha0 = warm.alpha
     return (yield from _fista_hinge(matvec, loss, Y, lam, tol, 50 * max_iter, alpha0, checkpoint))
-
-
-def _drain(gen: Generator[TeacherProgress, None, DualSolution],
-           progress: Callable[[TeacherProgress], None] | None = None) -> DualSolution:
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
 
 
 def solve(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *,
           progress: Callable[[TeacherProgress], None] | None = None, **kw) -> DualSolution:
     """:func:`solve_iter` run to completion; ``progress(event)`` receives each :class:`TeacherProgress`."""
-    return _drain(solve_iter(matvec, Y, loss, lam, **kw), progress)
+    return drain(solve_iter(matvec, Y, loss, lam, **kw), progress)
 
 
 def solve_dense(K: Tensor, Y: Tensor, loss: Loss, lam: float, **kw) -> DualSolution:

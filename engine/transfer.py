@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.control import RunControl
+from engine.generators import drain
 from engine.networks import NETWORKS, make_network
 
 _RECIPE = {
@@ -309,14 +310,7 @@ def train_and_test(name: str, x_train: np.ndarray, y_train: np.ndarray, targets:
     ``control`` is cancelled (checked before every epoch; pausing blocks there)."""
     data = _prepare(x_train, y_train, targets, x_test, y_test, (recipe or {}).get("label_loss", "auto"))
     resolved = resolve_recipe(name, recipe, channels=data.in_shape[0], label_loss=data.label_loss)
-    run = _fit(name, data, resolved, seed, torch.device(device), control)
-    while True:
-        try:
-            event = next(run)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(event)
+    return drain(_fit(name, data, resolved, seed, torch.device(device), control), progress)
 
 
 def evaluate_transfer(x_train: np.ndarray, y_train: np.ndarray, targets: np.ndarray | None,
