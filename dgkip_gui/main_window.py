@@ -1,9 +1,9 @@
 """The main window: dataset panel and settings on the left, run controls, live plots, the synthetic
 image grid and the results table on the right.
 
-Long work (loading a dataset, a distillation run) runs as a :class:`~dgkip_gui.worker.Job` on its own
-QThread. The window drains the job's event queue on a repaint timer, so the engine can emit an event
-per step without flooding the GUI. The run and load functions are injectable (tests pass failing ones).
+Long work (loading a dataset, a distillation run, the transfer evaluation of an export) runs as a
+:class:`~dgkip_gui.worker.Job` on its own QThread. The window drains the job's event queue on a repaint
+timer, so the engine can emit an event per step without flooding the GUI. The run and load functions are injectable (tests pass failing ones).
 """
 from __future__ import annotations
 
@@ -17,19 +17,24 @@ from typing import Any
 
 from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter, QStyle,
-                               QLabel, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter,
+                               QStyle, QLabel, QTabWidget, QVBoxLayout, QWidget)
 
 from engine import data as engine_data
 from engine import distill, export
 from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
+from engine.device import resolve_device
+from engine.evaluate import evaluate_export
 from engine.events import Done, Evaluation, Snapshot, Stage, Step, TeacherDone, TeacherProgress
 from engine.result import DistillResult
+from engine.transfer import QUICK_EPOCHS, TransferProgress, TransferScore, TransferSummary
 from dgkip_gui import APP_NAME
 from dgkip_gui.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport
+from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions, default_options
+from dgkip_gui.evaluate_panel import EvaluatePanel, ExportInfo, progress_text, summary_text
 from dgkip_gui.image_grid import ImageGrid
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.plots import LivePlots
@@ -53,6 +58,7 @@ STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…",
               "distill": "Distilling…", "evaluate": "Evaluating…", "export": "Exporting…"}
 DATASET_FILES = "NumPy archives (*.npz);;MNIST IDX or CIFAR batches (*ubyte* *batch*);;All files (*)"
 SETTINGS_FILES = "Run settings (*.json)"
+RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, transfer evaluation
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,17 @@ class Loaded:
     dataset: engine_data.Dataset
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """The last event of an evaluation job that ran to its end (``stopped``: after a Stop request)."""
+    stopped: bool
+
+
 class MainWindow(QMainWindow):
     """DGKIP Studio's window. Signals let tests and ``--self-test`` wait on the real flow."""
     dataset_loaded = Signal(object)        # engine.data.Dataset
     run_finished = Signal(str)             # "finished" | "stopped" | "cancelled" | "failed"
+    evaluation_finished = Signal(str)      # "finished" | "stopped" | "cancelled" | "failed"
     error_shown = Signal(object)           # ErrorReport
 
     def __init__(self, store: SettingsStore | None = None, *, run_fn: RunFn | None = None,
@@ -100,6 +113,12 @@ class MainWindow(QMainWindow):
         self._loaded: Loaded | None = None
         self._rendered_at = 0.0
         self._snapshot: Snapshot | None = None   # newest snapshot not yet shown
+        self.export_info: ExportInfo | None = None     # the export that Evaluate works on
+        self._evaluation: EvaluateOptions | None = None  # the running (or last) evaluation
+        self._eval_outcome: str | None = None
+        self._eval_progress: TransferProgress | None = None
+        self._eval_clock: tuple[float, int] | None = None  # (time, epochs done) at the first epoch
+        self._eval_error = ""
 
         self.setWindowTitle(APP_NAME)
         self.setWindowIcon(app_icon())
@@ -166,6 +185,15 @@ class MainWindow(QMainWindow):
                                      "Finish the current step and keep the result (export stays possible)")
         self.act_cancel = self._action("cancel", "&Cancel", self.cancel_run, (), sp.SP_DialogCancelButton,
                                        "Abandon the run and discard its result")
+        self.act_evaluate = self._action("evaluate", "E&valuate…", self.evaluate, ("Ctrl+T",),
+                                         sp.SP_FileDialogContentsView,
+                                         "Train finite networks on the exported set and test them on the real data")
+        self.act_open_export = self._action("open_export", "Evaluate an e&xported set…", self.evaluate_folder,
+                                            ("Ctrl+Shift+T",), sp.SP_DirOpenIcon)
+        self.act_export_transfer = self._action("export_transfer", "Export transfer table as CSV…",
+                                                self.export_transfer_csv)
+        self.act_open_export.setIconText("Open export…")      # the shorter labels of the Transfer tab's buttons
+        self.act_export_transfer.setIconText("Save CSV…")
         self.act_about = self._action("about", "&About DGKIP Studio", self.show_about)
         self.act_log = self._action("log", "Open the log folder", self.open_log_folder)
 
@@ -187,13 +215,19 @@ class MainWindow(QMainWindow):
         left.addTab(settings_scroll, "Settings")
         self.left_tabs = left
 
-        self.run_panel = RunPanel([self.act_run, self.act_pause, self.act_stop, self.act_cancel], self.act_export)
+        self.run_panel = RunPanel([self.act_run, self.act_pause, self.act_stop, self.act_cancel],
+                                  [self.act_export, self.act_evaluate])
         self.plots = LivePlots()
         self.grid = ImageGrid()
         self.results = ResultsTable()
+        self.evaluate_panel = EvaluatePanel([self.act_evaluate, self.act_open_export, self.act_export_transfer])
+        self.results_tabs = QTabWidget()
+        self.results_tabs.setDocumentMode(True)
+        for widget, title in zip((self.results, self.evaluate_panel), RESULT_TABS):
+            self.results_tabs.addTab(widget, title)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(_titled("Synthetic images (pixel space)", self.grid))
-        bottom.addWidget(_titled("Results", self.results))
+        bottom.addWidget(_titled("Results", self.results_tabs))
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 2)
         bottom.setSizes([600, 400])
@@ -226,11 +260,13 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addActions([self.act_load_settings, self.act_save_settings])
         file_menu.addSeparator()
-        file_menu.addActions([self.act_export, self.act_export_png, self.act_export_csv])
+        file_menu.addActions([self.act_export, self.act_export_png, self.act_export_csv, self.act_export_transfer])
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         run_menu = bar.addMenu("&Run")
         run_menu.addActions([self.act_run, self.act_pause, self.act_stop, self.act_cancel])
+        run_menu.addSeparator()
+        run_menu.addActions([self.act_evaluate, self.act_open_export])
         help_menu = bar.addMenu("&Help")
         help_menu.addActions([self.act_log, self.act_about])
 
@@ -257,12 +293,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ state
     @property
     def busy(self) -> bool:
-        """A job (load or run) is in progress."""
+        """A job (load, run or evaluation) is in progress."""
         return self._job is not None
 
     @property
     def running(self) -> bool:
-        return self._job is not None and self._job_kind == "run"
+        """A distillation or an evaluation is in progress (pause, stop and cancel apply)."""
+        return self._job is not None and self._job_kind in ("run", "evaluate")
 
     def _update_actions(self) -> None:
         running = self.running
@@ -278,6 +315,9 @@ class MainWindow(QMainWindow):
         self.act_stop.setEnabled(stoppable)
         self.act_cancel.setEnabled(running and control is not None and not control.cancelled)
         self.act_export.setEnabled(self.result is not None and not self.running)
+        self.act_evaluate.setEnabled(self.export_info is not None and not self.busy)
+        self.act_open_export.setEnabled(not self.busy)
+        self.act_export_transfer.setEnabled(self.evaluate_panel.table.rowCount() > 0 and not self.busy)
         self.settings.setEnabled(not self.busy)
         self.recent_menu.setEnabled(not self.busy and bool(self.recent_menu.actions()))
 
@@ -293,7 +333,7 @@ class MainWindow(QMainWindow):
     def _start_job(self, kind: str, job: Callable[[Emit], None], title: str) -> None:
         self._job_count += 1
         self._job_kind = kind
-        self._job = Job(self._job_count, job, title=title, latest_only=(Snapshot,), parent=self)
+        self._job = Job(self._job_count, job, title=title, latest_only=(Snapshot, TransferProgress), parent=self)
         self._job.failed.connect(self._job_failed)
         self._job.finished.connect(self._job_finished)
         self._job.start()
@@ -304,7 +344,8 @@ class MainWindow(QMainWindow):
         """Repaint tick: handle the current job's queued events, then redraw once."""
         if self._job is None:
             return
-        handle = self._handle_run_event if self._job_kind == "run" else self._handle_load_event
+        handle = {"run": self._handle_run_event, "evaluate": self._handle_evaluate_event}.get(
+            self._job_kind, self._handle_load_event)
         for event in self._job.queue.drain():
             handle(event)
         now = time.monotonic()
@@ -314,6 +355,9 @@ class MainWindow(QMainWindow):
 
     def _render(self) -> None:
         """Redraw what the drained events changed: curves, the newest snapshot, the progress line."""
+        if self._job_kind == "evaluate":
+            self._render_evaluation()
+            return
         self.plots.refresh()
         if self._snapshot is not None:
             snap, self._snapshot = self._snapshot, None
@@ -332,6 +376,9 @@ class MainWindow(QMainWindow):
             if isinstance(report.exception, (engine_data.DatasetError, OSError)):   # bad input: explained inline
                 self.statusBar().showMessage("The dataset could not be loaded; see the message in the dataset panel.")
                 return
+        elif self._job_kind == "evaluate":
+            self._eval_outcome = "failed"
+            self._eval_error = report.message
         else:
             self._run_outcome = "failed"
             if isinstance(report.exception, ConfigError):
@@ -350,6 +397,8 @@ class MainWindow(QMainWindow):
         self._refresh.stop()
         if kind == "run":
             self._run_ended()
+        elif kind == "evaluate":
+            self._evaluation_ended()
         elif self._loaded is not None:
             loaded, self._loaded = self._loaded, None
             self._dataset_ready(loaded)
@@ -564,7 +613,8 @@ class MainWindow(QMainWindow):
         """Finish the current step and keep the result (export stays possible)."""
         if self.running and self._control is not None:
             self._control.stop()
-            self.statusBar().showMessage("Stopping after the current step…")
+            what = "seed" if self._job_kind == "evaluate" else "step"
+            self.statusBar().showMessage(f"Stopping after the current {what}…")
             self._update_actions()
 
     def cancel_run(self) -> None:
@@ -607,7 +657,9 @@ class MainWindow(QMainWindow):
             self.show_error(ErrorReport.from_exception(exc, "Export failed"))
             return None
         self.store.set_last_dir(Path(path).parent)
-        self.statusBar().showMessage(f"Exported the distilled set to {path}", 10000)
+        self.open_export(path, show=False)
+        self.statusBar().showMessage(f"Exported the distilled set to {path}; Evaluate (Ctrl+T) tests it on "
+                                     "finite networks.", 10000)
         log.info("exported to %s", path)
         return Path(path)
 
@@ -635,6 +687,136 @@ class MainWindow(QMainWindow):
             return None
         self.statusBar().showMessage(f"Saved the {what} to {path}", 8000)
         return path
+
+    # ------------------------------------------------------------------ transfer evaluation
+    def open_export(self, path: str | Path, show: bool = True) -> bool:
+        """Make ``path`` the export that Evaluate works on and show its saved results (``show``: switch to
+        the Transfer tab). A folder that is not an export gets the error dialog; False then."""
+        try:
+            info = ExportInfo.read(path)
+        except (engine_data.DatasetError, OSError) as exc:
+            self.show_error(ErrorReport.from_exception(exc, "Not a distilled-set export"))
+            return False
+        self.export_info = info
+        self.evaluate_panel.show_export(info)
+        if show:
+            self.results_tabs.setCurrentWidget(self.evaluate_panel)
+        self._update_actions()
+        return True
+
+    def evaluate_folder(self) -> None:
+        """Choose an export folder, show its saved results, then ask how to evaluate it."""
+        if self.busy:
+            return
+        path = QFileDialog.getExistingDirectory(self, "Evaluate an exported distilled set", self.store.last_dir())
+        if path and self.open_export(path):
+            self.evaluate()
+
+    def evaluation_defaults(self) -> EvaluateOptions:
+        """The dialog's starting point for the open export: its run's dataset, the last choices, and
+        quick training on a CPU (the full recipe on a GPU)."""
+        info = self.export_info
+        cpu = self._evaluation_device() == "cpu"
+        return default_options(info.data if info else SAMPLE, info.test_data if info else None, self._evaluation,
+                               QUICK_EPOCHS if cpu else None)
+
+    def _evaluation_device(self) -> str:
+        config = self.settings.valid_config()
+        try:
+            return resolve_device(config.device if config else "auto").type
+        except RuntimeError:    # a device chosen in the form that this machine lacks
+            return "cpu"
+
+    def evaluate(self, options: EvaluateOptions | None = None) -> bool:
+        """Evaluate the open export on a worker thread: train ``options.networks`` from scratch on it and
+        test them on the real test set. Without ``options`` the options dialog asks first.
+        ``evaluation_finished`` fires at the end. False when nothing was started."""
+        info = self.export_info
+        if self.busy or info is None:
+            return False
+        if options is None:
+            dialog = EvaluateDialog(info.path, self.evaluation_defaults(), start_dir=self.store.last_dir(),
+                                    dataset_filter=DATASET_FILES, parent=self)
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return False
+            options = dialog.options()
+        device = self._evaluation_device()
+        control = RunControl()
+        self._control, self._evaluation = control, options
+        self._eval_outcome, self._eval_progress, self._eval_clock, self._eval_error = None, None, None, ""
+        self.evaluate_panel.table.begin(options)
+        self.evaluate_panel.set_note(f"Evaluating on {display_name(options.data)} ({device})…")
+        self.results_tabs.setCurrentWidget(self.evaluate_panel)
+        self.run_panel.busy(f"Loading {display_name(options.data)} for the evaluation…")
+        path = str(info.path)
+
+        def job(emit: Emit) -> None:
+            warm_up()
+            for event in evaluate_export(path, options.data, test_path=options.test_data, networks=options.networks,
+                                         seeds=options.seeds, epochs=options.epochs, device=device, control=control):
+                emit(event)
+            emit(Evaluated(control.stop_requested))
+
+        log.info("evaluation started: %s on %s, %s", path, device, options)
+        self._start_job("evaluate", job, "The evaluation failed")
+        return True
+
+    def _handle_evaluate_event(self, event: Any) -> None:
+        if isinstance(event, TransferProgress):
+            self._eval_progress = event
+        elif isinstance(event, TransferScore):
+            self.evaluate_panel.table.add_score(event)
+        elif isinstance(event, TransferSummary):
+            self.evaluate_panel.table.add_summary(event)
+        elif isinstance(event, Evaluated):
+            self._eval_outcome = "stopped" if event.stopped else "finished"
+
+    def _render_evaluation(self) -> None:
+        """Progress bar over all epochs of all networks and seeds, with the current network, seed and ETA."""
+        event, options, control = self._eval_progress, self._evaluation, self._control
+        if event is None or options is None:
+            return
+        done, total = options.epochs_done(event.network, event.seed, event.epoch), options.total_epochs()
+        now = time.monotonic()
+        if self._eval_clock is None:
+            self._eval_clock = (now, done)
+        start, done_then = self._eval_clock
+        eta = (total - done) * (now - start) / (done - done_then) if done > done_then else None
+        text = progress_text(event, options.seeds, eta)
+        if control is not None and control.paused:
+            text += " · paused"
+        if control is not None and control.stop_requested:
+            text += " · stopping after this seed…"
+        self.run_panel.progress(done, total, text)
+
+    def _evaluation_ended(self) -> None:
+        """Show what the manifest now holds (a cancelled evaluation wrote nothing) and say how it ended."""
+        outcome = self._eval_outcome or "cancelled"
+        info = self.export_info
+        if info is not None and outcome in ("finished", "stopped"):
+            self.open_export(info.path, show=False)
+        elif info is not None:
+            self.evaluate_panel.show_export(info)
+        text = {"finished": "Evaluation finished; saved in manifest.json.",
+                "stopped": "Evaluation stopped; the finished seeds are saved in manifest.json.",
+                "cancelled": "Evaluation cancelled; nothing was saved.",
+                "failed": f"The evaluation failed: {self._eval_error}"}[outcome]
+        scores = summary_text(self.evaluate_panel.table.accuracies()) if outcome in ("finished", "stopped") else ""
+        self.run_panel.idle(f"Evaluated: {scores}" if scores else text)
+        self.evaluate_panel.set_note(text)
+        self.statusBar().showMessage(text, 10000)
+        log.info("evaluation ended: %s", outcome)
+        self.evaluation_finished.emit(outcome)
+
+    def export_transfer_csv(self, path: str | Path | None = None) -> Path | None:
+        """Save the transfer table as CSV (default location: the export folder)."""
+        if path is None:
+            folder = self.export_info.path if self.export_info is not None else Path(self.store.last_dir())
+            path, _ = QFileDialog.getSaveFileName(self, "Export the transfer table", str(folder / "transfer.csv"),
+                                                  "CSV table (*.csv)")
+        if not path:
+            return None
+        return self._export_file(lambda: self.evaluate_panel.table.write_csv(path), "transfer table")
 
     # ------------------------------------------------------------------ settings files
     def load_settings_file(self) -> None:
@@ -706,8 +888,8 @@ class MainWindow(QMainWindow):
         """During a job: ask, cancel it, and close once its thread has finished (never left behind)."""
         if self._job is not None:
             if not self._close_requested:
-                if self.running and not self.confirm("Quit during a run?",
-                                                     "A distillation is running. Stop it and quit?"):
+                what = "An evaluation" if self._job_kind == "evaluate" else "A distillation"
+                if self.running and not self.confirm("Quit during a run?", f"{what} is running. Stop it and quit?"):
                     event.ignore()
                     return
                 self._close_requested = True

@@ -42,9 +42,10 @@ def format_duration(seconds: float) -> str:
 
 
 class RunPanel(QWidget):
-    """A strip of buttons (bound to the window's actions), a progress bar and a status line."""
+    """A strip of buttons (bound to the window's actions), a progress bar, a status line and, at the
+    end, the buttons of ``end_actions`` (export, evaluate)."""
 
-    def __init__(self, run_actions: list[QAction], export_action: QAction, parent: QWidget | None = None) -> None:
+    def __init__(self, run_actions: list[QAction], end_actions: list[QAction], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
@@ -58,7 +59,8 @@ class RunPanel(QWidget):
         self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # may clip, never widens
         layout.addWidget(self.bar, 1)
         layout.addWidget(self.info, 2)
-        layout.addWidget(self._button(export_action))
+        for action in end_actions:
+            layout.addWidget(self._button(action))
         self.meter = RateMeter()
 
     def _button(self, action: QAction) -> QToolButton:
@@ -94,6 +96,13 @@ class RunPanel(QWidget):
         if rate:
             text += f" · {rate:.1f} steps/s · ETA {format_duration((total - step) / rate)}"
         self.info.setText(text + suffix)
+
+    def progress(self, done: int, total: int, text: str) -> None:
+        """A measured phase other than the distillation steps (the transfer evaluation's epochs)."""
+        self.bar.setRange(0, max(total, 1))
+        self.bar.setValue(min(done, total))
+        self.bar.setFormat("%p%")
+        self.info.setText(text)
 
     def steps_per_second(self) -> float | None:
         return self.meter.rate()
