@@ -71,7 +71,8 @@ def fit_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, *,
     Raises :class:`engine.operators.ResourceError` when the kernel operator exceeds ``budget_bytes``."""
     n = x.shape[0]
     op = build_operator(kernel, x, budget_bytes)
-    sol = yield from solve_iter(op.matvec, Y, loss, lam, tol=tol, max_iter=max_iter, checkpoint=checkpoint)
+    sol = yield from solve_iter(op.matvec, Y, loss, lam, tol=tol, max_iter=max_iter, checkpoint=checkpoint,
+                                dense=op.dense)
     coef = sol.alpha / (lam * n)
     w_norm2 = float((coef * sol.z).sum())            # ‖w*‖² = αᵀKα/(λn)² = Σ coef ∘ z
     if op.features is not None:

@@ -131,3 +131,17 @@ def test_nngp_kernel_teacher_solves_to_tolerance():
         loss = make_loss(name)
         sol = solve_dense(K, loss.targets(labels, 2), loss, 1e-3, tol=1e-6)
         assert sol.rel_gap <= 1e-6, (name, sol.rel_gap, sol.solver)
+
+
+def test_hinge_coordinate_descent_and_fista_reach_the_same_optimum(problem):
+    """The two hinge solvers (dense CPU matrix → coordinate descent; operator only → FISTA) are
+    independent algorithms; both certified, their primal values must agree to their gaps."""
+    _, _, K, labels, C = problem
+    loss = make_loss("hinge")
+    Y = loss.targets(torch.from_numpy(labels), C)
+    cd = solve(lambda V: K @ V, Y, loss, LAM, tol=1e-9, dense=K)
+    fista = solve(lambda V: K @ V, Y, loss, LAM, tol=1e-7)
+    assert cd.solver.startswith("coordinate descent") and fista.solver.startswith("fista")
+    assert cd.rel_gap <= 1e-9 and fista.rel_gap <= 1e-7
+    # each primal is within its own gap of the optimum, so they are within the sum of the gaps
+    assert abs(cd.primal - fista.primal) <= cd.gap + fista.gap + 1e-15
