@@ -1,21 +1,33 @@
-"""``dgkip-engine bench``: result tables and performance ratios measured in one run (issue 6).
+"""``dgkip-engine bench``: result tables and performance ratios measured in one run (issues 3, 6, 7).
+
+For every dataset × IPC cell of a suite it distils with DGKIP under each loss and with KIP, and
+compares, at the same number of images per class, with a random class-balanced real subset and
+k-means centres:
+
+- kernel accuracy: the same-loss kernel model (same kernel, λ) trained on each set, on the real test
+  split, next to the teacher (ceiling);
+- transfer accuracy: finite networks trained from scratch on each set (``engine.transfer``
+  recipes, several seeds, mean ± std), tested on a stratified sample of the real test split with the
+  set's own preprocessing.
 
 Every ratio compares against a reference measured in the same process on the same data: our
 teacher solve vs scikit-learn on the same objective, our kernel vs a plain matrix product of the
 same shapes, and the distillation step time as n grows. Nothing here is asserted; it prints and
 writes ``bench.md`` and ``bench.json``.
 
-Suites: ``quick`` (built-in digits always; MNIST class pair and 10 classes from ../shared/datasets
-when present, capped per class; a few minutes on 2 CPU cores) and ``full`` (uncapped, more steps,
-IPC 1/10/50; meant for a GPU machine).
+Suites: ``quick`` (MNIST class pair and 10 classes from ../shared/datasets, capped per class, when
+present, else the built-in digits; under 10 minutes on 2 CPU cores) and ``full`` (uncapped class pair,
+12,000-image 10-class MNIST, Fashion-MNIST, IPC 1/10/50, all three networks, 300 epochs; meant for a
+GPU machine).
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,58 +35,154 @@ import numpy as np
 import torch
 
 from engine import __version__
+from engine.baselines import kmeans_centres, random_subset
+from engine.certify import accuracy, predict, train_on
 from engine.config import DistillConfig
-from engine.distill import run
+from engine.distill import prepare_dataset, run, stratified_cap, to_nchw
 from engine.events import Done
+from engine.kernels import make_kernel
+from engine.losses import make_loss
+from engine.result import DistillResult
+from engine.transfer import QUICK_EPOCHS, TransferSummary, evaluate_transfer
 
 LOSSES = ("squared", "logistic", "hinge", "squared-hinge", "cross-entropy")
+TRANSFER_LOSS = "cross-entropy"      # the DGKIP set whose images are transferred (chosen a priori)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One dataset of a suite: ``data`` path (or "sample"), classes (None = all), per-class cap."""
+    label: str
+    data: str
+    classes: tuple[str, ...] | None = None
+    cap: int | None = None
 
 
 @dataclass(frozen=True)
 class Suite:
-    datasets: tuple[tuple[str, str, tuple[str, ...] | None, int | None], ...]   # (label, data, classes, cap)
+    cells: tuple[Cell, ...]
     ipcs: tuple[int, ...]
     steps: int
+    lam: float
+    lr: float
+    kernel: str
+    losses: tuple[str, ...]
+    networks: tuple[str, ...]
+    seeds: int
+    epochs: int | None              # transfer epochs (None = each recipe's own)
+    transfer_test: int              # real test images used for transfer accuracy (stratified sample)
     scaling_n: tuple[int, ...]
+    ratio_n: int = 2000              # problem size of the solver and kernel ratios
 
 
-def _suites(datasets_dir: Path) -> dict[str, Suite]:
-    mnist = datasets_dir / "mnist-train.npz"
-    real = mnist.exists()
-    quick = [("digits (sample)", "sample", None, None)]
-    full = list(quick)
-    if real:
-        quick += [("MNIST 3 vs 5", str(mnist), ("3", "5"), 600), ("MNIST 10 classes", str(mnist), None, 200)]
-        full += [("MNIST 3 vs 5", str(mnist), ("3", "5"), None), ("MNIST 10 classes", str(mnist), None, 1200)]
-    return {"quick": Suite(tuple(quick), (1, 10), 100, (1000, 4000, 12000)),
-            "full": Suite(tuple(full), (1, 10, 50), 1000, (1000, 4000, 12000, 60000))}
+def suites(datasets_dir: str | Path) -> dict[str, Suite]:
+    d = Path(datasets_dir)
+    mnist, fashion = d / "mnist-train.npz", d / "fashion-mnist-train.npz"
+    quick_cells: tuple[Cell, ...] = (Cell("digits (sample)", "sample"),)
+    full_cells = quick_cells
+    if mnist.exists():
+        quick_cells = (Cell("MNIST 3 vs 5", str(mnist), ("3", "5"), 600), Cell("MNIST 10 classes", str(mnist), None, 200))
+        full_cells = (Cell("MNIST 3 vs 5", str(mnist), ("3", "5"), None), Cell("MNIST 10 classes", str(mnist), None, 1200))
+        if fashion.exists():
+            full_cells += (Cell("Fashion-MNIST 10 classes", str(fashion), None, 1200),)
+    common = dict(lam=1e-2, lr=0.03, kernel="ntk-fc", losses=LOSSES)
+    return {
+        "quick": Suite(quick_cells, (1, 10), 300, networks=("mlp", "convnet"), seeds=2, epochs=QUICK_EPOCHS,
+                       transfer_test=2000, scaling_n=(1000, 4000, 12000, 60000), **common),
+        "full": Suite(full_cells, (1, 10, 50), 1000, networks=("mlp", "convnet", "resnet18"), seeds=3, epochs=None,
+                      transfer_test=10000, scaling_n=(1000, 4000, 12000, 60000), **common),
+    }
 
 
-def _distil(cfg: DistillConfig) -> dict[str, Any]:
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _distil(cfg: DistillConfig) -> tuple[dict[str, Any], DistillResult]:
     done = [e for e in run(cfg) if isinstance(e, Done)][-1]
     m = done.metrics
-    return {"teacher": m["teacher_test_accuracy"], "distilled": m["distilled_test_accuracy"],
-            "random": m["random_subset_test_accuracy"], "gap": m["gap"], "radius": m["radius"],
-            "consistency": m["certified_consistency"], "teacher_s": m["teacher_seconds"],
-            "seconds": m["seconds"], "steps_per_s": m["steps_per_second"], "n": m["n_train"]}
+    return ({"teacher": m["teacher_test_accuracy"], "distilled": m["distilled_test_accuracy"],
+             "random": m["random_subset_test_accuracy"], "gap": m["gap"], "radius": m["radius"],
+             "consistency": m["certified_consistency"], "teacher_s": m["teacher_seconds"],
+             "teacher_solver": m["teacher_solver"], "seconds": m["seconds"],
+             "steps_per_s": m["steps_per_second"], "n": m["n_train"], "peak_rss_mb": peak_rss_mb()},
+            done.result)
 
 
-def result_table(suite: Suite, kernel: str = "ntk-fc", lam: float = 1e-3) -> list[dict[str, Any]]:
-    rows = []
-    for label, data, classes, cap in suite.datasets:
-        for ipc in suite.ipcs:
-            base = DistillConfig(data=data, classes=list(classes) if classes else None, max_per_class=cap,
-                                 ipc=ipc, kernel=kernel, lam=lam, steps=suite.steps, eval_every=0,
-                                 snapshot_every=0, lr=0.01)
-            for loss in LOSSES:
-                r = _distil(base.replace(loss=loss))
-                rows.append({"dataset": label, "ipc": ipc, "method": "DGKIP", "loss": loss, **r})
-                print(f"  {label:18s} IPC {ipc:3d} DGKIP {loss:14s} acc {r['distilled']:.4f} "
-                      f"(teacher {r['teacher']:.4f}, random {r['random']:.4f}) {r['seconds']:.1f} s", flush=True)
-            r = _distil(base.replace(loss="squared", mode="kip"))
-            rows.append({"dataset": label, "ipc": ipc, "method": "KIP", "loss": "squared", **r})
-            print(f"  {label:18s} IPC {ipc:3d} KIP   squared        acc {r['distilled']:.4f} {r['seconds']:.1f} s", flush=True)
-    return rows
+def _kernel_accuracy(cfg: DistillConfig, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                     n_classes: int) -> float:
+    """Test accuracy of the same-loss kernel model trained on (x, y) (preprocessed NHWC arrays)."""
+    kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
+    loss = make_loss(cfg.loss)
+    xs = to_nchw(x).double()
+    sol, _ = train_on(kernel, loss, cfg.lam, xs, loss.targets(torch.from_numpy(y), n_classes))
+    return accuracy(predict(kernel, xs, sol.alpha, cfg.lam, to_nchw(x_test).double()), torch.from_numpy(y_test))
+
+
+def _transfer(images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None, x_test: np.ndarray,
+              y_test: np.ndarray, suite: Suite) -> dict[str, dict[str, Any]]:
+    out = {}
+    for ev in evaluate_transfer(images, labels, targets, x_test, y_test, networks=suite.networks,
+                                seeds=suite.seeds, epochs=suite.epochs):
+        if isinstance(ev, TransferSummary):
+            out[ev.network] = {"mean": ev.mean, "std": ev.std, "accuracies": ev.accuracies, "seconds": ev.seconds}
+    return out
+
+
+def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Kernel-accuracy rows and transfer rows of one dataset × IPC cell."""
+    base = DistillConfig(data=cell.data, classes=list(cell.classes) if cell.classes else None,
+                         max_per_class=cell.cap, ipc=ipc, kernel=suite.kernel, lam=suite.lam, steps=suite.steps,
+                         lr=suite.lr, eval_every=0, snapshot_every=0)
+    rows, sets = [], {}
+    for loss in suite.losses:
+        r, res = _distil(base.replace(loss=loss))
+        rows.append({"dataset": cell.label, "ipc": ipc, "method": "DGKIP", "loss": loss, **r})
+        sets[("DGKIP", loss)] = res
+        print(f"  {cell.label:18s} IPC {ipc:3d} DGKIP {loss:14s} acc {r['distilled']:.4f} (teacher {r['teacher']:.4f}, "
+              f"random {r['random']:.4f}) teacher {r['teacher_s']:.1f} s, total {r['seconds']:.1f} s", flush=True)
+    r, res = _distil(base.replace(loss="squared", mode="kip"))
+    rows.append({"dataset": cell.label, "ipc": ipc, "method": "KIP", "loss": "squared", **r})
+    sets[("KIP", "squared")] = res
+    print(f"  {cell.label:18s} IPC {ipc:3d} KIP   squared        acc {r['distilled']:.4f} total {r['seconds']:.1f} s", flush=True)
+
+    # baselines and transfer, in the preprocessed space of the cross-entropy DGKIP run
+    ref = sets.get(("DGKIP", TRANSFER_LOSS)) or next(iter(sets.values()))
+    cfg = ref.config
+    ds = prepare_dataset(cfg, None)
+    pre = ref.preprocess
+    x_train, y_train = pre.transform(ds.x_train), ds.y_train.astype(np.int64)
+    test_idx = stratified_cap(ds.y_test, suite.transfer_test, cfg.seed)
+    x_test, y_test = pre.transform(ds.x_test[test_idx]), ds.y_test[test_idx].astype(np.int64)
+    eval_idx = stratified_cap(ds.y_test, 10_000, cfg.seed)
+    x_eval, y_eval = pre.transform(ds.x_test[eval_idx]), ds.y_test[eval_idx].astype(np.int64)
+    t = time.perf_counter()
+    xk, yk = kmeans_centres(x_train, y_train, ipc, cfg.seed)
+    k_s = time.perf_counter() - t
+    xr, yr = random_subset(x_train, y_train, ipc, cfg.seed + 1)      # the run's own random floor
+    n_classes = len(ds.classes)
+    for name, (x, y) in (("k-means", (xk, yk)), ("random", (xr, yr))):
+        acc = _kernel_accuracy(cfg, x, y, x_eval, y_eval, n_classes)
+        rows.append({"dataset": cell.label, "ipc": ipc, "method": name, "loss": cfg.loss, "teacher": ref.metrics["teacher_test_accuracy"],
+                     "distilled": acc, "random": ref.metrics["random_subset_test_accuracy"], "gap": float("nan"),
+                     "radius": float("nan"), "consistency": float("nan"), "teacher_s": 0.0, "teacher_solver": "",
+                     "seconds": k_s if name == "k-means" else 0.0, "steps_per_s": float("nan"), "n": len(y_train),
+                     "peak_rss_mb": peak_rss_mb()})
+        print(f"  {cell.label:18s} IPC {ipc:3d} {name:7s} {cfg.loss:14s} acc {acc:.4f}", flush=True)
+
+    transfer = []
+    candidates = {f"DGKIP ({TRANSFER_LOSS})": (ref.images, ref.labels, ref.targets),
+                  "KIP": (sets[("KIP", "squared")].images, sets[("KIP", "squared")].labels, None),
+                  "random": (xr, yr, None), "k-means": (xk, yk, None)}
+    for method, (x, y, targets) in candidates.items():
+        t = time.perf_counter()
+        scores = _transfer(x, y, targets, x_test, y_test, suite)
+        transfer.append({"dataset": cell.label, "ipc": ipc, "method": method, "networks": scores,
+                         "n_test": len(y_test), "seconds": time.perf_counter() - t})
+        print(f"  {cell.label:18s} IPC {ipc:3d} transfer {method:22s} " + ", ".join(
+            f"{k} {100 * v['mean']:.1f} ± {100 * v['std']:.1f} %" for k, v in scores.items()), flush=True)
+    return rows, transfer
 
 
 def _timeit(fn, repeat: int = 3) -> float:
@@ -87,20 +195,24 @@ def _timeit(fn, repeat: int = 3) -> float:
     return best
 
 
-def solver_ratio(n: int = 2000, d: int = 784, lam: float = 1e-3) -> dict[str, float]:
-    """Our certified logistic solve vs scikit-learn's lbfgs on the same mean-form objective."""
+def solver_ratio(n: int = 2000, d: int = 784, lam: float = 1e-3) -> list[dict[str, Any]]:
+    """Our certified teacher solves vs scikit-learn on the same mean-form objectives (no intercept,
+    C = 1/(λn)): logistic (lbfgs) and hinge (liblinear's dual coordinate descent), both on the
+    linear kernel's explicit features x/√d. Ours works on the n × n kernel (Newton-CG, coordinate
+    descent). The time ratio is ours / scikit-learn's; primal values are compared."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
 
-    from engine.kernels import make_kernel
-    from engine.losses import make_loss
     from engine.operators import build_operator
     from engine.solver import solve
 
     g = np.random.default_rng(0)
     x = g.standard_normal((n, d))
     y = (x[:, :10].sum(1) + 0.5 * g.standard_normal(n) > 0).astype(np.int64)
-    loss, k = make_loss("logistic"), make_kernel("linear")
     xt = torch.from_numpy(x)
+    rows = []
+
+    loss, k = make_loss("logistic"), make_kernel("linear")
     Y = loss.targets(torch.from_numpy(y), 2)[:, 1:]
     t = time.perf_counter()
     op = build_operator(k, xt, 2**34)
@@ -111,19 +223,34 @@ def solver_ratio(n: int = 2000, d: int = 784, lam: float = 1e-3) -> dict[str, fl
     theirs = time.perf_counter() - t
     w = sk.coef_.ravel()
     z = (2 * y - 1) * (x / np.sqrt(d) @ w)
-    p_sk = float(np.mean(np.logaddexp(0, -z)) + lam / 2 * w @ w)
-    return {"n": n, "d": d, "ours_s": ours, "sklearn_s": theirs, "time_ratio": ours / theirs,
-            "ours_primal": sol.primal, "sklearn_primal": p_sk, "ours_rel_gap": sol.rel_gap}
+    rows.append({"problem": "logistic, linear kernel", "reference": "LogisticRegression(lbfgs)", "n": n, "d": d,
+                 "ours_s": ours, "sklearn_s": theirs, "time_ratio": ours / theirs, "ours_primal": sol.primal,
+                 "sklearn_primal": float(np.mean(np.logaddexp(0, -z)) + lam / 2 * w @ w), "ours_rel_gap": sol.rel_gap})
+
+    loss, k = make_loss("hinge"), make_kernel("linear")
+    Y = loss.targets(torch.from_numpy(y), 2)[:, 1:]
+    t = time.perf_counter()
+    op = build_operator(k, xt, 2**34, prefer_features=False)          # dense K: coordinate descent
+    sol = solve(op.matvec, Y, loss, lam, tol=1e-8, dense=op.dense)
+    ours = time.perf_counter() - t
+    t = time.perf_counter()
+    sk = LinearSVC(loss="hinge", C=1 / (lam * n), fit_intercept=False, dual=True, tol=1e-8, max_iter=1_000_000).fit(x / np.sqrt(d), y)
+    theirs = time.perf_counter() - t
+    w = sk.coef_.ravel()
+    z = (2 * y - 1) * (x / np.sqrt(d) @ w)
+    rows.append({"problem": "hinge, linear kernel", "reference": "LinearSVC(liblinear dual CD)", "n": n, "d": d,
+                 "ours_s": ours, "sklearn_s": theirs, "time_ratio": ours / theirs, "ours_primal": sol.primal,
+                 "sklearn_primal": float(np.mean(np.maximum(0, 1 - z)) + lam / 2 * w @ w), "ours_rel_gap": sol.rel_gap})
+    return rows
 
 
 def kernel_ratio(n: int = 2000, d: int = 784) -> list[dict[str, float]]:
     """Kernel evaluation time vs a plain (n × d)·(d × n) matmul of the same shapes (float32)."""
-    from engine.kernels import make_kernel
-
     x = torch.randn(n, d)
     t_mm = _timeit(lambda: x @ x.T)
     rows = []
-    for name, params in (("linear", {}), ("rbf", {"bandwidth": 30.0}), ("nngp-fc", {"depth": 3}), ("ntk-fc", {"depth": 3})):
+    for name, params in (("linear", {}), ("rbf", {"bandwidth": 30.0}), ("nngp-fc", {"depth": 3}), ("ntk-fc", {"depth": 3}),
+                         ("rf-fc", {"width": 1024, "n_models": 2})):
         k = make_kernel(name, **params)
         with torch.no_grad():
             t_k = _timeit(lambda: k(x, x))
@@ -131,13 +258,11 @@ def kernel_ratio(n: int = 2000, d: int = 784) -> list[dict[str, float]]:
     return rows
 
 
-def step_scaling(ns: tuple[int, ...], d: int = 784, m: int = 10, C: int = 10) -> list[dict[str, float]]:
+def step_scaling(ns: tuple[int, ...], d: int = 784, m: int = 10, C: int = 10) -> list[dict[str, Any]]:
     """Seconds per DGKIP step (teacher scores f*(x̃) + K_SS + backward) as the number n of real
-    points behind the teacher grows; explicit-feature kernels (rf-fc) stay flat in n."""
-    from engine.kernels import make_kernel
-
+    points behind the teacher grows; explicit-feature kernels (rf-fc) use w* and stay flat in n."""
     rows = []
-    for name, params in (("ntk-fc", {"depth": 3}), ("rf-fc", {"width": 1024, "n_models": 2})):
+    for name, params in (("ntk-fc", {"depth": 3}), ("rbf", {"bandwidth": 30.0}), ("rf-fc", {"width": 1024, "n_models": 2})):
         k = make_kernel(name, **params)
         for n in ns:
             xd = torch.randn(n, d)
@@ -155,54 +280,101 @@ def step_scaling(ns: tuple[int, ...], d: int = 784, m: int = 10, C: int = 10) ->
 
 
 def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "engine": __version__}
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = None
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        mem = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem,
+            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "engine": __version__}
+
+
+def _pct(v: float) -> str:
+    return "—" if v != v else f"{100 * v:.1f}"
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    mach = report["machine"]
     lines = [f"# DGKIP Studio benchmark ({report['suite']} suite)", "",
-             f"Command: `{report['command']}`  ", f"Machine: `{json.dumps(report['machine'])}`  ",
-             f"Wall time: {report['seconds']:.0f} s, peak memory {report['peak_rss_mb']:.0f} MiB", "",
-             "## Kernel test accuracy of the distilled set (ntk-fc, λ = 1e-3, same loss for training and test)", "",
-             "| dataset | IPC | method | loss | teacher | distilled | random subset | certified gap | radius | teacher s | total s | steps/s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"Command: `{report['command']}`  ", f"Date: {report['date']}  ",
+             f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, {mach['platform']}, "
+             f"Python {mach['python']}, torch {mach['torch']} ({mach['threads']} threads), GPU: {mach['cuda'] or 'none'}  ",
+             f"Wall time: {report['seconds']:.0f} s; peak memory (process): {report['peak_rss_mb']:.0f} MiB", "",
+             f"Settings: kernel {s['kernel']}, λ = {s['lam']:g} (mean form), {s['steps']} Adam steps at lr {s['lr']:g}, "
+             "synthetic images initialised from a class-balanced real sample, standardised pixels; "
+             "`random` = a class-balanced real subset of the same size (seed + 1), `k-means` = per-class centres.", "",
+             "## Kernel test accuracy (%) of the same-loss kernel model trained on each set", "",
+             "| dataset | IPC | method | loss | teacher | **set** | random subset | certified gap | radius | teacher s | total s | steps/s | peak MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
-        lines.append(f"| {r['dataset']} | {r['ipc']} | {r['method']} | {r['loss']} | {r['teacher']:.4f} | "
-                     f"**{r['distilled']:.4f}** | {r['random']:.4f} | {r['gap']:.3e} | {r['radius']:.3g} | "
-                     f"{r['teacher_s']:.1f} | {r['seconds']:.1f} | {r['steps_per_s']:.1f} |")
-    s = report["solver"]
-    lines += ["", "## Teacher solver vs scikit-learn (logistic, linear kernel, same objective)", "",
-              f"n = {s['n']}, d = {s['d']}: ours {s['ours_s']:.3f} s (relative gap {s['ours_rel_gap']:.1e}), "
-              f"scikit-learn lbfgs {s['sklearn_s']:.3f} s, time ratio ours/sklearn = {s['time_ratio']:.2f}; "
-              f"primal ours {s['ours_primal']:.10f} vs sklearn {s['sklearn_primal']:.10f}", "",
-              "## Kernel evaluation vs a plain matmul of the same shapes (float32, no grad)", "",
+        gap = "—" if r["gap"] != r["gap"] else f"{r['gap']:.3g}"
+        rad = "—" if r["radius"] != r["radius"] else f"{r['radius']:.3g}"
+        sps = "—" if r["steps_per_s"] != r["steps_per_s"] else f"{r['steps_per_s']:.0f}"
+        lines.append(f"| {r['dataset']} | {r['ipc']} | {r['method']} | {r['loss']} | {_pct(r['teacher'])} | "
+                     f"**{_pct(r['distilled'])}** | {_pct(r['random'])} | {gap} | {rad} | {r['teacher_s']:.1f} | "
+                     f"{r['seconds']:.1f} | {sps} | {r['peak_rss_mb']:.0f} |")
+    nets = list(dict.fromkeys(n for t in report["transfer"] for n in t["networks"]))
+    lines += ["", f"## Transfer test accuracy (%), mean ± std over {s['seeds']} seeds, "
+              f"{s['epochs'] or 'recipe'} epochs, {report['transfer'][0]['n_test'] if report['transfer'] else 0} test images per cell", "",
+              "| dataset | IPC | set | " + " | ".join(nets) + " | seconds |", "|---|---|---|" + "---|" * len(nets) + "---|"]
+    for t in report["transfer"]:
+        cells = [f"{100 * t['networks'][n]['mean']:.1f} ± {100 * t['networks'][n]['std']:.1f}" if n in t["networks"] else "—" for n in nets]
+        lines.append(f"| {t['dataset']} | {t['ipc']} | {t['method']} | " + " | ".join(cells) + f" | {t['seconds']:.0f} |")
+    lines += ["", "## Teacher solver vs scikit-learn (same mean-form objective)", "",
+              "| problem | reference | n | ours s | scikit-learn s | time ratio ours/sklearn | our rel. gap | primal ours | primal sklearn |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["solver"]:
+        lines.append(f"| {r['problem']} | {r['reference']} | {r['n']} | {r['ours_s']:.3f} | {r['sklearn_s']:.3f} | "
+                     f"{r['time_ratio']:.2f} | {r['ours_rel_gap']:.1e} | {r['ours_primal']:.8f} | {r['sklearn_primal']:.8f} |")
+    lines += ["", "## Kernel evaluation vs a plain matmul of the same shapes (float32, no grad)", "",
               "| kernel | n | d | kernel s | matmul s | fraction of matmul throughput |", "|---|---|---|---|---|---|"]
     for r in report["kernels"]:
         lines.append(f"| {r['kernel']} | {r['n']} | {r['d']} | {r['kernel_s']:.4f} | {r['matmul_s']:.4f} | {r['matmul_fraction']:.2f} |")
-    lines += ["", "## Distillation step time as n grows (m = 10 synthetic points, d = 784)", "",
-              "| kernel | n | ms per step |", "|---|---|---|"]
-    for r in report["scaling"]:
-        lines.append(f"| {r['kernel']} | {r['n']} | {1e3 * r['step_s']:.1f} |")
+    lines += ["", "## Distillation step time as n grows (m = 10 synthetic points, d = 784, 10 classes)", "",
+              "| kernel | " + " | ".join(f"n = {n:,}" for n in report["settings"]["scaling_n"]) + " |",
+              "|---|" + "---|" * len(report["settings"]["scaling_n"])]
+    for name in dict.fromkeys(r["kernel"] for r in report["scaling"]):
+        ms = [f"{1e3 * r['step_s']:.1f} ms" for r in report["scaling"] if r["kernel"] == name]
+        lines.append(f"| {name} | " + " | ".join(ms) + " |")
     return "\n".join(lines) + "\n"
 
 
-def bench(suite_name: str, out: str | Path, datasets_dir: str | Path, command: str = "") -> dict[str, Any]:
-    suite = _suites(Path(datasets_dir))[suite_name]
+def bench(suite_name: str | Suite, out: str | Path, datasets_dir: str | Path, command: str = "") -> dict[str, Any]:
+    """Run a suite (by name, or a :class:`Suite`), write ``bench.json`` and ``bench.md`` into ``out``."""
+    suite = suites(datasets_dir)[suite_name] if isinstance(suite_name, str) else suite_name
     t0 = time.perf_counter()
-    print("results table…", flush=True)
-    results = result_table(suite)
+    results, transfer = [], []
+    print("result tables…", flush=True)
+    for cell in suite.cells:
+        for ipc in suite.ipcs:
+            r, t = run_cell(cell, ipc, suite)
+            results += r
+            transfer += t
     print("solver vs scikit-learn…", flush=True)
-    solver = solver_ratio()
+    solver = solver_ratio(suite.ratio_n)
     print("kernels vs matmul…", flush=True)
-    kernels = kernel_ratio()
+    kernels = kernel_ratio(suite.ratio_n)
     print("step time scaling…", flush=True)
     scaling = step_scaling(suite.scaling_n)
-    report = {"suite": suite_name, "command": command, "machine": machine(), "results": results,
-              "solver": solver, "kernels": kernels, "scaling": scaling, "seconds": time.perf_counter() - t0,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    settings = {k: v for k, v in suite.__dict__.items() if k != "cells"}
+    report = {"suite": suite_name if isinstance(suite_name, str) else "custom", "command": command,
+              "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(), "settings": settings,
+              "results": results, "transfer": transfer, "solver": solver, "kernels": kernels, "scaling": scaling,
+              "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     (out / "bench.md").write_text(to_markdown(report), encoding="utf-8")
     return report
+
+
+def smoke_suite() -> Suite:
+    """A seconds-long suite on the built-in digits (tests)."""
+    return replace(suites("/nonexistent")["quick"], ipcs=(1,), steps=3, losses=("cross-entropy", "hinge"),
+                   networks=("mlp",), seeds=2, epochs=2, transfer_test=200, scaling_n=(100, 200), ratio_n=200)

@@ -61,7 +61,7 @@ def prepare_dataset(cfg: DistillConfig, dataset: Dataset | None) -> Dataset:
     return ds
 
 
-def _stratified_cap(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+def stratified_cap(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
     if len(y) <= limit:
         return np.arange(len(y))
     rng = np.random.default_rng(seed)
@@ -125,7 +125,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     pre = Preprocessor.fit(ds.x_train, method=cfg.preprocess, zca_reg=cfg.zca_reg)
     x_train_np = pre.transform(ds.x_train)
     y_train_np = ds.y_train.astype(np.int64)
-    test_idx = _stratified_cap(ds.y_test, MAX_EVAL_TEST, cfg.seed)
+    test_idx = stratified_cap(ds.y_test, MAX_EVAL_TEST, cfg.seed)
     x_test_np = pre.transform(ds.x_test[test_idx])
     y_test_np = ds.y_test[test_idx].astype(np.int64)
     n_classes = len(ds.classes)

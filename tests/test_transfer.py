@@ -205,3 +205,24 @@ def test_convnet_on_ten_mnist_images_per_class(datasets_dir):
     x_test = (test["x"][:1000].astype(np.float32)[..., None] / 255.0 - mean) / std
     acc = train_and_test("convnet", xs, ys, None, x_test, test["y"][:1000], recipe={"epochs": 10, "batch_size": 10})
     assert acc > 0.4
+
+
+def test_evaluate_export_merges_networks_into_the_manifest(tmp_path):
+    """Evaluating one network, then another, keeps both entries, each with what it was measured on."""
+    from engine.config import DistillConfig
+    from engine.distill import run
+    from engine.evaluate import evaluate_export
+    from engine.events import Done
+    from engine.export import export_distilled, load_distilled
+
+    done = [e for e in run(DistillConfig(steps=2, eval_every=0, snapshot_every=0)) if isinstance(e, Done)][-1]
+    out = tmp_path / "set"
+    export_distilled(done.result, out)
+    for network in ("mlp", "convnet"):
+        events = list(evaluate_export(str(out), "sample", networks=(network,), seeds=1, epochs=1, device="cpu"))
+        assert isinstance(events[-1], TransferSummary)
+    transfer = load_distilled(out).manifest["transfer"]
+    assert sorted(transfer) == ["convnet", "mlp"]
+    for entry in transfer.values():
+        assert entry["data"] == "sample" and entry["device"] == "cpu" and entry["n_test"] > 0
+        assert 0.0 <= entry["mean"] <= 1.0 and len(entry["accuracies"]) == 1
