@@ -72,6 +72,7 @@ class Suite:
     epochs: int | None              # transfer epochs (None = each recipe's own)
     transfer_test: int              # real test images used for transfer accuracy (stratified sample)
     scaling_n: tuple[int, ...]
+    variants: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()   # extra DGKIP rows: (loss label, config overrides)
     ratio_n: int = 2000              # problem size of the solver and kernel ratios
 
 
@@ -85,9 +86,10 @@ def suites(datasets_dir: str | Path) -> dict[str, Suite]:
         full_cells = (Cell("MNIST 3 vs 5", str(mnist), ("3", "5"), None), Cell("MNIST 10 classes", str(mnist), None, 1200))
         if fashion.exists():
             full_cells += (Cell("Fashion-MNIST 10 classes", str(fashion), None, 1200),)
-    common = dict(lam=1e-2, lr=0.03, kernel="ntk-fc", losses=LOSSES)
+    common = dict(lam=1e-2, lr=0.03, kernel="ntk-fc", losses=LOSSES,
+                  variants=(("hinge, joint α̃", (("loss", "hinge"), ("alpha_mode", "joint"))),))
     return {
-        "quick": Suite(quick_cells, (1, 10), 300, networks=("mlp", "convnet"), seeds=2, epochs=QUICK_EPOCHS,
+        "quick": Suite(quick_cells, (1, 10), 1000, networks=("mlp", "convnet"), seeds=2, epochs=QUICK_EPOCHS,
                        transfer_test=2000, scaling_n=(1000, 4000, 12000, 60000), **common),
         "full": Suite(full_cells, (1, 10, 50), 1000, networks=("mlp", "convnet", "resnet18"), seeds=3, epochs=None,
                       transfer_test=10000, scaling_n=(1000, 4000, 12000, 60000), **common),
@@ -130,6 +132,11 @@ def _transfer(images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None
     return out
 
 
+def _print_row(cell: Cell, ipc: int, loss: str, r: dict[str, Any]) -> None:
+    print(f"  {cell.label:18s} IPC {ipc:3d} DGKIP {loss:16s} acc {r['distilled']:.4f} (teacher {r['teacher']:.4f}, "
+          f"random {r['random']:.4f}) teacher {r['teacher_s']:.1f} s, total {r['seconds']:.1f} s", flush=True)
+
+
 def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Kernel-accuracy rows and transfer rows of one dataset × IPC cell."""
     base = DistillConfig(data=cell.data, classes=list(cell.classes) if cell.classes else None,
@@ -140,8 +147,11 @@ def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], 
         r, res = _distil(base.replace(loss=loss))
         rows.append({"dataset": cell.label, "ipc": ipc, "method": "DGKIP", "loss": loss, **r})
         sets[("DGKIP", loss)] = res
-        print(f"  {cell.label:18s} IPC {ipc:3d} DGKIP {loss:14s} acc {r['distilled']:.4f} (teacher {r['teacher']:.4f}, "
-              f"random {r['random']:.4f}) teacher {r['teacher_s']:.1f} s, total {r['seconds']:.1f} s", flush=True)
+        _print_row(cell, ipc, loss, r)
+    for label, overrides in suite.variants:
+        r, _ = _distil(base.replace(**dict(overrides)))
+        rows.append({"dataset": cell.label, "ipc": ipc, "method": "DGKIP", "loss": label, **r})
+        _print_row(cell, ipc, label, r)
     r, res = _distil(base.replace(loss="squared", mode="kip"))
     rows.append({"dataset": cell.label, "ipc": ipc, "method": "KIP", "loss": "squared", **r})
     sets[("KIP", "squared")] = res
@@ -377,4 +387,5 @@ def bench(suite_name: str | Suite, out: str | Path, datasets_dir: str | Path, co
 def smoke_suite() -> Suite:
     """A seconds-long suite on the built-in digits (tests)."""
     return replace(suites("/nonexistent")["quick"], ipcs=(1,), steps=3, losses=("cross-entropy", "hinge"),
-                   networks=("mlp",), seeds=2, epochs=2, transfer_test=200, scaling_n=(100, 200), ratio_n=200)
+                   networks=("mlp",), seeds=2, epochs=2, transfer_test=200, scaling_n=(100, 200), ratio_n=200,
+                   variants=(("hinge, joint α̃", (("loss", "hinge"), ("alpha_mode", "joint"))),))

@@ -171,6 +171,11 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     curves: list[dict[str, float]] = []
     reason, step = "finished", 0
     m = syn.xs.shape[0]
+    # KIP with a random-feature kernel redraws its networks every ``redraw_every`` steps (RFAD). DGKIP
+    # never does: the teacher's explicit weights w* live in the feature space of the networks drawn
+    # from the kernel's own seed, which the certificates and evaluations also use.
+    redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
+    kip_kernel = kernel
 
     for step in range(1, cfg.steps + 1):
         control.checkpoint()
@@ -180,8 +185,10 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         optimizer.zero_grad(set_to_none=True)
         Ys = syn.targets()
         if cfg.mode == "kip":
+            if redraw_every and (step - 1) % redraw_every == 0:       # RFAD: fresh random networks
+                kip_kernel = kernel.redraw(cfg.seed * 1_000_003 + step)
             idx = torch.randint(0, x_work.shape[0], (min(cfg.kip_batch, x_work.shape[0]),), generator=batch_gen)
-            objective = kip_loss(kernel, syn.xs, Ys, x_work[idx.to(device)], Y_work[idx.to(device)], cfg.lam)
+            objective = kip_loss(kip_kernel, syn.xs, Ys, x_work[idx.to(device)], Y_work[idx.to(device)], cfg.lam)
             fy = km = gap = float("nan")
         else:
             Z = tw.scores(syn.xs)

@@ -10,7 +10,7 @@ def test_bench_writes_complete_tables(tmp_path):
     suite = smoke_suite()
     report = bench(suite, tmp_path, "/nonexistent", command="pytest")
     methods = [(r["method"], r["loss"]) for r in report["results"]]
-    assert methods == [("DGKIP", "cross-entropy"), ("DGKIP", "hinge"), ("KIP", "squared"),
+    assert methods == [("DGKIP", "cross-entropy"), ("DGKIP", "hinge"), ("DGKIP", "hinge, joint α̃"), ("KIP", "squared"),
                        ("k-means", "cross-entropy"), ("random", "cross-entropy")]
     for r in report["results"]:
         assert 0.0 <= r["distilled"] <= 1.0 and 0.0 < r["teacher"] <= 1.0

@@ -161,3 +161,30 @@ def test_instance_norm_option():
     K = k(x)
     assert torch.isfinite(K).all()
     assert not torch.allclose(K, make_kernel("rf-conv", width=8, n_models=2, depth=2)(x))
+
+
+def _distil(**kw):
+    from engine.config import DistillConfig
+    from engine.distill import run
+    from engine.events import Done
+
+    cfg = DistillConfig(classes=["0", "1", "2"], ipc=1, steps=4, eval_every=0, snapshot_every=0, kip_batch=64, **kw)
+    return [e for e in run(cfg) if isinstance(e, Done)][-1].result
+
+
+def test_kip_redraws_random_networks_every_k_steps_deterministically():
+    """RFAD-style KIP: redrawing changes the trajectory; the same config reproduces it exactly."""
+    params = {"width": 64, "n_models": 1}
+    fixed = _distil(mode="kip", loss="squared", kernel="rf-fc", kernel_params={**params, "redraw_every": 0})
+    every = _distil(mode="kip", loss="squared", kernel="rf-fc", kernel_params={**params, "redraw_every": 1})
+    again = _distil(mode="kip", loss="squared", kernel="rf-fc", kernel_params={**params, "redraw_every": 1})
+    assert not np.allclose(fixed.images, every.images)
+    np.testing.assert_array_equal(every.images, again.images)
+
+
+def test_dgkip_keeps_the_teachers_networks():
+    """DGKIP's teacher weights belong to the kernel's own networks: redraw_every changes nothing."""
+    params = {"width": 64, "n_models": 1}
+    a = _distil(loss="logistic", kernel="rf-fc", kernel_params={**params, "redraw_every": 0})
+    b = _distil(loss="logistic", kernel="rf-fc", kernel_params={**params, "redraw_every": 1})
+    np.testing.assert_array_equal(a.images, b.images)
