@@ -6,6 +6,7 @@ Fields the form does not show (``data``, ``test_data``...) are carried over from
 """
 from __future__ import annotations
 
+import html
 import importlib.util
 import logging
 from collections.abc import Callable
@@ -459,12 +460,13 @@ class SettingsPanel(QWidget):
 
     # -- resource estimate -------------------------------------------------------
     def _update_estimate(self) -> None:
-        """Show ``engine.estimate.estimate_run`` for the current config, when that module exists."""
+        """Show ``engine.estimate.estimate_run`` for the current config: peak memory, rough time, and
+        whether the run fits (green) or will be refused (red, with what to change)."""
         config = self.valid_config()
         if config is None or self._report is None or importlib.util.find_spec("engine.estimate") is None:
             self.estimate.hide()
             return
-        from engine.estimate import estimate_run
+        from engine.estimate import estimate_run, format_seconds
         try:
             estimate = estimate_run(config, self._report)
         except Exception as exc:  # noqa: BLE001 - an estimate must never break the form
@@ -473,9 +475,10 @@ class SettingsPanel(QWidget):
             return
         text = f"Estimated memory {format_bytes(estimate.memory_bytes)}"
         if estimate.seconds_hint is not None:
-            text += f", about {estimate.seconds_hint:.0f} s"
+            text += f", {format_seconds(estimate.seconds_hint)}"
         if estimate.message:
             text += f". {estimate.message}"
         colour = "#1e6b2e" if estimate.fits else "#b3261e"
-        self.estimate.setText(f"<span style='color:{colour}'>{text}</span>")
+        self.estimate.setText(f"<span style='color:{colour}'>{html.escape(text)}</span>")
+        self.estimate.setToolTip(estimate.details())
         self.estimate.show()

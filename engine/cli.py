@@ -5,6 +5,9 @@
     dgkip-engine evaluate --distilled DIR --data PATH          transfer to real networks
     dgkip-engine bench    --suite quick --out DIR             result tables and speed ratios
 
+``distill`` prints the memory and time estimate (:mod:`engine.estimate`) before the run starts and
+refuses a run that does not fit the memory budget with what to change, before any kernel is built.
+
 Exit status: 0 success, 2 bad input (invalid setting, unreadable data, over the memory budget,
 existing output folder), 130 interrupted (a first Ctrl-C stops after the current step and still exports).
 """
@@ -97,6 +100,7 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from engine.distill import run
+    from engine.estimate import estimate_run
     from engine.export import export_distilled
 
     cfg = build_config(args)
@@ -105,6 +109,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} already exists; choose a new --out folder or pass --overwrite")
     if args.save_config:
         cfg.save(args.save_config)
+    # the estimate comes before anything big is built: refuse here rather than run out of memory
+    dataset = load_dataset(cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction,
+                           seed=cfg.seed)
+    estimate = estimate_run(cfg, dataset.report)
+    if not estimate.fits:
+        print(estimate.summary(), file=sys.stderr)
+        raise ResourceError(estimate.message)
+    print(f"{estimate.summary()}. {estimate.message}", file=sys.stderr)
     control = RunControl()
     interrupts = {"n": 0}
 
@@ -119,7 +131,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     progress = _Progress()
     done = None
     try:
-        for event in run(cfg, control):
+        for event in run(cfg, control, dataset=dataset):
             if isinstance(event, Stage):
                 progress.done(f"== {event.name}: {event.message}")
             elif isinstance(event, TeacherProgress):

@@ -10,6 +10,7 @@ The operators hold no autograd graph (teachers and certificates are computed wit
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -50,18 +51,37 @@ def operator_bytes(kernel: Kernel, n: int, p: int | None = None, element_size: i
     return n * n * element_size
 
 
-@torch.no_grad()
-def build_operator(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True) -> KernelOperator:
-    """Kernel operator of the rows of ``x`` (n, …) in x's dtype/device, refusing when over budget."""
-    n = x.shape[0]
-    if kernel.explicit and prefer_features:
-        phi = kernel.features(x)
-        if phi.shape[1] < n:
-            return KernelOperator(n=n, features=phi)
-    need = n * n * x.element_size()
+def max_dense_points(element_size: int, budget_bytes: int) -> int:
+    """The largest n whose dense n × n matrix of ``element_size``-byte entries fits ``budget_bytes``."""
+    return math.isqrt(max(0, int(budget_bytes)) // max(1, int(element_size)))
+
+
+def operator_plan(n: int, *, explicit: bool, p: int | None, element_size: int, budget_bytes: int
+                  ) -> tuple[str, int]:
+    """How :func:`build_operator` stores the kernel of n points, and its bytes.
+
+    ``("features", n·p·element_size)`` when explicit features (dimension ``p``) are used and p < n,
+    else ``("dense", n²·element_size)``; raises :class:`ResourceError` when that dense matrix is over
+    ``budget_bytes``. The single rule shared with the run estimate (:mod:`engine.estimate`)."""
+    if explicit and p is not None and p < n:
+        return "features", n * p * element_size
+    need = n * n * element_size
     if need > budget_bytes:
         raise ResourceError(
             f"the teacher's {n:,} × {n:,} kernel matrix needs {need / 2**30:.1f} GiB, over the "
             f"memory budget of {budget_bytes / 2**30:.1f} GiB. Use fewer images per class "
             f"(max_per_class), an explicit-feature kernel (linear, rf-fc, rf-conv), or raise the budget.")
+    return "dense", need
+
+
+@torch.no_grad()
+def build_operator(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True) -> KernelOperator:
+    """Kernel operator of the rows of ``x`` (n, …) in x's dtype/device, refusing when over budget
+    (the rule is :func:`operator_plan`)."""
+    n = x.shape[0]
+    phi = kernel.features(x) if kernel.explicit and prefer_features else None
+    storage, _ = operator_plan(n, explicit=phi is not None, p=None if phi is None else phi.shape[1],
+                               element_size=x.element_size(), budget_bytes=budget_bytes)
+    if storage == "features":
+        return KernelOperator(n=n, features=phi)
     return KernelOperator(n=n, dense=kernel(x))

@@ -2,6 +2,8 @@
 and persistence of settings, geometry and recent datasets."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from PySide6.QtCore import QRect, Qt
 
@@ -117,3 +119,23 @@ def test_settings_geometry_and_recent_persist(qtbot, make_window, store, tmp_pat
     assert store.recent() == ["sample"]                    # the missing folder was dropped
     assert [a.text() for a in second.recent_menu.actions()] == ["Sample: handwritten digits"]
     assert second.dataset_panel.recent_list.count() == 1
+
+
+def test_estimate_shows_memory_and_refusal(qtbot, window):
+    """After the sample loads the settings tab shows the run estimate (memory figure, green); a tiny
+    memory budget turns it into the refusal with what to change (red)."""
+    load(qtbot, window)
+    window.left_tabs.setCurrentIndex(1)                         # the Settings tab
+    label = window.settings.estimate
+    qtbot.waitUntil(label.isVisible, timeout=5_000)
+    assert re.search(r"Estimated memory \d[\d,.]* (B|KiB|MiB|GiB)", label.text()), label.text()
+    assert "Fits the memory budget" in label.text() and "#1e6b2e" in label.text()
+    assert "Peak at the" in label.toolTip()
+
+    window.settings.advanced_toggle.setChecked(True)
+    budget = window.settings._fields["memory_budget_gb"].widget
+    budget.clear()
+    qtbot.keyClicks(budget, "0.001")
+    qtbot.waitUntil(lambda: "Will not fit" in label.text(), timeout=5_000)
+    assert label.isVisible() and "#b3261e" in label.text()
+    assert "max_per_class to" in label.text() and "memory_budget_gb to at least" in label.text()

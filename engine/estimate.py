@@ -1,0 +1,654 @@
+"""Memory and time estimate of a run, before anything runs (shown by the GUI, printed by the CLI).
+
+``estimate_run(config, report) -> RunEstimate`` needs only the dataset report (class names, per-class
+train/test counts, image shape (H, W, C)) and the config; it reads no pixels and allocates nothing big.
+
+Refusal (``fits``) is the engine's own rule, :func:`engine.operators.operator_plan`, applied to the
+training-set size the run will have (classes selected, ``max_per_class`` applied): the run is refused
+exactly when the teacher's kernel would be stored dense (n × n, float64) and that matrix is over
+``memory_budget_gb``. Explicit-feature kernels (``linear``, ``rf-fc``, ``rf-conv``) store Φ (n × p)
+instead whenever p < n, and are never refused by that rule.
+
+``memory_bytes`` is the modelled *peak* of the run's own allocations (not the interpreter and libraries,
+≈ 0.3–0.5 GiB), the largest of these stages, each counting everything alive at that moment:
+
+- data: the loaded uint8 dataset (+ the copy class selection / the cap makes), the float32 train and
+  evaluation-test features (N, H, W, C), the float64 certificate copy of x_train (n·d·8) on the
+  certificate device, ZCA matrices (2·d²·8) and the preprocessing temporaries;
+- teacher: the kernel operator while it is built — dense n²·8, twice while :meth:`Kernel.__call__`
+  concatenates several row tiles, plus one tile of temporaries (``bytes_per_pair`` × rows × n, at most
+  the kernel's ``tile_bytes``; the allocator keeps it); features 3·n·p·8 (tile list, concatenations)
+  plus one tile of temporaries — plus ≈ 20 (n, C) float64 solver arrays;
+- test set: the teacher (its support rows x[keep], a copy: n·d·8; or weights p·C), the float64
+  evaluation points (≤ ``MAX_EVAL_TEST``), one 2048-row block of test-kernel rows (2048 × n) with its
+  tile temporaries, and k(x, x) on the test points (conv kernels: per-pixel maps, 16 arrays);
+- distill step: the autograd graph of k(x̃, x_teacher) (m × n pairs at the kernel's own
+  ``bytes_per_pair`` under autograd — for conv kernels H·W·(12 + 17·depth) or (16 + 20·depth) arrays
+  per pair: the per-position covariance cost — kept alive by backward whatever the tiling), plus the
+  work-dtype copy of the teacher and, for KIP, of x_train and a ``kip_batch`` of rows;
+- certificate: k(x̃, x_teacher) in float64 without autograd, plus the test-set predictions.
+
+``seconds_hint`` (CPU only, else ``None``) is an order of magnitude, rounded to one significant figure:
+kernel entries (teacher n², test rows, m × n per step ×3 for the backward pass, certificates) at a
+per-entry cost from the kernel's structure (an inner product at the matmul rate plus elementwise work
+per layer and pixel), the teacher's kernel products at a streaming rate, and per step a count of small
+torch calls (calibrated on the sample digits). The machine rates are measured once per process
+(:func:`machine_rates`), so they include how busy the machine is at that moment.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from engine.certify import predict
+from engine.config import ConfigError, DistillConfig
+from engine.data.report import format_bytes
+from engine.device import certificate_device, resolve_device, resolve_dtype
+from engine.distill import MAX_EVAL_TEST
+from engine.kernels import Kernel, make_kernel
+from engine.kernels.conv import ConvNetworkKernel
+from engine.kernels.fc import FCNetworkKernel, LinearKernel, RBFKernel
+from engine.kernels.random_features import RandomConvKernel, RandomFCKernel, RandomFeatureKernel
+from engine.operators import ResourceError, max_dense_points, operator_plan
+from engine.teacher import Teacher
+
+CERT_BYTES = 8                                                             # float64 teacher and certificates
+SCORE_ROWS = inspect.signature(Teacher.scores_tiled).parameters["rows"].default   # test rows per block
+PREDICT_ROWS = inspect.signature(predict).parameters["rows"].default
+SOLVER_ARRAYS = 20          # (n, C) float64 arrays alive in the Newton-CG teacher solver (counted in solver.py)
+
+# Time model constants, calibrated on the sample digits (1,438 × 8×8 images) on a 2-core CPU, in
+# units of the once-measured machine rates (so they carry over to faster or slower machines):
+SMOOTH_MATVECS = 80         # teacher kernel products, smooth losses (observed 49–83 Newton-CG products)
+HINGE_MATVECS = 2_000       # hinge by FISTA (features, GPU): iterations (observed 2,000)
+HINGE_UPDATES = 5           # hinge by coordinate descent (dense CPU kernel): updates per point and class
+MATVEC_CALLS = 25           # small torch calls per teacher iteration besides the kernel product
+STEP_CALLS = {"smooth": 2_500, "squared-hinge": 7_500, "hinge": 16_000,   # per step, besides the kernel
+              "joint": 1_400, "kip": 1_300}                               # (observed medians)
+CERTIFY_CALLS = {"smooth": 4_000, "squared-hinge": 15_000, "hinge": 45_000}   # per certificate
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """Estimate of one run.
+
+    ``memory_bytes``: modelled peak bytes of the run's allocations (host and device together);
+    ``seconds_hint``: rough wall time in seconds (one significant figure) or ``None`` when unknown
+    (non-CPU devices); ``fits``: ``False`` exactly when the run would be refused
+    (:class:`engine.operators.ResourceError`); ``message``: what to do when it does not fit, a warning
+    when the peak is above the budget or the machine's memory, else a short confirmation.
+    ``n_train``: training images after class selection and the cap; ``n_test``: test points evaluated;
+    ``storage``: "dense" (n × n) or "features" (n × p) teacher operator of ``operator_bytes`` bytes;
+    ``budget_bytes``: the memory budget in bytes; ``peak_stage``: the stage of the peak, with its
+    ``parts`` as (name, bytes) pairs; ``device``: the compute device.
+    """
+
+    memory_bytes: int
+    seconds_hint: float | None
+    fits: bool
+    message: str
+    n_train: int = 0
+    n_test: int = 0
+    storage: str = "dense"
+    operator_bytes: int = 0
+    budget_bytes: int = 0
+    peak_stage: str = ""
+    parts: tuple[tuple[str, int], ...] = ()
+    device: str = "cpu"
+
+    def summary(self) -> str:
+        """One line for the CLI, e.g. ``estimate: peak memory about 64.0 MiB (teacher …), about 20 s on cpu``."""
+        shape = (f"{self.n_train:,} × {self.n_train:,} dense" if self.storage == "dense"
+                 else f"{self.n_train:,} × p features")
+        text = (f"estimate: peak memory about {format_bytes(self.memory_bytes)} at the {self.peak_stage} "
+                f"stage (teacher kernel {shape}, {format_bytes(self.operator_bytes)}; budget "
+                f"{format_bytes(self.budget_bytes)})")
+        if self.seconds_hint is not None:
+            text += f", {format_seconds(self.seconds_hint)} on {self.device}"
+        return text
+
+    def details(self) -> str:
+        """Multi-line breakdown of the peak stage (the GUI's tooltip)."""
+        lines = [f"Peak at the {self.peak_stage} stage, {self.n_train:,} training and {self.n_test:,} "
+                 f"test images:"]
+        lines += [f"  {name}: {format_bytes(size)}" for name, size in self.parts if size > 0]
+        lines.append("The run itself refuses only a dense teacher kernel over the memory budget.")
+        return "\n".join(lines)
+
+
+def format_seconds(seconds: float) -> str:
+    """A rough duration: ``0.2`` → "under a second", ``40`` → "about 40 s", ``300`` → "about 5 min",
+    ``20000`` → "about 6 h"."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.0f} h"
+
+
+# ---------------------------------------------------------------------------------------------- sizes
+@dataclass(frozen=True)
+class _Sizes:
+    """Counts the run will see. ``n``: training points; ``n_test``: evaluated test points;
+    ``raw``: images of the loaded dataset (train + test); ``copied``: images copied by selection/cap;
+    ``k``: classes; ``largest``: the largest class after the cap; ``chw``: (C, H, W)."""
+    n: int
+    n_test: int
+    raw: int
+    copied: int
+    k: int
+    largest: int
+    chw: tuple[int, int, int]
+
+    @property
+    def d(self) -> int:
+        c, h, w = self.chw
+        return c * h * w
+
+
+def _field(report: Any, name: str) -> Any:
+    return report[name] if isinstance(report, Mapping) else getattr(report, name)
+
+
+def _class_counts(config: DistillConfig, report: Any) -> tuple[list[int], list[int]]:
+    """Train and test counts of the classes the run uses (unknown names are left to the run to reject)."""
+    classes = [str(c) for c in _field(report, "classes")]
+    train = [int(c) for c in _field(report, "train_counts")]
+    test = [int(c) for c in _field(report, "test_counts")]
+    if config.classes:
+        picked = list(dict.fromkeys(classes.index(c) for c in config.classes if c in classes))
+        train, test = [train[i] for i in picked], [test[i] for i in picked]
+    return train, test
+
+
+def _sizes(config: DistillConfig, report: Any, cap: int | None) -> _Sizes:
+    train, test = _class_counts(config, report)
+    all_train = [int(c) for c in _field(report, "train_counts")]
+    all_test = [int(c) for c in _field(report, "test_counts")]
+    capped = [min(c, cap) for c in train] if cap else train
+    h, w, c = (int(s) for s in _field(report, "image_shape"))
+    n, n_test = sum(capped), sum(test)
+    copied = (n + n_test if config.classes else 0) + (n if cap else 0)
+    return _Sizes(n=n, n_test=min(n_test, MAX_EVAL_TEST), raw=sum(all_train) + sum(all_test),
+                  copied=copied, k=max(1, len(train)), largest=max(capped, default=0), chw=(c, h, w))
+
+
+# -------------------------------------------------------------------------------------- kernel facts
+def feature_dim(kernel: Kernel, chw: tuple[int, int, int]) -> int | None:
+    """Explicit feature dimension p (bias column included) of ``kernel`` on images (C, H, W), or
+    ``None`` for kernels without explicit features. Raises ``ValueError`` where the kernel does
+    (rf-conv on images smaller than 2^depth)."""
+    if not kernel.explicit:
+        return None
+    c, h, w = chw
+    if isinstance(kernel, LinearKernel):
+        return c * h * w + (1 if kernel.bias else 0)
+    if isinstance(kernel, RandomFCKernel):
+        return kernel.n_models * kernel.width + 1
+    if isinstance(kernel, RandomConvKernel):
+        kernel._weight_shapes((c, h, w))                      # the kernel's own size check
+        side = 2 ** kernel.depth
+        return kernel.n_models * kernel.width * (h // side) * (w // side) + 1
+    with torch.no_grad():                                     # another explicit kernel: ask it, one zero row
+        return int(kernel.features(torch.zeros((1, c, h, w), dtype=torch.float64)).shape[1])
+
+
+def _meta(rows: int, chw: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
+    """A shape-only tensor (no memory) for the kernels' own tiling arithmetic."""
+    return torch.empty((max(1, rows),) + tuple(chw), dtype=dtype, device="meta")
+
+
+def _bytes_per_pair(kernel: Kernel, chw, dtype: torch.dtype, grad: bool) -> int:
+    with torch.set_grad_enabled(grad):
+        return int(kernel.bytes_per_pair(kernel.prepare(_meta(1, chw, dtype))))
+
+
+def _tile_rows(kernel: Kernel, rows: int, n_b: int, chw, dtype: torch.dtype, grad: bool) -> int:
+    with torch.set_grad_enabled(grad):
+        return int(kernel.tile_rows(kernel.prepare(_meta(rows, chw, dtype)), n_b))
+
+
+def _feature_bytes(kernel: Kernel, rows: int, chw, p: int, dtype: torch.dtype, grad: bool) -> int:
+    """Peak bytes of ``kernel.features`` on ``rows`` images (output (rows, p) included).
+
+    With autograd: the kernel's own per-row bound (backward included) for every row. Without: three
+    times the output (the tile list, its concatenation and the bias-column copy; the third is what
+    glibc keeps of the freed tiles — measured 3.3–4.5 × n·p for ``rf-fc`` on 4,000–8,000 rows) plus
+    one tile of temporaries: five (rows, n_models·width) arrays per ``rf-fc`` layer, the kernel's own
+    bound for ``rf-conv`` (its convolutions' workspaces fill it: 200–260 MiB measured for 256 MiB)."""
+    es = torch.empty((), dtype=dtype).element_size()
+    c, h, w = chw
+    if isinstance(kernel, LinearKernel):
+        return rows * p * es * (2 if kernel.bias else 1)
+    if not isinstance(kernel, RandomFeatureKernel):
+        return 3 * rows * p * es
+    per_row = int(kernel.feature_bytes_per_row(_meta(1, chw, dtype)))   # the kernel's autograd bound
+    if grad:
+        return rows * (per_row + p * es)
+    tile = max(1, min(rows, kernel.tile_bytes // max(1, per_row)))
+    if isinstance(kernel, RandomFCKernel):
+        per_row = es * (c * h * w + 5 * kernel.depth * kernel.n_models * kernel.width)
+    return 3 * rows * p * es + tile * per_row
+
+
+def _dense_call_bytes(kernel: Kernel, rows: int, n_b: int, chw, p: int | None, dtype: torch.dtype,
+                      grad: bool, graph: bool) -> int:
+    """Peak bytes of ``kernel(a, b)`` for ``rows`` × ``n_b`` pairs (output included). ``grad``: the
+    grad mode (the kernels tile by it); ``graph``: an autograd graph is kept (every tile's saved
+    arrays live until backward, whatever the tiling).
+
+    Without a graph: the output, once more while several row tiles are concatenated, plus one tile of
+    temporaries (``bytes_per_pair`` × tile rows × n_b) on top — glibc keeps freed tile memory in its
+    heap, so the temporaries are not given back before the concatenation (measured for ``ntk-fc``
+    at n = 1,000–6,000: 80, 278, 538, 906 MiB against 84, 317, 500, 805 MiB modelled)."""
+    es = torch.empty((), dtype=dtype).element_size()
+    out = rows * n_b * es
+    if isinstance(kernel, RandomFeatureKernel):     # φ(a) φ(b)ᵀ
+        return (_feature_bytes(kernel, rows, chw, p, dtype, graph)
+                + _feature_bytes(kernel, n_b, chw, p, dtype, graph) + out)
+    if graph:
+        return _bytes_per_pair(kernel, chw, dtype, True) * rows * n_b + out
+    tile = _tile_rows(kernel, rows, n_b, chw, dtype, grad)
+    temp = _bytes_per_pair(kernel, chw, dtype, False) * tile * n_b      # no graph: no-grad temporaries
+    return out * (2 if tile < rows else 1) + temp
+
+
+def _diag_bytes(kernel: Kernel, rows: int, chw, p: int | None) -> int:
+    """Peak bytes of ``kernel.diag`` on ``rows`` float64 images."""
+    c, h, w = chw
+    if isinstance(kernel, RandomFeatureKernel):
+        return _feature_bytes(kernel, rows, chw, p, torch.float64, False)
+    if isinstance(kernel, ConvNetworkKernel):
+        return 16 * rows * h * w * CERT_BYTES
+    if isinstance(kernel, LinearKernel):
+        return rows * c * h * w * CERT_BYTES
+    return 8 * rows * CERT_BYTES
+
+
+# ---------------------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class _Run:
+    """What the model needs besides the sizes: the kernel, p, dtypes and devices."""
+    config: DistillConfig
+    kernel: Kernel
+    p: int | None
+    work_dtype: torch.dtype
+    device: torch.device
+    cdev: torch.device
+
+    @property
+    def work_bytes(self) -> int:
+        return torch.empty((), dtype=self.work_dtype).element_size()
+
+
+def _pool(device: torch.device) -> str:
+    """The physical memory a device draws on: "cuda" or host RAM (CPU and Apple's unified MPS)."""
+    return "cuda" if device.type == "cuda" else "cpu"
+
+
+def _plan(run: _Run, n: int, budget: int) -> tuple[bool, str, int]:
+    """(fits, storage, operator bytes) under the engine's rule."""
+    try:
+        storage, size = operator_plan(n, explicit=run.kernel.explicit, p=run.p, element_size=CERT_BYTES,
+                                      budget_bytes=budget)
+        return True, storage, size
+    except ResourceError:
+        return False, "dense", n * n * CERT_BYTES
+
+
+def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[str, str, int]]]]:
+    """Stages of the run, each a list of (part, pool, bytes) alive at the stage's peak."""
+    cfg, kernel, p = run.config, run.kernel, run.p
+    n, nt, d, k = s.n, s.n_test, s.d, s.k
+    m = cfg.ipc * k
+    ew = run.work_bytes
+    host, cert, work = "cpu", _pool(run.cdev), _pool(run.device)
+    zca = cfg.preprocess == "zca"
+
+    data = [("dataset pixels (uint8)", host, (s.raw + s.copied) * d),
+            ("ZCA matrices", host, 2 * d * d * 8 if zca else 0),
+            ("train features (float32)", host, 4 * n * d),
+            ("test features (float32)", host, 4 * nt * d),
+            ("train images, float64 copy", cert, n * d * CERT_BYTES)]
+    prep = max(5 * d * d * 8 + 2 * 4096 * d * 8 if zca else 0,          # covariance, eigh, whitening
+               (3 if zca else 2) * 4 * n * d,                          # float32 transform temporaries
+               3 * min(n, 1000) ** 2 * 8 if cfg.kernel == "rbf" else 0)  # median bandwidth
+    stages = [("data", data + [("preprocessing temporaries", host, prep)])]
+
+    # teacher: operator being built, then solved
+    if storage == "features":
+        build = _feature_bytes(kernel, n, s.chw, p, torch.float64, False)
+        kept_teacher = [("teacher weights", cert, p * k * CERT_BYTES)]
+    else:
+        build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False)
+        if kernel.explicit:                     # features computed first, then p ≥ n: dense after all
+            build += n * p * CERT_BYTES
+        kept_teacher = [("teacher support rows (float64)", cert, n * d * CERT_BYTES)]
+    kept_teacher.append(("teacher dual and scores", cert, 2 * n * k * CERT_BYTES))
+    labels = ("training labels", cert, n * k * CERT_BYTES)
+    stages.append(("teacher", data + [labels, ("teacher kernel operator (building)", cert, build),
+                                      ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]))
+
+    # test set: teacher scores in blocks of SCORE_ROWS rows, k(x, x)
+    rows = min(SCORE_ROWS, nt)
+    if storage == "features":
+        block = _feature_bytes(kernel, rows, s.chw, p, torch.float64, False)
+    else:
+        block = _dense_call_bytes(kernel, rows, n, s.chw, p, torch.float64, True, False)
+    test = [("test images, float64", cert, nt * d * CERT_BYTES), ("test scores and k(x, x)", cert, 2 * nt * k * 8)]
+    stages.append(("test set", data + [labels] + kept_teacher + test + [
+        ("test kernel rows / k(x, x)", cert, max(block, _diag_bytes(kernel, nt, s.chw, p)) + 4 * nt * d)]))
+
+    # distillation: the teacher in the work dtype, KIP's working copy, one step's autograd graph
+    same = run.work_dtype == torch.float64 and run.device == run.cdev
+    cast = 0 if same else (p * k if storage == "features" else n * (d + k)) * ew
+    alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
+    if cfg.mode == "kip":
+        alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
+    b = min(cfg.kip_batch, n)
+    pairs = (b if cfg.mode == "kip" else n) * m + m * m
+    if kernel.explicit and storage == "features":
+        graph = _feature_bytes(kernel, (b if cfg.mode == "kip" else 0) + 2 * m, s.chw, p, run.work_dtype, True)
+    elif isinstance(kernel, RandomFeatureKernel):
+        graph = _feature_bytes(kernel, (b if cfg.mode == "kip" else n) + 2 * m, s.chw, p, run.work_dtype,
+                               True) + pairs * ew
+    else:
+        graph = _bytes_per_pair(kernel, s.chw, run.work_dtype, True) * pairs
+    graph += (b * d * ew if cfg.mode == "kip" else 0) + 6 * m * d * ew      # batch rows, images + Adam
+    kmeans = 3 * s.largest * d * 4 if cfg.init == "kmeans" and not cfg.init_from else 0
+    stages.append(("distillation step", alive + [("step autograd graph", work, max(graph, kmeans))]))
+
+    # certificate: k(x̃, x_teacher) in float64, predictions on the test points
+    if storage == "features":
+        cert_peak = 2 * _feature_bytes(kernel, m, s.chw, p, torch.float64, False)
+    else:
+        cert_peak = _dense_call_bytes(kernel, m, n, s.chw, p, torch.float64, False, False)
+    cert_peak += 3 * m * m * 8 + 2 * min(PREDICT_ROWS, nt) * m * 8
+    stages.append(("certificate", alive + [("certificate kernel rows", cert, cert_peak)]))
+    return stages
+
+
+def _peak(stages) -> tuple[int, str, tuple[tuple[str, int], ...], dict[str, int]]:
+    """(peak bytes, its stage, its parts, per-pool peaks)."""
+    best, pools = None, {}
+    for name, parts in stages:
+        total = sum(size for _, _, size in parts)
+        for pool in {pool for _, pool, _ in parts}:
+            pools[pool] = max(pools.get(pool, 0), sum(sz for _, pl, sz in parts if pl == pool))
+        if best is None or total > best[0]:
+            merged: dict[str, int] = {}
+            for part, _, size in parts:
+                merged[part] = merged.get(part, 0) + int(size)
+            best = (int(total), name, tuple(merged.items()))
+    return best[0], best[1], best[2], pools
+
+
+@functools.cache
+def _capacity(pool: str) -> int | None:
+    """Physical bytes of host RAM or of the first CUDA GPU; ``None`` where unknown."""
+    if pool == "cuda":
+        try:
+            return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+        except Exception:  # noqa: BLE001 - no capacity then, no warning
+            return None
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+# -------------------------------------------------------------------------------------------- time
+def _best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """Shortest of ``repeats`` timed calls after one untimed warm-up call (lazy library set-up)."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return max(best, 1e-9)
+
+
+@functools.cache
+def machine_rates() -> dict[str, float]:
+    """Measured once per process on the CPU in float64 with torch's current threads (≈ 30 ms; blocks
+    big enough that thread wake-ups on a busy machine do not dominate): ``flops`` (matrix-product
+    flop/s), ``stream`` (bytes/s of a matrix read by a thin product, like the teacher's K V), ``call``
+    (seconds per small torch call), ``element`` (seconds per element of a transcendental op) and
+    ``simple`` (seconds per element of a product: ReLU, pooling and the like)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(512, 512, generator=g, dtype=torch.float64)
+    big = torch.full((4096, 1024), 0.5, dtype=torch.float64)
+    thin = torch.randn(1024, 10, generator=g, dtype=torch.float64)
+    small = torch.randn(16, 10, generator=g, dtype=torch.float64)
+    vec = torch.linspace(-1.0, 1.0, 1 << 20, dtype=torch.float64)
+
+    def calls() -> None:
+        for _ in range(100):
+            small.mul(small)
+    return {"flops": 2 * 512 ** 3 / _best_of(lambda: a @ a, 2),
+            "stream": big.numel() * 8 / _best_of(lambda: big @ thin, 2),
+            "call": _best_of(calls) / 100,
+            "element": _best_of(lambda: torch.atan2(vec, vec), 2) / vec.numel(),
+            "simple": _best_of(lambda: vec.mul(vec), 2) / vec.numel()}
+
+
+def _pair_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str, float]) -> float:
+    """Seconds per kernel entry k(x_i, x_j) (float64, CPU): the input inner product at the matmul rate
+    plus elementwise work in units of one transcendental op. Units per entry, fitted on 8×8×1 and
+    16×16×3 images (single thread, 1 vs 3 layers): FC NNGP/NTK 3/4 per layer (measured 1.6–11),
+    conv NNGP/NTK C + 3/4 per layer *per pixel* (measured 3.3–15.9), RBF 2, linear 0. Kernels
+    registered from outside are timed once on a small block instead."""
+    c, h, w = chw
+    d = c * h * w
+    if isinstance(kernel, ConvNetworkKernel):
+        units = h * w * (c + (4 if kernel.ntk else 3) * kernel.depth)
+    elif isinstance(kernel, FCNetworkKernel):
+        units = (4 if kernel.ntk else 3) * kernel.depth
+    elif isinstance(kernel, RBFKernel):
+        units = 2
+    elif isinstance(kernel, LinearKernel):
+        units = 0
+    else:
+        return _timed_pair_seconds(kernel.name, json.dumps(kernel.params(), sort_keys=True, default=str), chw)
+    return 2 * d / rates["flops"] + units * rates["element"]
+
+
+@functools.lru_cache(maxsize=16)
+def _timed_pair_seconds(name: str, params: str, chw: tuple[int, int, int]) -> float:
+    """Seconds per entry of a kernel the model does not know, timed on 16 × 64 pairs after a warm-up."""
+    kernel = make_kernel(name, **json.loads(params))
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn((16,) + tuple(chw), generator=g, dtype=torch.float64)
+    b = torch.randn((64,) + tuple(chw), generator=g, dtype=torch.float64)
+    kernel = kernel.with_data_defaults(b)
+    with torch.no_grad():
+        return _best_of(lambda: kernel(a, b), repeats=2) / (16 * 64)
+
+
+def _feature_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str, float]) -> float:
+    """Seconds per image of explicit features: flops at the matmul rate, activations at the rate of
+    simple elementwise ops."""
+    c, h, w = chw
+    if isinstance(kernel, RandomFCKernel):
+        mw = kernel.n_models * kernel.width
+        flops = 2 * c * h * w * mw + (kernel.depth - 1) * 2 * mw * kernel.width
+        return flops / rates["flops"] + 4 * mw * kernel.depth * rates["simple"]
+    if isinstance(kernel, RandomConvKernel):
+        flops, elements, cin = 0.0, 0.0, c
+        for layer in range(kernel.depth):
+            pixels = (h // 2 ** layer) * (w // 2 ** layer)
+            flops += 2 * pixels * kernel.n_models * kernel.width * cin * 9
+            elements += 4 * pixels * kernel.n_models * kernel.width
+            cin = kernel.width
+        return flops / rates["flops"] + elements * rates["simple"]
+    return 2 * c * h * w * rates["simple"]
+
+
+def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
+    """Rough wall time in seconds on the CPU per part of the run (see the module doc)."""
+    cfg, kernel, p = run.config, run.kernel, run.p
+    rates = machine_rates()
+    n, nt, d, k = s.n, s.n_test, s.d, s.k
+    m = cfg.ipc * k
+    if kernel.explicit:
+        per_image, pair = _feature_seconds(kernel, s.chw, rates), 2 * p / rates["flops"]
+    else:
+        per_image, pair = 0.0, _pair_seconds(kernel, s.chw, rates)
+
+    def block(rows: int, cols: int) -> float:
+        """k(a, b) for rows × cols pairs: features of both sides and φφᵀ, or the entries one by one."""
+        return (rows + cols) * per_image + rows * cols * pair if kernel.explicit else rows * cols * pair
+
+    features = storage == "features"
+    t: dict[str, float] = {"preprocessing": 10 * (n + nt) * d * rates["element"]}
+    if cfg.preprocess == "zca":
+        t["preprocessing"] += (10 * d ** 3 + 4 * (n + nt) * d * d) / rates["flops"]
+    # teacher: the operator, then the solver's kernel products
+    t["teacher kernel"] = n * per_image if features else block(n, n)
+    hinge_cd = cfg.loss == "hinge" and not features and run.cdev.type == "cpu"
+    if cfg.loss == "hinge":
+        matvecs = SMOOTH_MATVECS if hinge_cd else min(HINGE_MATVECS, 50 * cfg.teacher_max_iter)
+    else:
+        matvecs = min(SMOOTH_MATVECS, 11 * (cfg.teacher_max_iter + 1))
+    product = (2 * n * p if features else n * n) * CERT_BYTES / rates["stream"]
+    t["teacher solve"] = matvecs * (product + MATVEC_CALLS * max(rates["call"], n * k * rates["element"]))
+    if hinge_cd:                     # one kernel row per update, a dozen O(n) NumPy calls
+        t["teacher solve"] += HINGE_UPDATES * n * k * (12 * rates["call"] + 6 * n * rates["element"])
+    # test set: teacher scores and k(x, x)
+    t["test set"] = 2 * nt * per_image if features else block(nt, n) + nt * per_image
+    # distillation steps: forward + backward ≈ 3 forward passes, plus the step's small calls
+    b = min(cfg.kip_batch, n)
+    family = cfg.loss if cfg.loss in ("hinge", "squared-hinge") else "smooth"
+    if cfg.mode == "kip":
+        step, calls = block(b, m) + block(m, m), STEP_CALLS["kip"]
+    else:
+        step = (m * per_image if features else block(m, n)) + block(m, m)
+        calls = STEP_CALLS["joint" if cfg.alpha_mode == "joint" else family]
+    t["steps"] = cfg.steps * (3 * step + calls * rates["call"])
+    # certificates: the m-point solve, teacher scores of x̃, predictions on the test points
+    evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1
+    teacher_rows = m * per_image if features else block(m, n)
+    t["certificates"] = evals * (teacher_rows + block(nt, m) + block(m, m) + CERTIFY_CALLS[family] * rates["call"])
+    return t
+
+
+def _one_figure(seconds: float) -> float:
+    """Round to one significant figure (an order of magnitude, not a measurement)."""
+    if seconds <= 0:
+        return 0.0
+    return float(f"{seconds:.1g}")
+
+
+# --------------------------------------------------------------------------------------- the answer
+def _round_up(x: float, figures: int = 2) -> float:
+    """``x`` rounded *up* to ``figures`` significant figures (budgets we suggest must suffice)."""
+    if x <= 0:
+        return 0.0
+    scale = 10 ** (math.floor(math.log10(x)) - figures + 1)
+    return math.ceil(x / scale - 1e-9) * scale
+
+
+def _largest_cap(ok: Callable[[int], bool], low: int, high: int) -> int | None:
+    """The largest cap in [low, high] with ``ok(cap)`` (``ok`` is monotone: true up to some cap)."""
+    if high < low or not ok(low):
+        return None
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if ok(mid) else (low, mid - 1)
+    return low
+
+
+def _gib(nbytes: float) -> str:
+    value = _round_up(nbytes / 2**30)
+    return f"{value:.10g}"
+
+
+def estimate_run(config: DistillConfig, report: Any) -> RunEstimate:
+    """Estimate memory and time of ``run(config)`` on the dataset described by ``report`` (a
+    :class:`engine.data.DatasetReport` or the mapping ``Dataset.describe()`` returns: ``classes``,
+    ``train_counts``, ``test_counts``, ``image_shape`` (H, W, C)).
+
+    Raises :class:`ConfigError` for an invalid config or an unavailable device and ``ValueError`` for
+    kernel parameters the kernel rejects — exactly what the run would raise."""
+    cfg = config.validate()
+    try:
+        device = resolve_device(cfg.device)
+    except RuntimeError as exc:
+        raise ConfigError("device", str(exc)) from None
+    kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
+    h, w, c = (int(v) for v in _field(report, "image_shape"))
+    run = _Run(cfg, kernel, feature_dim(kernel, (c, h, w)), resolve_dtype(cfg.dtype), device,
+               certificate_device(device))
+    budget = int(cfg.memory_budget_gb * 2**30)
+
+    def model(cap: int | None):
+        s = _sizes(cfg, report, cap)
+        fits, storage, op_bytes = _plan(run, s.n, budget)
+        return s, fits, storage, op_bytes, _peak(_stages(run, s, storage))
+
+    s, fits, storage, op_bytes, (peak, stage, parts, pools) = model(cfg.max_per_class)
+    train, _ = _class_counts(cfg, report)
+    current_cap = min(cfg.max_per_class or max(train, default=0), max(train, default=0))
+
+    def cap_where(condition) -> int | None:
+        """The largest per-class cap below the current one (and ≥ ipc) whose model meets ``condition``."""
+        return _largest_cap(lambda x: condition(model(x)), cfg.ipc, current_cap - 1)
+
+    def cap_text(cap: int) -> str:
+        return f"lower max_per_class to {cap} ({_sizes(cfg, report, cap).n:,} training images)"
+
+    notes: list[str] = []
+    if not fits:
+        cap = cap_where(lambda r: r[1])
+        advice = [cap_text(cap)] if cap else []
+        whole = cap_where(lambda r: r[4][0] <= budget) if cap else None
+        if cap and whole and whole < cap:
+            advice[0] += f"; {whole} keeps the estimated peak under the budget too"
+        if not kernel.explicit:
+            rf = make_kernel("rf-fc")
+            p_rf = feature_dim(rf, (c, h, w))
+            advice.append(f"use an explicit-feature kernel (rf-fc: {p_rf:,} features per image, "
+                          f"{format_bytes(s.n * p_rf * CERT_BYTES)} for all {s.n:,} images; or rf-conv)")
+        advice.append(f"raise memory_budget_gb to at least {_gib(op_bytes)}")
+        notes.append(f"Will not fit: the teacher's {s.n:,} × {s.n:,} kernel matrix needs "
+                     f"{format_bytes(op_bytes)} (float64), over the memory budget of {format_bytes(budget)} "
+                     f"(at most {max_dense_points(CERT_BYTES, budget):,} training images fit). "
+                     + _join(advice) + ".")
+    elif peak > budget:
+        cap = cap_where(lambda r: r[4][0] <= budget)
+        fix = cap_text(cap) if cap else f"raise memory_budget_gb to {_gib(peak)}"
+        notes.append(f"The estimated peak is above the memory budget of {format_bytes(budget)} "
+                     f"(the run checks only the teacher's kernel, {format_bytes(op_bytes)}): {fix}.")
+    for pool, size in pools.items():
+        capacity = _capacity(pool)
+        if capacity is not None and size > capacity:
+            what = "GPU memory" if pool == "cuda" else "memory (RAM)"
+            cap = cap_where(lambda r, pool=pool: r[4][3].get(pool, 0) <= capacity)
+            fix = cap_text(cap) if cap else "use an explicit-feature kernel or fewer classes"
+            notes.append(f"This needs more than this machine's {format_bytes(capacity)} of {what}; "
+                         f"the run would likely fail: {fix}.")
+    if fits and not notes:
+        notes.append(f"Fits the memory budget of {format_bytes(budget)}")
+
+    seconds = _one_figure(sum(_seconds(run, s, storage).values())) if device.type == "cpu" and fits else None
+    return RunEstimate(memory_bytes=int(peak), seconds_hint=seconds, fits=fits, message=" ".join(notes),
+                       n_train=s.n, n_test=s.n_test, storage=storage, operator_bytes=int(op_bytes),
+                       budget_bytes=budget, peak_stage=stage, parts=parts, device=device.type)
+
+
+def _join(items: list[str]) -> str:
+    """["a", "b", "c"] → "A, b, or c" (first letter capitalised)."""
+    text = items[0] if len(items) == 1 else ", ".join(items[:-1]) + ", or " + items[-1]
+    return text[:1].upper() + text[1:]

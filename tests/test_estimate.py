@@ -1,0 +1,272 @@
+"""The run estimate (engine.estimate): memory against what a real run allocates, refusal exactly where
+the engine refuses, the CLI's refusal before any kernel is built, and O(n·p) for explicit features.
+
+Synthetic datasets are built in memory (uint8 8×8 images, 10 classes) so sizes are exact; reports
+without pixels stand in where only counts matter.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import ResourceError
+from engine.cli import main
+from engine.config import DistillConfig
+from engine.data import Dataset, DatasetReport, load_dataset
+from engine.distill import prepare_dataset, run
+from engine.estimate import RunEstimate, estimate_run, feature_dim, format_seconds
+from engine.events import TeacherDone
+from engine.kernels import make_kernel
+from engine.operators import build_operator
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def synthetic(per_class: int, test_per_class: int = 5, shape=(8, 8, 1), k: int = 10) -> Dataset:
+    """Random uint8 images, ``per_class`` train and ``test_per_class`` test images for each of k classes."""
+    rng = np.random.default_rng(0)
+    y, yt = np.repeat(np.arange(k), per_class), np.repeat(np.arange(k), test_per_class)
+    x = rng.integers(0, 256, (len(y),) + shape, dtype=np.uint8)
+    xt = rng.integers(0, 256, (len(yt),) + shape, dtype=np.uint8)
+    classes = [str(i) for i in range(k)]
+    return Dataset(x, y.astype(np.int64), xt, yt.astype(np.int64), classes,
+                   report(classes, [per_class] * k, [test_per_class] * k, shape), "synthetic")
+
+
+def report(classes, train, test, shape=(8, 8, 1)) -> DatasetReport:
+    return DatasetReport.build(source="synthetic", format="npz", classes=list(classes), train_counts=train,
+                               test_counts=test, image_shape=shape, modes={"L": sum(train) + sum(test)},
+                               test_source="given", problems=[])
+
+
+def counts_report(n: int, k: int = 10, shape=(8, 8, 1)) -> DatasetReport:
+    """A report of n training images over k classes (as equal as possible) and 10 test images per class."""
+    train = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    return report([str(i) for i in range(k)], train, [10] * k, shape)
+
+
+# ------------------------------------------------------------------------------ (1) memory vs measured
+_MEASURE = textwrap.dedent("""
+    import json, sys
+    import numpy as np, torch
+    sys.path.insert(0, {tests!r})
+    from test_estimate import synthetic
+    from engine.config import DistillConfig
+    from engine.distill import run
+
+    def status(field):   # kB; VmHWM is this process's peak (ru_maxrss would carry the parent's across fork)
+        with open("/proc/self/status") as f:
+            return 1024 * int(next(line for line in f if line.startswith(field)).split()[1])
+
+    cfg = DistillConfig.from_json({config!r})
+    ds = synthetic({per_class}, {test_per_class})
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])       # torch's lazy imports happen first
+    before = status("VmRSS:")                                    # resident now (not the import peak)
+    for event in run(cfg, dataset=ds):
+        pass
+    print(json.dumps({{"peak_bytes": status("VmHWM:") - before}}))
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc peak-RSS figures")
+@pytest.mark.parametrize("name,config,per_class,test_per_class", [
+    # dense teacher: n = 3,000, K is 69 MiB, built in 3 row tiles (the peak of the run)
+    ("dense-teacher", dict(kernel="ntk-fc", loss="squared", teacher_tol=1e-4, steps=1, eval_every=0), 300, 20),
+    # conv kernel: the step's autograd graph over 50 × 60 pairs of per-pixel covariances is the peak
+    ("conv-step", dict(kernel="nngp-conv", loss="squared", ipc=5, steps=1, eval_every=0), 6, 5),
+])
+def test_memory_estimate_is_within_2x_of_the_measured_peak(name, config, per_class, test_per_class, record_property):
+    """The peak resident memory a real run adds in a fresh process (VmHWM at the end minus the resident
+    memory just before the run, after imports) against ``memory_bytes``: the run's own allocations, as
+    the estimate counts them. glibc makes the measured peak vary from run to run (± 30 % seen here)."""
+    cfg = DistillConfig(device="cpu", **config)
+    estimate = estimate_run(cfg, synthetic(per_class, test_per_class).report)
+    script = _MEASURE.format(tests=str(REPO / "tests"), config=cfg.to_json(), per_class=per_class,
+                             test_per_class=test_per_class)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                         timeout=300, check=True)
+    measured = json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
+    ratio = estimate.memory_bytes / measured
+    record_property(f"{name}_estimate_MiB", round(estimate.memory_bytes / 2**20, 1))
+    record_property(f"{name}_measured_MiB", round(measured / 2**20, 1))
+    print(f"{name}: estimate {estimate.memory_bytes / 2**20:.1f} MiB at the {estimate.peak_stage} stage, "
+          f"measured {measured / 2**20:.1f} MiB, ratio {ratio:.2f}")
+    assert 0.5 <= ratio <= 2.0, (name, estimate.memory_bytes, measured, estimate.parts)
+
+
+def test_operator_bytes_are_the_tensors_build_operator_makes():
+    """The operator size in the estimate is exactly the tensor build_operator returns (dense and features)."""
+    x = torch.randn(600, 1, 8, 8, dtype=torch.float64)
+    for name, storage in (("ntk-fc", "dense"), ("rf-conv", "features"), ("linear", "features")):
+        estimate = estimate_run(DistillConfig(kernel=name, device="cpu"), counts_report(600))
+        op = build_operator(make_kernel(name), x, 2**40)
+        assert estimate.storage == storage and estimate.operator_bytes == op.nbytes, name
+
+
+# ----------------------------------------------------------------- (2) fits ⇔ build_operator refuses
+def _refused(kernel: str, n: int, budget: int) -> bool:
+    x = torch.randn(n, 1, 8, 8, dtype=torch.float64)
+    try:
+        build_operator(make_kernel(kernel).with_data_defaults(x), x, budget)
+    except ResourceError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("kernel,n", [("ntk-fc", 300), ("rbf", 257), ("rf-fc", 2000)])
+def test_fits_is_false_exactly_when_build_operator_refuses(kernel, n):
+    """At the boundary budget = n²·8 bytes (and one byte less) the estimate and the operator agree;
+    rf-fc with p = 2,049 ≥ n = 2,000 falls back to the dense matrix, so it is refusable too."""
+    for budget in (n * n * 8, n * n * 8 - 1, n * n * 8 + 1, n * n * 4):
+        cfg = DistillConfig(kernel=kernel, memory_budget_gb=budget / 2**30, device="cpu")
+        assert int(cfg.memory_budget_gb * 2**30) == budget
+        estimate = estimate_run(cfg, counts_report(n))
+        assert estimate.n_train == n
+        assert estimate.fits == (not _refused(kernel, n, budget)), (kernel, n, budget)
+        assert estimate.fits == (budget >= n * n * 8)
+
+
+def test_explicit_features_are_never_refused():
+    """rf-fc with p = 2,049 < n = 2,100 stores features: no budget refuses it, here or in build_operator."""
+    cfg = DistillConfig(kernel="rf-fc", memory_budget_gb=1e-6, device="cpu")
+    estimate = estimate_run(cfg, counts_report(2100))
+    assert estimate.fits and estimate.storage == "features"
+    assert not _refused("rf-fc", 2100, int(cfg.memory_budget_gb * 2**30))
+    assert "above the memory budget" in estimate.message       # but the peak is, and it says so
+
+
+@pytest.mark.parametrize("budget_factor", [1.0, 0.999])
+def test_run_refuses_exactly_when_the_estimate_says(budget_factor):
+    """Through the real run (class selection and cap applied by the run itself)."""
+    ds = synthetic(40, 3)
+    cfg = DistillConfig(kernel="ntk-fc", classes=["1", "2", "3", "4", "5", "6"], max_per_class=25, steps=1,
+                        device="cpu")
+    n = 6 * 25
+    cfg = cfg.replace(memory_budget_gb=budget_factor * n * n * 8 / 2**30)
+    estimate = estimate_run(cfg, ds.report)
+    assert estimate.n_train == n
+    try:
+        for event in run(cfg, dataset=ds):
+            if isinstance(event, TeacherDone):
+                break
+        refused = False
+    except ResourceError:
+        refused = True
+    assert estimate.fits == (not refused) == (budget_factor == 1.0)
+
+
+@pytest.mark.parametrize("changes", [dict(), dict(max_per_class=7), dict(classes=["2", "0"]),
+                                     dict(classes=["1", "3", "5"], max_per_class=13)])
+def test_training_size_is_the_runs(changes):
+    ds = synthetic(20, 2)
+    ds = ds._with(ds.x_train[5:], ds.y_train[5:], ds.x_test, ds.y_test, ds.classes)   # unequal classes
+    cfg = DistillConfig(device="cpu", **changes)
+    assert estimate_run(cfg, ds.report).n_train == len(prepare_dataset(cfg, ds).y_train)
+    assert estimate_run(cfg, ds.describe()).n_train == len(prepare_dataset(cfg, ds).y_train)
+
+
+def test_refusal_message_names_numbers_that_work():
+    """The suggested cap is the largest that fits and the suggested budget fits."""
+    ds = load_dataset("sample")
+    cfg = DistillConfig(memory_budget_gb=0.001, device="cpu")
+    estimate = estimate_run(cfg, ds.report)
+    assert not estimate.fits and estimate.seconds_hint is None
+    message = estimate.message
+    assert "Will not fit" in message and "rf-fc" in message
+    cap = int(re.search(r"lower max_per_class to (\d+)", message, re.I).group(1))
+    budget = float(re.search(r"raise memory_budget_gb to at least (\d+(?:\.\d+)?)", message).group(1))
+    assert estimate_run(cfg.replace(max_per_class=cap), ds.report).fits
+    assert not estimate_run(cfg.replace(max_per_class=cap + 1), ds.report).fits
+    assert estimate_run(cfg.replace(memory_budget_gb=budget), ds.report).fits
+    n_max = int(re.search(r"at most ([\d,]+) training images fit", message).group(1).replace(",", ""))
+    assert n_max ** 2 * 8 <= 0.001 * 2**30 < (n_max + 1) ** 2 * 8
+
+
+# ------------------------------------------------------------------------------------------ (3) CLI
+def test_cli_refuses_before_any_kernel_is_built(tmp_path, capsys, monkeypatch):
+    import engine.teacher
+
+    def never(*args, **kwargs):
+        raise AssertionError("the kernel operator was built for a run that does not fit")
+    monkeypatch.setattr(engine.teacher, "build_operator", never)
+    out = tmp_path / "o"
+    rc = main(["distill", "--data", "sample", "--out", str(out), "--steps", "1", "--memory-budget-gb", "0.001"])
+    captured = capsys.readouterr()
+    assert rc == 2 and not out.exists() and captured.out == ""
+    assert "estimate: peak memory" in captured.err
+    assert "Will not fit" in captured.err and "memory budget" in captured.err
+    assert "max_per_class to" in captured.err and "raise memory_budget_gb to at least" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_cli_prints_the_estimate_before_the_run(tmp_path, capsys):
+    rc = main(["distill", "--data", "sample", "--out", str(tmp_path / "o"), "--steps", "1", "--max-per-class", "10",
+               "--eval-every", "0"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    line = next(line for line in err.splitlines() if line.startswith("estimate:"))   # (progress goes elsewhere)
+    assert "100 × 100 dense" in line and "Fits the memory budget" in line
+
+
+# ------------------------------------------------------------------------- (4) explicit features: n·p
+@pytest.mark.parametrize("name,params,shape", [
+    ("linear", {}, (8, 8, 1)), ("linear", {"bias": 0.5}, (8, 8, 1)), ("rf-fc", {}, (8, 8, 1)),
+    ("rf-fc", {"depth": 2, "width": 32, "n_models": 3}, (6, 5, 3)), ("rf-conv", {}, (8, 8, 1)),
+    ("rf-conv", {"depth": 2, "width": 8}, (16, 12, 3)), ("rf-conv", {"width": 4, "n_models": 2}, (28, 28, 1)),
+])
+def test_feature_dimension_is_the_kernels(name, params, shape):
+    kernel = make_kernel(name, **params)
+    h, w, c = shape
+    with torch.no_grad():
+        p = kernel.features(torch.zeros(1, c, h, w, dtype=torch.float64)).shape[1]
+    assert feature_dim(kernel, (c, h, w)) == p
+
+
+def test_explicit_features_scale_with_n_times_p_not_n_squared():
+    big = dict(memory_budget_gb=10_000.0, device="cpu", steps=1)
+    rf = [estimate_run(DistillConfig(kernel="rf-fc", **big), counts_report(n)) for n in (40_000, 80_000)]
+    dense = [estimate_run(DistillConfig(kernel="ntk-fc", **big), counts_report(n)) for n in (40_000, 80_000)]
+    p = 4 * 512 + 1
+    assert [e.storage for e in rf] == ["features", "features"]
+    assert [e.operator_bytes for e in rf] == [40_000 * p * 8, 80_000 * p * 8]
+    assert 1.8 < rf[1].memory_bytes / rf[0].memory_bytes < 2.2            # O(n·p)
+    assert 3.6 < dense[1].memory_bytes / dense[0].memory_bytes < 4.4      # O(n²)
+    assert rf[1].memory_bytes < dense[1].memory_bytes / 20
+
+
+# ------------------------------------------------------------------------------------------ the rest
+def test_estimate_contract_and_time_hint():
+    estimate = estimate_run(DistillConfig(device="cpu", steps=20), load_dataset("sample").report)
+    assert isinstance(estimate, RunEstimate) and estimate.fits
+    with pytest.raises(Exception):
+        estimate.fits = False                                            # frozen
+    assert estimate.memory_bytes > estimate.operator_bytes == 1438 ** 2 * 8
+    assert estimate.seconds_hint is not None and estimate.seconds_hint > 0
+    assert float(f"{estimate.seconds_hint:.1g}") == estimate.seconds_hint   # one significant figure
+    assert "Fits the memory budget" in estimate.message
+    assert [format_seconds(s) for s in (0.3, 40, 300, 20_000)] == [
+        "under a second", "about 40 s", "about 5 min", "about 6 h"]
+
+
+def test_conv_step_graph_is_counted():
+    """The conv kernels' per-pixel covariances under autograd: m × n pairs × H·W·(12 + 17·depth) arrays."""
+    kernel = make_kernel("nngp-conv")
+    cfg = DistillConfig(kernel="nngp-conv", loss="squared", ipc=2, device="cpu", dtype="float32")
+    estimate = estimate_run(cfg, counts_report(2000, shape=(32, 32, 3)))
+    parts = dict(estimate.parts)
+    m, n = 20, 2000
+    per_pair = 32 * 32 * 4 * (12 + 17 * kernel.depth)
+    assert estimate.peak_stage == "distillation step"
+    assert parts["step autograd graph"] >= per_pair * (m * n + m * m)
+    assert estimate.fits and "above the memory budget" in estimate.message
+    cap = int(re.search(r"lower max_per_class to (\d+)", estimate.message, re.I).group(1))
+    assert estimate_run(cfg.replace(max_per_class=cap), counts_report(2000, shape=(32, 32, 3))).memory_bytes \
+        <= 4 * 2**30
