@@ -38,6 +38,7 @@ from engine import __version__
 from engine.baselines import kmeans_centres, random_subset
 from engine.certify import accuracy, predict, train_on
 from engine.config import DistillConfig
+from engine.device import step_threads, torch_threads
 from engine.distill import prepare_dataset, run, stratified_cap, to_nchw
 from engine.events import Done
 from engine.kernels import make_kernel
@@ -284,7 +285,9 @@ def step_scaling(ns: tuple[int, ...], d: int = 784, m: int = 10, C: int = 10) ->
                 z = k.features(xs) @ weights if weights is not None else k(xs, xd) @ coef
                 (z.square().sum() + k(xs).sum()).backward()
 
-            rows.append({"kernel": name, "n": n, "step_s": _timeit(step, repeat=2)})
+            flops = 10.0 * m * (weights.shape[0] if weights is not None else n * d)
+            with torch_threads(step_threads(torch.device("cpu"), flops)):      # the step loop's policy
+                rows.append({"kernel": name, "n": n, "step_s": _timeit(step, repeat=2)})
             print(f"  step time {name:8s} n = {n:6d}: {rows[-1]['step_s'] * 1e3:.1f} ms", flush=True)
     return rows
 

@@ -23,7 +23,7 @@ from engine.config import DistillConfig
 from engine.control import RunControl
 from engine.data import Dataset, DatasetError, check_ipc, load_dataset
 from engine.data.preprocess import Preprocessor
-from engine.device import certificate_device, describe, resolve_device, resolve_dtype
+from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import make_kernel
 from engine.kip import kip_loss
@@ -176,39 +176,43 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # from the kernel's own seed, which the certificates and evaluations also use.
     redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
     kip_kernel = kernel
+    rows = x_work.shape[0] if cfg.mode == "kip" else (tw.weights.shape[0] if tw.weights is not None else tw.x.shape[0])
+    width = syn.xs[0].numel() if cfg.mode == "kip" or tw.weights is None else 1
+    threads = step_threads(device, 10.0 * m * (min(rows, cfg.kip_batch) if cfg.mode == "kip" else rows) * width)
 
     for step in range(1, cfg.steps + 1):
         control.checkpoint()
         if control.stop_requested:
             reason, step = "stopped", step - 1
             break
-        optimizer.zero_grad(set_to_none=True)
-        Ys = syn.targets()
-        if cfg.mode == "kip":
-            if redraw_every and (step - 1) % redraw_every == 0:       # RFAD: fresh random networks
-                kip_kernel = kernel.redraw(cfg.seed * 1_000_003 + step)
-            idx = torch.randint(0, x_work.shape[0], (min(cfg.kip_batch, x_work.shape[0]),), generator=batch_gen)
-            objective = kip_loss(kip_kernel, syn.xs, Ys, x_work[idx.to(device)], Y_work[idx.to(device)], cfg.lam)
-            fy = km = gap = float("nan")
-        else:
-            Z = tw.scores(syn.xs)
-            Kss = kernel(syn.xs)
-            if syn.dual_param is None:
-                with torch.no_grad():
-                    alpha_prev = solve_dense(Kss.detach(), Ys.detach(), loss, cfg.lam, tol=1e-6, max_iter=8,
-                                             alpha0=alpha_prev).alpha
-                A = alpha_prev
+        with torch_threads(threads):                  # small steps: one thread (see engine.device)
+            optimizer.zero_grad(set_to_none=True)
+            Ys = syn.targets()
+            if cfg.mode == "kip":
+                if redraw_every and (step - 1) % redraw_every == 0:       # RFAD: fresh random networks
+                    kip_kernel = kernel.redraw(cfg.seed * 1_000_003 + step)
+                idx = torch.randint(0, x_work.shape[0], (min(cfg.kip_batch, x_work.shape[0]),), generator=batch_gen)
+                objective = kip_loss(kip_kernel, syn.xs, Ys, x_work[idx.to(device)], Y_work[idx.to(device)], cfg.lam)
+                fy = km = gap = float("nan")
             else:
-                A = loss.alpha_from_param(Ys, syn.dual_param)
-            fy_t = loss.fenchel_young(Ys, Z, A).mean()
-            km_t = 0.5 * cfg.lam * (tw.w_norm2 - 2.0 / (cfg.lam * m) * (A * Z).sum()
-                                    + (A * (Kss @ A)).sum() / (cfg.lam * m) ** 2)
-            objective = fy_t + km_t
-            fy, km = fy_t.item(), km_t.item()
-            gap = fy + km
-        objective.backward()
-        optimizer.step()
-        obj = objective.item()
+                Z = tw.scores(syn.xs)
+                Kss = kernel(syn.xs)
+                if syn.dual_param is None:
+                    with torch.no_grad():
+                        alpha_prev = solve_dense(Kss.detach(), Ys.detach(), loss, cfg.lam, tol=1e-6, max_iter=8,
+                                                 alpha0=alpha_prev).alpha
+                    A = alpha_prev
+                else:
+                    A = loss.alpha_from_param(Ys, syn.dual_param)
+                fy_t = loss.fenchel_young(Ys, Z, A).mean()
+                km_t = 0.5 * cfg.lam * (tw.w_norm2 - 2.0 / (cfg.lam * m) * (A * Z).sum()
+                                        + (A * (Kss @ A)).sum() / (cfg.lam * m) ** 2)
+                objective = fy_t + km_t
+                fy, km = fy_t.item(), km_t.item()
+                gap = fy + km
+            objective.backward()
+            optimizer.step()
+            obj = objective.item()
         elapsed = time.perf_counter() - t2
         yield Step(step, cfg.steps, obj, gap, fy, km, radius(gap, cfg.lam) if gap == gap else float("nan"), elapsed)
         row = {"step": step, "objective": obj, "gap": gap, "fenchel_young": fy, "kernel_match": km,
