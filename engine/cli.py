@@ -6,7 +6,9 @@
     dgkip-engine bench    --suite quick --out DIR             result tables and speed ratios
 
 ``distill`` prints the memory and time estimate (:mod:`engine.estimate`) before the run starts and
-refuses a run that does not fit the memory budget with what to change, before any kernel is built.
+refuses a run that does not fit (its estimated peak over the memory budget, or over the memory this
+machine has available) with what it needs per stage and what to change, before any kernel is built —
+the estimate's ``fits``, the same decision :func:`engine.distill.run` enforces itself.
 
 Exit status: 0 success, 2 bad input (invalid setting, unreadable data, over the memory budget,
 existing output folder), 130 interrupted (a first Ctrl-C stops after the current step and still exports).
@@ -99,7 +101,7 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from engine.distill import run
+    from engine.distill import prepare_dataset, run
     from engine.estimate import estimate_run
     from engine.export import export_distilled
 
@@ -110,8 +112,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.save_config:
         cfg.save(args.save_config)
     # the estimate comes before anything big is built: refuse here rather than run out of memory
+    # (run() refuses by the same rule, engine.estimate.check_run; here the summary is printed too)
     dataset = load_dataset(cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction,
                            seed=cfg.seed)
+    prepare_dataset(cfg, dataset)         # its problems (classes, too few images for ipc) come first, as in run()
     estimate = estimate_run(cfg, dataset.report)
     if not estimate.fits:
         print(estimate.summary(), file=sys.stderr)

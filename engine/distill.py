@@ -121,7 +121,13 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
 
     # ---------------------------------------------------------------- data
     yield Stage("data", f"loading {cfg.data}")
-    ds = prepare_dataset(cfg, dataset)
+    loaded = dataset if dataset is not None else load_dataset(
+        cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
+    ds = prepare_dataset(cfg, loaded)
+    # refuse a run that cannot fit (memory budget or this machine's memory) before any kernel is built;
+    # the same decision as the estimate's ``fits`` (engine.estimate imports this module: import here)
+    from engine.estimate import check_run
+    check_run(cfg, loaded.report)
     pre = Preprocessor.fit(ds.x_train, method=cfg.preprocess, zca_reg=cfg.zca_reg)
     x_train_np = pre.transform(ds.x_train)
     y_train_np = ds.y_train.astype(np.int64)

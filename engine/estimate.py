@@ -3,11 +3,24 @@
 ``estimate_run(config, report) -> RunEstimate`` needs only the dataset report (class names, per-class
 train/test counts, image shape (H, W, C)) and the config; it reads no pixels and allocates nothing big.
 
-Refusal (``fits``) is the engine's own rule, :func:`engine.operators.operator_plan`, applied to the
-training-set size the run will have (classes selected, ``max_per_class`` applied): the run is refused
-exactly when the teacher's kernel would be stored dense (n × n, float64) and that matrix is over
-``memory_budget_gb``. Explicit-feature kernels (``linear``, ``rf-fc``, ``rf-conv``) store Φ (n × p)
-instead whenever p < n, and are never refused by that rule.
+Refusal (``fits``) is decided here, once, for the estimate and for the run alike: :func:`check_run`,
+which :func:`engine.distill.run` calls right after the dataset is prepared (before any kernel is
+built), raises :class:`engine.operators.ResourceError` with the estimate's message exactly when
+``fits`` is false. A run does not fit when, with the training-set size it will have (classes selected,
+``max_per_class`` applied),
+
+- the teacher's kernel would be stored dense (n × n, float64) over ``memory_budget_gb`` — the rule of
+  :func:`engine.operators.operator_plan`, which ``build_operator`` still applies on its own; or
+- the modelled peak over *all* stages (``memory_bytes``; dense or n × p feature storage, conv kernels'
+  per-pixel covariances in the step graph, …) is over ``memory_budget_gb``; or
+- the peak drawn from one memory pool is over what this machine can give now
+  (:func:`available_bytes`: ``MemAvailable`` of host RAM, free memory of the CUDA device), which is
+  the effective limit whenever it is below the budget.
+
+The refusal message says what the run needs (peak, its stage and largest parts, every stage's peak)
+and the alternatives the model itself checked: the largest ``max_per_class`` that fits, a smaller
+``ipc`` (the step graph grows with ipc × n), an explicit-feature kernel (``rf-fc``, ``rf-conv``) that
+fits, and the budget that would do — when raising it helps at all.
 
 ``memory_bytes`` is the modelled *peak* of the run's own allocations (not the interpreter and libraries,
 ≈ 0.3–0.5 GiB), the largest of these stages, each counting everything alive at that moment:
@@ -17,7 +30,8 @@ instead whenever p < n, and are never refused by that rule.
   certificate device, ZCA matrices (2·d²·8) and the preprocessing temporaries;
 - teacher: the kernel operator while it is built — dense n²·8, twice while :meth:`Kernel.__call__`
   concatenates several row tiles, plus one tile of temporaries (``bytes_per_pair`` × rows × n, at most
-  the kernel's ``tile_bytes``; the allocator keeps it); features 3·n·p·8 (tile list, concatenations)
+  the kernel's ``tile_bytes``; the allocator keeps it), plus n²·8 / 2 of heap growth when it takes
+  ``HEAP_GROWTH_TILES`` tiles or more (measured on MNIST); features 3·n·p·8 (tile list, concatenations)
   plus one tile of temporaries — plus ≈ 20 (n, C) float64 solver arrays;
 - test set: the teacher (its support rows x[keep], a copy: n·d·8; or weights p·C), the float64
   evaluation points (≤ ``MAX_EVAL_TEST``), one 2048-row block of test-kernel rows (2048 × n) with its
@@ -37,6 +51,7 @@ torch calls (calibrated on the sample digits). The machine rates are measured on
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -65,6 +80,12 @@ CERT_BYTES = 8                                                             # flo
 SCORE_ROWS = inspect.signature(Teacher.scores_tiled).parameters["rows"].default   # test rows per block
 PREDICT_ROWS = inspect.signature(predict).parameters["rows"].default
 SOLVER_ARRAYS = 20          # (n, C) float64 arrays alive in the Newton-CG teacher solver (counted in solver.py)
+# The dense teacher's build in many row tiles (≥ 4: n ≳ 3,500 for ntk-fc) grows the heap by about half the
+# matrix beyond 2 × K + one tile: glibc keeps freed tile temporaries interleaved with the kept output
+# blocks. Peak RSS measured for ntk-fc, MNIST 3 vs 5 (n = 11,552) and 10 classes at 1,200 per class
+# (n = 12,000): 2.2–3.1 and 2.6–3.3 GiB over the loaded dataset, against 2.35 and 2.55 GiB modelled
+# without this term (n = 4,000 and 6,000 measured 0.31 and 0.37 × K above the same model).
+HEAP_GROWTH_TILES = 4
 
 # Time model constants, calibrated on the sample digits (1,438 × 8×8 images) on a 2-core CPU, in
 # units of the once-measured machine rates (so they carry over to faster or slower machines):
@@ -83,13 +104,16 @@ class RunEstimate:
 
     ``memory_bytes``: modelled peak bytes of the run's allocations (host and device together);
     ``seconds_hint``: rough wall time in seconds (one significant figure) or ``None`` when unknown
-    (non-CPU devices); ``fits``: ``False`` exactly when the run would be refused
-    (:class:`engine.operators.ResourceError`); ``message``: what to do when it does not fit, a warning
-    when the peak is above the budget or the machine's memory, else a short confirmation.
+    (non-CPU devices); ``fits``: ``False`` exactly when the run is refused (:func:`check_run` raises
+    :class:`engine.operators.ResourceError` with ``message``): the peak is over the memory budget or
+    over the memory this machine has available; ``message``: when it does not fit, what the run needs
+    (per stage) and what to change, else a short confirmation.
     ``n_train``: training images after class selection and the cap; ``n_test``: test points evaluated;
     ``storage``: "dense" (n × n) or "features" (n × p) teacher operator of ``operator_bytes`` bytes;
     ``budget_bytes``: the memory budget in bytes; ``peak_stage``: the stage of the peak, with its
-    ``parts`` as (name, bytes) pairs; ``device``: the compute device.
+    ``parts`` as (name, bytes) pairs; ``stages``: every stage's peak as (stage, bytes) pairs, in run
+    order; ``limit_bytes``: the limit the peak was held to (the budget, or less where this machine
+    has less available); ``device``: the compute device.
     """
 
     memory_bytes: int
@@ -104,6 +128,8 @@ class RunEstimate:
     peak_stage: str = ""
     parts: tuple[tuple[str, int], ...] = ()
     device: str = "cpu"
+    stages: tuple[tuple[str, int], ...] = ()
+    limit_bytes: int = 0
 
     def summary(self) -> str:
         """One line for the CLI, e.g. ``estimate: peak memory about 64.0 MiB (teacher …), about 20 s on cpu``."""
@@ -121,7 +147,11 @@ class RunEstimate:
         lines = [f"Peak at the {self.peak_stage} stage, {self.n_train:,} training and {self.n_test:,} "
                  f"test images:"]
         lines += [f"  {name}: {format_bytes(size)}" for name, size in self.parts if size > 0]
-        lines.append("The run itself refuses only a dense teacher kernel over the memory budget.")
+        if self.stages:
+            lines.append("Peak of each stage: " + ", ".join(f"{name} {format_bytes(size)}"
+                                                           for name, size in self.stages) + ".")
+        lines.append("The run is refused before anything big is built when this peak is over the memory "
+                     "budget or over the memory this machine has available.")
         return "\n".join(lines)
 
 
@@ -332,6 +362,8 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
         kept_teacher = [("teacher weights", cert, p * k * CERT_BYTES)]
     else:
         build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False)
+        if n >= HEAP_GROWTH_TILES * _tile_rows(kernel, n, n, s.chw, torch.float64, False):
+            build += n * n * CERT_BYTES // 2    # heap growth over many row tiles (see HEAP_GROWTH_TILES)
         if kernel.explicit:                     # features computed first, then p ≥ n: dense after all
             build += n * p * CERT_BYTES
         kept_teacher = [("teacher support rows (float64)", cert, n * d * CERT_BYTES)]
@@ -379,11 +411,22 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     return stages
 
 
-def _peak(stages) -> tuple[int, str, tuple[tuple[str, int], ...], dict[str, int]]:
-    """(peak bytes, its stage, its parts, per-pool peaks)."""
-    best, pools = None, {}
+@dataclass(frozen=True)
+class _Peak:
+    """The model's answer for one size: ``total`` bytes at stage ``stage`` (its ``parts``), the peak of
+    each memory pool (``pools``) and of each stage (``stages``)."""
+    total: int
+    stage: str
+    parts: tuple[tuple[str, int], ...]
+    pools: dict[str, int]
+    stages: tuple[tuple[str, int], ...]
+
+
+def _peak(stages) -> _Peak:
+    best, pools, totals = None, {}, []
     for name, parts in stages:
         total = sum(size for _, _, size in parts)
+        totals.append((name, int(total)))
         for pool in {pool for _, pool, _ in parts}:
             pools[pool] = max(pools.get(pool, 0), sum(sz for _, pl, sz in parts if pl == pool))
         if best is None or total > best[0]:
@@ -391,19 +434,28 @@ def _peak(stages) -> tuple[int, str, tuple[tuple[str, int], ...], dict[str, int]
             for part, _, size in parts:
                 merged[part] = merged.get(part, 0) + int(size)
             best = (int(total), name, tuple(merged.items()))
-    return best[0], best[1], best[2], pools
+    return _Peak(best[0], best[1], best[2], pools, tuple(totals))
 
 
-@functools.cache
-def _capacity(pool: str) -> int | None:
-    """Physical bytes of host RAM or of the first CUDA GPU; ``None`` where unknown."""
+def available_bytes(pool: str, device: torch.device | None = None) -> int | None:
+    """Memory this machine can give a run *now*: host RAM's ``MemAvailable`` (/proc/meminfo; else
+    ``os.sysconf`` available pages) for "cpu", the free memory of the CUDA device
+    (``torch.cuda.mem_get_info``) for "cuda"; ``None`` where unknown (then only the budget limits)."""
     if pool == "cuda":
         try:
-            return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
-        except Exception:  # noqa: BLE001 - no capacity then, no warning
+            return int(torch.cuda.mem_get_info(device if device is not None and device.type == "cuda"
+                                               else None)[0])
+        except Exception:  # noqa: BLE001 - unknown: the budget alone limits the run
             return None
     try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_AVPHYS_PAGES"))
     except (AttributeError, ValueError, OSError):
         return None
 
@@ -571,8 +623,45 @@ def _largest_cap(ok: Callable[[int], bool], low: int, high: int) -> int | None:
 
 
 def _gib(nbytes: float) -> str:
+    """``nbytes`` as a ``memory_budget_gb`` value (two significant figures, rounded up) that, read back
+    as the run reads it (``int(gb * 2**30)``), is never below ``nbytes``."""
     value = _round_up(nbytes / 2**30)
+    step = 10 ** (math.floor(math.log10(value)) - 1) if value > 0 else 1e-9
+    while int(float(f"{value:.10g}") * 2**30) < nbytes:
+        value += step
     return f"{value:.10g}"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The model for one run at one size: sizes, the teacher rule, the operator, the peaks."""
+    sizes: _Sizes
+    teacher_ok: bool
+    storage: str
+    operator_bytes: int
+    peak: _Peak
+
+
+def _answer(run: _Run, report: Any, cap: int | None, budget: int) -> _Answer:
+    s = _sizes(run.config, report, cap)
+    teacher_ok, storage, op_bytes = _plan(run, s.n, budget)
+    return _Answer(s, teacher_ok, storage, op_bytes, _peak(_stages(run, s, storage)))
+
+
+def _fits(a: _Answer, budget: int, available: Mapping[str, int | None]) -> bool:
+    """THE rule (``RunEstimate.fits`` and the run's refusal): the teacher's operator is allowed
+    (:func:`engine.operators.operator_plan`), the peak over all stages is within the budget, and no
+    memory pool's peak is over what the machine has available."""
+    return (a.teacher_ok and a.peak.total <= budget
+            and all(free is None or a.peak.pools.get(pool, 0) <= free for pool, free in available.items()))
+
+
+_POOL_NAMES = {"cpu": "memory (RAM)", "cuda": "GPU memory"}
+
+
+def _make_run(cfg: DistillConfig, chw: tuple[int, int, int], device: torch.device) -> _Run:
+    kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
+    return _Run(cfg, kernel, feature_dim(kernel, chw), resolve_dtype(cfg.dtype), device, certificate_device(device))
 
 
 def estimate_run(config: DistillConfig, report: Any) -> RunEstimate:
@@ -582,70 +671,153 @@ def estimate_run(config: DistillConfig, report: Any) -> RunEstimate:
 
     Raises :class:`ConfigError` for an invalid config or an unavailable device and ``ValueError`` for
     kernel parameters the kernel rejects — exactly what the run would raise."""
+    return _estimate(config, report, with_time=True)
+
+
+def check_run(config: DistillConfig, report: Any) -> RunEstimate:
+    """The run's refusal (called by :func:`engine.distill.run` before any kernel is built): the
+    estimate (without the time hint) when it fits, else :class:`ResourceError` with its message —
+    the same decision as :attr:`RunEstimate.fits`."""
+    estimate = _estimate(config, report, with_time=False)
+    if not estimate.fits:
+        raise ResourceError(estimate.message)
+    return estimate
+
+
+def _estimate(config: DistillConfig, report: Any, with_time: bool) -> RunEstimate:
     cfg = config.validate()
     try:
         device = resolve_device(cfg.device)
     except RuntimeError as exc:
         raise ConfigError("device", str(exc)) from None
-    kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
     h, w, c = (int(v) for v in _field(report, "image_shape"))
-    run = _Run(cfg, kernel, feature_dim(kernel, (c, h, w)), resolve_dtype(cfg.dtype), device,
-               certificate_device(device))
+    chw = (c, h, w)
+    run = _make_run(cfg, chw, device)
     budget = int(cfg.memory_budget_gb * 2**30)
+    available = {pool: available_bytes(pool, device) for pool in dict.fromkeys(("cpu", _pool(device), _pool(run.cdev)))}
+    limit = min([budget] + [free for free in available.values() if free is not None])
 
-    def model(cap: int | None):
-        s = _sizes(cfg, report, cap)
-        fits, storage, op_bytes = _plan(run, s.n, budget)
-        return s, fits, storage, op_bytes, _peak(_stages(run, s, storage))
+    a = _answer(run, report, cfg.max_per_class, budget)
+    fits = _fits(a, budget, available)
+    s, pk = a.sizes, a.peak
+    notes: list[str] = []
+    if not fits:
+        notes.append(_refusal(run, report, a, budget, available, chw, device))
+    else:
+        text = f"Fits the memory budget of {format_bytes(budget)}"
+        for pool, free in available.items():
+            if free is not None and free < budget and pk.pools.get(pool, 0) > 0:
+                text += f" and the {format_bytes(free)} of {_POOL_NAMES[pool]} available now"
+        notes.append(text)
 
-    s, fits, storage, op_bytes, (peak, stage, parts, pools) = model(cfg.max_per_class)
+    seconds = (_one_figure(sum(_seconds(run, s, a.storage).values()))
+               if with_time and device.type == "cpu" and fits else None)
+    return RunEstimate(memory_bytes=int(pk.total), seconds_hint=seconds, fits=fits, message=" ".join(notes),
+                       n_train=s.n, n_test=s.n_test, storage=a.storage, operator_bytes=int(a.operator_bytes),
+                       budget_bytes=budget, peak_stage=pk.stage, parts=pk.parts, device=device.type,
+                       stages=pk.stages, limit_bytes=int(limit))
+
+
+def _refusal(run: _Run, report: Any, a: _Answer, budget: int, available: Mapping[str, int | None],
+             chw: tuple[int, int, int], device: torch.device) -> str:
+    """Why the run does not fit (what it needs, per stage) and the alternatives, each checked by the
+    model: the largest max_per_class that fits, a smaller ipc, an explicit-feature kernel, the budget."""
+    cfg = run.config
+    s, pk = a.sizes, a.peak
     train, _ = _class_counts(cfg, report)
     current_cap = min(cfg.max_per_class or max(train, default=0), max(train, default=0))
 
-    def cap_where(condition) -> int | None:
-        """The largest per-class cap below the current one (and ≥ ipc) whose model meets ``condition``."""
-        return _largest_cap(lambda x: condition(model(x)), cfg.ipc, current_cap - 1)
+    def images(cap: int) -> str:
+        return f"{_sizes(cfg, report, cap).n:,} training images"
 
-    def cap_text(cap: int) -> str:
-        return f"lower max_per_class to {cap} ({_sizes(cfg, report, cap).n:,} training images)"
+    # what it needs
+    storage = (f"{s.n:,} × {s.n:,} dense" if a.storage == "dense" else f"{s.n:,} × {run.p:,} features")
+    over: list[str] = []
+    if pk.total > budget:
+        over.append(f"the memory budget of {format_bytes(budget)}")
+    short = [(pool, free) for pool, free in available.items()
+             if free is not None and pk.pools.get(pool, 0) > free]
+    for pool, free in short:
+        mine = pk.pools[pool]
+        over.append(f"the {format_bytes(free)} of {_POOL_NAMES[pool]} this machine has available now"
+                    + (f" (its share: {format_bytes(mine)})" if mine != pk.total else ""))
+    top = sorted(((size, name) for name, size in pk.parts if size > 0), reverse=True)[:2]
+    if not a.teacher_ok:
+        text = (f"Will not fit: the teacher's {s.n:,} × {s.n:,} kernel matrix needs "
+                f"{format_bytes(a.operator_bytes)} (float64), over the memory budget of {format_bytes(budget)} "
+                f"(at most {max_dense_points(CERT_BYTES, budget):,} training images fit); the whole run needs "
+                f"about {format_bytes(pk.total)} at its peak, in the {pk.stage} stage, over {' and '.join(over)}.")
+    else:
+        text = (f"Will not fit: the run needs about {format_bytes(pk.total)} at its peak, in the {pk.stage} "
+                f"stage ({', '.join(f'{name} {format_bytes(size)}' for size, name in top)}; teacher kernel "
+                f"{storage}, {format_bytes(a.operator_bytes)}), over {' and '.join(over)}.")
+    text += " Peak of each stage: " + ", ".join(f"{name} {format_bytes(size)}" for name, size in pk.stages) + "."
 
-    notes: list[str] = []
-    if not fits:
-        cap = cap_where(lambda r: r[1])
-        advice = [cap_text(cap)] if cap else []
-        whole = cap_where(lambda r: r[4][0] <= budget) if cap else None
-        if cap and whole and whole < cap:
-            advice[0] += f"; {whole} keeps the estimated peak under the budget too"
-        if not kernel.explicit:
-            rf = make_kernel("rf-fc")
-            p_rf = feature_dim(rf, (c, h, w))
-            advice.append(f"use an explicit-feature kernel (rf-fc: {p_rf:,} features per image, "
-                          f"{format_bytes(s.n * p_rf * CERT_BYTES)} for all {s.n:,} images; or rf-conv)")
-        advice.append(f"raise memory_budget_gb to at least {_gib(op_bytes)}")
-        notes.append(f"Will not fit: the teacher's {s.n:,} × {s.n:,} kernel matrix needs "
-                     f"{format_bytes(op_bytes)} (float64), over the memory budget of {format_bytes(budget)} "
-                     f"(at most {max_dense_points(CERT_BYTES, budget):,} training images fit). "
-                     + _join(advice) + ".")
-    elif peak > budget:
-        cap = cap_where(lambda r: r[4][0] <= budget)
-        fix = cap_text(cap) if cap else f"raise memory_budget_gb to {_gib(peak)}"
-        notes.append(f"The estimated peak is above the memory budget of {format_bytes(budget)} "
-                     f"(the run checks only the teacher's kernel, {format_bytes(op_bytes)}): {fix}.")
-    for pool, size in pools.items():
-        capacity = _capacity(pool)
-        if capacity is not None and size > capacity:
-            what = "GPU memory" if pool == "cuda" else "memory (RAM)"
-            cap = cap_where(lambda r, pool=pool: r[4][3].get(pool, 0) <= capacity)
-            fix = cap_text(cap) if cap else "use an explicit-feature kernel or fewer classes"
-            notes.append(f"This needs more than this machine's {format_bytes(capacity)} of {what}; "
-                         f"the run would likely fail: {fix}.")
-    if fits and not notes:
-        notes.append(f"Fits the memory budget of {format_bytes(budget)}")
+    # the alternatives, each one checked by the model
+    advice = [change for change, _ in _alternatives(run, report, budget, available, current_cap, chw, device, images)]
+    if not short:
+        advice.append(f"raise memory_budget_gb to at least {_gib(pk.total)}")
+    else:                   # the machine cannot give the peak: raising the budget alone does not help
+        if not advice:      # nothing fits the budget: what fits this machine, with the budget it needs
+            advice = [f"raise memory_budget_gb to at least {_gib(peak)} and {change}" for change, peak in
+                      _alternatives(run, report, 2**62, available, current_cap, chw, device, images)]
+        advice.append(f"run it where more {' and '.join(_POOL_NAMES[p] for p, _ in short)} is free "
+                      f"(raising memory_budget_gb alone does not help on this machine)")
+    return text + " " + _join(advice) + "."
 
-    seconds = _one_figure(sum(_seconds(run, s, storage).values())) if device.type == "cpu" and fits else None
-    return RunEstimate(memory_bytes=int(peak), seconds_hint=seconds, fits=fits, message=" ".join(notes),
-                       n_train=s.n, n_test=s.n_test, storage=storage, operator_bytes=int(op_bytes),
-                       budget_bytes=budget, peak_stage=stage, parts=parts, device=device.type)
+
+def _alternatives(run: _Run, report: Any, budget: int, available: Mapping[str, int | None], current_cap: int,
+                  chw: tuple[int, int, int], device: torch.device, images: Callable[[int], str]
+                  ) -> list[tuple[str, int]]:
+    """(advice, its peak bytes) for each change that makes the run fit ``budget`` and the machine:
+    the largest max_per_class below the current one, the largest smaller ipc (or ipc and
+    max_per_class together when neither alone does), and rf-fc / rf-conv (at the current cap, else
+    at the largest cap they allow when that beats the current kernel's)."""
+    cfg = run.config
+    out: list[tuple[str, int]] = []
+
+    def fits(r: _Run, cap: int | None) -> _Answer | None:
+        a = _answer(r, report, cap, budget)
+        return a if _fits(a, budget, available) else None
+
+    def largest_cap(r: _Run) -> int | None:
+        """The largest per-class cap below the current one (and ≥ ipc) at which ``r`` fits."""
+        return _largest_cap(lambda x: fits(r, x) is not None, r.config.ipc, current_cap - 1)
+
+    def with_ipc(i: int) -> _Run:
+        return dataclasses.replace(run, config=cfg.replace(ipc=i))
+
+    cap = largest_cap(run)
+    if cap:
+        out.append((f"lower max_per_class to {cap} ({images(cap)})", fits(run, cap).peak.total))
+    ipc = _largest_cap(lambda i: fits(with_ipc(i), cfg.max_per_class) is not None, 1, cfg.ipc - 1)
+    if ipc:
+        out.append((f"lower ipc to {ipc} (the distillation step's kernel graph grows with ipc × n)",
+                    fits(with_ipc(ipc), cfg.max_per_class).peak.total))
+    elif not cap and cfg.ipc > 1:               # neither alone: ipc and max_per_class together
+        top = _largest_cap(lambda i: largest_cap(with_ipc(i)) is not None, 1, cfg.ipc - 1)
+        if top:
+            pairs = [(i, largest_cap(with_ipc(i))) for i in dict.fromkeys((top, 1))]
+            peak = max(fits(with_ipc(i), c).peak.total for i, c in pairs)
+            out.append(("lower ipc and max_per_class together (" + ", or ".join(
+                f"ipc {i} with max_per_class {c}, {images(c)}" for i, c in pairs) + ")", peak))
+    for name in ("rf-fc", "rf-conv"):
+        if name == cfg.kernel:
+            continue
+        try:
+            other = _make_run(cfg.replace(kernel=name, kernel_params={}), chw, device)
+        except (ValueError, ConfigError):                        # e.g. rf-conv on images too small
+            continue
+        what = f"use {name} (explicit features, {other.p:,} per image"
+        b = fits(other, cfg.max_per_class)
+        if b is not None:
+            out.append((f"{what}: about {format_bytes(b.peak.total)} at its peak)", b.peak.total))
+            continue
+        cap_other = largest_cap(other)
+        if cap_other and (cap is None or cap_other > cap):
+            out.append((f"{what}) with max_per_class {cap_other} ({images(cap_other)})",
+                        fits(other, cap_other).peak.total))
+    return out
 
 
 def _join(items: list[str]) -> str:

@@ -62,7 +62,9 @@ def operator_plan(n: int, *, explicit: bool, p: int | None, element_size: int, b
 
     ``("features", n·p·element_size)`` when explicit features (dimension ``p``) are used and p < n,
     else ``("dense", n²·element_size)``; raises :class:`ResourceError` when that dense matrix is over
-    ``budget_bytes``. The single rule shared with the run estimate (:mod:`engine.estimate`)."""
+    ``budget_bytes``. Part of the run's refusal rule (:func:`engine.estimate.check_run`, called by
+    :func:`engine.distill.run` before any kernel is built), which also holds the peak over every stage
+    to the budget and to the machine's available memory; kept here as the operator's own guard."""
     if explicit and p is not None and p < n:
         return "features", n * p * element_size
     need = n * n * element_size

@@ -1,5 +1,6 @@
 """The run estimate (engine.estimate): memory against what a real run allocates, refusal exactly where
-the engine refuses, the CLI's refusal before any kernel is built, and O(n·p) for explicit features.
+the engine refuses (the peak over all stages against the budget and the machine's available memory;
+run() refuses before any kernel is built), the CLI's refusal, and O(n·p) for explicit features.
 
 Synthetic datasets are built in memory (uint8 8×8 images, 10 classes) so sizes are exact; reports
 without pixels stand in where only counts matter.
@@ -17,17 +18,42 @@ import numpy as np
 import pytest
 import torch
 
+import engine.estimate
 from engine import ResourceError
 from engine.cli import main
 from engine.config import DistillConfig
 from engine.data import Dataset, DatasetReport, load_dataset
 from engine.distill import prepare_dataset, run
-from engine.estimate import RunEstimate, estimate_run, feature_dim, format_seconds
+from engine.estimate import RunEstimate, check_run, estimate_run, feature_dim, format_seconds
 from engine.events import TeacherDone
 from engine.kernels import make_kernel
-from engine.operators import build_operator
+from engine.kernels.base import Kernel
+from engine.operators import build_operator, operator_plan
 
 REPO = Path(__file__).resolve().parents[1]
+GiB = 2**30
+# MNIST's per-class counts (train 60,000, test 10,000), for estimates without the dataset itself
+MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.fixture
+def plenty(monkeypatch):
+    """A machine with 64 GiB available in every pool, so that only the budget limits (the tests do not
+    depend on how much memory the test machine has free)."""
+    monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: 64 * GiB)
+
+
+@pytest.fixture
+def no_kernel_built(monkeypatch):
+    """Any kernel evaluation or kernel operator built after this fails the test."""
+    import engine.teacher
+
+    def never(*args, **kwargs):
+        raise AssertionError("a kernel was evaluated for a run that does not fit")
+    monkeypatch.setattr(engine.teacher, "build_operator", never)
+    monkeypatch.setattr(Kernel, "__call__", never)
+    monkeypatch.setattr(Kernel, "features", never)
 
 
 def synthetic(per_class: int, test_per_class: int = 5, shape=(8, 8, 1), k: int = 10) -> Dataset:
@@ -51,6 +77,26 @@ def counts_report(n: int, k: int = 10, shape=(8, 8, 1)) -> DatasetReport:
     """A report of n training images over k classes (as equal as possible) and 10 test images per class."""
     train = [n // k + (1 if i < n % k else 0) for i in range(k)]
     return report([str(i) for i in range(k)], train, [10] * k, shape)
+
+
+def mnist_report() -> DatasetReport:
+    """MNIST's report (counts and shape only: the dataset itself may be absent)."""
+    return report([str(i) for i in range(10)], MNIST_TRAIN, MNIST_TEST, (28, 28, 1))
+
+
+def named_changes(message: str) -> list[dict]:
+    """The config changes a refusal message names (max_per_class, ipc, both together, rf kernels)."""
+    changes = [dict(max_per_class=int(c)) for c in re.findall(r"lower max_per_class to (\d+)", message, re.I)]
+    changes += [dict(ipc=int(i)) for i in re.findall(r"lower ipc to (\d+)", message, re.I)]
+    changes += [dict(ipc=int(i), max_per_class=int(c))
+                for i, c in re.findall(r"ipc (\d+) with max_per_class (\d+)", message)]
+    for name in ("rf-fc", "rf-conv"):
+        found = re.search(rf"use {name} \(explicit features, [\d,]+ per image(?:: about [^)]*\)|\) with "
+                          rf"max_per_class (\d+))", message, re.I)
+        if found:
+            changes.append(dict(kernel=name, kernel_params={},
+                                **({"max_per_class": int(found.group(1))} if found.group(1) else {})))
+    return changes
 
 
 # ------------------------------------------------------------------------------ (1) memory vs measured
@@ -111,7 +157,7 @@ def test_operator_bytes_are_the_tensors_build_operator_makes():
         assert estimate.storage == storage and estimate.operator_bytes == op.nbytes, name
 
 
-# ----------------------------------------------------------------- (2) fits ⇔ build_operator refuses
+# ------------------------------------------- (2) fits ⇔ the peak fits; the run refuses exactly then
 def _refused(kernel: str, n: int, budget: int) -> bool:
     x = torch.randn(n, 1, 8, 8, dtype=torch.float64)
     try:
@@ -122,43 +168,141 @@ def _refused(kernel: str, n: int, budget: int) -> bool:
 
 
 @pytest.mark.parametrize("kernel,n", [("ntk-fc", 300), ("rbf", 257), ("rf-fc", 2000)])
-def test_fits_is_false_exactly_when_build_operator_refuses(kernel, n):
-    """At the boundary budget = n²·8 bytes (and one byte less) the estimate and the operator agree;
-    rf-fc with p = 2,049 ≥ n = 2,000 falls back to the dense matrix, so it is refusable too."""
-    for budget in (n * n * 8, n * n * 8 - 1, n * n * 8 + 1, n * n * 4):
-        cfg = DistillConfig(kernel=kernel, memory_budget_gb=budget / 2**30, device="cpu")
-        assert int(cfg.memory_budget_gb * 2**30) == budget
+def test_fits_is_the_peak_within_the_budget_and_never_what_build_operator_refuses(kernel, n, plenty):
+    """``fits`` ⇔ the modelled peak over all stages ≤ the budget (to the byte); a budget at which
+    build_operator refuses (dense n²·8 over it; rf-fc with p = 2,049 ≥ n = 2,000 is dense) never fits."""
+    peak = estimate_run(DistillConfig(kernel=kernel, memory_budget_gb=1000.0, device="cpu"),
+                        counts_report(n)).memory_bytes
+    assert peak > n * n * 8
+    for budget in (n * n * 8 - 1, n * n * 8, peak - 1, peak, peak + 1):
+        cfg = DistillConfig(kernel=kernel, memory_budget_gb=budget / GiB, device="cpu")
+        assert int(cfg.memory_budget_gb * GiB) == budget
         estimate = estimate_run(cfg, counts_report(n))
-        assert estimate.n_train == n
-        assert estimate.fits == (not _refused(kernel, n, budget)), (kernel, n, budget)
-        assert estimate.fits == (budget >= n * n * 8)
+        assert estimate.n_train == n and estimate.memory_bytes == peak
+        assert estimate.fits == (budget >= peak), (kernel, n, budget, estimate.message)
+        if _refused(kernel, n, budget):
+            assert not estimate.fits
 
 
-def test_explicit_features_are_never_refused():
-    """rf-fc with p = 2,049 < n = 2,100 stores features: no budget refuses it, here or in build_operator."""
-    cfg = DistillConfig(kernel="rf-fc", memory_budget_gb=1e-6, device="cpu")
-    estimate = estimate_run(cfg, counts_report(2100))
-    assert estimate.fits and estimate.storage == "features"
-    assert not _refused("rf-fc", 2100, int(cfg.memory_budget_gb * 2**30))
-    assert "above the memory budget" in estimate.message       # but the peak is, and it says so
+def test_explicit_feature_storage_over_the_budget_is_refused(plenty, no_kernel_built):
+    """rf-fc with p = 2,049 < n = 2,100 stores Φ (n × p, 34 MB): build_operator never refuses it, but
+    under a 20 MiB budget the run does, before any feature is computed, with the estimate's message."""
+    ds = synthetic(210, 3)
+    cfg = DistillConfig(kernel="rf-fc", memory_budget_gb=20 / 1024, steps=1, device="cpu")
+    estimate = estimate_run(cfg, ds.report)
+    assert estimate.storage == "features" and estimate.operator_bytes == 2100 * 2049 * 8 > 20 * 2**20
+    assert not estimate.fits and estimate.seconds_hint is None
+    assert "Will not fit" in estimate.message and "2,100 × 2,049 features" in estimate.message
+    assert "Peak of each stage" in estimate.message
+    with pytest.raises(ResourceError) as refused:
+        for _ in run(cfg, dataset=ds):
+            pass
+    assert str(refused.value) == estimate.message
+    budget = float(re.search(r"raise memory_budget_gb to at least (\d+(?:\.\d+)?)", estimate.message).group(1))
+    assert estimate_run(cfg.replace(memory_budget_gb=budget), ds.report).fits
+    for change in named_changes(estimate.message):
+        assert estimate_run(cfg.replace(**change), ds.report).fits, change
+
+
+def test_conv_step_over_the_budget_is_refused_before_any_kernel(plenty, no_kernel_built):
+    """A conv kernel whose teacher (n²·8) fits but whose distillation step (per-pixel covariances of
+    m × n pairs kept for backward) does not: run() raises ResourceError with the estimate's message
+    before any kernel is evaluated, and every max_per_class / ipc the message names fits."""
+    ds = synthetic(30, 3)
+    cfg = DistillConfig(kernel="ntk-conv", ipc=10, steps=1, device="cpu")
+    stages = dict(estimate_run(cfg.replace(memory_budget_gb=1000.0), ds.report).stages)
+    step = stages.pop("distillation step")
+    assert step > 2 * max(stages.values())          # 40,000 pairs of 8×8 per-pixel maps: ~0.8 GB
+    budget = (step + max(stages.values())) // 2
+    cfg = cfg.replace(memory_budget_gb=budget / GiB)
+    estimate = estimate_run(cfg, ds.report)
+    assert operator_plan(300, explicit=False, p=None, element_size=8, budget_bytes=budget) == (
+        "dense", 300 * 300 * 8)                     # the teacher's own rule (build_operator's) lets it run
+    assert not estimate.fits and estimate.peak_stage == "distillation step"
+    assert "step autograd graph" in estimate.message
+    with pytest.raises(ResourceError) as refused:
+        for _ in run(cfg, dataset=ds):
+            pass
+    assert str(refused.value) == estimate.message
+    changes = named_changes(estimate.message)
+    assert any("ipc" in c or "max_per_class" in c for c in changes), estimate.message
+    for change in changes:
+        assert estimate_run(cfg.replace(**change), ds.report).fits, change
+
+
+def test_full_mnist_conv_is_refused_with_alternatives_that_fit(plenty):
+    """Full MNIST, ntk-conv, 500 per class: ~12 GiB per step at IPC 1, ~110 GiB at IPC 10 — refused
+    under the default 4 GiB, naming changes that fit (estimate only: no MNIST needed)."""
+    for ipc, low, high in ((1, 8, 16), (10, 80, 160)):
+        cfg = DistillConfig(kernel="ntk-conv", max_per_class=500, ipc=ipc, device="cpu")
+        estimate = estimate_run(cfg, mnist_report())
+        assert not estimate.fits and estimate.peak_stage == "distillation step"
+        assert low * GiB < estimate.memory_bytes < high * GiB
+        assert "rf-fc" in estimate.message
+        changes = named_changes(estimate.message)
+        assert any(c.get("kernel") is None for c in changes), estimate.message
+        for change in changes:
+            assert estimate_run(cfg.replace(**change), mnist_report()).fits, change
+
+
+@pytest.mark.parametrize("name,changes", [
+    ("sample", dict()),
+    ("MNIST 3 vs 5 (n = 11,552)", dict(classes=["3", "5"], ipc=10)),
+    ("MNIST 10 classes, 1,200 per class", dict(max_per_class=1200, ipc=10)),
+])
+def test_ordinary_runs_fit_the_default_budget(name, changes, plenty, record_property):
+    """Dense ntk-fc at the default 4 GiB: the sample digits, an MNIST class pair and 10-class MNIST
+    capped at 1,200 per class. The dense teacher's peak is modelled 1.0–1.5× the measured one
+    (``test_memory_estimate_is_within_2x_of_the_measured_peak``), so these are not refused for margin."""
+    cfg = DistillConfig(device="cpu", **changes)
+    assert cfg.memory_budget_gb == 4.0 and cfg.kernel == "ntk-fc"
+    estimate = estimate_run(cfg, load_dataset("sample").report if name == "sample" else mnist_report())
+    record_property("peak_GiB", round(estimate.memory_bytes / GiB, 3))
+    assert estimate.fits and "Fits the memory budget of 4.0 GiB" in estimate.message, estimate.message
+    assert estimate.memory_bytes <= 4 * GiB == estimate.budget_bytes
+    if name.startswith("MNIST 3"):
+        assert estimate.n_train == 11_552
+    if name.startswith("MNIST 10"):
+        assert estimate.n_train == 12_000
+
+
+def test_machine_memory_limits_below_the_budget(monkeypatch):
+    """Where the machine has less available than the budget, that is the limit: the run is refused,
+    the message says so, and does not offer a bigger budget alone."""
+    ds = load_dataset("sample")
+    cfg = DistillConfig(device="cpu", steps=1)
+    needed = estimate_run(cfg.replace(memory_budget_gb=1000.0), ds.report).memory_bytes
+    monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: needed // 2)
+    estimate = estimate_run(cfg, ds.report)
+    assert not estimate.fits and estimate.limit_bytes == needed // 2
+    assert "this machine has available now" in estimate.message
+    assert "raising memory_budget_gb alone does not help" in estimate.message
+    with pytest.raises(ResourceError, match="available now"):
+        check_run(cfg, ds.report)
+    for change in named_changes(estimate.message):
+        assert estimate_run(cfg.replace(**change), ds.report).fits, change
+    monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: needed)
+    assert estimate_run(cfg, ds.report).fits and check_run(cfg, ds.report).fits
 
 
 @pytest.mark.parametrize("budget_factor", [1.0, 0.999])
-def test_run_refuses_exactly_when_the_estimate_says(budget_factor):
-    """Through the real run (class selection and cap applied by the run itself)."""
+def test_run_refuses_exactly_when_the_estimate_says(budget_factor, plenty):
+    """Through the real run (class selection and cap applied by the run itself), at a budget of the
+    estimated peak and just under it."""
     ds = synthetic(40, 3)
     cfg = DistillConfig(kernel="ntk-fc", classes=["1", "2", "3", "4", "5", "6"], max_per_class=25, steps=1,
                         device="cpu")
-    n = 6 * 25
-    cfg = cfg.replace(memory_budget_gb=budget_factor * n * n * 8 / 2**30)
+    peak = estimate_run(cfg, ds.report).memory_bytes
+    cfg = cfg.replace(memory_budget_gb=int(budget_factor * peak) / GiB)
     estimate = estimate_run(cfg, ds.report)
-    assert estimate.n_train == n
+    assert estimate.n_train == 6 * 25
     try:
         for event in run(cfg, dataset=ds):
             if isinstance(event, TeacherDone):
                 break
         refused = False
-    except ResourceError:
+    except ResourceError as exc:
+        assert str(exc) == estimate.message
         refused = True
     assert estimate.fits == (not refused) == (budget_factor == 1.0)
 
@@ -173,14 +317,14 @@ def test_training_size_is_the_runs(changes):
     assert estimate_run(cfg, ds.describe()).n_train == len(prepare_dataset(cfg, ds).y_train)
 
 
-def test_refusal_message_names_numbers_that_work():
+def test_refusal_message_names_numbers_that_work(plenty):
     """The suggested cap is the largest that fits and the suggested budget fits."""
     ds = load_dataset("sample")
     cfg = DistillConfig(memory_budget_gb=0.001, device="cpu")
     estimate = estimate_run(cfg, ds.report)
     assert not estimate.fits and estimate.seconds_hint is None
     message = estimate.message
-    assert "Will not fit" in message and "rf-fc" in message
+    assert "Will not fit" in message and "Peak of each stage: data" in message
     cap = int(re.search(r"lower max_per_class to (\d+)", message, re.I).group(1))
     budget = float(re.search(r"raise memory_budget_gb to at least (\d+(?:\.\d+)?)", message).group(1))
     assert estimate_run(cfg.replace(max_per_class=cap), ds.report).fits
@@ -243,7 +387,7 @@ def test_explicit_features_scale_with_n_times_p_not_n_squared():
 
 
 # ------------------------------------------------------------------------------------------ the rest
-def test_estimate_contract_and_time_hint():
+def test_estimate_contract_and_time_hint(plenty):
     estimate = estimate_run(DistillConfig(device="cpu", steps=20), load_dataset("sample").report)
     assert isinstance(estimate, RunEstimate) and estimate.fits
     with pytest.raises(Exception):
@@ -256,7 +400,7 @@ def test_estimate_contract_and_time_hint():
         "under a second", "about 40 s", "about 5 min", "about 6 h"]
 
 
-def test_conv_step_graph_is_counted():
+def test_conv_step_graph_is_counted(plenty):
     """The conv kernels' per-pixel covariances under autograd: m × n pairs × H·W·(12 + 17·depth) arrays."""
     kernel = make_kernel("nngp-conv")
     cfg = DistillConfig(kernel="nngp-conv", loss="squared", ipc=2, device="cpu", dtype="float32")
@@ -266,7 +410,7 @@ def test_conv_step_graph_is_counted():
     per_pair = 32 * 32 * 4 * (12 + 17 * kernel.depth)
     assert estimate.peak_stage == "distillation step"
     assert parts["step autograd graph"] >= per_pair * (m * n + m * m)
-    assert estimate.fits and "above the memory budget" in estimate.message
+    assert not estimate.fits and "over the memory budget" in estimate.message
     cap = int(re.search(r"lower max_per_class to (\d+)", estimate.message, re.I).group(1))
-    assert estimate_run(cfg.replace(max_per_class=cap), counts_report(2000, shape=(32, 32, 3))).memory_bytes \
-        <= 4 * 2**30
+    capped = estimate_run(cfg.replace(max_per_class=cap), counts_report(2000, shape=(32, 32, 3)))
+    assert capped.fits and capped.memory_bytes <= 4 * 2**30
