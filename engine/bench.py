@@ -16,7 +16,8 @@ same shapes, and the distillation step time as n grows. Nothing here is asserted
 writes ``bench.md`` and ``bench.json``.
 
 Suites: ``quick`` (MNIST class pair and 10 classes from ../shared/datasets, capped per class, when
-present, else the built-in digits; under 10 minutes on 2 CPU cores) and ``full`` (uncapped class pair,
+present, else the built-in digits; IPC 1 and 10, transfer at IPC 1; under 10 minutes on 2 CPU cores),
+``mnist`` (the same with transfer at IPC 10 too; about 14 minutes) and ``full`` (uncapped class pair,
 12,000-image 10-class MNIST, Fashion-MNIST, IPC 1/10/50, all three networks, 300 epochs; meant for a
 GPU machine).
 """
@@ -74,6 +75,7 @@ class Suite:
     transfer_test: int              # real test images used for transfer accuracy (stratified sample)
     scaling_n: tuple[int, ...]
     variants: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()   # extra DGKIP rows: (loss label, config overrides)
+    transfer_ipcs: tuple[int, ...] | None = None   # IPCs with transfer rows (None = all)
     ratio_n: int = 2000              # problem size of the solver and kernel ratios
 
 
@@ -89,9 +91,11 @@ def suites(datasets_dir: str | Path) -> dict[str, Suite]:
             full_cells += (Cell("Fashion-MNIST 10 classes", str(fashion), None, 1200),)
     common = dict(lam=1e-2, lr=0.03, kernel="ntk-fc", losses=LOSSES,
                   variants=(("hinge, joint α̃", (("loss", "hinge"), ("alpha_mode", "joint"))),))
+    quick = Suite(quick_cells, (1, 10), 1000, networks=("mlp", "convnet"), seeds=2, epochs=QUICK_EPOCHS,
+                  transfer_test=2000, scaling_n=(1000, 4000, 12000, 60000), transfer_ipcs=(1,), **common)
     return {
-        "quick": Suite(quick_cells, (1, 10), 1000, networks=("mlp", "convnet"), seeds=2, epochs=QUICK_EPOCHS,
-                       transfer_test=2000, scaling_n=(1000, 4000, 12000, 60000), **common),
+        "quick": quick,
+        "mnist": replace(quick, transfer_ipcs=None),      # + transfer at IPC 10 (about 14 min on 2 cores)
         "full": Suite(full_cells, (1, 10, 50), 1000, networks=("mlp", "convnet", "resnet18"), seeds=3, epochs=None,
                       transfer_test=10000, scaling_n=(1000, 4000, 12000, 60000), **common),
     }
@@ -183,6 +187,8 @@ def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], 
         print(f"  {cell.label:18s} IPC {ipc:3d} {name:7s} {cfg.loss:14s} acc {acc:.4f}", flush=True)
 
     transfer = []
+    if suite.transfer_ipcs is not None and ipc not in suite.transfer_ipcs:
+        return rows, []
     candidates = {f"DGKIP ({TRANSFER_LOSS})": (ref.images, ref.labels, ref.targets),
                   "KIP": (sets[("KIP", "squared")].images, sets[("KIP", "squared")].labels, None),
                   "random": (xr, yr, None), "k-means": (xk, yk, None)}
@@ -314,8 +320,10 @@ def _pct(v: float) -> str:
 def to_markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     mach = report["machine"]
-    lines = [f"# DGKIP Studio benchmark ({report['suite']} suite)", "",
-             f"Command: `{report['command']}`  ", f"Date: {report['date']}  ",
+    lines = [f"# DGKIP Studio benchmark ({report['suite']} suite)", ""]
+    if report.get("note"):
+        lines.append(f"Note: {report['note']}  ")
+    lines += [f"Command: `{report['command']}`  ", f"Date: {report['date']}  ",
              f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, {mach['platform']}, "
              f"Python {mach['python']}, torch {mach['torch']} ({mach['threads']} threads), GPU: {mach['cuda'] or 'none'}  ",
              f"Wall time: {report['seconds']:.0f} s; peak memory (process): {report['peak_rss_mb']:.0f} MiB", "",
