@@ -17,7 +17,7 @@ writes ``bench.md`` and ``bench.json``.
 
 Suites: ``quick`` (MNIST class pair and 10 classes from ../shared/datasets, capped per class, when
 present, else the built-in digits; IPC 1 and 10, transfer at IPC 1; under 10 minutes on 2 CPU cores),
-``mnist`` (the same with transfer at IPC 10 too; about 14 minutes) and ``full`` (uncapped class pair,
+``mnist`` (the same with transfer at IPC 10 too; 837 s measured, partly under other load) and ``full`` (uncapped class pair,
 12,000-image 10-class MNIST, Fashion-MNIST, IPC 1/10/50, all three networks, 300 epochs; meant for a
 GPU machine).
 """
@@ -95,7 +95,7 @@ def suites(datasets_dir: str | Path) -> dict[str, Suite]:
                   transfer_test=2000, scaling_n=(1000, 4000, 12000, 60000), transfer_ipcs=(1,), **common)
     return {
         "quick": quick,
-        "mnist": replace(quick, transfer_ipcs=None),      # + transfer at IPC 10 (about 14 min on 2 cores)
+        "mnist": replace(quick, transfer_ipcs=None),      # + transfer at IPC 10 (837 s measured on 2 busy cores)
         "full": Suite(full_cells, (1, 10, 50), 1000, networks=("mlp", "convnet", "resnet18"), seeds=3, epochs=None,
                       transfer_test=10000, scaling_n=(1000, 4000, 12000, 60000), **common),
     }
