@@ -364,9 +364,12 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
         build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False)
         if n >= HEAP_GROWTH_TILES * _tile_rows(kernel, n, n, s.chw, torch.float64, False):
             build += n * n * CERT_BYTES // 2    # heap growth over many row tiles (see HEAP_GROWTH_TILES)
-        if kernel.explicit:                     # features computed first, then p ≥ n: dense after all
+        if kernel.explicit:                     # features computed first, then p ≥ n: ΦΦᵀ as well
             build += n * p * CERT_BYTES
         kept_teacher = [("teacher support rows (float64)", cert, n * d * CERT_BYTES)]
+    explicit = storage == "features" or kernel.explicit     # the teacher is w* (p × k) after its solve
+    if explicit:
+        kept_teacher = [("teacher weights", cert, p * k * CERT_BYTES)]
     kept_teacher.append(("teacher dual and scores", cert, 2 * n * k * CERT_BYTES))
     labels = ("training labels", cert, n * k * CERT_BYTES)
     stages.append(("teacher", data + [labels, ("teacher kernel operator (building)", cert, build),
@@ -374,7 +377,7 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
 
     # test set: teacher scores in blocks of SCORE_ROWS rows, k(x, x)
     rows = min(SCORE_ROWS, nt)
-    if storage == "features":
+    if explicit:
         block = _feature_bytes(kernel, rows, s.chw, p, torch.float64, False)
     else:
         block = _dense_call_bytes(kernel, rows, n, s.chw, p, torch.float64, True, False)
@@ -384,17 +387,14 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
 
     # distillation: the teacher in the work dtype, KIP's working copy, one step's autograd graph
     same = run.work_dtype == torch.float64 and run.device == run.cdev
-    cast = 0 if same else (p * k if storage == "features" else n * (d + k)) * ew
+    cast = 0 if same else (p * k if explicit else n * (d + k)) * ew
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
     if cfg.mode == "kip":
         alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
     b = min(cfg.kip_batch, n)
     pairs = (b if cfg.mode == "kip" else n) * m + m * m
-    if kernel.explicit and storage == "features":
+    if kernel.explicit:
         graph = _feature_bytes(kernel, (b if cfg.mode == "kip" else 0) + 2 * m, s.chw, p, run.work_dtype, True)
-    elif isinstance(kernel, RandomFeatureKernel):
-        graph = _feature_bytes(kernel, (b if cfg.mode == "kip" else n) + 2 * m, s.chw, p, run.work_dtype,
-                               True) + pairs * ew
     else:
         graph = _bytes_per_pair(kernel, s.chw, run.work_dtype, True) * pairs
     graph += (b * d * ew if cfg.mode == "kip" else 0) + 6 * m * d * ew      # batch rows, images + Adam
@@ -402,7 +402,7 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     stages.append(("distillation step", alive + [("step autograd graph", work, max(graph, kmeans))]))
 
     # certificate: k(x̃, x_teacher) in float64, predictions on the test points
-    if storage == "features":
+    if explicit:
         cert_peak = 2 * _feature_bytes(kernel, m, s.chw, p, torch.float64, False)
     else:
         cert_peak = _dense_call_bytes(kernel, m, n, s.chw, p, torch.float64, False, False)
@@ -564,6 +564,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
         return (rows + cols) * per_image + rows * cols * pair if kernel.explicit else rows * cols * pair
 
     features = storage == "features"
+    explicit = features or kernel.explicit        # w* after the solve: test set, steps, certificates
     t: dict[str, float] = {"preprocessing": 10 * (n + nt) * d * rates["element"]}
     if cfg.preprocess == "zca":
         t["preprocessing"] += (10 * d ** 3 + 4 * (n + nt) * d * d) / rates["flops"]
@@ -579,19 +580,19 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
     if hinge_cd:                     # one kernel row per update, a dozen O(n) NumPy calls
         t["teacher solve"] += HINGE_UPDATES * n * k * (12 * rates["call"] + 6 * n * rates["element"])
     # test set: teacher scores and k(x, x)
-    t["test set"] = 2 * nt * per_image if features else block(nt, n) + nt * per_image
+    t["test set"] = 2 * nt * per_image if explicit else block(nt, n) + nt * per_image
     # distillation steps: forward + backward ≈ 3 forward passes, plus the step's small calls
     b = min(cfg.kip_batch, n)
     family = cfg.loss if cfg.loss in ("hinge", "squared-hinge") else "smooth"
     if cfg.mode == "kip":
         step, calls = block(b, m) + block(m, m), STEP_CALLS["kip"]
     else:
-        step = (m * per_image if features else block(m, n)) + block(m, m)
+        step = (m * per_image if explicit else block(m, n)) + block(m, m)
         calls = STEP_CALLS["joint" if cfg.alpha_mode == "joint" else family]
     t["steps"] = cfg.steps * (3 * step + calls * rates["call"])
     # certificates: the m-point solve, teacher scores of x̃, predictions on the test points
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1
-    teacher_rows = m * per_image if features else block(m, n)
+    teacher_rows = m * per_image if explicit else block(m, n)
     t["certificates"] = evals * (teacher_rows + block(nt, m) + block(m, m) + CERTIFY_CALLS[family] * rates["call"])
     return t
 

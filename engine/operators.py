@@ -25,8 +25,8 @@ class ResourceError(RuntimeError):
 @dataclass
 class KernelOperator:
     n: int
-    dense: torch.Tensor | None = None       # (n, n)
-    features: torch.Tensor | None = None    # (n, p)
+    dense: torch.Tensor | None = None       # (n, n); used for products when present
+    features: torch.Tensor | None = None    # (n, p); explicit kernels (with ``dense`` too when p ≥ n)
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         if self.dense is not None:
@@ -86,4 +86,6 @@ def build_operator(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_fe
                                element_size=x.element_size(), budget_bytes=budget_bytes)
     if storage == "features":
         return KernelOperator(n=n, features=phi)
+    if phi is not None:          # p ≥ n: K = ΦΦᵀ from the features already computed (kept for w* = Φᵀc)
+        return KernelOperator(n=n, dense=phi @ phi.T, features=phi)
     return KernelOperator(n=n, dense=kernel(x))

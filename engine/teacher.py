@@ -75,7 +75,7 @@ def fit_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, *,
                                 dense=op.dense)
     coef = sol.alpha / (lam * n)
     w_norm2 = float((coef * sol.z).sum())            # ‖w*‖² = αᵀKα/(λn)² = Σ coef ∘ z
-    if op.features is not None:
+    if op.features is not None:      # explicit kernels (even when solved on ΦΦᵀ): steps cost O(m·p), not O(m·n)
         weights = op.features.T @ coef
         del op
         return Teacher(kernel, loss, lam, n, w_norm2, sol, weights=weights)

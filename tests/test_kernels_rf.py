@@ -188,3 +188,21 @@ def test_dgkip_keeps_the_teachers_networks():
     a = _distil(loss="logistic", kernel="rf-fc", kernel_params={**params, "redraw_every": 0})
     b = _distil(loss="logistic", kernel="rf-fc", kernel_params={**params, "redraw_every": 1})
     np.testing.assert_array_equal(a.images, b.images)
+
+
+def test_explicit_teacher_keeps_weights_when_solved_on_the_dense_matrix():
+    """p ≥ n: the solve uses K = ΦΦᵀ, yet the teacher keeps w* = Φᵀc, so steps cost O(m·p) not O(m·n);
+    its scores equal the kernel expansion Σ_i c_i k(x_i, x) computed directly."""
+    from engine.generators import drain
+    from engine.losses import make_loss
+    from engine.teacher import fit_teacher
+
+    g = torch.Generator().manual_seed(0)
+    x, labels = torch.randn(40, 6, generator=g, dtype=torch.float64), torch.arange(40) % 3
+    k = make_kernel("rf-fc", width=64, n_models=1)          # p = 65 ≥ n = 40
+    loss = make_loss("logistic")
+    teacher = drain(fit_teacher(k, loss, 1e-2, x, loss.targets(labels, 3)))
+    assert teacher.weights is not None and teacher.weights.shape == (65, 3) and teacher.x is None
+    xt = torch.randn(7, 6, generator=g, dtype=torch.float64)
+    coef = teacher.solution.alpha / (1e-2 * 40)
+    torch.testing.assert_close(teacher.scores(xt), k(xt, x) @ coef, rtol=1e-10, atol=1e-12)
