@@ -17,7 +17,8 @@ writes ``bench.md`` and ``bench.json``.
 
 Suites: ``quick`` (MNIST class pair and 10 classes from ../shared/datasets, capped per class, when
 present, else the built-in digits; IPC 1 and 10, transfer at IPC 1; under 10 minutes on 2 CPU cores),
-``mnist`` (the same with transfer at IPC 10 too; 837 s measured, partly under other load) and ``full`` (uncapped class pair,
+``mnist`` (the same with transfer at IPC 10 too; 837 s measured, partly under other load),
+``cifar-pairs`` (three CIFAR-10 class pairs with the rf-conv kernel, IPC 1) and ``full`` (uncapped class pair,
 12,000-image 10-class MNIST, Fashion-MNIST, IPC 1/10/50, all three networks, 300 epochs; meant for a
 GPU machine).
 """
@@ -76,6 +77,7 @@ class Suite:
     scaling_n: tuple[int, ...]
     variants: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()   # extra DGKIP rows: (loss label, config overrides)
     transfer_ipcs: tuple[int, ...] | None = None   # IPCs with transfer rows (None = all)
+    kernel_params: tuple[tuple[str, Any], ...] = ()
     ratio_n: int = 2000              # problem size of the solver and kernel ratios
 
 
@@ -93,8 +95,16 @@ def suites(datasets_dir: str | Path) -> dict[str, Suite]:
                   variants=(("hinge, joint α̃", (("loss", "hinge"), ("alpha_mode", "joint"))),))
     quick = Suite(quick_cells, (1, 10), 1000, networks=("mlp", "convnet"), seeds=2, epochs=QUICK_EPOCHS,
                   transfer_test=2000, scaling_n=(1000, 4000, 12000, 60000), transfer_ipcs=(1,), **common)
+    cifar = d / "cifar10-train-1.npz"
+    cifar_pairs = replace(
+        quick, cells=tuple(Cell(f"CIFAR-10 {a} vs {b}", str(cifar), (a, b), 500) for a, b in
+                           (("airplane", "automobile"), ("cat", "dog"), ("deer", "horse"))) if cifar.exists()
+        else quick_cells,
+        ipcs=(1,), steps=300, lam=1e-3, kernel="rf-conv", kernel_params=(("width", 128), ("n_models", 2)),
+        losses=("cross-entropy",), variants=(), networks=("convnet",), scaling_n=(1000, 4000), transfer_ipcs=None)
     return {
         "quick": quick,
+        "cifar-pairs": cifar_pairs,                       # three CIFAR-10 class pairs, rf-conv (about 12 min)
         "mnist": replace(quick, transfer_ipcs=None),      # + transfer at IPC 10 (837 s measured on 2 busy cores)
         "full": Suite(full_cells, (1, 10, 50), 1000, networks=("mlp", "convnet", "resnet18"), seeds=3, epochs=None,
                       transfer_test=10000, scaling_n=(1000, 4000, 12000, 60000), **common),
@@ -145,7 +155,8 @@ def _print_row(cell: Cell, ipc: int, loss: str, r: dict[str, Any]) -> None:
 def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Kernel-accuracy rows and transfer rows of one dataset × IPC cell."""
     base = DistillConfig(data=cell.data, classes=list(cell.classes) if cell.classes else None,
-                         max_per_class=cell.cap, ipc=ipc, kernel=suite.kernel, lam=suite.lam, steps=suite.steps,
+                         max_per_class=cell.cap, ipc=ipc, kernel=suite.kernel, kernel_params=dict(suite.kernel_params),
+                         lam=suite.lam, steps=suite.steps,
                          lr=suite.lr, eval_every=0, snapshot_every=0)
     rows, sets = [], {}
     for loss in suite.losses:
