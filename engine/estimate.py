@@ -393,8 +393,10 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
         alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
     b = min(cfg.kip_batch, n)
     pairs = (b if cfg.mode == "kip" else n) * m + m * m
-    if kernel.explicit:
-        graph = _feature_bytes(kernel, (b if cfg.mode == "kip" else 0) + 2 * m, s.chw, p, run.work_dtype, True)
+    if kernel.explicit:       # only x̃'s features keep a graph; KIP's real batch is a constant input
+        graph = _feature_bytes(kernel, 2 * m, s.chw, p, run.work_dtype, True)
+        if cfg.mode == "kip":
+            graph += _feature_bytes(kernel, b, s.chw, p, run.work_dtype, False) + b * m * ew
     else:
         graph = _bytes_per_pair(kernel, s.chw, run.work_dtype, True) * pairs
     graph += (b * d * ew if cfg.mode == "kip" else 0) + 6 * m * d * ew      # batch rows, images + Adam
