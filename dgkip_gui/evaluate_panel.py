@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QGuiApplication, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QSizePolicy, QTableWidget,
                                QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from engine.export import load_distilled
+from engine.export import read_manifest
 from engine.transfer import TransferProgress, TransferScore, TransferSummary
 from dgkip_gui.evaluate_dialog import EvaluateOptions, network_title
 from dgkip_gui.run_panel import format_duration
@@ -41,10 +41,10 @@ class ExportInfo:
     @classmethod
     def read(cls, path: str | Path) -> "ExportInfo":
         """Open an export folder; raises :class:`engine.data.DatasetError` when it is not one."""
-        exported = load_distilled(path)
-        transfer = exported.manifest.get("transfer")
-        return cls(exported.path, exported.config.data, exported.config.test_data, list(exported.classes),
-                   len(exported.images), transfer if isinstance(transfer, dict) else {})
+        folder, manifest, config = read_manifest(path)        # the arrays are not needed here
+        transfer = manifest.get("transfer")
+        return cls(folder, config.data, config.test_data, [str(c) for c in manifest.get("classes", [])],
+                   int(manifest.get("n_images", 0)), transfer if isinstance(transfer, dict) else {})
 
 
 @dataclass

@@ -664,29 +664,28 @@ class MainWindow(QMainWindow):
         return Path(path)
 
     def export_plots_png(self, path: str | Path | None = None) -> Path | None:
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export plots", str(Path(self.store.last_dir()) / "curves.png"),
-                                                  "PNG image (*.png)")
-        if not path:
-            return None
-        return self._export_file(lambda: self.plots.export_png(path), "plots")
+        return self._export_file(self.plots.export_png, "plots", path, Path(self.store.last_dir()) / "curves.png",
+                                 "PNG image (*.png)")
 
     def export_curves_csv(self, path: str | Path | None = None) -> Path | None:
+        return self._export_file(self.plots.export_csv, "curves", path, Path(self.store.last_dir()) / "curves.csv",
+                                 "CSV table (*.csv)")
+
+    def _export_file(self, write: Callable[[str | Path], Path], what: str, path: str | Path | None,
+                     default: Path, file_filter: str) -> Path | None:
+        """``write(path)`` to ``path``, asking for it (``default`` suggested) when None; errors go to the
+        error dialog, success to the status bar."""
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export curves", str(Path(self.store.last_dir()) / "curves.csv"),
-                                                  "CSV table (*.csv)")
+            path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}", str(default), file_filter)
         if not path:
             return None
-        return self._export_file(lambda: self.plots.export_csv(path), "curves")
-
-    def _export_file(self, write: Callable[[], Path], what: str) -> Path | None:
         try:
-            path = write()
+            saved = write(path)
         except OSError as exc:
             self.show_error(ErrorReport.from_exception(exc, f"Could not export the {what}"))
             return None
-        self.statusBar().showMessage(f"Saved the {what} to {path}", 8000)
-        return path
+        self.statusBar().showMessage(f"Saved the {what} to {saved}", 8000)
+        return saved
 
     # ------------------------------------------------------------------ transfer evaluation
     def open_export(self, path: str | Path, show: bool = True) -> bool:
@@ -790,16 +789,14 @@ class MainWindow(QMainWindow):
         self.run_panel.progress(done, total, text)
 
     def _evaluation_ended(self) -> None:
-        """Show what the manifest now holds (a cancelled evaluation wrote nothing) and say how it ended."""
+        """Show what the manifest now holds (each network is saved when its seeds finish, so even a
+        cancelled or failed evaluation may have saved some) and say how it ended."""
         outcome = self._eval_outcome or "cancelled"
-        info = self.export_info
-        if info is not None and outcome in ("finished", "stopped"):
-            self.open_export(info.path, show=False)
-        elif info is not None:
-            self.evaluate_panel.show_export(info)
+        if self.export_info is not None:
+            self.open_export(self.export_info.path, show=False)
         text = {"finished": "Evaluation finished; saved in manifest.json.",
                 "stopped": "Evaluation stopped; the finished seeds are saved in manifest.json.",
-                "cancelled": "Evaluation cancelled; nothing was saved.",
+                "cancelled": "Evaluation cancelled; networks not finished were not saved.",
                 "failed": f"The evaluation failed: {self._eval_error}"}[outcome]
         scores = summary_text(self.evaluate_panel.table.accuracies()) if outcome in ("finished", "stopped") else ""
         self.run_panel.idle(f"Evaluated: {scores}" if scores else text)
@@ -810,13 +807,9 @@ class MainWindow(QMainWindow):
 
     def export_transfer_csv(self, path: str | Path | None = None) -> Path | None:
         """Save the transfer table as CSV (default location: the export folder)."""
-        if path is None:
-            folder = self.export_info.path if self.export_info is not None else Path(self.store.last_dir())
-            path, _ = QFileDialog.getSaveFileName(self, "Export the transfer table", str(folder / "transfer.csv"),
-                                                  "CSV table (*.csv)")
-        if not path:
-            return None
-        return self._export_file(lambda: self.evaluate_panel.table.write_csv(path), "transfer table")
+        folder = self.export_info.path if self.export_info is not None else Path(self.store.last_dir())
+        return self._export_file(self.evaluate_panel.table.write_csv, "transfer table", path,
+                                 folder / "transfer.csv", "CSV table (*.csv)")
 
     # ------------------------------------------------------------------ settings files
     def load_settings_file(self) -> None:

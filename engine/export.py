@@ -274,9 +274,9 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_distilled(path: str | os.PathLike) -> DistilledSet:
-    """Open an export folder (or any file in it). Reads JSON, ``.npz`` without pickle and the
-    preprocessing; a missing or damaged file is a :class:`DatasetError` naming it."""
+def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any], DistillConfig]:
+    """The export folder, its ``manifest.json`` and run configuration, without loading any array
+    (cheap: for listing or showing an export). Errors as in :func:`load_distilled`."""
     folder = _export_folder(path)
     manifest = _read_manifest(folder)
     try:
@@ -284,6 +284,13 @@ def load_distilled(path: str | os.PathLike) -> DistilledSet:
     except (KeyError, TypeError, ConfigError) as exc:
         raise DatasetError(f"has no valid run configuration ({exc})", folder / MANIFEST,
                            "re-export the distilled set") from exc
+    return folder, manifest, config
+
+
+def load_distilled(path: str | os.PathLike) -> DistilledSet:
+    """Open an export folder (or any file in it). Reads JSON, ``.npz`` without pickle and the
+    preprocessing; a missing or damaged file is a :class:`DatasetError` naming it."""
+    folder, manifest, config = read_manifest(path)
     a = _read_arrays(folder / ARRAYS)
     return DistilledSet(images=a["images"].astype(np.float32), labels=a["labels"].astype(np.int64),
                         pixels=a["pixels"].astype(np.uint8), classes=[str(c) for c in a["classes"]],
