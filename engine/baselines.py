@@ -7,7 +7,6 @@ return ``ipc`` items per class, grouped by class in ascending label order: image
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 
 def _class_indices(y: np.ndarray, ipc: int) -> list[tuple[int, np.ndarray]]:
@@ -33,6 +32,8 @@ def random_subset(x: np.ndarray, y: np.ndarray, ipc: int, seed: int) -> tuple[np
 def kmeans_centres(x: np.ndarray, y: np.ndarray, ipc: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Per class, the ``ipc`` centres of k-means (scikit-learn, ``n_init=3``, ``random_state=seed``)
     on the flattened images, reshaped back to image shape."""
+    from sklearn.cluster import KMeans          # imported here: scikit-learn loads slowly (~0.9 s)
+
     centres, labels = [], []
     for label, idx in _class_indices(y, ipc):
         flat = x[idx].reshape(len(idx), -1).astype(np.float32)

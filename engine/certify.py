@@ -88,6 +88,9 @@ def accuracy(scores: Tensor, y: Tensor) -> float:
     return float((scores.argmax(1) == y).double().mean())
 
 
+MAX_EVAL_TEST = 10_000      # test points used for accuracies and certificates (seeded stratified sample)
+
+
 @dataclass
 class Certificate:
     gap: float

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from engine.baselines import kmeans_centres, random_subset
-from engine.certify import Certificate, TestSet, accuracy, certify, predict, radius, train_on
+from engine.certify import MAX_EVAL_TEST, Certificate, TestSet, accuracy, certify, predict, radius, train_on
 from engine.config import DistillConfig
 from engine.control import RunControl
 from engine.data import Dataset, DatasetError, check_ipc, load_dataset
 from engine.data.preprocess import Preprocessor
 from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
+from engine.estimate import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import make_kernel
 from engine.kip import kip_loss
@@ -32,7 +33,6 @@ from engine.result import DistillResult
 from engine.solver import solve_dense
 from engine.teacher import Teacher, fit_teacher
 
-MAX_EVAL_TEST = 10_000      # test points used for accuracies and certificates (seeded stratified sample)
 
 
 def to_nchw(x: np.ndarray) -> torch.Tensor:
@@ -125,8 +125,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
     ds = prepare_dataset(cfg, loaded)
     # refuse a run that cannot fit (memory budget or this machine's memory) before any kernel is built;
-    # the same decision as the estimate's ``fits`` (engine.estimate imports this module: import here)
-    from engine.estimate import check_run
+    # the same decision as the estimate's ``fits``
     check_run(cfg, loaded.report)
     pre = Preprocessor.fit(ds.x_train, method=cfg.preprocess, zca_reg=cfg.zca_reg)
     x_train_np = pre.transform(ds.x_train)
@@ -220,9 +219,10 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
             optimizer.step()
             obj = objective.item()
         elapsed = time.perf_counter() - t2
-        yield Step(step, cfg.steps, obj, gap, fy, km, radius(gap, cfg.lam) if gap == gap else float("nan"), elapsed)
+        r = radius(gap, cfg.lam) if gap == gap else float("nan")
+        yield Step(step, cfg.steps, obj, gap, fy, km, r, elapsed)
         row = {"step": step, "objective": obj, "gap": gap, "fenchel_young": fy, "kernel_match": km,
-               "radius": radius(gap, cfg.lam) if gap == gap else float("nan"), "seconds": elapsed}
+               "radius": r, "seconds": elapsed}
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
             yield _snapshot(step, syn, pre)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:

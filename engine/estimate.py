@@ -64,11 +64,10 @@ from typing import Any, Callable
 
 import torch
 
-from engine.certify import predict
+from engine.certify import MAX_EVAL_TEST, predict
 from engine.config import ConfigError, DistillConfig
 from engine.data.report import format_bytes
 from engine.device import certificate_device, resolve_device, resolve_dtype
-from engine.distill import MAX_EVAL_TEST
 from engine.kernels import Kernel, make_kernel
 from engine.kernels.conv import ConvNetworkKernel
 from engine.kernels.fc import FCNetworkKernel, LinearKernel, RBFKernel
@@ -359,17 +358,15 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     # teacher: operator being built, then solved
     if storage == "features":
         build = _feature_bytes(kernel, n, s.chw, p, torch.float64, False)
-        kept_teacher = [("teacher weights", cert, p * k * CERT_BYTES)]
     else:
         build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False)
         if n >= HEAP_GROWTH_TILES * _tile_rows(kernel, n, n, s.chw, torch.float64, False):
             build += n * n * CERT_BYTES // 2    # heap growth over many row tiles (see HEAP_GROWTH_TILES)
         if kernel.explicit:                     # features computed first, then p ≥ n: ΦΦᵀ as well
             build += n * p * CERT_BYTES
-        kept_teacher = [("teacher support rows (float64)", cert, n * d * CERT_BYTES)]
-    explicit = storage == "features" or kernel.explicit     # the teacher is w* (p × k) after its solve
-    if explicit:
-        kept_teacher = [("teacher weights", cert, p * k * CERT_BYTES)]
+    explicit = kernel.explicit              # the teacher is w* (p × k) after its solve, whatever the storage
+    kept_teacher = ([("teacher weights", cert, p * k * CERT_BYTES)] if explicit
+                    else [("teacher support rows (float64)", cert, n * d * CERT_BYTES)])
     kept_teacher.append(("teacher dual and scores", cert, 2 * n * k * CERT_BYTES))
     labels = ("training labels", cert, n * k * CERT_BYTES)
     stages.append(("teacher", data + [labels, ("teacher kernel operator (building)", cert, build),
@@ -566,7 +563,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
         return (rows + cols) * per_image + rows * cols * pair if kernel.explicit else rows * cols * pair
 
     features = storage == "features"
-    explicit = features or kernel.explicit        # w* after the solve: test set, steps, certificates
+    explicit = kernel.explicit                    # w* after the solve: test set, steps, certificates
     t: dict[str, float] = {"preprocessing": 10 * (n + nt) * d * rates["element"]}
     if cfg.preprocess == "zca":
         t["preprocessing"] += (10 * d ** 3 + 4 * (n + nt) * d * d) / rates["flops"]

@@ -33,22 +33,10 @@ class KernelOperator:
             return self.dense @ V
         return self.features @ (self.features.T @ V)
 
-    def diag(self) -> torch.Tensor:
-        if self.dense is not None:
-            return self.dense.diagonal()
-        return (self.features * self.features).sum(1)
-
     @property
     def nbytes(self) -> int:
         t = self.dense if self.dense is not None else self.features
         return t.numel() * t.element_size()
-
-
-def operator_bytes(kernel: Kernel, n: int, p: int | None = None, element_size: int = 8) -> int:
-    """Bytes the teacher's kernel operator needs for n points (p = explicit feature dimension)."""
-    if kernel.explicit and p is not None:
-        return n * p * element_size
-    return n * n * element_size
 
 
 def max_dense_points(element_size: int, budget_bytes: int) -> int:

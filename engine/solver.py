@@ -202,12 +202,13 @@ def _cd_hinge(K: Tensor, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
     diag = np.maximum(np.diagonal(Kn).copy(), 1e-300)
     y = Y.detach().cpu().numpy()
     A = loss.project(Y, alpha0 if alpha0 is not None else torch.zeros_like(Y)).detach().cpu().numpy().copy()
-    z = (Kn @ A) / (lam * N)
     best, updates = None, 0
     chunk = max(N, 100)
     for epoch in range(max_iter + 1):
-        At = torch.from_numpy(A.copy()).to(Y.device, Y.dtype)
-        best, rel, event = _record(loss, Y, At, K @ At, lam, updates, t0, best, "coordinate descent")
+        KA = Kn @ A                       # exact: drops the rounding the running updates accumulated
+        best, rel, event = _record(loss, Y, torch.from_numpy(A), torch.from_numpy(KA), lam, updates, t0, best,
+                                   "coordinate descent")     # (_record keeps its own copy of α)
+        z = KA / (lam * N)
         yield event
         if rel <= tol or epoch == max_iter:
             break
@@ -227,7 +228,6 @@ def _cd_hinge(K: Tensor, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
                 zc += Kn[i] * (delta / (lam * N))
                 updates += 1
             A[:, c] = beta * yc
-        z = (Kn @ A) / (lam * N)          # drop the rounding the running updates accumulated
     best.seconds = time.perf_counter() - t0
     best.solver = f"coordinate descent ({best.iterations} updates)"
     return best
@@ -235,7 +235,7 @@ def _cd_hinge(K: Tensor, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
 
 def solve_iter(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float = 1e-6, max_iter: int = 200,
                alpha0: Tensor | None = None, checkpoint: Callable[[], None] | None = None,
-               warm_start: bool = True, dense: Tensor | None = None
+               dense: Tensor | None = None
                ) -> Generator[TeacherProgress, None, DualSolution]:
     """Solve the mean-form problem on N points with labels ``Y`` (N, C) to relative gap ``tol``.
 
@@ -248,7 +248,7 @@ def solve_iter(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float 
     """
     if loss.smooth:
         return (yield from _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint))
-    if alpha0 is None and warm_start:
+    if alpha0 is None:
         warm = drain(_newton(matvec, make_loss("squared-hinge"), Y, lam, 1e-3, 30, None, checkpoint))
         alpha0 = warm.alpha
     if dense is not None and dense.device.type == "cpu" and dense.dtype == torch.float64:
