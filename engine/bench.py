@@ -38,8 +38,9 @@ import torch
 
 from engine import __version__
 from engine.baselines import kmeans_centres, random_subset
-from engine.certify import accuracy, predict, train_on
+from engine.certify import MAX_EVAL_TEST, accuracy, predict, train_on
 from engine.config import DistillConfig
+from engine.data import Dataset, load_dataset
 from engine.device import step_threads, torch_threads
 from engine.distill import prepare_dataset, run, stratified_cap, to_nchw
 from engine.events import Done
@@ -116,8 +117,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _distil(cfg: DistillConfig) -> tuple[dict[str, Any], DistillResult]:
-    done = [e for e in run(cfg) if isinstance(e, Done)][-1]
+def _distil(cfg: DistillConfig, dataset: Dataset) -> tuple[dict[str, Any], DistillResult]:
+    done = [e for e in run(cfg, dataset=dataset) if isinstance(e, Done)][-1]
     m = done.metrics
     return ({"teacher": m["teacher_test_accuracy"], "distilled": m["distilled_test_accuracy"],
              "random": m["random_subset_test_accuracy"], "gap": m["gap"], "radius": m["radius"],
@@ -158,17 +159,18 @@ def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], 
                          max_per_class=cell.cap, ipc=ipc, kernel=suite.kernel, kernel_params=dict(suite.kernel_params),
                          lam=suite.lam, steps=suite.steps,
                          lr=suite.lr, eval_every=0, snapshot_every=0)
+    loaded = load_dataset(cell.data, holdout_fraction=base.holdout_fraction, seed=base.seed)  # once per cell
     rows, sets = [], {}
     for loss in suite.losses:
-        r, res = _distil(base.replace(loss=loss))
+        r, res = _distil(base.replace(loss=loss), loaded)
         rows.append({"dataset": cell.label, "ipc": ipc, "method": "DGKIP", "loss": loss, **r})
         sets[("DGKIP", loss)] = res
         _print_row(cell, ipc, loss, r)
     for label, overrides in suite.variants:
-        r, _ = _distil(base.replace(**dict(overrides)))
+        r, _ = _distil(base.replace(**dict(overrides)), loaded)
         rows.append({"dataset": cell.label, "ipc": ipc, "method": "DGKIP", "loss": label, **r})
         _print_row(cell, ipc, label, r)
-    r, res = _distil(base.replace(loss="squared", mode="kip"))
+    r, res = _distil(base.replace(loss="squared", mode="kip"), loaded)
     rows.append({"dataset": cell.label, "ipc": ipc, "method": "KIP", "loss": "squared", **r})
     sets[("KIP", "squared")] = res
     print(f"  {cell.label:18s} IPC {ipc:3d} KIP   squared        acc {r['distilled']:.4f} total {r['seconds']:.1f} s", flush=True)
@@ -176,12 +178,12 @@ def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], 
     # baselines and transfer, in the preprocessed space of the cross-entropy DGKIP run
     ref = sets.get(("DGKIP", TRANSFER_LOSS)) or next(iter(sets.values()))
     cfg = ref.config
-    ds = prepare_dataset(cfg, None)
+    ds = prepare_dataset(cfg, loaded)
     pre = ref.preprocess
     x_train, y_train = pre.transform(ds.x_train), ds.y_train.astype(np.int64)
     test_idx = stratified_cap(ds.y_test, suite.transfer_test, cfg.seed)
     x_test, y_test = pre.transform(ds.x_test[test_idx]), ds.y_test[test_idx].astype(np.int64)
-    eval_idx = stratified_cap(ds.y_test, 10_000, cfg.seed)
+    eval_idx = stratified_cap(ds.y_test, MAX_EVAL_TEST, cfg.seed)
     x_eval, y_eval = pre.transform(ds.x_test[eval_idx]), ds.y_test[eval_idx].astype(np.int64)
     t = time.perf_counter()
     xk, yk = kmeans_centres(x_train, y_train, ipc, cfg.seed)
