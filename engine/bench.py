@@ -18,7 +18,8 @@ writes ``bench.md`` and ``bench.json``.
 Suites: ``quick`` (MNIST class pair and 10 classes from ../shared/datasets, capped per class, when
 present, else the built-in digits; IPC 1 and 10, transfer at IPC 1; under 10 minutes on 2 CPU cores),
 ``mnist`` (the same with transfer at IPC 10 too; 837 s measured, partly under other load),
-``cifar-pairs`` (three CIFAR-10 class pairs with the rf-conv kernel, IPC 1) and ``full`` (uncapped class pair,
+``cifar`` (CIFAR-10: 10 classes at all 50,000 training images and three uncapped class pairs, the
+rf-conv kernel, IPC 1 and 10, transfer to ConvNet-3) and ``full`` (uncapped class pair,
 12,000-image 10-class MNIST, Fashion-MNIST, IPC 1/10/50, all three networks, 300 epochs; meant for a
 GPU machine).
 """
@@ -42,7 +43,7 @@ from engine.certify import MAX_EVAL_TEST, accuracy, predict, train_on
 from engine.config import DistillConfig
 from engine.data import Dataset, load_dataset
 from engine.device import step_threads, torch_threads
-from engine.distill import prepare_dataset, run, stratified_cap, to_nchw
+from engine.distill import prepare_dataset, run, step_flops, stratified_cap, to_nchw
 from engine.events import Done
 from engine.kernels import make_kernel
 from engine.losses import make_loss
@@ -80,6 +81,7 @@ class Suite:
     transfer_ipcs: tuple[int, ...] | None = None   # IPCs with transfer rows (None = all)
     kernel_params: tuple[tuple[str, Any], ...] = ()
     ratio_n: int = 2000              # problem size of the solver and kernel ratios
+    memory_budget_gb: float = 4.0    # each run's memory budget (engine.estimate refuses runs above it)
 
 
 def suites(datasets_dir: str | Path) -> dict[str, Suite]:
@@ -96,16 +98,20 @@ def suites(datasets_dir: str | Path) -> dict[str, Suite]:
                   variants=(("hinge, joint α̃", (("loss", "hinge"), ("alpha_mode", "joint"))),))
     quick = Suite(quick_cells, (1, 10), 1000, networks=("mlp", "convnet"), seeds=2, epochs=QUICK_EPOCHS,
                   transfer_test=2000, scaling_n=(1000, 4000, 12000, 60000), transfer_ipcs=(1,), **common)
-    cifar = d / "cifar10-train-1.npz"
-    cifar_pairs = replace(
-        quick, cells=tuple(Cell(f"CIFAR-10 {a} vs {b}", str(cifar), (a, b), 500) for a, b in
-                           (("airplane", "automobile"), ("cat", "dog"), ("deer", "horse"))) if cifar.exists()
-        else quick_cells,
-        ipcs=(1,), steps=300, lam=1e-3, kernel="rf-conv", kernel_params=(("width", 128), ("n_models", 2)),
-        losses=("cross-entropy",), variants=(), networks=("convnet",), scaling_n=(1000, 4000), transfer_ipcs=None)
+    cifar = d / "cifar10-train-1.npz"          # with cifar10-train-2.npz: all 50,000 training images
+    cifar_cells = (Cell("CIFAR-10 10 classes", str(cifar)),) + tuple(
+        Cell(f"CIFAR-10 {a} vs {b}", str(cifar), (a, b)) for a, b in
+        (("airplane", "automobile"), ("cat", "dog"), ("deer", "horse"))) if cifar.exists() else quick_cells
+    cifar_suite = replace(
+        quick, cells=cifar_cells, steps=300, lam=1e-3, kernel="rf-conv",
+        # fixed networks (no RFAD redraws): DGKIP's teacher lives in their feature space, and KIP then
+        # reads the real batch's features from a cache instead of running the ConvNets on it each step
+        kernel_params=(("width", 128), ("n_models", 2), ("redraw_every", 0)),
+        losses=("cross-entropy", "hinge"), variants=(), networks=("convnet",), transfer_ipcs=None,
+        scaling_n=(1000, 4000, 12000, 50000), memory_budget_gb=12.0)
     return {
         "quick": quick,
-        "cifar-pairs": cifar_pairs,                       # three CIFAR-10 class pairs, rf-conv (about 12 min)
+        "cifar": cifar_suite,                             # CIFAR-10 at 50,000 images and three pairs, rf-conv
         "mnist": replace(quick, transfer_ipcs=None),      # + transfer at IPC 10 (837 s measured on 2 busy cores)
         "full": Suite(full_cells, (1, 10, 50), 1000, networks=("mlp", "convnet", "resnet18"), seeds=3, epochs=None,
                       transfer_test=10000, scaling_n=(1000, 4000, 12000, 60000), **common),
@@ -157,8 +163,8 @@ def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], 
     """Kernel-accuracy rows and transfer rows of one dataset × IPC cell."""
     base = DistillConfig(data=cell.data, classes=list(cell.classes) if cell.classes else None,
                          max_per_class=cell.cap, ipc=ipc, kernel=suite.kernel, kernel_params=dict(suite.kernel_params),
-                         lam=suite.lam, steps=suite.steps,
-                         lr=suite.lr, eval_every=0, snapshot_every=0)
+                         lam=suite.lam, steps=suite.steps, lr=suite.lr, eval_every=0, snapshot_every=0,
+                         memory_budget_gb=suite.memory_budget_gb)
     loaded = load_dataset(cell.data, holdout_fraction=base.holdout_fraction, seed=base.seed)  # once per cell
     rows, sets = [], {}
     for loss in suite.losses:
@@ -304,7 +310,8 @@ def step_scaling(ns: tuple[int, ...], d: int = 784, m: int = 10, C: int = 10) ->
                 z = k.features(xs) @ weights if weights is not None else k(xs, xd) @ coef
                 (z.square().sum() + k(xs).sum()).backward()
 
-            flops = 10.0 * m * (weights.shape[0] if weights is not None else n * d)
+            flops = (step_flops(k, m, (d,), C, weights.shape[0]) if weights is not None
+                     else step_flops(k, m, (d,), n))
             with torch_threads(step_threads(torch.device("cpu"), flops)):      # the step loop's policy
                 rows.append({"kernel": name, "n": n, "step_s": _timeit(step, repeat=2)})
             print(f"  step time {name:8s} n = {n:6d}: {rows[-1]['step_s'] * 1e3:.1f} ms", flush=True)
@@ -336,6 +343,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"# DGKIP Studio benchmark ({report['suite']} suite)", ""]
     if report.get("note"):
         lines.append(f"Note: {report['note']}  ")
+    if not report.get("complete", True):
+        lines.append("**Incomplete:** written after a finished cell; the suite had not ended (no ratios yet).  ")
     lines += [f"Command: `{report['command']}`  ", f"Date: {report['date']}  ",
              f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, {mach['platform']}, "
              f"Python {mach['python']}, torch {mach['torch']} ({mach['threads']} threads), GPU: {mach['cuda'] or 'none'}  ",
@@ -381,31 +390,38 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def bench(suite_name: str | Suite, out: str | Path, datasets_dir: str | Path, command: str = "") -> dict[str, Any]:
-    """Run a suite (by name, or a :class:`Suite`), write ``bench.json`` and ``bench.md`` into ``out``."""
+    """Run a suite (by name, or a :class:`Suite`), write ``bench.json`` and ``bench.md`` into ``out``:
+    after every cell (``"complete": false``, so a long suite that is stopped keeps its finished
+    cells), and once more with the ratios at the end."""
     suite = suites(datasets_dir)[suite_name] if isinstance(suite_name, str) else suite_name
     t0 = time.perf_counter()
-    results, transfer = [], []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"suite": suite_name if isinstance(suite_name, str) else "custom", "command": command,
+              "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(),
+              "settings": {k: v for k, v in suite.__dict__.items() if k != "cells"},
+              "results": [], "transfer": [], "solver": [], "kernels": [], "scaling": [], "complete": False}
+
+    def write() -> None:
+        report.update(seconds=time.perf_counter() - t0, peak_rss_mb=peak_rss_mb())
+        (out / "bench.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+        (out / "bench.md").write_text(to_markdown(report), encoding="utf-8")
+
     print("result tables…", flush=True)
     for cell in suite.cells:
         for ipc in suite.ipcs:
             r, t = run_cell(cell, ipc, suite)
-            results += r
-            transfer += t
+            report["results"] += r
+            report["transfer"] += t
+            write()
     print("solver vs scikit-learn…", flush=True)
-    solver = solver_ratio(suite.ratio_n)
+    report["solver"] = solver_ratio(suite.ratio_n)
     print("kernels vs matmul…", flush=True)
-    kernels = kernel_ratio(suite.ratio_n)
+    report["kernels"] = kernel_ratio(suite.ratio_n)
     print("step time scaling…", flush=True)
-    scaling = step_scaling(suite.scaling_n)
-    settings = {k: v for k, v in suite.__dict__.items() if k != "cells"}
-    report = {"suite": suite_name if isinstance(suite_name, str) else "custom", "command": command,
-              "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(), "settings": settings,
-              "results": results, "transfer": transfer, "solver": solver, "kernels": kernels, "scaling": scaling,
-              "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    (out / "bench.md").write_text(to_markdown(report), encoding="utf-8")
+    report["scaling"] = step_scaling(suite.scaling_n)
+    report["complete"] = True
+    write()
     return report
 
 

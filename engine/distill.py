@@ -26,7 +26,7 @@ from engine.data.preprocess import Preprocessor
 from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
 from engine.estimate import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
-from engine.kernels import make_kernel
+from engine.kernels import Kernel, make_kernel
 from engine.kip import kip_loss
 from engine.losses import Loss, make_loss
 from engine.result import DistillResult
@@ -89,6 +89,17 @@ class _Synthetic:
 
     def parameters(self) -> list[torch.Tensor]:
         return [p for p in (self.xs, self.label_param, self.dual_param) if p is not None]
+
+
+def step_flops(kernel: Kernel, m: int, chw: tuple[int, ...], rows: int, p: int = 0, real_images: int = 0) -> float:
+    """Rough forward flops of one distillation step with ``m`` synthetic images of shape ``chw`` (the
+    step loop's thread policy, engine.device): an implicit kernel's m × ``rows`` block of real points
+    (≈ 10 flops per pair and input value); an explicit kernel's features of the m images (and of
+    ``real_images`` real ones, KIP with redrawn networks) plus m × ``rows`` products of width ``p``."""
+    if not kernel.explicit:
+        return 10.0 * m * rows * math.prod(chw)
+    flops, _ = kernel.feature_cost(tuple(chw))
+    return (m + real_images) * flops + 10.0 * m * rows * p
 
 
 def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray, n_classes: int
@@ -167,7 +178,15 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     xs_np, ys_np = _initial_images(cfg, x_train_np, y_train_np, n_classes)
     syn = _make_synthetic(cfg, loss, xs_np, ys_np, n_classes, device, dtype)
     tw = teacher.cast(dtype, device)
-    x_work = to_nchw(x_train_np).to(device, dtype) if cfg.mode == "kip" else None
+    # KIP samples real target batches: their images, or, for an explicit kernel whose networks are never
+    # redrawn, their features φ(x) computed once here (each step then costs the same whatever n is).
+    redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
+    x_work = f_work = None
+    if cfg.mode == "kip":
+        x_work = to_nchw(x_train_np).to(device, dtype)
+        if kernel.explicit and not redraw_every:
+            with torch.no_grad():
+                f_work, x_work = kernel.features(x_work), None
     Y_work = Y_train.to(device, dtype) if cfg.mode == "kip" else None
     optimizer = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(syn.parameters(), lr=cfg.lr)
     batch_gen = torch.Generator().manual_seed(cfg.seed)
@@ -179,11 +198,18 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # KIP with a random-feature kernel redraws its networks every ``redraw_every`` steps (RFAD). DGKIP
     # never does: the teacher's explicit weights w* live in the feature space of the networks drawn
     # from the kernel's own seed, which the certificates and evaluations also use.
-    redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
     kip_kernel = kernel
-    rows = x_work.shape[0] if cfg.mode == "kip" else (tw.weights.shape[0] if tw.weights is not None else tw.x.shape[0])
-    width = syn.xs[0].numel() if cfg.mode == "kip" or tw.weights is None else 1
-    threads = step_threads(device, 10.0 * m * (min(rows, cfg.kip_batch) if cfg.mode == "kip" else rows) * width)
+    n_work = Y_work.shape[0] if cfg.mode == "kip" else 0
+    b = min(cfg.kip_batch, n_work)
+    chw = tuple(syn.xs.shape[1:])
+    if cfg.mode == "kip":
+        p = f_work.shape[1] if f_work is not None else 0
+        flops = step_flops(kernel, m, chw, b, p, real_images=b if x_work is not None and kernel.explicit else 0)
+    elif tw.weights is not None:
+        flops = step_flops(kernel, m, chw, tw.weights.shape[1], tw.weights.shape[0])
+    else:
+        flops = step_flops(kernel, m, chw, tw.x.shape[0])
+    threads = step_threads(device, flops)
 
     for step in range(1, cfg.steps + 1):
         control.checkpoint()
@@ -196,12 +222,12 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
             if cfg.mode == "kip":
                 if redraw_every and (step - 1) % redraw_every == 0:       # RFAD: fresh random networks
                     kip_kernel = kernel.redraw(cfg.seed * 1_000_003 + step)
-                idx = torch.randint(0, x_work.shape[0], (min(cfg.kip_batch, x_work.shape[0]),), generator=batch_gen)
-                objective = kip_loss(kip_kernel, syn.xs, Ys, x_work[idx.to(device)], Y_work[idx.to(device)], cfg.lam)
+                idx = torch.randint(0, n_work, (b,), generator=batch_gen).to(device)
+                objective = kip_loss(kip_kernel, syn.xs, Ys, None if x_work is None else x_work[idx], Y_work[idx],
+                                     cfg.lam, fb=None if f_work is None else f_work[idx])
                 fy = km = gap = float("nan")
             else:
-                Z = tw.scores(syn.xs)
-                Kss = kernel(syn.xs)
+                Z, Kss = tw.scores_and_gram(syn.xs)
                 if syn.dual_param is None:
                     with torch.no_grad():
                         alpha_prev = solve_dense(Kss.detach(), Ys.detach(), loss, cfg.lam, tol=1e-6, max_iter=8,

@@ -386,17 +386,20 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     same = run.work_dtype == torch.float64 and run.device == run.cdev
     cast = 0 if same else (p * k if explicit else n * (d + k)) * ew
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
-    if cfg.mode == "kip":
+    cached = cfg.mode == "kip" and kernel.explicit and not getattr(kernel, "redraw_every", 0)
+    if cached:                # fixed networks: φ(x_train) computed once (peak: one feature tile beside it)
+        alive.append(("KIP features of x_train", work, n * (p + k) * ew))
+    elif cfg.mode == "kip":
         alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
     b = min(cfg.kip_batch, n)
     pairs = (b if cfg.mode == "kip" else n) * m + m * m
-    if kernel.explicit:       # only x̃'s features keep a graph; KIP's real batch is a constant input
-        graph = _feature_bytes(kernel, 2 * m, s.chw, p, run.work_dtype, True)
+    if kernel.explicit:       # only x̃'s features keep a graph (computed once per step); the batch is constant
+        graph = _feature_bytes(kernel, m, s.chw, p, run.work_dtype, True)
         if cfg.mode == "kip":
-            graph += _feature_bytes(kernel, b, s.chw, p, run.work_dtype, False) + b * m * ew
+            graph += (0 if cached else _feature_bytes(kernel, b, s.chw, p, run.work_dtype, False)) + b * (m + p) * ew
     else:
         graph = _bytes_per_pair(kernel, s.chw, run.work_dtype, True) * pairs
-    graph += (b * d * ew if cfg.mode == "kip" else 0) + 6 * m * d * ew      # batch rows, images + Adam
+    graph += (b * d * ew if cfg.mode == "kip" and not cached else 0) + 6 * m * d * ew   # batch rows, images + Adam
     kmeans = 3 * s.largest * d * 4 if cfg.init == "kmeans" and not cfg.init_from else 0
     stages.append(("distillation step", alive + [("step autograd graph", work, max(graph, kmeans))]))
 
@@ -531,20 +534,10 @@ def _timed_pair_seconds(name: str, params: str, chw: tuple[int, int, int]) -> fl
 def _feature_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str, float]) -> float:
     """Seconds per image of explicit features: flops at the matmul rate, activations at the rate of
     simple elementwise ops."""
-    c, h, w = chw
-    if isinstance(kernel, RandomFCKernel):
-        mw = kernel.n_models * kernel.width
-        flops = 2 * c * h * w * mw + (kernel.depth - 1) * 2 * mw * kernel.width
-        return flops / rates["flops"] + 4 * mw * kernel.depth * rates["simple"]
-    if isinstance(kernel, RandomConvKernel):
-        flops, elements, cin = 0.0, 0.0, c
-        for layer in range(kernel.depth):
-            pixels = (h // 2 ** layer) * (w // 2 ** layer)
-            flops += 2 * pixels * kernel.n_models * kernel.width * cin * 9
-            elements += 4 * pixels * kernel.n_models * kernel.width
-            cin = kernel.width
+    if isinstance(kernel, RandomFeatureKernel):
+        flops, elements = kernel.feature_cost(chw)
         return flops / rates["flops"] + elements * rates["simple"]
-    return 2 * c * h * w * rates["simple"]
+    return 2 * math.prod(chw) * rates["simple"]
 
 
 def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
@@ -583,11 +576,17 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
     # distillation steps: forward + backward ≈ 3 forward passes, plus the step's small calls
     b = min(cfg.kip_batch, n)
     family = cfg.loss if cfg.loss in ("hinge", "squared-hinge") else "smooth"
-    if cfg.mode == "kip":
-        step, calls = block(b, m) + block(m, m), STEP_CALLS["kip"]
+    calls = STEP_CALLS["kip" if cfg.mode == "kip" else "joint" if cfg.alpha_mode == "joint" else family]
+    if cfg.mode == "kip" and explicit:         # φ(x̃) once; the batch's features cached or recomputed
+        cached = not getattr(kernel, "redraw_every", 0)
+        step = (m if cached else m + b) * per_image + (b + m) * m * pair
+        t["KIP features of x_train"] = n * per_image if cached else 0.0
+    elif cfg.mode == "kip":
+        step = block(b, m) + block(m, m)
+    elif explicit:                             # φ(x̃) once for the scores and K_SS
+        step = m * per_image + m * m * pair
     else:
-        step = (m * per_image if explicit else block(m, n)) + block(m, m)
-        calls = STEP_CALLS["joint" if cfg.alpha_mode == "joint" else family]
+        step = block(m, n) + block(m, m)
     t["steps"] = cfg.steps * (3 * step + calls * rates["call"])
     # certificates: the m-point solve, teacher scores of x̃, predictions on the test points
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1

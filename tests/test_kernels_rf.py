@@ -88,7 +88,26 @@ def test_rf_conv_converges_to_pooled_convnet_nngp():
 
 # -- explicit-kernel contract ---------------------------------------------------------------------
 SMALL = {"rf-fc": ({"width": 32, "n_models": 3, "depth": 2}, (9, 2, 4, 4)),
-         "rf-conv": ({"width": 6, "n_models": 3, "depth": 2}, (9, 2, 5, 6))}
+         "rf-conv": ({"width": 6, "n_models": 3, "depth": 2, "feature_dtype": "float64"}, (9, 2, 5, 6))}
+
+
+def test_float32_networks_return_features_in_the_input_dtype():
+    """rf-conv runs its networks in float32 by default and hands back float64 features for float64
+    inputs: equal to the float64 networks' features to float32 precision, and a differentiable cast."""
+    x = data((5, 3, 8, 8), seed=7).requires_grad_(True)
+    fast = make_kernel("rf-conv", width=8, n_models=2, depth=2)
+    exact = make_kernel("rf-conv", width=8, n_models=2, depth=2, feature_dtype="float64")
+    assert fast.params()["feature_dtype"] == "float32" and make_kernel("rf-fc").feature_dtype is None
+    phi = fast.features(x)
+    assert phi.dtype == torch.float64
+    assert 0 < rel_err(phi.detach(), exact.features(x).detach()) < 1e-6
+    phi.sum().backward()
+    g32 = x.grad.clone()
+    x.grad = None
+    exact.features(x).sum().backward()
+    assert rel_err(g32, x.grad) < 1e-5
+    with pytest.raises(ValueError, match="feature_dtype"):
+        make_kernel("rf-conv", feature_dtype="float16")
 
 
 @pytest.mark.parametrize("name", list(SMALL))
@@ -141,9 +160,10 @@ def test_features_gradcheck(name):
 def test_params_defaults_and_errors():
     fc, conv = make_kernel("rf-fc"), make_kernel("rf-conv")
     assert fc.params() == {"width": 512, "n_models": 4, "depth": 1, "w_std": math.sqrt(2.0),
-                           "b_std": 0.1, "seed": 0, "redraw_every": 1}
+                           "b_std": 0.1, "seed": 0, "redraw_every": 1, "feature_dtype": None}
     assert conv.params() == {"width": 64, "n_models": 4, "depth": 3, "w_std": math.sqrt(2.0),
-                             "b_std": 0.1, "seed": 0, "redraw_every": 1, "norm": False}
+                             "b_std": 0.1, "seed": 0, "redraw_every": 1, "feature_dtype": "float32",
+                             "norm": False}
     assert conv.layout == "image" and fc.layout == "flat"
     # MNIST-sized input: 28 → 14 → 7 → 3, n_models · width · 3 · 3 features (+ the bias column)
     assert conv.features(torch.zeros(2, 1, 28, 28)).shape == (2, 4 * 64 * 9 + 1)
@@ -206,3 +226,50 @@ def test_explicit_teacher_keeps_weights_when_solved_on_the_dense_matrix():
     xt = torch.randn(7, 6, generator=g, dtype=torch.float64)
     coef = teacher.solution.alpha / (1e-2 * 40)
     torch.testing.assert_close(teacher.scores(xt), k(xt, x) @ coef, rtol=1e-10, atol=1e-12)
+    Z, K = teacher.scores_and_gram(xt)                      # the step's one-pass φ(x̃) for both
+    torch.testing.assert_close(Z, k(xt, x) @ coef, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(K, k(xt), rtol=1e-12, atol=1e-12)
+
+
+def _kip_reference(kernel, xs, Ys, xb, Yb, lam):
+    """KIP's loss written out from kernel calls: ½·mean_b ‖Y_b − K_bS (K_SS + λ m I)⁻¹ Ỹ‖²."""
+    m = xs.shape[0]
+    coef = torch.linalg.solve(kernel(xs) + lam * m * torch.eye(m, dtype=xs.dtype), Ys)
+    return 0.5 * ((Yb - kernel(xb, xs) @ coef) ** 2).sum(1).mean()
+
+
+@pytest.mark.parametrize("name, shape", [("rf-fc", (5,)), ("rf-conv", (2, 8, 8))])
+def test_kip_loss_with_cached_batch_features_matches_kernel_calls(name, shape):
+    """KIP's explicit path (φ(x̃) once, the batch's features precomputed or computed without a graph)
+    gives the loss and the gradient in x̃ of the plain kernel-call formula."""
+    from engine.kip import kip_loss
+
+    k = make_kernel(name, width=16, n_models=2, depth=2, redraw_every=0, feature_dtype="float64")
+    xb, Yb = data((30,) + shape, 1), data((30, 3), 2)
+    Ys = data((4, 3), 3)
+    grads = []
+    for use_cache in (None, False, True):
+        xs = data((4,) + shape, 4).requires_grad_(True)
+        if use_cache is None:
+            value = _kip_reference(k, xs, Ys, xb, Yb, 1e-2)
+        else:
+            value = kip_loss(k, xs, Ys, None if use_cache else xb, Yb, 1e-2,
+                             fb=k.features(xb) if use_cache else None)
+        value.backward()
+        grads.append((value.detach(), xs.grad))
+    for v, g in grads[1:]:
+        torch.testing.assert_close(v, grads[0][0], rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(g, grads[0][1], rtol=1e-10, atol=1e-14)
+
+
+def test_step_thread_policy_counts_the_feature_networks():
+    """A 100-image rf-conv step on CIFAR-sized inputs is far above the one-thread cut-off (it runs the
+    ConvNets forward and backward); a 10-image rf-fc step on MNIST is below it."""
+    from engine.device import SMALL_STEP_FLOPS
+    from engine.distill import step_flops
+
+    conv = make_kernel("rf-conv", width=128, n_models=2)
+    fc = make_kernel("rf-fc", width=1024, n_models=2)
+    assert step_flops(conv, 100, (3, 32, 32), 10, 4097) > 10 * SMALL_STEP_FLOPS
+    assert step_flops(fc, 10, (784,), 10, 2049) < SMALL_STEP_FLOPS
+    assert step_flops(make_kernel("ntk-fc"), 10, (784,), 60000) > SMALL_STEP_FLOPS
