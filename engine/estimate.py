@@ -57,7 +57,6 @@ import inspect
 import json
 import math
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -74,6 +73,7 @@ from engine.kernels.fc import FCNetworkKernel, LinearKernel, RBFKernel
 from engine.kernels.random_features import RandomConvKernel, RandomFCKernel, RandomFeatureKernel
 from engine.operators import ResourceError, max_dense_points, operator_plan
 from engine.teacher import Teacher
+from engine.timing import best_of
 
 CERT_BYTES = 8                                                             # float64 teacher and certificates
 SCORE_ROWS = inspect.signature(Teacher.scores_tiled).parameters["rows"].default   # test rows per block
@@ -463,17 +463,6 @@ def available_bytes(pool: str, device: torch.device | None = None) -> int | None
 
 
 # -------------------------------------------------------------------------------------------- time
-def _best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
-    """Shortest of ``repeats`` timed calls after one untimed warm-up call (lazy library set-up)."""
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return max(best, 1e-9)
-
-
 @functools.cache
 def machine_rates() -> dict[str, float]:
     """Measured once per process on the CPU in float64 with torch's current threads (≈ 30 ms; blocks
@@ -491,11 +480,11 @@ def machine_rates() -> dict[str, float]:
     def calls() -> None:
         for _ in range(100):
             small.mul(small)
-    return {"flops": 2 * 512 ** 3 / _best_of(lambda: a @ a, 2),
-            "stream": big.numel() * 8 / _best_of(lambda: big @ thin, 2),
-            "call": _best_of(calls) / 100,
-            "element": _best_of(lambda: torch.atan2(vec, vec), 2) / vec.numel(),
-            "simple": _best_of(lambda: vec.mul(vec), 2) / vec.numel()}
+    return {"flops": 2 * 512 ** 3 / best_of(lambda: a @ a, 2),
+            "stream": big.numel() * 8 / best_of(lambda: big @ thin, 2),
+            "call": best_of(calls) / 100,
+            "element": best_of(lambda: torch.atan2(vec, vec), 2) / vec.numel(),
+            "simple": best_of(lambda: vec.mul(vec), 2) / vec.numel()}
 
 
 def _pair_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str, float]) -> float:
@@ -528,7 +517,7 @@ def _timed_pair_seconds(name: str, params: str, chw: tuple[int, int, int]) -> fl
     b = torch.randn((64,) + tuple(chw), generator=g, dtype=torch.float64)
     kernel = kernel.with_data_defaults(b)
     with torch.no_grad():
-        return _best_of(lambda: kernel(a, b), repeats=2) / (16 * 64)
+        return best_of(lambda: kernel(a, b), repeats=2) / (16 * 64)
 
 
 def _feature_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str, float]) -> float:
