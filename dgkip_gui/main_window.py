@@ -720,11 +720,16 @@ class MainWindow(QMainWindow):
                                QUICK_EPOCHS if cpu else None)
 
     def _evaluation_device(self) -> str:
+        return self._evaluation_device_and_reason()[0]
+
+    def _evaluation_device_and_reason(self) -> tuple[str, str]:
+        """(device type, why it differs from the form's choice or ""): the settings form's device, or the
+        CPU, said plainly, when the form names one this machine lacks (a distillation run would refuse)."""
         config = self.settings.valid_config()
         try:
-            return resolve_device(config.device if config else "auto").type
-        except RuntimeError:    # a device chosen in the form that this machine lacks
-            return "cpu"
+            return resolve_device(config.device if config else "auto").type, ""
+        except RuntimeError:
+            return "cpu", f"the settings ask for {config.device}, which this machine does not have"
 
     def evaluate(self, options: EvaluateOptions | None = None) -> bool:
         """Evaluate the open export on a worker thread: train ``options.networks`` from scratch on it and
@@ -739,12 +744,13 @@ class MainWindow(QMainWindow):
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return False
             options = dialog.options()
-        device = self._evaluation_device()
+        device, reason = self._evaluation_device_and_reason()
         control = RunControl()
         self._control, self._evaluation = control, options
         self._eval_outcome, self._eval_progress, self._eval_clock, self._eval_error = None, None, None, ""
         self.evaluate_panel.table.begin(options)
-        self.evaluate_panel.set_note(f"Evaluating on {display_name(options.data)} ({device})…")
+        self.evaluate_panel.set_note(f"Evaluating on {display_name(options.data)} ({device}"
+                                     + (f": {reason}" if reason else "") + ")…")
         self.results_tabs.setCurrentWidget(self.evaluate_panel)
         self.run_panel.busy(f"Loading {display_name(options.data)} for the evaluation…")
         path = str(info.path)

@@ -194,3 +194,20 @@ def test_progress_counts_epochs_over_networks_and_seeds():
     assert options.epochs_done("mlp", 1, 5) == 10
     assert options.epochs_done("convnet", 1, 5) == 20
     assert EvaluateOptions(networks=("mlp",), seeds=1, epochs=None).total_epochs() == 300
+
+
+def test_evaluating_with_a_missing_gpu_says_it_uses_the_cpu(qtbot, window, export_copy):
+    """The settings name CUDA on a machine without it: the evaluation runs on the CPU and says why
+    (a distillation run would refuse; an evaluation of an existing set should still work)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert window.open_export(export_copy)
+    window.settings.set_config(window.settings.config().replace(device="cuda"))
+    with qtbot.waitSignal(window.evaluation_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.evaluate(EvaluateOptions(**TINY))
+        note = window.evaluate_panel.note.text()
+    assert "(cpu: the settings ask for cuda, which this machine does not have)" in note
+    assert finished.args == ["finished"]
+    assert json.loads((export_copy / "manifest.json").read_text())["transfer"]["mlp"]["device"] == "cpu"
