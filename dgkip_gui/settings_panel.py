@@ -73,7 +73,9 @@ KERNEL_PARAM_HELP: dict[str, str] = {
     "redraw_every": "Redraw the random networks every k steps.",
     "seed": "Seed of the random networks.",
     "norm": "Normalise the random features (true/false).",
+    "feature_dtype": "Precision the random networks run in: float32 or float64 (empty = the run's).",
 }
+TEXT_KERNEL_PARAMS = ("feature_dtype",)     # parameters whose values are words, not numbers
 
 
 def kernel_defaults(kernel: str) -> dict[str, Any]:
@@ -82,15 +84,19 @@ def kernel_defaults(kernel: str) -> dict[str, Any]:
 
 
 def _format_value(value: Any) -> str:
-    """How a number or flag reads in a text field (the inverse of the parsers below)."""
+    """How a number or flag reads in a text field (the inverse of the parsers below): floats in their
+    shortest exact form, so a loaded recipe runs with the very values it was saved with (√2, not 1.41421)."""
     if isinstance(value, bool):
         return str(value).lower()
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _parse_kernel_param(name: str, text: str, default: Any) -> Any:
-    """Parse a kernel parameter typed like its default (``None`` defaults are numbers); empty → None."""
+    """Parse a kernel parameter typed like its default (``None`` defaults are numbers, except the
+    :data:`TEXT_KERNEL_PARAMS`, which the kernel itself checks); empty → None."""
     field_name = f"kernel_params.{name}"
+    if isinstance(default, str) or name in TEXT_KERNEL_PARAMS:
+        return text.strip() or None
     if isinstance(default, bool):
         text = text.strip().lower()
         if not text:

@@ -246,7 +246,7 @@ def make_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="result tables and performance ratios (Markdown + JSON)")
-    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "full"), default="quick")
+    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full"), default="quick")
     b.add_argument("--out", required=True, help="folder for bench.md and bench.json")
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")

@@ -139,3 +139,20 @@ def test_estimate_shows_memory_and_refusal(qtbot, window):
     qtbot.waitUntil(lambda: "Will not fit" in label.text(), timeout=5_000)
     assert label.isVisible() and "#b3261e" in label.text()
     assert "max_per_class to" in label.text() and "memory_budget_gb to at least" in label.text()
+
+
+def test_word_valued_kernel_parameters_round_trip(qtbot, panel):
+    """rf-conv's feature_dtype is a word: a run's resolved parameters (as saved with an export) load
+    into the form and come back unchanged, a typed value is taken, and a bad one is the kernel's error."""
+    from engine.kernels import make_kernel
+
+    resolved = make_kernel("rf-conv", width=32).params()          # what a run records in its config
+    panel.set_config(panel.config().replace(kernel="rf-conv", kernel_params=resolved))
+    assert panel.error is None and panel.config().kernel_params == resolved
+    kernel = panel._fields["kernel"].widget
+    kernel.setCurrentIndex(kernel.findData("rf-fc"))
+    qtbot.keyClicks(panel._kernel_edits["feature_dtype"], "float32")
+    assert panel.config().kernel_params == {"feature_dtype": "float32"}
+    panel._kernel_edits["feature_dtype"].setText("")
+    qtbot.keyClicks(panel._kernel_edits["feature_dtype"], "half")
+    assert panel.error.field == "kernel_params" and "feature_dtype" in str(panel.error)
