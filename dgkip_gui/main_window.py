@@ -55,7 +55,7 @@ REFRESH_MS = 100         # period of the repaint timer while a job runs: drain e
 VIEW_REFRESH_S = 0.25    # plots, image grid and progress redraw at most this often: painting holds the
                          # GIL, and every millisecond of it is taken from the engine thread
 STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…", "teacher": "Solving the teacher…",
-              "distill": "Distilling…", "evaluate": "Evaluating…", "export": "Exporting…"}
+              "features": "Computing features…", "distill": "Distilling…", "evaluate": "Evaluating…", "export": "Exporting…"}
 DATASET_FILES = "NumPy archives (*.npz);;MNIST IDX or CIFAR batches (*ubyte* *batch*);;All files (*)"
 SETTINGS_FILES = "Run settings (*.json)"
 RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, transfer evaluation

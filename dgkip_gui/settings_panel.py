@@ -73,7 +73,8 @@ KERNEL_PARAM_HELP: dict[str, str] = {
     "redraw_every": "Redraw the random networks every k steps.",
     "seed": "Seed of the random networks.",
     "norm": "Normalise the random features (true/false).",
-    "feature_dtype": "Precision the random networks run in: float32 or float64 (empty = the run's).",
+    "feature_dtype": "Precision the random networks run in: float32 or float64 (empty = the kernel's default:"
+                     " float32 for rf-conv, the run's precision for rf-fc).",
 }
 TEXT_KERNEL_PARAMS = ("feature_dtype",)     # parameters whose values are words, not numbers
 
@@ -86,6 +87,8 @@ def kernel_defaults(kernel: str) -> dict[str, Any]:
 def _format_value(value: Any) -> str:
     """How a number or flag reads in a text field (the inverse of the parsers below): floats in their
     shortest exact form, so a loaded recipe runs with the very values it was saved with (√2, not 1.41421)."""
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return str(value).lower()
     return repr(value) if isinstance(value, float) else str(value)
@@ -365,7 +368,8 @@ class SettingsPanel(QWidget):
         for name, default in kernel_defaults(kernel).items():
             edit = QLineEdit(texts.get(name, ""))
             edit.setAcceptDrops(False)
-            edit.setPlaceholderText("default" if default is None else f"default {_format_value(default)}")
+            edit.setPlaceholderText("default" if default is None else
+                                    f"default {default:g}" if isinstance(default, float) else f"default {_format_value(default)}")
             edit.setToolTip(KERNEL_PARAM_HELP.get(name, name))
             edit.textEdited.connect(lambda text, name=name: self._kernel_param_edited(kernel, name, text))
             self.kernel_form.addRow(name, edit)
@@ -393,7 +397,8 @@ class SettingsPanel(QWidget):
     def set_config(self, config: DistillConfig) -> None:
         """Show ``config`` in the form (unknown choices fall back to the first option)."""
         self._base = config
-        self._kernel_texts[config.kernel] = {k: _format_value(v) for k, v in config.kernel_params.items()}
+        self._kernel_texts[config.kernel] = {k: _format_value(v) for k, v in config.kernel_params.items()
+                                             if v is not None}
         self._updating = True
         for name, binding in self._fields.items():
             binding.set(getattr(config, name))

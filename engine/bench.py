@@ -40,13 +40,13 @@ import torch
 
 from engine import __version__
 from engine.baselines import kmeans_centres, random_subset
-from engine.certify import MAX_EVAL_TEST, accuracy, predict, train_on
+from engine.certify import MAX_EVAL_TEST, TestPoints, train_on
 from engine.config import DistillConfig
 from engine.data import Dataset, load_dataset
 from engine.device import step_threads, torch_threads
 from engine.distill import prepare_dataset, run, step_flops, stratified_cap, to_nchw
 from engine.events import Done
-from engine.kernels import make_kernel
+from engine.kernels import Kernel, make_kernel
 from engine.losses import make_loss
 from engine.result import DistillResult
 from engine.timing import best_of
@@ -121,7 +121,7 @@ def suites(datasets_dir: str | Path) -> dict[str, Suite]:
         "quick": quick,
         "cifar": cifar_suite,                             # CIFAR-10, 10 classes and three pairs, rf-conv
         # the 10-class IPC-1 cell as the anchors' papers set it up: ZCA whitening, learned labels, more steps
-        "cifar-zca": replace(cifar_suite, cells=cifar_cells[:1], ipcs=(1,), steps=1000,
+        "cifar-zca": replace(cifar_suite, cells=cifar_cells[:1], ipcs=(1,), steps=1000, losses=("cross-entropy",),
                              config=(("preprocess", "zca"), ("learn_labels", True))),
         "mnist": replace(quick, transfer_ipcs=None),      # + transfer at IPC 10 (837 s measured on 2 busy cores)
         "full": Suite(full_cells, (1, 10, 50), 1000, networks=("mlp", "convnet", "resnet18"), seeds=3, epochs=None,
@@ -145,14 +145,13 @@ def _distil(cfg: DistillConfig, dataset: Dataset) -> tuple[dict[str, Any], Disti
             done.result)
 
 
-def _kernel_accuracy(cfg: DistillConfig, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+def _kernel_accuracy(cfg: DistillConfig, kernel: Kernel, x: np.ndarray, y: np.ndarray, test: TestPoints,
                      n_classes: int) -> float:
     """Test accuracy of the same-loss kernel model trained on (x, y) (preprocessed NHWC arrays)."""
-    kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
     loss = make_loss(cfg.loss)
     xs = to_nchw(x).double()
     sol, _ = train_on(kernel, loss, cfg.lam, xs, loss.targets(torch.from_numpy(y), n_classes))
-    return accuracy(predict(kernel, xs, sol.alpha, cfg.lam, to_nchw(x_test).double()), torch.from_numpy(y_test))
+    return test.accuracy(kernel, xs, sol.alpha, cfg.lam)
 
 
 def _transfer(images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None, x_test: np.ndarray,
@@ -208,8 +207,10 @@ def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], 
     k_s = time.perf_counter() - t
     xr, yr = random_subset(x_train, y_train, ipc, cfg.seed + 1)      # the run's own random floor
     n_classes = len(ds.classes)
+    kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
+    test = TestPoints.build(kernel, to_nchw(x_eval).double(), torch.from_numpy(y_eval))   # φ(test) once
     for name, (x, y) in (("k-means", (xk, yk)), ("random", (xr, yr))):
-        acc = _kernel_accuracy(cfg, x, y, x_eval, y_eval, n_classes)
+        acc = _kernel_accuracy(cfg, kernel, x, y, test, n_classes)
         rows.append({"dataset": cell.label, "ipc": ipc, "method": name, "loss": cfg.loss, "teacher": ref.metrics["teacher_test_accuracy"],
                      "distilled": acc, "random": ref.metrics["random_subset_test_accuracy"], "gap": float("nan"),
                      "radius": float("nan"), "consistency": float("nan"), "teacher_s": 0.0, "teacher_solver": "",
@@ -309,9 +310,13 @@ def step_scaling(ns: tuple[int, ...], d: int = 784, m: int = 10, C: int = 10) ->
             weights = torch.randn(k.features(xd[:2]).shape[1], C) if k.explicit else None
             xs = torch.randn(m, d, requires_grad=True)
 
-            def step():
-                z = k.features(xs) @ weights if weights is not None else k(xs, xd) @ coef
-                (z.square().sum() + k(xs).sum()).backward()
+            def step():                          # as the step loop does it: φ(x̃) once for explicit kernels
+                if weights is not None:
+                    f = k.features(xs)
+                    z, kss = f @ weights, f @ f.T
+                else:
+                    z, kss = k(xs, xd) @ coef, k(xs)
+                (z.square().sum() + kss.sum()).backward()
 
             flops = (step_flops(k, m, (d,), C, weights.shape[0]) if weights is not None
                      else step_flops(k, m, (d,), n))
@@ -352,8 +357,13 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, {mach['platform']}, "
              f"Python {mach['python']}, torch {mach['torch']} ({mach['threads']} threads), GPU: {mach['cuda'] or 'none'}  ",
              f"Wall time: {report['seconds']:.0f} s; peak memory (process): {report['peak_rss_mb']:.0f} MiB", "",
-             f"Settings: kernel {s['kernel']}, λ = {s['lam']:g} (mean form), {s['steps']} Adam steps at lr {s['lr']:g}, "
-             "synthetic images initialised from a class-balanced real sample, standardised pixels; "
+             f"Settings: kernel {s['kernel']}"
+             + ("" if not s.get("kernel_params") else " (" + ", ".join(f"{k} = {v}" for k, v in s["kernel_params"]) + ")")
+             + f", λ = {s['lam']:g} (mean form), {s['steps']} Adam steps at lr {s['lr']:g}, "
+             "synthetic images initialised from a class-balanced real sample, "
+             + ("ZCA-whitened" if dict(s.get("config", ())).get("preprocess") == "zca" else "standardised")
+             + " pixels" + ("" if not s.get("config") else
+                           " (every run: " + ", ".join(f"{k} = {v}" for k, v in s["config"]) + ")") + "; "
              "`random` = a class-balanced real subset of the same size (seed + 1), `k-means` = per-class centres.", "",
              "## Kernel test accuracy (%) of the same-loss kernel model trained on each set", "",
              "| dataset | IPC | method | loss | teacher | **set** | random subset | certified gap | radius | teacher s | total s | steps/s | peak MiB |",

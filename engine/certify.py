@@ -54,24 +54,63 @@ def radius(gap: float, lam: float) -> float:
 
 
 @dataclass
-class TestSet:
-    """Preprocessed test inputs (float64), labels (n_t,), teacher scores (n_t, C), k(x, x) (n_t,)."""
+class TestPoints:
+    """Preprocessed test inputs ``x`` (n_t, …) float64, labels ``y`` (n_t,) and, for explicit kernels,
+    their features φ(x) (n_t, p), computed once: every prediction then uses the very same features,
+    and a ConvNet feature kernel does not run n_t images through its networks again each time."""
     x: Tensor
     y: Tensor
+    features: Tensor | None = None
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, kernel, x: Tensor, y: Tensor, rows: int = 2048) -> "TestPoints":
+        if not kernel.explicit:
+            return cls(x, y)
+        return cls(x, y, torch.cat([kernel.features(x[i:i + rows]) for i in range(0, x.shape[0], rows)]))
+
+    @torch.no_grad()
+    def predict(self, kernel, xs: Tensor, alpha: Tensor, lam: float) -> Tensor:
+        """Scores (n_t, C) of the model w(α) = (1/(λm)) Σ_j α_j φ(xs_j) trained on xs (m, …)."""
+        if self.features is None:
+            return predict(kernel, xs, alpha, lam, self.x)
+        return self.features @ (kernel.features(xs).T @ alpha) / (lam * xs.shape[0])
+
+    def accuracy(self, kernel, xs: Tensor, alpha: Tensor, lam: float) -> float:
+        return accuracy(self.predict(kernel, xs, alpha, lam), self.y)
+
+
+@dataclass
+class TestSet:
+    """Test points with the teacher's scores (n_t, C) and k(x, x) (n_t,), from the points' own
+    features when the kernel has them (margins and predictions then agree to the last bit)."""
+    points: TestPoints
     teacher_scores: Tensor
     kdiag: Tensor
 
     @classmethod
+    @torch.no_grad()
     def build(cls, teacher: Teacher, x: Tensor, y: Tensor) -> "TestSet":
-        return cls(x, y, teacher.scores_tiled(x), teacher.kernel.diag(x))
+        points = TestPoints.build(teacher.kernel, x, y)
+        phi = points.features
+        if phi is None or teacher.weights is None:
+            return cls(points, teacher.scores_tiled(x), teacher.kernel.diag(x) if phi is None else (phi * phi).sum(1))
+        return cls(points, phi @ teacher.weights, (phi * phi).sum(1))
+
+    @property
+    def y(self) -> Tensor:
+        return self.points.y
 
     @property
     def teacher_accuracy(self) -> float:
         return float((self.teacher_scores.argmax(1) == self.y).double().mean())
 
 
-def train_on(kernel, loss: Loss, lam: float, xs: Tensor, Ys: Tensor, tol: float = 1e-9,
-             max_iter: int = 100, alpha0: Tensor | None = None) -> tuple[DualSolution, Tensor]:
+TRAIN_TOL, TRAIN_MAX_ITER = 1e-9, 100     # the m-point solve of the model trained on S
+
+
+def train_on(kernel, loss: Loss, lam: float, xs: Tensor, Ys: Tensor, tol: float = TRAIN_TOL,
+             max_iter: int = TRAIN_MAX_ITER, alpha0: Tensor | None = None) -> tuple[DualSolution, Tensor]:
     """The same-loss kernel model trained on (xs, Ys): its certified solution and K_SS."""
     Kss = kernel(xs)
     return solve_dense(Kss, Ys, loss, lam, tol=tol, max_iter=max_iter, alpha0=alpha0), Kss
@@ -109,11 +148,11 @@ class Certificate:
 def certify(teacher: Teacher, xs: Tensor, Ys: Tensor, test: TestSet, alpha0: Tensor | None = None) -> Certificate:
     """Train on S, bound ‖w_S − w*‖, and evaluate certificates on the test set (all float64)."""
     kernel, loss, lam = teacher.kernel, teacher.loss, teacher.lam
-    sol, Kss = train_on(kernel, loss, lam, xs, Ys, alpha0=alpha0)
-    Z = teacher.scores(xs)
+    Z, Kss = teacher.scores_and_gram(xs)       # one φ(x̃) for both: G_S is exact for the features used
+    sol = solve_dense(Kss, Ys, loss, lam, tol=TRAIN_TOL, max_iter=TRAIN_MAX_ITER, alpha0=alpha0)
     parts = gap_parts(loss, lam, teacher.w_norm2, Z, Ys, sol.alpha, Kss)
     r = radius(parts.gap, lam)
-    scores = predict(kernel, xs, sol.alpha, lam, test.x)
+    scores = test.points.predict(kernel, xs, sol.alpha, lam)
     ts = test.teacher_scores
     top2 = ts.topk(2, dim=1)
     margin = top2.values[:, 0] - top2.values[:, 1]

@@ -379,15 +379,24 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     else:
         block = _dense_call_bytes(kernel, rows, n, s.chw, p, torch.float64, True, False)
     test = [("test images, float64", cert, nt * d * CERT_BYTES), ("test scores and k(x, x)", cert, 2 * nt * k * 8)]
+    if explicit:              # φ(x_test) kept for every later prediction (engine.certify.TestPoints)
+        test.append(("test features", cert, nt * p * CERT_BYTES))
+        temporaries = block + nt * p * CERT_BYTES          # one tile's work, and the tiles before their concatenation
+    else:
+        temporaries = max(block, _diag_bytes(kernel, nt, s.chw, p)) + 4 * nt * d
     stages.append(("test set", data + [labels] + kept_teacher + test + [
-        ("test kernel rows / k(x, x)", cert, max(block, _diag_bytes(kernel, nt, s.chw, p)) + 4 * nt * d)]))
+        ("test kernel rows / k(x, x)", cert, temporaries)]))
 
     # distillation: the teacher in the work dtype, KIP's working copy, one step's autograd graph
     same = run.work_dtype == torch.float64 and run.device == run.cdev
     cast = 0 if same else (p * k if explicit else n * (d + k)) * ew
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
     cached = cfg.mode == "kip" and kernel.explicit and not getattr(kernel, "redraw_every", 0)
-    if cached:                # fixed networks: φ(x_train) computed once (peak: one feature tile beside it)
+    if cached:                # fixed networks: φ(x_train) computed once, in tiles, then concatenated
+        tile = min(n, 2048)
+        stages.append(("KIP feature cache", alive + [
+            ("KIP feature tiles and their concatenation", work, 2 * n * p * ew),
+            ("one tile's features", work, _feature_bytes(kernel, tile, s.chw, p, run.work_dtype, False))]))
         alive.append(("KIP features of x_train", work, n * (p + k) * ew))
     elif cfg.mode == "kip":
         alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
@@ -561,14 +570,14 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
     if hinge_cd:                     # one kernel row per update, a dozen O(n) NumPy calls
         t["teacher solve"] += HINGE_UPDATES * n * k * (12 * rates["call"] + 6 * n * rates["element"])
     # test set: teacher scores and k(x, x)
-    t["test set"] = 2 * nt * per_image if explicit else block(nt, n) + nt * per_image
+    t["test set"] = nt * per_image if explicit else block(nt, n) + nt * per_image      # φ(x_test) once
     # distillation steps: forward + backward ≈ 3 forward passes, plus the step's small calls
     b = min(cfg.kip_batch, n)
     family = cfg.loss if cfg.loss in ("hinge", "squared-hinge") else "smooth"
     calls = STEP_CALLS["kip" if cfg.mode == "kip" else "joint" if cfg.alpha_mode == "joint" else family]
     if cfg.mode == "kip" and explicit:         # φ(x̃) once; the batch's features cached or recomputed
         cached = not getattr(kernel, "redraw_every", 0)
-        step = (m if cached else m + b) * per_image + (b + m) * m * pair
+        step = (m if cached else m + b / 3) * per_image + (b + m) * m * pair     # the batch: forward only
         t["KIP features of x_train"] = n * per_image if cached else 0.0
     elif cfg.mode == "kip":
         step = block(b, m) + block(m, m)
@@ -579,8 +588,11 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
     t["steps"] = cfg.steps * (3 * step + calls * rates["call"])
     # certificates: the m-point solve, teacher scores of x̃, predictions on the test points
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1
-    teacher_rows = m * per_image if explicit else block(m, n)
-    t["certificates"] = evals * (teacher_rows + block(nt, m) + block(m, m) + CERTIFY_CALLS[family] * rates["call"])
+    if explicit:              # φ(x̃) for the teacher scores, K_SS and the predictions on the cached φ(x_test)
+        rows = 3 * m * per_image + (nt + m) * m * pair
+    else:
+        rows = block(m, n) + block(nt, m) + block(m, m)
+    t["certificates"] = evals * (rows + CERTIFY_CALLS[family] * rates["call"])
     return t
 
 

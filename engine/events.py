@@ -13,7 +13,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Stage:
-    """A phase starts: ``name`` in {"data", "kernel", "teacher", "distill", "evaluate", "export"}."""
+    """A phase starts: ``name`` in {"data", "kernel", "teacher", "features" (KIP's feature cache), "distill",
+    "evaluate", "export"}."""
     name: str
     message: str = ""
 

@@ -230,6 +230,16 @@ def test_explicit_teacher_keeps_weights_when_solved_on_the_dense_matrix():
     torch.testing.assert_close(Z, k(xt, x) @ coef, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(K, k(xt), rtol=1e-12, atol=1e-12)
 
+    # the test set keeps φ(x_test): teacher scores, k(x, x) and predictions of a model on S from it
+    from engine.certify import TestSet, predict
+    test = TestSet.build(teacher, xt, torch.arange(7) % 3)
+    assert test.points.features is not None and test.points.features.shape == (7, 65)
+    torch.testing.assert_close(test.teacher_scores, k(xt, x) @ coef, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(test.kdiag, k.diag(xt), rtol=1e-12, atol=1e-12)
+    xs, alpha = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(test.points.predict(k, xs, alpha, 1e-2), predict(k, xs, alpha, 1e-2, xt),
+                               rtol=1e-10, atol=1e-12)
+
 
 def _kip_reference(kernel, xs, Ys, xb, Yb, lam):
     """KIP's loss written out from kernel calls: ½·mean_b ‖Y_b − K_bS (K_SS + λ m I)⁻¹ Ỹ‖²."""

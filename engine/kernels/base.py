@@ -50,6 +50,11 @@ class Kernel:
         """Explicit feature map φ(a), ``(n, p)``, with k(a, b) = φ(a) φ(b)ᵀ (explicit kernels only)."""
         raise TypeError(f"kernel {self.name!r} has no explicit features")
 
+    def feature_cost(self, chw: tuple[int, ...]) -> tuple[float, float]:
+        """Forward cost of φ for one input of shape ``chw``: (multiply-add flops, elements touched by
+        elementwise ops); explicit kernels only (the run estimate and the step loop's thread policy)."""
+        raise TypeError(f"kernel {self.name!r} has no explicit features")
+
     # -- shared ---------------------------------------------------------------
     def prepare(self, a: torch.Tensor) -> torch.Tensor:
         if self.layout == "flat":

@@ -37,6 +37,10 @@ class LinearKernel(Kernel):
         a = self.prepare(a)
         return (a * a).sum(1) / a.shape[1] + self.bias ** 2
 
+    def feature_cost(self, chw: tuple[int, ...]) -> tuple[float, float]:
+        """(flops, elements) of φ for one input: one scaling of its d values."""
+        return float(math.prod(chw)), float(math.prod(chw))
+
     def features(self, a):
         a = self.prepare(a)
         f = a / math.sqrt(a.shape[1])

@@ -17,20 +17,39 @@ lazily per input shape, then cast to the input's dtype and device: same seed ⇒
 stored for the distiller, which decides when to call it.
 
 ``feature_dtype`` ("float32", "float64" or None = the input's dtype) is the precision the networks
-run in; φ is returned in the input's dtype, so a float64 solve or certificate is exact for the
-features actually used. ``rf-conv`` defaults to float32: CPU convolutions in float64 have no fast
-kernels (128-wide ConvNets on 32 × 32 × 3 images: 16.7 ms per image against 6.3 ms in float32,
-measured on this 2-core machine), and the teacher and test sets of a CIFAR-10 run are 60,000 images.
+run in (cuDNN's TF32 shortcut is switched off); φ is returned in the input's dtype. In float32 the
+features of one image depend on the batch it is computed in at rounding level (about 1e-7
+relative), so the engine computes each set's features once and reuses them wherever a certificate
+combines them: G_S from one φ(x̃) (``Teacher.scores_and_gram``), test margins and predictions from
+one φ(x_test) (``engine.certify.TestPoints``). ``rf-conv`` defaults to float32: CPU convolutions in
+float64 have no fast kernels (128-wide ConvNets on 32 × 32 × 3 images: 16.7 ms per image against
+6.3 ms in float32, measured on this 2-core machine), and a CIFAR-10 run's teacher and test sets are
+60,000 images.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from engine.kernels.base import Kernel
+
+
+@contextmanager
+def _full_float32(device: torch.device) -> Iterator[None]:
+    """cuDNN convolutions in true float32 (PyTorch lets them use TF32, ~1e-3 relative error, by
+    default): the features feed float64 certificates. The engine computes on one thread at a time."""
+    if device.type != "cuda" or not torch.backends.cudnn.allow_tf32:
+        yield
+        return
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
 
 
 class RandomFeatureKernel(Kernel):
@@ -76,10 +95,6 @@ class RandomFeatureKernel(Kernel):
         """Peak temporary bytes per input row while computing features (for tiling)."""
         raise NotImplementedError
 
-    def feature_cost(self, chw: tuple[int, ...]) -> tuple[float, float]:
-        """Forward cost of φ for one input of shape ``chw``: (multiply-add flops, activation elements
-        touched by elementwise ops). Used by the run estimate and the step loop's thread policy."""
-        raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------
     def weights(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -97,7 +112,8 @@ class RandomFeatureKernel(Kernel):
         run = a if self.feature_dtype is None else a.to(getattr(torch, self.feature_dtype))
         w = self.weights(run)
         rows = max(1, min(a.shape[0], self.tile_bytes // max(1, self.feature_bytes_per_row(run))))
-        phi = torch.cat([self._features(run[i:i + rows], w) for i in range(0, a.shape[0], rows)]).to(a.dtype)
+        with _full_float32(run.device):
+            phi = torch.cat([self._features(run[i:i + rows], w) for i in range(0, a.shape[0], rows)]).to(a.dtype)
         return torch.cat([phi, torch.full_like(phi[:, :1], self.b_std)], dim=1)
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:

@@ -149,8 +149,11 @@ def test_word_valued_kernel_parameters_round_trip(qtbot, panel):
     resolved = make_kernel("rf-conv", width=32).params()          # what a run records in its config
     panel.set_config(panel.config().replace(kernel="rf-conv", kernel_params=resolved))
     assert panel.error is None and panel.config().kernel_params == resolved
-    kernel = panel._fields["kernel"].widget
-    kernel.setCurrentIndex(kernel.findData("rf-fc"))
+    resolved = make_kernel("rf-fc", width=32).params()            # feature_dtype None: left empty
+    panel.set_config(panel.config().replace(kernel="rf-fc", kernel_params=resolved))
+    assert panel.error is None and make_kernel("rf-fc", **panel.config().kernel_params).params() == resolved
+    assert panel._kernel_edits["w_std"].placeholderText() == "default 1.41421"
+    panel.set_config(panel.config().replace(kernel="rf-fc", kernel_params={}))
     qtbot.keyClicks(panel._kernel_edits["feature_dtype"], "float32")
     assert panel.config().kernel_params == {"feature_dtype": "float32"}
     panel._kernel_edits["feature_dtype"].setText("")
