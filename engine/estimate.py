@@ -330,7 +330,8 @@ def _plan(run: _Run, n: int, budget: int) -> tuple[bool, str, int]:
     """(fits, storage, operator bytes) under the engine's rule."""
     try:
         storage, size = operator_plan(n, explicit=run.kernel.explicit, p=run.p, element_size=CERT_BYTES,
-                                      budget_bytes=budget)
+                                      budget_bytes=budget,
+                                      dense_if_fits=run.config.loss == "hinge" and run.cdev.type == "cpu")
         return True, storage, size
     except ResourceError:
         return False, "dense", n * n * CERT_BYTES

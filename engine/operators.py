@@ -44,17 +44,19 @@ def max_dense_points(element_size: int, budget_bytes: int) -> int:
     return math.isqrt(max(0, int(budget_bytes)) // max(1, int(element_size)))
 
 
-def operator_plan(n: int, *, explicit: bool, p: int | None, element_size: int, budget_bytes: int
-                  ) -> tuple[str, int]:
+def operator_plan(n: int, *, explicit: bool, p: int | None, element_size: int, budget_bytes: int,
+                  dense_if_fits: bool = False) -> tuple[str, int]:
     """How :func:`build_operator` stores the kernel of n points, and its bytes.
 
-    ``("features", n·p·element_size)`` when explicit features (dimension ``p``) are used and p < n,
-    else ``("dense", n²·element_size)``; raises :class:`ResourceError` when that dense matrix is over
+    ``("features", n·p·element_size)`` when explicit features (dimension ``p``) are used and p < n
+    (unless ``dense_if_fits`` and ΦΦᵀ fits half of ``budget_bytes`` beside Φ, leaving the other half to
+    the rest of the run: the hinge teacher's coordinate descent needs kernel rows), else ``("dense", n²·element_size)``; raises :class:`ResourceError` when that dense matrix is over
     ``budget_bytes``. Part of the run's refusal rule (:func:`engine.estimate.check_run`, called by
     :func:`engine.distill.run` before any kernel is built), which also holds the peak over every stage
     to the budget and to the machine's available memory; kept here as the operator's own guard."""
     if explicit and p is not None and p < n:
-        return "features", n * p * element_size
+        if not (dense_if_fits and 2 * (n * n + n * p) * element_size <= budget_bytes):
+            return "features", n * p * element_size
     need = n * n * element_size
     if need > budget_bytes:
         raise ResourceError(
@@ -65,15 +67,17 @@ def operator_plan(n: int, *, explicit: bool, p: int | None, element_size: int, b
 
 
 @torch.no_grad()
-def build_operator(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True) -> KernelOperator:
+def build_operator(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True,
+                   dense_if_fits: bool = False) -> KernelOperator:
     """Kernel operator of the rows of ``x`` (n, …) in x's dtype/device, refusing when over budget
     (the rule is :func:`operator_plan`)."""
     n = x.shape[0]
     phi = kernel.features(x) if kernel.explicit and prefer_features else None
     storage, _ = operator_plan(n, explicit=phi is not None, p=None if phi is None else phi.shape[1],
-                               element_size=x.element_size(), budget_bytes=budget_bytes)
+                               element_size=x.element_size(), budget_bytes=budget_bytes,
+                               dense_if_fits=dense_if_fits)
     if storage == "features":
         return KernelOperator(n=n, features=phi)
-    if phi is not None:          # p ≥ n: K = ΦΦᵀ from the features already computed (kept for w* = Φᵀc)
+    if phi is not None:          # K = ΦΦᵀ from the features already computed (kept for w* = Φᵀc)
         return KernelOperator(n=n, dense=phi @ phi.T, features=phi)
     return KernelOperator(n=n, dense=kernel(x))

@@ -283,3 +283,32 @@ def test_step_thread_policy_counts_the_feature_networks():
     assert step_flops(conv, 100, (3, 32, 32), 10, 4097) > 10 * SMALL_STEP_FLOPS
     assert step_flops(fc, 10, (784,), 10, 2049) < SMALL_STEP_FLOPS
     assert step_flops(make_kernel("ntk-fc"), 10, (784,), 60000) > SMALL_STEP_FLOPS
+
+
+def test_hinge_teacher_on_features_uses_coordinate_descent_when_the_gram_fits():
+    """p < n with hinge on the CPU: the teacher builds K = ΦΦᵀ (within half the budget) for coordinate
+    descent, keeps w* = Φᵀc, and reaches FISTA's optimum on Φ; with a budget too small for ΦΦᵀ it runs
+    FISTA on Φ. The run estimate plans the same storage."""
+    from engine.config import DistillConfig
+    from engine.data import load_dataset
+    from engine.estimate import estimate_run
+    from engine.generators import drain
+    from engine.losses import make_loss
+    from engine.teacher import fit_teacher
+
+    g = torch.Generator().manual_seed(3)
+    x, labels = torch.randn(120, 6, generator=g, dtype=torch.float64), torch.arange(120) % 3
+    k = make_kernel("rf-fc", width=16, n_models=1)               # p = 17 < n = 120
+    loss = make_loss("hinge")
+    Y = loss.targets(labels, 3)
+    cd = drain(fit_teacher(k, loss, 1e-2, x, Y, tol=1e-8))
+    fista = drain(fit_teacher(k, loss, 1e-2, x, Y, tol=1e-8, budget_bytes=2 * 120 * 120 * 8))
+    assert cd.solution.solver.startswith("coordinate descent") and fista.solution.solver.startswith("fista")
+    assert cd.weights is not None and cd.weights.shape == (17, 3)
+    assert cd.solution.primal == pytest.approx(fista.solution.primal, rel=1e-6)
+    torch.testing.assert_close(cd.weights, fista.weights, rtol=1e-3, atol=1e-4)
+
+    report = load_dataset("sample").report
+    plan = {loss: estimate_run(DistillConfig(loss=loss, kernel="rf-fc", kernel_params={"width": 16, "n_models": 1},
+                                             device="cpu"), report).storage for loss in ("hinge", "logistic")}
+    assert plan == {"hinge": "dense", "logistic": "features"}
