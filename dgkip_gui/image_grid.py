@@ -58,10 +58,19 @@ class ImageGrid(QWidget):
         super().__init__(parent)
         self.view = pg.GraphicsLayoutWidget()
         self.view.setBackground("w")
-        self.box = self.view.addViewBox(lockAspect=True, invertY=True, enableMenu=True)
+        # a plot whose left axis carries the class names at the row centres: laid out beside the view,
+        # so names are never clipped (text items inside the view were cut at its left edge)
+        self.plot = self.view.addPlot()
+        self.plot.hideAxis("bottom")
+        self.plot.hideButtons()
+        self.axis = self.plot.getAxis("left")
+        self.axis.setPen(None)
+        self.axis.setTextPen("#222")
+        self.box = self.plot.getViewBox()
+        self.box.setAspectLocked(True)
+        self.box.invertY(True)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.box.addItem(self.image)
-        self._labels: list[pg.TextItem] = []
         self._classes: list[str] = []
         self._tile_height = 0
         self.step: int | None = None
@@ -103,11 +112,7 @@ class ImageGrid(QWidget):
         self.stack.setCurrentWidget(self.view)
 
     def _place_labels(self) -> None:
-        for item in self._labels:
-            self.box.removeItem(item)
-        self._labels = []
-        for row, name in enumerate(self._classes):
-            label = pg.TextItem(name, color="#222", anchor=(1.0, 0.5))
-            label.setPos(-0.5, row * (self._tile_height + GAP) + self._tile_height / 2)
-            self.box.addItem(label)
-            self._labels.append(label)
+        """Class names as the left axis's ticks, one per row of tiles (no minor ticks)."""
+        centre = self._tile_height / 2
+        self.axis.setTicks([[(row * (self._tile_height + GAP) + centre, name)
+                             for row, name in enumerate(self._classes)], []])
