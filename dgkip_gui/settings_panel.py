@@ -124,6 +124,12 @@ PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
     "Paper: cross-entropy NTK": lambda c, classes: c.replace(
         mode="dgkip", loss="cross-entropy", kernel="ntk-fc", kernel_params={}, ipc=10, steps=1000, lr=0.01,
         lam=1e-3, preprocess="zca", eval_every=100, snapshot_every=10, learn_labels=False, classes=None),
+    # CIFAR-10 on a 2-core CPU: 1,000 images per class, IPC 10 in under 5 minutes at 44.6 % kernel
+    # accuracy against a 44.7 % teacher (docs/results.md); smaller λ makes DGKIP worse here
+    "Natural images (ConvNet features)": lambda c, classes: c.replace(
+        mode="dgkip", loss="cross-entropy", kernel="rf-conv",
+        kernel_params={"width": 128, "n_models": 2, "redraw_every": 0}, ipc=10, steps=300, lr=0.03, lam=1e-4,
+        max_per_class=1000, eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
     "KIP baseline (squared, NTK)": lambda c, classes: c.replace(
         mode="kip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.01, lam=1e-3,
         learn_labels=True, eval_every=100, classes=None),

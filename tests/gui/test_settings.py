@@ -86,6 +86,10 @@ def test_presets_fill_the_form(panel):
     panel.preset.activated.emit(pair)
     config = panel.config()
     assert config.loss == "hinge" and config.classes == ["0", "1"]
+    panel.preset.activated.emit(list(PRESETS).index("Natural images (ConvNet features)") + 1)
+    config = panel.config()
+    assert config.kernel == "rf-conv" and config.lam == 1e-4 and config.max_per_class == 1000
+    assert config.kernel_params == {"width": 128, "n_models": 2, "redraw_every": 0}
 
 
 def test_class_checklist(qtbot, window):
