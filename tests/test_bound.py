@@ -62,6 +62,24 @@ def test_radius_bounds_distance_after_distillation(loss):
     assert bound < 100 * dist + 1e-9
 
 
+@pytest.mark.parametrize("loss", ["cross-entropy", "hinge"])
+def test_radius_bounds_distance_with_float32_convnet_features(loss):
+    """rf-conv runs its networks in float32 (features handed back in float64): the run's certificate
+    still bounds the RKHS distance measured here from features recomputed in other batches; hinge's
+    teacher is solved by coordinate descent on ΦΦᵀ (p = 17 < n = 250)."""
+    cfg = DistillConfig(data="sample", loss=loss, kernel="rf-conv", ipc=2, steps=12, max_per_class=25,
+                        kernel_params={"width": 8, "n_models": 2, "redraw_every": 0},
+                        lam=1e-2, eval_every=6, snapshot_every=0, lr=0.05).validate()
+    events, result = _run(cfg)
+    assert result.config.kernel_params["feature_dtype"] == "float32"
+    if loss == "hinge":
+        assert result.metrics["teacher_solver"].startswith("coordinate descent")
+    dist, slack, *_ = _rkhs(result, cfg)
+    bound = result.metrics["radius_to_exact_teacher"]
+    assert dist <= bound + slack, (loss, dist, bound)
+    assert bound < 100 * dist + 1e-9
+
+
 @pytest.mark.parametrize("loss,lr", [("cross-entropy", 2e-3), ("hinge", 2e-4), ("squared", 2e-3)])
 def test_certified_points_keep_their_prediction(loss, lr):
     # the distilled set starts as the whole (tiny) training set and moves away for a few steps:
