@@ -139,7 +139,7 @@ def _distil(cfg: DistillConfig, dataset: Dataset) -> tuple[dict[str, Any], Disti
     return ({"teacher": m["teacher_test_accuracy"], "distilled": m["distilled_test_accuracy"],
              "random": m["random_subset_test_accuracy"], "gap": m["gap"], "radius": m["radius"],
              "consistency": m["certified_consistency"], "teacher_s": m["teacher_seconds"],
-             "teacher_solver": m["teacher_solver"], "seconds": m["seconds"],
+             "teacher_solver": m["teacher_solver"], "teacher_rel_gap": m["teacher_rel_gap"], "seconds": m["seconds"],
              "steps_per_s": m["steps_per_second"], "n": m["n_train"], "peak_rss_mb": peak_rss_mb()},
             done.result)
 
