@@ -10,7 +10,8 @@ and the duality gap G(w(α), α) = (1/N) Σ_i FY_i, a certified bound: ‖w(α) 
   Newton operator is self-adjoint), one kernel product per CG iteration, Armijo line search;
 - hinge: on a dense CPU kernel matrix, greedy dual coordinate descent (one box-clipped Newton step on
   the most violating coordinate, then an O(N) score update from one kernel row, as in LIBSVM without
-  the bias constraint the mean-form problem does not have); otherwise (explicit features, GPU)
+  the bias constraint the mean-form problem does not have; explicit-feature teachers build K = ΦΦᵀ
+  for it when it fits, see engine.operators); otherwise (features too large for ΦΦᵀ, GPU)
   accelerated projected gradient (FISTA with adaptive restart). Both warm-start from the
   squared-hinge solution.
 """
