@@ -477,7 +477,7 @@ def available_bytes(pool: str, device: torch.device | None = None) -> int | None
 def machine_rates() -> dict[str, float]:
     """Measured once per process on the CPU in float64 with torch's current threads (≈ 30 ms; blocks
     big enough that thread wake-ups on a busy machine do not dominate): ``flops`` (matrix-product
-    flop/s), ``stream`` (bytes/s of a matrix read by a thin product, like the teacher's K V), ``call``
+    flop/s; ``flops32`` the same in float32, the rate of networks run in float32), ``stream`` (bytes/s of a matrix read by a thin product, like the teacher's K V), ``call``
     (seconds per small torch call), ``element`` (seconds per element of a transcendental op) and
     ``simple`` (seconds per element of a product: ReLU, pooling and the like)."""
     g = torch.Generator().manual_seed(0)
@@ -490,7 +490,9 @@ def machine_rates() -> dict[str, float]:
     def calls() -> None:
         for _ in range(100):
             small.mul(small)
+    a32 = a.float()
     return {"flops": 2 * 512 ** 3 / best_of(lambda: a @ a, 2),
+            "flops32": 2 * 512 ** 3 / best_of(lambda: a32 @ a32, 2),
             "stream": big.numel() * 8 / best_of(lambda: big @ thin, 2),
             "call": best_of(calls) / 100,
             "element": best_of(lambda: torch.atan2(vec, vec), 2) / vec.numel(),
@@ -535,7 +537,8 @@ def _feature_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str,
     simple elementwise ops."""
     if isinstance(kernel, RandomFeatureKernel):
         flops, elements = kernel.feature_cost(chw)
-        return flops / rates["flops"] + elements * rates["simple"]
+        rate = rates["flops32"] if getattr(kernel, "feature_dtype", None) == "float32" else rates["flops"]
+        return flops / rate + elements * rates["simple"]
     return 2 * math.prod(chw) * rates["simple"]
 
 
