@@ -715,12 +715,9 @@ class MainWindow(QMainWindow):
         """The dialog's starting point for the open export: its run's dataset, the last choices, and
         quick training on a CPU (the full recipe on a GPU)."""
         info = self.export_info
-        cpu = self._evaluation_device() == "cpu"
+        cpu = self._evaluation_device_and_reason()[0] == "cpu"
         return default_options(info.data if info else SAMPLE, info.test_data if info else None, self._evaluation,
                                QUICK_EPOCHS if cpu else None)
-
-    def _evaluation_device(self) -> str:
-        return self._evaluation_device_and_reason()[0]
 
     def _evaluation_device_and_reason(self) -> tuple[str, str]:
         """(device type, why it differs from the form's choice or ""): the settings form's device, or the

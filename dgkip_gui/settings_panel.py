@@ -7,7 +7,6 @@ Fields the form does not show (``data``, ``test_data``...) are carried over from
 from __future__ import annotations
 
 import html
-import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 
 from engine import config as cfg
 from engine.config import ConfigError, DistillConfig
+from engine.estimate import estimate_run, format_seconds
 from engine.kernels import kernel_names, make_kernel
 from dgkip_gui.system_info import format_bytes
 
@@ -92,6 +92,14 @@ def _format_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def _placeholder(default: Any) -> str:
+    """A kernel parameter's empty-field hint: its default, floats short (``default 1.41421``)."""
+    if default is None:
+        return "default"
+    return f"default {default:g}" if isinstance(default, float) and not isinstance(default, bool) \
+        else f"default {_format_value(default)}"
 
 
 def _parse_kernel_param(name: str, text: str, default: Any) -> Any:
@@ -322,7 +330,7 @@ class SettingsPanel(QWidget):
             edit.setPlaceholderText("all")
         edit.textEdited.connect(self._edited)
         self._bind(name, edit, lambda: _parse_number(name, edit.text(), kind, optional),
-                   lambda v: edit.setText("" if v is None else _format_value(v)))
+                   lambda v: edit.setText(_format_value(v)))
         return edit
 
     def _check(self, name: str, text: str) -> QCheckBox:
@@ -374,8 +382,7 @@ class SettingsPanel(QWidget):
         for name, default in kernel_defaults(kernel).items():
             edit = QLineEdit(texts.get(name, ""))
             edit.setAcceptDrops(False)
-            edit.setPlaceholderText("default" if default is None else
-                                    f"default {default:g}" if isinstance(default, float) else f"default {_format_value(default)}")
+            edit.setPlaceholderText(_placeholder(default))
             edit.setToolTip(KERNEL_PARAM_HELP.get(name, name))
             edit.textEdited.connect(lambda text, name=name: self._kernel_param_edited(kernel, name, text))
             self.kernel_form.addRow(name, edit)
@@ -403,8 +410,7 @@ class SettingsPanel(QWidget):
     def set_config(self, config: DistillConfig) -> None:
         """Show ``config`` in the form (unknown choices fall back to the first option)."""
         self._base = config
-        self._kernel_texts[config.kernel] = {k: _format_value(v) for k, v in config.kernel_params.items()
-                                             if v is not None}
+        self._kernel_texts[config.kernel] = {k: _format_value(v) for k, v in config.kernel_params.items()}
         self._updating = True
         for name, binding in self._fields.items():
             binding.set(getattr(config, name))
@@ -480,10 +486,9 @@ class SettingsPanel(QWidget):
         """Show ``engine.estimate.estimate_run`` for the current config: peak memory, rough time, and
         whether the run fits (green) or will be refused (red, with what to change)."""
         config = self.valid_config()
-        if config is None or self._report is None or importlib.util.find_spec("engine.estimate") is None:
+        if config is None or self._report is None:
             self.estimate.hide()
             return
-        from engine.estimate import estimate_run, format_seconds
         try:
             estimate = estimate_run(config, self._report)
         except Exception as exc:  # noqa: BLE001 - an estimate must never break the form

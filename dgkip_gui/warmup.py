@@ -15,10 +15,15 @@ import gc
 
 import torch
 
+from engine.estimate import machine_rates
+
 
 @functools.cache
 def warm_up() -> None:
-    """Build a throw-away optimiser (triggers torch's lazy imports), then collect and freeze."""
+    """Build a throw-away optimiser (triggers torch's lazy imports), measure the run estimate's
+    machine rates (cached; the settings panel would otherwise time them on the GUI thread), then
+    collect and freeze."""
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    machine_rates()             # the run estimate's timings (~30 ms), off the GUI thread
     gc.collect()
     gc.freeze()

@@ -7,6 +7,7 @@ without pixels stand in where only counts matter.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -200,6 +201,7 @@ def test_explicit_feature_storage_over_the_budget_is_refused(plenty, no_kernel_b
     assert str(refused.value) == estimate.message
     budget = float(re.search(r"raise memory_budget_gb to at least (\d+(?:\.\d+)?)", estimate.message).group(1))
     assert estimate_run(cfg.replace(memory_budget_gb=budget), ds.report).fits
+    assert named_changes(estimate.message), estimate.message
     for change in named_changes(estimate.message):
         assert estimate_run(cfg.replace(**change), ds.report).fits, change
 
@@ -279,6 +281,7 @@ def test_machine_memory_limits_below_the_budget(monkeypatch):
     assert "raising memory_budget_gb alone does not help" in estimate.message
     with pytest.raises(ResourceError, match="available now"):
         check_run(cfg, ds.report)
+    assert named_changes(estimate.message), estimate.message
     for change in named_changes(estimate.message):
         assert estimate_run(cfg.replace(**change), ds.report).fits, change
     monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: needed)
@@ -390,7 +393,7 @@ def test_explicit_features_scale_with_n_times_p_not_n_squared():
 def test_estimate_contract_and_time_hint(plenty):
     estimate = estimate_run(DistillConfig(device="cpu", steps=20), load_dataset("sample").report)
     assert isinstance(estimate, RunEstimate) and estimate.fits
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         estimate.fits = False                                            # frozen
     assert estimate.memory_bytes > estimate.operator_bytes == 1438 ** 2 * 8
     assert estimate.seconds_hint is not None and estimate.seconds_hint > 0
