@@ -70,11 +70,13 @@ class TestPoints:
         return cls(x, y, torch.cat([kernel.features(x[i:i + rows]) for i in range(0, x.shape[0], rows)]))
 
     @torch.no_grad()
-    def predict(self, kernel, xs: Tensor, alpha: Tensor, lam: float) -> Tensor:
-        """Scores (n_t, C) of the model w(α) = (1/(λm)) Σ_j α_j φ(xs_j) trained on xs (m, …)."""
+    def predict(self, kernel, xs: Tensor, alpha: Tensor, lam: float, xs_features: Tensor | None = None) -> Tensor:
+        """Scores (n_t, C) of the model w(α) = (1/(λm)) Σ_j α_j φ(xs_j) trained on xs (m, …);
+        ``xs_features``: φ(xs) (m, p) when the caller has it already."""
         if self.features is None:
             return predict(kernel, xs, alpha, lam, self.x)
-        return self.features @ (kernel.features(xs).T @ alpha) / (lam * xs.shape[0])
+        fs = kernel.features(xs) if xs_features is None else xs_features
+        return self.features @ (fs.T @ alpha) / (lam * xs.shape[0])
 
     def accuracy(self, kernel, xs: Tensor, alpha: Tensor, lam: float) -> float:
         return accuracy(self.predict(kernel, xs, alpha, lam), self.y)
@@ -92,9 +94,9 @@ class TestSet:
     @torch.no_grad()
     def build(cls, teacher: Teacher, x: Tensor, y: Tensor) -> "TestSet":
         points = TestPoints.build(teacher.kernel, x, y)
-        phi = points.features
-        if phi is None or teacher.weights is None:
-            return cls(points, teacher.scores_tiled(x), teacher.kernel.diag(x) if phi is None else (phi * phi).sum(1))
+        phi = points.features                  # explicit kernels: the teacher is w* (fit_teacher keeps it)
+        if phi is None:
+            return cls(points, teacher.scores_tiled(x), teacher.kernel.diag(x))
         return cls(points, phi @ teacher.weights, (phi * phi).sum(1))
 
     @property
@@ -148,11 +150,12 @@ class Certificate:
 def certify(teacher: Teacher, xs: Tensor, Ys: Tensor, test: TestSet, alpha0: Tensor | None = None) -> Certificate:
     """Train on S, bound ‖w_S − w*‖, and evaluate certificates on the test set (all float64)."""
     kernel, loss, lam = teacher.kernel, teacher.loss, teacher.lam
-    Z, Kss = teacher.scores_and_gram(xs)       # one φ(x̃) for both: G_S is exact for the features used
+    fs = kernel.features(xs) if test.points.features is not None else None    # one φ(x̃) for everything:
+    Z, Kss = teacher.scores_and_gram(xs, fs)   # G_S is exact for the features used
     sol = solve_dense(Kss, Ys, loss, lam, tol=TRAIN_TOL, max_iter=TRAIN_MAX_ITER, alpha0=alpha0)
     parts = gap_parts(loss, lam, teacher.w_norm2, Z, Ys, sol.alpha, Kss)
     r = radius(parts.gap, lam)
-    scores = test.points.predict(kernel, xs, sol.alpha, lam)
+    scores = test.points.predict(kernel, xs, sol.alpha, lam, fs)
     ts = test.teacher_scores
     top2 = ts.topk(2, dim=1)
     margin = top2.values[:, 0] - top2.values[:, 1]

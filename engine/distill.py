@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Generator, Iterator
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from engine.device import certificate_device, describe, resolve_device, resolve_
 from engine.estimate import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import Kernel, make_kernel
-from engine.kip import kip_loss
+from engine.kip import kip_loss, uses_feature_cache
 from engine.losses import Loss, make_loss
 from engine.result import DistillResult
 from engine.solver import solve_dense
@@ -180,7 +180,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # redrawn, their features φ(x) computed once here (each step then costs the same whatever n is).
     redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
     x_work = f_work = None
-    if cfg.mode == "kip" and kernel.explicit and not redraw_every:
+    if uses_feature_cache(cfg.mode, kernel):
         f_work = yield from _feature_cache(kernel, x_train_np, device, dtype, control)
     elif cfg.mode == "kip":
         x_work = to_nchw(x_train_np).to(device, dtype)
@@ -290,7 +290,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
 
 
 def _feature_cache(kernel: Kernel, x_np: np.ndarray, device, dtype, control: RunControl, rows: int = 2048
-                   ) -> Iterator[Event]:
+                   ) -> Generator[Event, None, torch.Tensor]:
     """φ(x_train) (n, p) in the work dtype for KIP with fixed networks, built in row tiles (pause and
     cancel are honoured between tiles) straight from the NHWC array, without a whole-set tensor copy."""
     n = len(x_np)

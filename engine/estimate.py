@@ -72,6 +72,9 @@ from engine.kernels.conv import ConvNetworkKernel
 from engine.kernels.fc import FCNetworkKernel, LinearKernel, RBFKernel
 from engine.kernels.random_features import RandomConvKernel, RandomFCKernel, RandomFeatureKernel
 from engine.operators import ResourceError, max_dense_points, operator_plan
+from engine.kip import uses_feature_cache
+from engine.losses import make_loss
+from engine.solver import cd_hinge
 from engine.teacher import Teacher
 from engine.timing import best_of
 
@@ -331,7 +334,7 @@ def _plan(run: _Run, n: int, budget: int) -> tuple[bool, str, int]:
     try:
         storage, size = operator_plan(n, explicit=run.kernel.explicit, p=run.p, element_size=CERT_BYTES,
                                       budget_bytes=budget,
-                                      dense_if_fits=run.config.loss == "hinge" and run.cdev.type == "cpu")
+                                      dense_if_fits=cd_hinge(make_loss(run.config.loss), run.cdev, torch.float64))
         return True, storage, size
     except ResourceError:
         return False, "dense", n * n * CERT_BYTES
@@ -392,7 +395,7 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     same = run.work_dtype == torch.float64 and run.device == run.cdev
     cast = 0 if same else (p * k if explicit else n * (d + k)) * ew
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
-    cached = cfg.mode == "kip" and kernel.explicit and not getattr(kernel, "redraw_every", 0)
+    cached = uses_feature_cache(cfg.mode, kernel)
     if cached:                # fixed networks: φ(x_train) computed once, in tiles, then concatenated
         tile = min(n, 2048)
         stages.append(("KIP feature cache", alive + [
@@ -564,7 +567,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
         t["preprocessing"] += (10 * d ** 3 + 4 * (n + nt) * d * d) / rates["flops"]
     # teacher: the operator, then the solver's kernel products
     t["teacher kernel"] = n * per_image if features else block(n, n)
-    hinge_cd = cfg.loss == "hinge" and not features and run.cdev.type == "cpu"
+    hinge_cd = not features and cd_hinge(make_loss(cfg.loss), run.cdev, torch.float64)
     if cfg.loss == "hinge":
         matvecs = SMOOTH_MATVECS if hinge_cd else min(HINGE_MATVECS, 50 * cfg.teacher_max_iter)
     else:
@@ -580,7 +583,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
     family = cfg.loss if cfg.loss in ("hinge", "squared-hinge") else "smooth"
     calls = STEP_CALLS["kip" if cfg.mode == "kip" else "joint" if cfg.alpha_mode == "joint" else family]
     if cfg.mode == "kip" and explicit:         # φ(x̃) once; the batch's features cached or recomputed
-        cached = not getattr(kernel, "redraw_every", 0)
+        cached = uses_feature_cache(cfg.mode, kernel)
         step = (m if cached else m + b / 3) * per_image + (b + m) * m * pair     # the batch: forward only
         t["KIP features of x_train"] = n * per_image if cached else 0.0
     elif cfg.mode == "kip":
@@ -592,8 +595,8 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
     t["steps"] = cfg.steps * (3 * step + calls * rates["call"])
     # certificates: the m-point solve, teacher scores of x̃, predictions on the test points
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1
-    if explicit:              # φ(x̃) for the teacher scores, K_SS and the predictions on the cached φ(x_test)
-        rows = 3 * m * per_image + (nt + m) * m * pair
+    if explicit:              # one φ(x̃) for the teacher scores, K_SS and the predictions on the cached φ(x_test)
+        rows = m * per_image + (nt + m) * m * pair
     else:
         rows = block(m, n) + block(nt, m) + block(m, m)
     t["certificates"] = evals * (rows + CERTIFY_CALLS[family] * rates["call"])

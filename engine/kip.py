@@ -16,6 +16,12 @@ import torch
 from engine.kernels import Kernel
 
 
+def uses_feature_cache(mode: str, kernel: Kernel) -> bool:
+    """Whether a run caches φ(x_train) once for KIP's real batches: KIP with an explicit kernel whose
+    networks are never redrawn (the distiller and the run estimate both follow this rule)."""
+    return mode == "kip" and kernel.explicit and not getattr(kernel, "redraw_every", 0)
+
+
 def kip_loss(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tensor | None, Yb: torch.Tensor,
              lam: float, fb: torch.Tensor | None = None) -> torch.Tensor:
     """xs (m, …), Ys (m, C), xb (b, …), Yb (b, C) → scalar loss, differentiable in xs and Ys.

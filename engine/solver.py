@@ -234,10 +234,10 @@ def _cd_hinge(K: Tensor, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
     return best
 
 
-def cd_hinge(loss: Loss, x: Tensor) -> bool:
-    """Whether a hinge problem on ``x``'s device and dtype is solved by coordinate descent on a dense
-    kernel matrix (float64 on the CPU) rather than FISTA."""
-    return not loss.smooth and x.device.type == "cpu" and x.dtype == torch.float64
+def cd_hinge(loss: Loss, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether a hinge problem on ``device`` in ``dtype`` is solved by coordinate descent on a dense
+    kernel matrix (float64 on the CPU) rather than FISTA. The run estimate plans by the same rule."""
+    return not loss.smooth and device.type == "cpu" and dtype == torch.float64
 
 
 def solve_iter(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float = 1e-6, max_iter: int = 200,
@@ -258,7 +258,7 @@ def solve_iter(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float 
     if alpha0 is None:
         warm = drain(_newton(matvec, make_loss("squared-hinge"), Y, lam, 1e-3, 30, None, checkpoint))
         alpha0 = warm.alpha
-    if dense is not None and cd_hinge(loss, dense):
+    if dense is not None and cd_hinge(loss, dense.device, dense.dtype):
         return (yield from _cd_hinge(dense, loss, Y, lam, tol, max_iter, alpha0, checkpoint))
     return (yield from _fista_hinge(matvec, loss, Y, lam, tol, 50 * max_iter, alpha0, checkpoint))
 

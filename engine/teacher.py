@@ -57,11 +57,12 @@ class Teacher:
             return self.kernel.features(x) @ self.weights
         return self.kernel(x, self.x).matmul(self.coef)
 
-    def scores_and_gram(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def scores_and_gram(self, x: Tensor, features: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(f*(x) (m, C), k(x, x) (m, m)) for one distillation step; differentiable in x. Explicit
-        kernels compute φ(x) once for both (the step's dominant cost with rf-conv: half the time)."""
+        kernels compute φ(x) once for both (the step's dominant cost with rf-conv: half the time), or
+        take it as ``features`` (m, p) when the caller needs it too."""
         if self.weights is not None:
-            f = self.kernel.features(x)
+            f = self.kernel.features(x) if features is None else features
             return f @ self.weights, f @ f.T
         return self.scores(x), self.kernel(x)
 
@@ -80,7 +81,7 @@ def fit_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, *,
     n = x.shape[0]
     # hinge on the CPU: greedy coordinate descent on K = ΦΦᵀ when it fits, far ahead of FISTA on Φ
     # (CIFAR-10, 10,000 images, λ = 1e-4: relative gap 1e-3 after 20 s of descent; FISTA at 1e-5: 8 % after 200 s)
-    op = build_operator(kernel, x, budget_bytes, dense_if_fits=cd_hinge(loss, x))
+    op = build_operator(kernel, x, budget_bytes, dense_if_fits=cd_hinge(loss, x.device, x.dtype))
     sol = yield from solve_iter(op.matvec, Y, loss, lam, tol=tol, max_iter=max_iter, checkpoint=checkpoint,
                                 dense=op.dense)
     coef = sol.alpha / (lam * n)
