@@ -168,14 +168,14 @@ def _print_row(cell: Cell, ipc: int, loss: str, r: dict[str, Any]) -> None:
           f"random {r['random']:.4f}) teacher {r['teacher_s']:.1f} s, total {r['seconds']:.1f} s", flush=True)
 
 
-def run_cell(cell: Cell, ipc: int, suite: Suite) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Kernel-accuracy rows and transfer rows of one dataset × IPC cell."""
+def run_cell(cell: Cell, ipc: int, suite: Suite, loaded: Dataset) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Kernel-accuracy rows and transfer rows of one dataset × IPC cell; ``loaded``: the cell's data,
+    read once for all its IPCs and runs."""
     base = DistillConfig(data=cell.data, classes=list(cell.classes) if cell.classes else None,
                          max_per_class=cell.cap, ipc=ipc, kernel=suite.kernel, kernel_params=dict(suite.kernel_params),
                          lam=suite.lam, steps=suite.steps, lr=suite.lr, eval_every=0, snapshot_every=0,
                          memory_budget_gb=suite.memory_budget_gb, teacher_max_iter=suite.teacher_max_iter,
                          **dict(suite.config))
-    loaded = load_dataset(cell.data, holdout_fraction=base.holdout_fraction, seed=base.seed)  # once per cell
     rows, sets = [], {}
     for loss in cell.losses or suite.losses:
         r, res = _distil(base.replace(loss=loss), loaded)
@@ -421,8 +421,9 @@ def bench(suite_name: str | Suite, out: str | Path, datasets_dir: str | Path, co
 
     print("result tables…", flush=True)
     for cell in suite.cells:
+        loaded = load_dataset(cell.data, holdout_fraction=DistillConfig.holdout_fraction, seed=DistillConfig.seed)
         for ipc in suite.ipcs:
-            r, t = run_cell(cell, ipc, suite)
+            r, t = run_cell(cell, ipc, suite, loaded)
             report["results"] += r
             report["transfer"] += t
             write()
