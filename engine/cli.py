@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine import __version__
-from engine.config import (ALPHA_MODES, DEVICES, DTYPES, INITS, KERNELS, LOSSES, MODES, PREPROCESS,
-                           ConfigError, DistillConfig)
+from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INITS, KERNELS, LOSSES, MODES,
+                           PREPROCESS, TEACHERS, ConfigError, DistillConfig)
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Stage, Step, TeacherDone, TeacherProgress
@@ -36,7 +36,8 @@ BAD_INPUT = 2
 # CLI flag → config field (value types come from argparse)
 _OVERRIDES = ("data", "test_data", "ipc", "loss", "kernel", "lam", "steps", "lr", "seed", "device", "dtype",
               "mode", "alpha_mode", "init", "init_from", "preprocess", "max_per_class", "eval_every",
-              "holdout_fraction", "memory_budget_gb", "teacher_tol", "learn_labels")
+              "holdout_fraction", "memory_budget_gb", "teacher_tol", "learn_labels", "teacher", "centres",
+              "centre_selection", "certify_exact")
 
 
 def _parse_value(text: str) -> Any:
@@ -228,6 +229,12 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--memory-budget-gb", dest="memory_budget_gb", type=float)
     d.add_argument("--teacher-tol", dest="teacher_tol", type=float)
     d.add_argument("--learn-labels", dest="learn_labels", action="store_true", default=None)
+    d.add_argument("--teacher", choices=TEACHERS,
+                   help="auto (default): the exact teacher when its kernel fits the budget, else Nyström")
+    d.add_argument("--centres", type=int, help="Nyström centres M (default: the largest number that fits)")
+    d.add_argument("--centre-selection", dest="centre_selection", choices=CENTRE_SELECTIONS)
+    d.add_argument("--certify-exact", dest="certify_exact", action="store_true", default=None,
+                   help="Nyström teacher: also certify the distance to the exact full-data teacher (one pass over n × n)")
     d.set_defaults(func=cmd_distill)
 
     i = sub.add_parser("inspect", help="print the dataset report")

@@ -22,6 +22,8 @@ OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float64")
 PREPROCESS = ("standardize", "zca")
+TEACHERS = ("auto", "exact", "nystrom")
+CENTRE_SELECTIONS = ("uniform", "kmeans++")
 
 
 class ConfigError(ValueError):
@@ -63,6 +65,10 @@ class DistillConfig:
     zca_reg: float = 0.1                # ZCA regulariser, relative to the mean eigenvalue
     teacher_tol: float = 1e-6           # certified relative duality gap of the teacher
     teacher_max_iter: int = 200
+    teacher: str = "auto"               # "exact" (all n points), "nystrom" (M centres) or "auto" (exact when it fits)
+    centres: int | None = None          # Nyström centres M (None = the largest number that fits the budget)
+    centre_selection: str = "uniform"   # class-balanced uniform sample, or kernel k-means++ seeding
+    certify_exact: bool = False         # Nyström: also bound the distance to the exact full-data teacher
     memory_budget_gb: float = 4.0
     eval_every: int = 50                # certificates + kernel test accuracy every k steps (0 = end only)
     snapshot_every: int = 10            # image snapshot events every k steps
@@ -81,7 +87,8 @@ class DistillConfig:
                               f"({SCHEMA_VERSION}); update DGKIP Studio")
         for name, options in (("mode", MODES), ("loss", LOSSES), ("kernel", KERNELS),
                               ("alpha_mode", ALPHA_MODES), ("init", INITS), ("optimizer", OPTIMIZERS),
-                              ("device", DEVICES), ("dtype", DTYPES), ("preprocess", PREPROCESS)):
+                              ("device", DEVICES), ("dtype", DTYPES), ("preprocess", PREPROCESS),
+                              ("teacher", TEACHERS), ("centre_selection", CENTRE_SELECTIONS)):
             choice(name, options)
         positive_ints = ("ipc", "steps", "teacher_max_iter", "kip_batch")
         for name in positive_ints:
@@ -100,6 +107,9 @@ class DistillConfig:
             raise ConfigError("holdout_fraction", f"must be between 0 and 1 (got {self.holdout_fraction!r})")
         if self.max_per_class is not None and self.max_per_class < 1:
             raise ConfigError("max_per_class", "must be ≥ 1 or empty (no cap)")
+        if self.centres is not None and (not isinstance(self.centres, int) or isinstance(self.centres, bool)
+                                         or self.centres < 2):
+            raise ConfigError("centres", f"must be a whole number ≥ 2 or empty (the largest that fits; got {self.centres!r})")
         if self.classes is not None and len(self.classes) < 2:
             raise ConfigError("classes", "choose at least two classes (or leave empty for all)")
         if self.mode == "kip" and self.loss != "squared":
