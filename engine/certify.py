@@ -39,10 +39,17 @@ def gap_parts(loss: Loss, lam: float, w_norm2: float, Z: Tensor, Y: Tensor, A: T
 
     With ``certified`` the kernel-matching part (a difference of large terms) is rounded *up* by a
     floating-point error allowance, so the reported gap stays an upper bound."""
+    return gap_parts_quad(loss, lam, w_norm2, Z, Y, A, float((A * (Kss @ A)).sum()), certified)
+
+
+def gap_parts_quad(loss: Loss, lam: float, w_norm2: float, Z: Tensor, Y: Tensor, A: Tensor, AKA: float,
+                   certified: bool = True) -> GapParts:
+    """:func:`gap_parts` given the quadratic form ``AKA`` = Σ_c α_cᵀ K α_c instead of the kernel matrix
+    (the exact certificate computes it over n points in tiles)."""
     m = Y.shape[0]
     fy = float(loss.fenchel_young(Y, Z, A).mean())
     cross = 2.0 / (lam * m) * float((A * Z).sum())
-    quad = float((A * (Kss @ A)).sum()) / (lam * m) ** 2
+    quad = AKA / (lam * m) ** 2
     km = w_norm2 - cross + quad
     if certified:
         km = max(km, 0.0) + 64 * _EPS64 * (abs(w_norm2) + abs(cross) + abs(quad))

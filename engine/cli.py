@@ -28,7 +28,7 @@ from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INIT
                            PREPROCESS, TEACHERS, ConfigError, DistillConfig)
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
-from engine.events import Done, Evaluation, Stage, Step, TeacherDone, TeacherProgress
+from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
 from engine.operators import ResourceError
 
 BAD_INPUT = 2
@@ -139,11 +139,15 @@ def cmd_distill(args: argparse.Namespace) -> int:
         for event in run(cfg, control, dataset=dataset):
             if isinstance(event, Stage):
                 progress.done(f"== {event.name}: {event.message}")
+            elif isinstance(event, Progress):
+                eta = event.seconds * (event.total - event.done) / event.done if event.done else 0.0
+                progress.line(f"{_bar(event.done, event.total)} {event.stage}: {event.done:,}/{event.total:,} rows  "
+                              f"{event.seconds:.0f} s  ETA {eta:.0f} s", force=event.done == event.total)
             elif isinstance(event, TeacherProgress):
                 progress.line(f"teacher iteration {event.iteration}: gap {event.gap:.3e} (relative {event.rel_gap:.2e})")
             elif isinstance(event, TeacherDone):
-                progress.done(f"teacher: relative gap {event.rel_gap:.2e} after {event.solver}, "
-                              f"{event.seconds:.1f} s, n = {event.n:,}, support = {event.n_support:,}")
+                progress.done(f"teacher ({event.reason or event.kind}): relative gap {event.rel_gap:.2e} after "
+                              f"{event.solver}, {event.seconds:.1f} s, n = {event.n:,}, support = {event.n_support:,}")
             elif isinstance(event, Step):
                 rate = event.step / event.elapsed if event.elapsed > 0 else 0.0
                 eta = (event.total - event.step) / rate if rate > 0 else 0.0

@@ -31,7 +31,8 @@ from engine.kip import kip_loss, uses_feature_cache
 from engine.losses import Loss, make_loss
 from engine.result import DistillResult
 from engine.solver import solve_dense
-from engine.teacher import Teacher, fit_teacher
+from engine.exact_gap import exact_teacher_gap
+from engine.teacher import Teacher, fit_nystrom_teacher, fit_teacher
 
 
 
@@ -136,8 +137,8 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
     ds = prepare_dataset(cfg, loaded)
     # refuse a run that cannot fit (memory budget or this machine's memory) before any kernel is built;
-    # the same decision as the estimate's ``fits``
-    check_run(cfg, loaded.report)
+    # the same decision as the estimate's ``fits``, which also plans the teacher (exact or Nyström, M)
+    plan = check_run(cfg, loaded.report)
     pre = Preprocessor.fit(ds.x_train, method=cfg.preprocess, zca_reg=cfg.zca_reg)
     x_train_np = pre.transform(ds.x_train)
     y_train_np = ds.y_train.astype(np.int64)
@@ -156,16 +157,24 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     timings["data"] = time.perf_counter() - t0
 
     # ---------------------------------------------------------------- teacher
-    yield Stage("teacher", f"fitting the teacher on {len(y_train_np):,} images ({cfg.loss}, {cfg.kernel})")
     t1 = time.perf_counter()
     Y_train = loss.targets(y_train, n_classes)
-    teacher: Teacher = yield from fit_teacher(
-        kernel, loss, cfg.lam, x64, Y_train, tol=cfg.teacher_tol, max_iter=cfg.teacher_max_iter,
-        budget_bytes=int(cfg.memory_budget_gb * 2**30), checkpoint=control.checkpoint)
+    if plan.teacher == "nystrom":
+        yield Stage("teacher", f"fitting the Nyström teacher on {len(y_train_np):,} images with {plan.centres:,} "
+                               f"centres ({cfg.loss}, {cfg.kernel})")
+        teacher: Teacher = yield from fit_nystrom_teacher(
+            kernel, loss, cfg.lam, x64, Y_train, y_train, centres=plan.centres, selection=cfg.centre_selection,
+            seed=cfg.seed, cache=plan.nystrom_cache, tol=cfg.teacher_tol, max_iter=cfg.teacher_max_iter,
+            checkpoint=control.checkpoint)
+    else:
+        yield Stage("teacher", f"fitting the teacher on {len(y_train_np):,} images ({cfg.loss}, {cfg.kernel})")
+        teacher = yield from fit_teacher(
+            kernel, loss, cfg.lam, x64, Y_train, tol=cfg.teacher_tol, max_iter=cfg.teacher_max_iter,
+            budget_bytes=int(cfg.memory_budget_gb * 2**30), checkpoint=control.checkpoint)
     sol = teacher.solution
     timings["teacher"] = time.perf_counter() - t1
     yield TeacherDone(sol.iterations, sol.gap, sol.rel_gap, sol.primal, timings["teacher"], teacher.n,
-                      teacher.n_support, sol.solver)
+                      teacher.n_support, sol.solver, teacher.kind, teacher.info.get("centres"), plan.teacher_reason)
     test = TestSet.build(teacher, to_nchw(x_test_np).to(cdev, torch.float64), torch.from_numpy(y_test_np).to(cdev))
     xr, yr = random_subset(x_train_np, y_train_np, cfg.ipc, cfg.seed + 1)
     xr64, Yr = to_nchw(xr).to(cdev, torch.float64), loss.targets(torch.from_numpy(yr).to(cdev), n_classes)
@@ -265,6 +274,16 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     if step == 0 or not cfg.snapshot_every or step % cfg.snapshot_every:
         yield _snapshot(step, syn, pre)
     timings["distill"] = time.perf_counter() - t2
+    # how far the teacher is from the exact full-data teacher: its own certified gap, or for a Nyström
+    # teacher the full problem's gap (one pass over the n × n kernel; Stop skips it, the result stays)
+    exact_gap = sol.gap if teacher.kind == "exact" else None
+    if teacher.kind == "nystrom" and cfg.certify_exact:
+        yield Stage("certify-exact", f"certifying the distance to the exact teacher (a pass over the "
+                                     f"{teacher.n:,} × {teacher.n:,} kernel)")
+        t3 = time.perf_counter()
+        exact_gap = yield from exact_teacher_gap(teacher, x64, Y_train, checkpoint=control.checkpoint,
+                                                 stop_requested=lambda: control.stop_requested)
+        timings["certify_exact"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     metrics = {
         "teacher_test_accuracy": test.teacher_accuracy,
@@ -272,7 +291,11 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         "random_subset_test_accuracy": random_acc,
         "gap": cert.gap, "fenchel_young": cert.fenchel_young, "kernel_match": cert.kernel_match,
         "radius": cert.radius,
-        "radius_to_exact_teacher": cert.radius + math.sqrt(2 * sol.gap / cfg.lam),
+        "radius_to_exact_teacher": None if exact_gap is None else cert.radius + radius(exact_gap, cfg.lam),
+        "exact_teacher_gap": exact_gap,
+        "teacher_kind": teacher.kind, "teacher_reason": plan.teacher_reason,
+        "centres": teacher.info.get("centres"), "centre_selection": teacher.info.get("selection"),
+        "nystrom_jitter": teacher.info.get("jitter"),
         "certified_consistency": cert.certified_consistency,
         "error_lower": cert.error_lower, "error_upper": cert.error_upper,
         "teacher_gap": sol.gap, "teacher_rel_gap": sol.rel_gap, "teacher_primal": sol.primal,

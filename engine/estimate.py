@@ -3,6 +3,11 @@
 ``estimate_run(config, report) -> RunEstimate`` needs only the dataset report (class names, per-class
 train/test counts, image shape (H, W, C)) and the config; it reads no pixels and allocates nothing big.
 
+The teacher is chosen here too (``teacher``, ``centres``; config ``teacher`` = auto): the exact teacher
+(all n points) when the whole run fits the memory budget with it, else the Nyström teacher
+(engine.nystrom) with the largest number of centres M whose run fits, K(X, Z) cached. The run asks
+:func:`check_run` for this plan and follows it.
+
 Refusal (``fits``) is decided here, once, for the estimate and for the run alike: :func:`check_run`,
 which :func:`engine.distill.run` calls right after the dataset is prepared (before any kernel is
 built), raises :class:`engine.operators.ResourceError` with the estimate's message exactly when
@@ -73,6 +78,7 @@ from engine.kernels.fc import FCNetworkKernel, LinearKernel, RBFKernel
 from engine.kernels.random_features import RandomConvKernel, RandomFCKernel, RandomFeatureKernel
 from engine.operators import ResourceError, max_dense_points, operator_plan
 from engine.kip import uses_feature_cache
+from engine.nystrom import FEATURE_ROWS
 from engine.losses import make_loss
 from engine.solver import cd_hinge
 from engine.teacher import Teacher
@@ -82,6 +88,9 @@ CERT_BYTES = 8                                                             # flo
 SCORE_ROWS = inspect.signature(Teacher.scores_tiled).parameters["rows"].default   # test rows per block
 PREDICT_ROWS = inspect.signature(predict).parameters["rows"].default
 SOLVER_ARRAYS = 20          # (n, C) float64 arrays alive in the Newton-CG teacher solver (counted in solver.py)
+NYSTROM_ARRAYS = 8          # (n, C) float64 arrays alive in the Nyström solver (Y, f, α, Δf, trial f, ...)
+NYSTROM_SQUARES = 6         # (M, M) float64 arrays: K_ZZ, its jittered copy, L, LᵀL, A and a temporary
+NYSTROM_PASSES = {"smooth": 60, "hinge": 2_000}   # passes over K(X, Z) (two products each; see nystrom.py)
 # The dense teacher's build in many row tiles (≥ 4: n ≳ 3,500 for ntk-fc) grows the heap by about half the
 # matrix beyond 2 × K + one tile: glibc keeps freed tile temporaries interleaved with the kept output
 # blocks. Peak RSS measured for ntk-fc, MNIST 3 vs 5 (n = 11,552) and 10 classes at 1,200 per class
@@ -111,7 +120,10 @@ class RunEstimate:
     over the memory this machine has available; ``message``: when it does not fit, what the run needs
     (per stage) and what to change, else a short confirmation.
     ``n_train``: training images after class selection and the cap; ``n_test``: test points evaluated;
-    ``storage``: "dense" (n × n) or "features" (n × p) teacher operator of ``operator_bytes`` bytes;
+    ``storage``: "dense" (n × n), "features" (n × p) or "nystrom" (n × M) teacher operator of
+    ``operator_bytes`` bytes;
+    ``teacher``: "exact" or "nystrom" (the plan the run follows), ``centres``: Nyström centres M,
+    ``teacher_reason``: why, in words; ``nystrom_cache``: K(X, Z) is kept (else recomputed per pass);
     ``budget_bytes``: the memory budget in bytes; ``peak_stage``: the stage of the peak, with its
     ``parts`` as (name, bytes) pairs; ``stages``: every stage's peak as (stage, bytes) pairs, in run
     order; ``limit_bytes``: the limit the peak was held to (the budget, or less where this machine
@@ -132,10 +144,16 @@ class RunEstimate:
     device: str = "cpu"
     stages: tuple[tuple[str, int], ...] = ()
     limit_bytes: int = 0
+    teacher: str = "exact"
+    centres: int | None = None
+    teacher_reason: str = ""
+    nystrom_cache: bool = True
 
     def summary(self) -> str:
         """One line for the CLI, e.g. ``estimate: peak memory about 64.0 MiB (teacher …), about 20 s on cpu``."""
         shape = (f"{self.n_train:,} × {self.n_train:,} dense" if self.storage == "dense"
+                 else f"Nyström {self.n_train:,} × {self.centres:,} K(X, Z)"
+                      + ("" if self.nystrom_cache else " recomputed per pass") if self.storage == "nystrom"
                  else f"{self.n_train:,} × p features")
         text = (f"estimate: peak memory about {format_bytes(self.memory_bytes)} at the {self.peak_stage} "
                 f"stage (teacher kernel {shape}, {format_bytes(self.operator_bytes)}; budget "
@@ -340,8 +358,17 @@ def _plan(run: _Run, n: int, budget: int) -> tuple[bool, str, int]:
         return False, "dense", n * n * CERT_BYTES
 
 
-def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[str, str, int]]]]:
-    """Stages of the run, each a list of (part, pool, bytes) alive at the stage's peak."""
+@dataclass(frozen=True)
+class _Nystrom:
+    """A Nyström teacher plan: ``centres`` M, K(X, Z) kept in memory (``cache``) or recomputed per pass."""
+    centres: int
+    cache: bool = True
+
+
+def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
+            ) -> list[tuple[str, list[tuple[str, str, int]]]]:
+    """Stages of the run, each a list of (part, pool, bytes) alive at the stage's peak (``nys``: the
+    Nyström plan when ``storage`` is "nystrom")."""
     cfg, kernel, p = run.config, run.kernel, run.p
     n, nt, d, k = s.n, s.n_test, s.d, s.k
     m = cfg.ipc * k
@@ -360,7 +387,23 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     stages = [("data", data + [("preprocessing temporaries", host, prep)])]
 
     # teacher: operator being built, then solved
-    if storage == "features":
+    rows_of = n                                     # the rows the teacher keeps (its support or its centres)
+    if storage == "nystrom":
+        M = nys.centres
+        rows_of = M
+        if kernel.explicit:                         # φ(x_t) φ(Z)ᵀ per tile of FEATURE_ROWS rows, φ(Z) kept
+            tile = min(n, FEATURE_ROWS)
+            temp = (_feature_bytes(kernel, tile, s.chw, p, torch.float64, False) + tile * M * CERT_BYTES
+                    + M * p * CERT_BYTES)
+        else:
+            tile = _tile_rows(kernel, n, M, s.chw, torch.float64, False)
+            temp = _dense_call_bytes(kernel, tile, M, s.chw, p, torch.float64, False, False)
+        build = (n * M * CERT_BYTES if nys.cache else 0) + temp
+        teacher_parts = [("centres (float64)", cert, M * d * CERT_BYTES),
+                         ("K(X, Z)" if nys.cache else "K(X, Z) tile", cert, build),
+                         ("K(Z, Z), its Cholesky factors", cert, NYSTROM_SQUARES * M * M * CERT_BYTES),
+                         ("solver arrays", cert, NYSTROM_ARRAYS * n * k * CERT_BYTES)]
+    elif storage == "features":
         build = _feature_bytes(kernel, n, s.chw, p, torch.float64, False)
     else:
         build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False)
@@ -368,20 +411,22 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
             build += n * n * CERT_BYTES // 2    # heap growth over many row tiles (see HEAP_GROWTH_TILES)
         if kernel.explicit:                     # features computed first, then p ≥ n: ΦΦᵀ as well
             build += n * p * CERT_BYTES
+    if storage != "nystrom":
+        teacher_parts = [("teacher kernel operator (building)", cert, build),
+                         ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]
     explicit = kernel.explicit              # the teacher is w* (p × k) after its solve, whatever the storage
     kept_teacher = ([("teacher weights", cert, p * k * CERT_BYTES)] if explicit
-                    else [("teacher support rows (float64)", cert, n * d * CERT_BYTES)])
+                    else [("teacher support rows (float64)", cert, rows_of * d * CERT_BYTES)])
     kept_teacher.append(("teacher dual and scores", cert, 2 * n * k * CERT_BYTES))
     labels = ("training labels", cert, n * k * CERT_BYTES)
-    stages.append(("teacher", data + [labels, ("teacher kernel operator (building)", cert, build),
-                                      ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]))
+    stages.append(("teacher", data + [labels] + teacher_parts))
 
     # test set: teacher scores in blocks of SCORE_ROWS rows, k(x, x)
     rows = min(SCORE_ROWS, nt)
     if explicit:
         block = _feature_bytes(kernel, rows, s.chw, p, torch.float64, False)
     else:
-        block = _dense_call_bytes(kernel, rows, n, s.chw, p, torch.float64, True, False)
+        block = _dense_call_bytes(kernel, rows, rows_of, s.chw, p, torch.float64, True, False)
     test = [("test images, float64", cert, nt * d * CERT_BYTES), ("test scores and k(x, x)", cert, 2 * nt * k * 8)]
     if explicit:              # φ(x_test) kept for every later prediction (engine.certify.TestPoints)
         test.append(("test features", cert, nt * p * CERT_BYTES))
@@ -393,7 +438,7 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
 
     # distillation: the teacher in the work dtype, KIP's working copy, one step's autograd graph
     same = run.work_dtype == torch.float64 and run.device == run.cdev
-    cast = 0 if same else (p * k if explicit else n * (d + k)) * ew
+    cast = 0 if same else (p * k if explicit else rows_of * (d + k)) * ew
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
     cached = uses_feature_cache(cfg.mode, kernel)
     if cached:                # fixed networks: φ(x_train) computed once, in tiles, then concatenated
@@ -405,7 +450,7 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     elif cfg.mode == "kip":
         alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
     b = min(cfg.kip_batch, n)
-    pairs = (b if cfg.mode == "kip" else n) * m + m * m
+    pairs = (b if cfg.mode == "kip" else rows_of) * m + m * m
     if kernel.explicit:       # only x̃'s features keep a graph (computed once per step); the batch is constant
         graph = _feature_bytes(kernel, m, s.chw, p, run.work_dtype, True)
         if cfg.mode == "kip":
@@ -420,9 +465,17 @@ def _stages(run: _Run, s: _Sizes, storage: str) -> list[tuple[str, list[tuple[st
     if explicit:
         cert_peak = 2 * _feature_bytes(kernel, m, s.chw, p, torch.float64, False)
     else:
-        cert_peak = _dense_call_bytes(kernel, m, n, s.chw, p, torch.float64, False, False)
+        cert_peak = _dense_call_bytes(kernel, m, rows_of, s.chw, p, torch.float64, False, False)
     cert_peak += 3 * m * m * 8 + 2 * min(PREDICT_ROWS, nt) * m * 8
     stages.append(("certificate", alive + [("certificate kernel rows", cert, cert_peak)]))
+    if storage == "nystrom" and cfg.certify_exact:      # one tiled pass over the n × n kernel (never stored)
+        if explicit:
+            full = _feature_bytes(kernel, min(n, FEATURE_ROWS), s.chw, p, torch.float64, False) + p * k * CERT_BYTES
+        else:
+            tile = _tile_rows(kernel, n, n, s.chw, torch.float64, False)
+            full = _dense_call_bytes(kernel, tile, n, s.chw, p, torch.float64, False, False)
+        stages.append(("exact certificate", alive + [("full kernel row tile", cert, full),
+                                                     ("teacher scores and dual on x_train", cert, 3 * n * k * CERT_BYTES)]))
     return stages
 
 
@@ -545,7 +598,7 @@ def _feature_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str,
     return 2 * math.prod(chw) * rates["simple"]
 
 
-def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
+def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) -> dict[str, float]:
     """Rough wall time in seconds on the CPU per part of the run (see the module doc)."""
     cfg, kernel, p = run.config, run.kernel, run.p
     rates = machine_rates()
@@ -566,18 +619,30 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
     if cfg.preprocess == "zca":
         t["preprocessing"] += (10 * d ** 3 + 4 * (n + nt) * d * d) / rates["flops"]
     # teacher: the operator, then the solver's kernel products
-    t["teacher kernel"] = n * per_image if features else block(n, n)
-    hinge_cd = not features and cd_hinge(make_loss(cfg.loss), run.cdev, torch.float64)
+    rows_of = n                                   # the rows the teacher keeps (support or centres)
+    if storage == "nystrom":
+        M = rows_of = nys.centres
+        kxz = block(n, M)
+        t["teacher kernel"] = block(M, M) + (kxz if nys.cache else 0.0)
+        t["Cholesky factors"] = (M ** 3 / 3 + 2 * M ** 3 + M ** 3 / 3) / rates["flops"]
+        passes = min(NYSTROM_PASSES["hinge" if cfg.loss == "hinge" else "smooth"], 60 * (cfg.teacher_max_iter + 1))
+        per_pass = (2 * n * M * CERT_BYTES / rates["stream"] if nys.cache else kxz) + 4 * M * M * k / rates["flops"]
+        t["teacher solve"] = passes * (per_pass + MATVEC_CALLS * max(rates["call"], n * k * rates["element"]))
+        if cfg.certify_exact:
+            t["exact certificate"] = n * per_image if explicit else block(n, n)
+    hinge_cd = not features and storage != "nystrom" and cd_hinge(make_loss(cfg.loss), run.cdev, torch.float64)
     if cfg.loss == "hinge":
         matvecs = SMOOTH_MATVECS if hinge_cd else min(HINGE_MATVECS, 50 * cfg.teacher_max_iter)
     else:
         matvecs = min(SMOOTH_MATVECS, 11 * (cfg.teacher_max_iter + 1))
     product = (2 * n * p if features else n * n) * CERT_BYTES / rates["stream"]
-    t["teacher solve"] = matvecs * (product + MATVEC_CALLS * max(rates["call"], n * k * rates["element"]))
+    if storage != "nystrom":
+        t["teacher kernel"] = n * per_image if features else block(n, n)
+        t["teacher solve"] = matvecs * (product + MATVEC_CALLS * max(rates["call"], n * k * rates["element"]))
     if hinge_cd:                     # one kernel row per update, a dozen O(n) NumPy calls
         t["teacher solve"] += HINGE_UPDATES * n * k * (12 * rates["call"] + 6 * n * rates["element"])
     # test set: teacher scores and k(x, x)
-    t["test set"] = nt * per_image if explicit else block(nt, n) + nt * per_image      # φ(x_test) once
+    t["test set"] = nt * per_image if explicit else block(nt, rows_of) + nt * per_image      # φ(x_test) once
     # distillation steps: forward + backward ≈ 3 forward passes, plus the step's small calls
     b = min(cfg.kip_batch, n)
     family = cfg.loss if cfg.loss in ("hinge", "squared-hinge") else "smooth"
@@ -591,14 +656,14 @@ def _seconds(run: _Run, s: _Sizes, storage: str) -> dict[str, float]:
     elif explicit:                             # φ(x̃) once for the scores and K_SS
         step = m * per_image + m * m * pair
     else:
-        step = block(m, n) + block(m, m)
+        step = block(m, rows_of) + block(m, m)
     t["steps"] = cfg.steps * (3 * step + calls * rates["call"])
     # certificates: the m-point solve, teacher scores of x̃, predictions on the test points
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1
     if explicit:              # one φ(x̃) for the teacher scores, K_SS and the predictions on the cached φ(x_test)
         rows = m * per_image + (nt + m) * m * pair
     else:
-        rows = block(m, n) + block(nt, m) + block(m, m)
+        rows = block(m, rows_of) + block(nt, m) + block(m, m)
     t["certificates"] = evals * (rows + CERTIFY_CALLS[family] * rates["call"])
     return t
 
@@ -641,18 +706,52 @@ def _gib(nbytes: float) -> str:
 
 @dataclass(frozen=True)
 class _Answer:
-    """The model for one run at one size: sizes, the teacher rule, the operator, the peaks."""
+    """The model for one run at one size: sizes, the teacher rule, the operator, the peaks; ``nys``:
+    the Nyström plan when the teacher is Nyström; ``reason``: why this teacher, in words."""
     sizes: _Sizes
     teacher_ok: bool
     storage: str
     operator_bytes: int
     peak: _Peak
+    nys: _Nystrom | None = None
+    reason: str = ""
+
+
+def _nystrom_answer(run: _Run, s: _Sizes, nys: _Nystrom, reason: str = "") -> _Answer:
+    return _Answer(s, True, "nystrom", s.n * nys.centres * CERT_BYTES if nys.cache else 0,
+                   _peak(_stages(run, s, "nystrom", nys)), nys, reason)
 
 
 def _answer(run: _Run, report: Any, cap: int | None, budget: int) -> _Answer:
-    s = _sizes(run.config, report, cap)
-    teacher_ok, storage, op_bytes = _plan(run, s.n, budget)
-    return _Answer(s, teacher_ok, storage, op_bytes, _peak(_stages(run, s, storage)))
+    """The teacher plan and its model (module doc): exact when asked for, or when ``auto`` and the
+    whole run fits ``budget`` with it; else Nyström with ``centres`` (K(X, Z) recomputed per pass
+    when only that fits) or, by default, the largest M whose run fits with K(X, Z) cached."""
+    cfg = run.config
+    s = _sizes(cfg, report, cap)
+    if cfg.teacher != "nystrom":
+        teacher_ok, storage, op_bytes = _plan(run, s.n, budget)
+        exact = _Answer(s, teacher_ok, storage, op_bytes, _peak(_stages(run, s, storage)))
+        fits_budget = teacher_ok and exact.peak.total <= budget
+        if cfg.teacher == "exact" or fits_budget:
+            why = ("exact teacher: chosen in the settings" if cfg.teacher == "exact" else
+                   f"exact teacher: the run with all {s.n:,} images fits the memory budget")
+            return dataclasses.replace(exact, reason=why)
+        why = (f"the exact teacher's run would need {format_bytes(exact.peak.total)}, over the memory budget of "
+               f"{format_bytes(budget)}")
+    else:
+        why = "Nyström teacher chosen in the settings"
+    if cfg.centres:
+        nys = _Nystrom(min(cfg.centres, s.n))
+        a = _nystrom_answer(run, s, nys)
+        if a.peak.total > budget:
+            b = _nystrom_answer(run, s, _Nystrom(nys.centres, cache=False))
+            a = b if b.peak.total <= budget else a
+        how = "" if a.nys.cache else "; K(X, Z) recomputed in every pass (caching it would exceed the budget)"
+        return dataclasses.replace(a, reason=f"Nyström teacher with {nys.centres:,} centres ({why}{how})")
+    low = min(s.n, max(2, s.k))
+    best = _largest_cap(lambda M: _nystrom_answer(run, s, _Nystrom(M)).peak.total <= budget, low, s.n) or low
+    return _nystrom_answer(run, s, _Nystrom(best), f"Nyström teacher with {best:,} centres, the most whose run fits "
+                                                    f"the memory budget ({why})")
 
 
 def _fits(a: _Answer, budget: int, available: Mapping[str, int | None]) -> bool:
@@ -717,12 +816,15 @@ def _estimate(config: DistillConfig, report: Any, with_time: bool) -> RunEstimat
                 text += f" and the {format_bytes(free)} of {_POOL_NAMES[pool]} available now"
         notes.append(text)
 
-    seconds = (_one_figure(sum(_seconds(run, s, a.storage).values()))
+    seconds = (_one_figure(sum(_seconds(run, s, a.storage, a.nys).values()))
                if with_time and device.type == "cpu" and fits else None)
     return RunEstimate(memory_bytes=int(pk.total), seconds_hint=seconds, fits=fits, message=" ".join(notes),
                        n_train=s.n, n_test=s.n_test, storage=a.storage, operator_bytes=int(a.operator_bytes),
                        budget_bytes=budget, peak_stage=pk.stage, parts=pk.parts, device=device.type,
-                       stages=pk.stages, limit_bytes=int(limit))
+                       stages=pk.stages, limit_bytes=int(limit),
+                       teacher="nystrom" if a.nys is not None else "exact",
+                       centres=None if a.nys is None else a.nys.centres, teacher_reason=a.reason,
+                       nystrom_cache=True if a.nys is None else a.nys.cache)
 
 
 def _refusal(run: _Run, report: Any, a: _Answer, budget: int, available: Mapping[str, int | None],
@@ -738,7 +840,9 @@ def _refusal(run: _Run, report: Any, a: _Answer, budget: int, available: Mapping
         return f"{_sizes(cfg, report, cap).n:,} training images"
 
     # what it needs
-    storage = (f"{s.n:,} × {s.n:,} dense" if a.storage == "dense" else f"{s.n:,} × {run.p:,} features")
+    storage = (f"{s.n:,} × {s.n:,} dense" if a.storage == "dense"
+               else f"Nyström {s.n:,} × {a.nys.centres:,} K(X, Z)" if a.storage == "nystrom"
+               else f"{s.n:,} × {run.p:,} features")
     over: list[str] = []
     if pk.total > budget:
         over.append(f"the memory budget of {format_bytes(budget)}")
@@ -808,6 +912,11 @@ def _alternatives(run: _Run, report: Any, budget: int, available: Mapping[str, i
             peak = max(fits(with_ipc(i), c).peak.total for i, c in pairs)
             out.append(("lower ipc and max_per_class together (" + ", or ".join(
                 f"ipc {i} with max_per_class {c}, {images(c)}" for i, c in pairs) + ")", peak))
+    if cfg.teacher == "exact":                   # the Nyström teacher with the most centres that fit
+        auto = _answer(dataclasses.replace(run, config=cfg.replace(teacher="auto")), report, cfg.max_per_class, budget)
+        if _fits(auto, budget, available) and auto.nys is not None:
+            out.append((f"set teacher to auto (a Nyström teacher with {auto.nys.centres:,} centres on all "
+                        f"{images(current_cap)}: about {format_bytes(auto.peak.total)} at its peak)", auto.peak.total))
     for name in ("rf-fc", "rf-conv"):
         if name == cfg.kernel:
             continue

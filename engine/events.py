@@ -13,10 +13,21 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Stage:
-    """A phase starts: ``name`` in {"data", "kernel", "teacher", "features" (KIP's feature cache), "distill",
-    "evaluate", "export"}."""
+    """A phase starts: ``name`` in {"data", "kernel" (the Nyström teacher's K(X, Z)), "teacher", "features"
+    (KIP's feature cache), "distill", "evaluate", "certify-exact", "export"}."""
     name: str
     message: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Determinate progress inside a long stage (``stage`` as in :class:`Stage`, e.g. "kernel" for the
+    Nyström teacher's K(X, Z) tiles, "certify-exact" for the pass over the full kernel): ``done`` of
+    ``total`` rows after ``seconds``."""
+    stage: str
+    done: int
+    total: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,9 @@ class TeacherDone:
     n: int
     n_support: int      # rows with non-zero dual variable (all for smooth losses)
     solver: str
+    kind: str = "exact"          # "exact" (all n points) or "nystrom" (M centres)
+    centres: int | None = None   # Nyström centres M
+    reason: str = ""             # why this teacher ran (the plan's words)
 
 
 @dataclass(frozen=True)
@@ -85,4 +99,4 @@ class Done:
     metrics: dict = field(default_factory=dict)
 
 
-Event = Stage | TeacherProgress | TeacherDone | Step | Snapshot | Evaluation | Done
+Event = Stage | Progress | TeacherProgress | TeacherDone | Step | Snapshot | Evaluation | Done

@@ -139,6 +139,32 @@ class HingeLoss(_BoxBinaryLoss):
         raise TypeError("the hinge loss has no Hessian")
 
 
+class SmoothedHingeLoss(_BoxBinaryLoss):
+    """Huber-smoothed hinge of width μ (the Nyström teacher's route to hinge, engine.nystrom): with
+    t = 1 − yz, ℓ = 0 (t ≤ 0), t²/(2μ) (0 < t < μ), t − μ/2 (t ≥ μ); ℓ*(−α) = −β + μβ²/2 with
+    β = αy ∈ [0, 1] — the hinge's own feasible set, so its optimal α is a feasible hinge dual.
+    Not in the registry: a solver device, not a loss users distil with."""
+    name = "smoothed-hinge"
+
+    def __init__(self, mu: float):
+        self.mu = float(mu)
+
+    def value(self, Y, Z):
+        t = 1 - Y * Z
+        return torch.where(t >= self.mu, t - 0.5 * self.mu, t.clamp_min(0) ** 2 / (2 * self.mu)).sum(-1)
+
+    def conj_neg(self, Y, A):
+        beta = A * Y
+        return (-beta + 0.5 * self.mu * beta * beta).sum(-1)
+
+    def optimal_alpha(self, Y, Z):
+        return ((1 - Y * Z) / self.mu).clamp(0.0, 1.0) * Y
+
+    def hvp(self, Y, Z, V):
+        t = 1 - Y * Z
+        return ((t > 0) & (t < self.mu)).to(Z.dtype) * V / self.mu
+
+
 class SquaredHingeLoss(Loss):
     """ℓ = ½ max(0, 1 − yz)²; ℓ*(−α) = −β + ½β², β = αy ≥ 0."""
     name = "squared-hinge"

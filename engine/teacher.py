@@ -1,8 +1,12 @@
 """The teacher: the kernel model trained once on the full real data (math doc §4.1).
 
-Represented by its feasible dual α* (only the rows with α* ≠ 0 are kept: the support vectors for
-hinge) or, for explicit-feature kernels, by the explicit weights w* = Φᵀ α* / (λ n) (p, C), so that
-each distillation step costs O(m·p) independent of n.
+Two kinds, one interface (f*(x̃), ‖w*‖², k(x̃, x̃) for the step, the certificate and the export):
+
+- exact (:func:`fit_teacher`): represented by its feasible dual α* (only the rows with α* ≠ 0 are
+  kept: the support vectors for hinge) or, for explicit-feature kernels, by the explicit weights
+  w* = Φᵀ α* / (λ n) (p, C), so that each distillation step costs O(m·p) independent of n;
+- Nyström (:func:`fit_nystrom_teacher`, engine.nystrom): w* = Σ_j c_j φ(z_j) over M centres, the
+  full-data minimiser over their span; a step costs O(m·M) kernel entries, independent of n.
 """
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from typing import Callable, Generator
 
 import torch
 
-from engine.events import TeacherProgress
+from engine.events import Event, TeacherProgress
 from engine.kernels import Kernel
 from engine.losses import Loss
+from engine.nystrom import CentreRows, NystromFactor, NystromSolver, select_centres, solve_nystrom
 from engine.operators import build_operator
 from engine.solver import DualSolution, cd_hinge, solve_iter
 
@@ -36,6 +41,8 @@ class Teacher:
     x: Tensor | None = None
     coef: Tensor | None = None
     weights: Tensor | None = None
+    kind: str = "exact"                  # "exact" or "nystrom"
+    info: dict = field(default_factory=dict)    # Nyström: centres, jitter, selection, cached, passes
     _cast: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -48,7 +55,7 @@ class Teacher:
         if key not in self._cast:
             conv = (lambda t: None if t is None else t.to(device=device, dtype=dtype))
             self._cast[key] = Teacher(self.kernel, self.loss, self.lam, self.n, self.w_norm2, self.solution,
-                                      conv(self.x), conv(self.coef), conv(self.weights))
+                                      conv(self.x), conv(self.coef), conv(self.weights), self.kind, self.info)
         return self._cast[key]
 
     def scores(self, x: Tensor) -> Tensor:
@@ -93,3 +100,33 @@ def fit_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, *,
     keep = (sol.alpha != 0).any(1)
     del op
     return Teacher(kernel, loss, lam, n, w_norm2, sol, x=x[keep], coef=coef[keep])
+
+
+def fit_nystrom_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, labels: Tensor, *,
+                        centres: int, selection: str = "uniform", seed: int = 0, cache: bool = True,
+                        tol: float = 1e-6, max_iter: int = 200, checkpoint: Callable[[], None] | None = None
+                        ) -> Generator[Event, None, Teacher]:
+    """The Nyström teacher on ``x`` (n, …) with labels ``Y`` (n, C) (float64 for certificates) and
+    class indices ``labels`` (n,): ``centres`` = M centres chosen by ``selection`` ("uniform",
+    "kmeans++"), K(X, Z) cached when ``cache`` (n·M entries) else recomputed per pass. Yields
+    :class:`engine.events.Progress` (K(X, Z) tiles) and :class:`TeacherProgress`; returns the
+    :class:`Teacher` (kind "nystrom"; explicit kernels keep w* = φ(Z)ᵀc as ``weights``). Its solution's
+    gap is that of the feature problem Φ = K_XZ L⁻ᵀ (engine.nystrom), ``z`` = f*(X)."""
+    with torch.no_grad():
+        idx = select_centres(x, labels, centres, selection, seed, kernel=kernel, checkpoint=checkpoint)
+        z = x[idx]
+        kzz = kernel(z)
+        factor = NystromFactor.of(kzz)
+    rows = CentreRows(kernel, x, z, cache=cache, checkpoint=checkpoint)
+    yield from rows.build()
+    solver = NystromSolver(rows, factor, Y, lam)
+    with torch.no_grad():
+        best, sol = yield from solve_nystrom(solver, loss, tol, max_iter, checkpoint)
+        c = best.c
+        w_norm2 = float((c * (kzz @ c)).sum())            # ‖w*‖² = cᵀ K_ZZ c, the exact kernel's norm
+    info = {"centres": int(z.shape[0]), "jitter": factor.eps, "selection": selection, "cached": cache,
+            "passes": rows.passes}
+    if kernel.explicit:
+        weights = rows.z_features.T @ c
+        return Teacher(kernel, loss, lam, x.shape[0], w_norm2, sol, weights=weights, kind="nystrom", info=info)
+    return Teacher(kernel, loss, lam, x.shape[0], w_norm2, sol, x=z, coef=c, kind="nystrom", info=info)
