@@ -26,7 +26,7 @@ from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
 from engine.device import resolve_device
 from engine.evaluate import evaluate_export
-from engine.events import Done, Evaluation, Snapshot, Stage, Step, TeacherDone, TeacherProgress
+from engine.events import Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone, TeacherProgress
 from engine.result import DistillResult
 from engine.transfer import QUICK_EPOCHS, TransferProgress, TransferScore, TransferSummary
 from dgkip_gui import APP_NAME
@@ -39,7 +39,7 @@ from dgkip_gui.image_grid import ImageGrid
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.plots import LivePlots
 from dgkip_gui.resources import app_icon
-from dgkip_gui.run_panel import ResultsTable, RunPanel
+from dgkip_gui.run_panel import ResultsTable, RunPanel, format_duration
 from dgkip_gui.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
@@ -55,7 +55,10 @@ REFRESH_MS = 100         # period of the repaint timer while a job runs: drain e
 VIEW_REFRESH_S = 0.25    # plots, image grid and progress redraw at most this often: painting holds the
                          # GIL, and every millisecond of it is taken from the engine thread
 STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…", "teacher": "Solving the teacher…",
-              "features": "Computing features…", "distill": "Distilling…", "evaluate": "Evaluating…", "export": "Exporting…"}
+              "features": "Computing features…", "distill": "Distilling…", "evaluate": "Evaluating…", "export": "Exporting…",
+              "certify-exact": "Certifying the distance to the exact teacher…"}
+PROGRESS_TEXT = {"kernel": "Nyström teacher: kernel rows K(X, Z)",
+                 "certify-exact": "Distance to the exact teacher: kernel rows"}
 DATASET_FILES = "NumPy archives (*.npz);;MNIST IDX or CIFAR batches (*ubyte* *batch*);;All files (*)"
 SETTINGS_FILES = "Run settings (*.json)"
 RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, transfer evaluation
@@ -557,10 +560,18 @@ class MainWindow(QMainWindow):
             self._stage = event.name
             if event.name != "distill":
                 self.run_panel.busy(event.message or STAGE_TEXT.get(event.name, event.name))
+        elif isinstance(event, Progress):
+            eta = event.seconds * (event.total - event.done) / event.done if event.done else 0.0
+            self.run_panel.progress(event.done, event.total,
+                                    f"{PROGRESS_TEXT.get(event.stage, event.stage)}: {event.done:,} of {event.total:,} "
+                                    f"· ETA {format_duration(eta)}")
         elif isinstance(event, TeacherDone):
-            self.statusBar().showMessage(
-                f"Teacher solved: relative gap {event.rel_gap:.2e} after {event.iterations} iterations "
-                f"({event.seconds:.1f} s, {event.n_support} of {event.n} support points)", 10000)
+            kind = (f"Nyström teacher ({event.centres:,} centres)" if event.kind == "nystrom"
+                    else "Exact teacher")
+            text = (f"{kind} solved: relative gap {event.rel_gap:.2e} after {event.iterations} iterations "
+                    f"({event.seconds:.1f} s, {event.n:,} training images)")
+            self.run_panel.info.setToolTip(f"{text}.\nWhy: {event.reason}" if event.reason else text)
+            self.statusBar().showMessage(text, 10000)
         elif isinstance(event, Done):
             self._run_done(event)
 

@@ -109,7 +109,9 @@ class RunPanel(QWidget):
 
 
 def _format(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return "—"           # not computed (e.g. the distance to the exact teacher without its certificate)
+    if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"

@@ -53,11 +53,22 @@ HELP: dict[str, str] = {
     "eval_every": "Compute certificates and test accuracy every k steps (0 = at the end only).",
     "snapshot_every": "Send the synthetic images to the live view every k steps.",
     "kip_batch": "KIP mode: real target points sampled per step.",
+    "teacher": "Exact: the teacher sees all n images through the n × n kernel. Nyström: the exact minimiser over "
+               "the span of M centres, for datasets whose n × n kernel does not fit. Auto: exact when it fits "
+               "the memory budget, else Nyström with the most centres that fit.",
+    "centres": "Nyström centres M (empty = the most that fit the memory budget). More centres: a stronger "
+               "teacher, more memory (n × M) and time.",
+    "centre_selection": "How the Nyström centres are chosen: a class-balanced uniform sample, or kernel "
+                        "k-means++ seeding (spread out; one kernel column per centre).",
+    "certify_exact": "Nyström teacher: after distilling, bound the distance to the exact full-data teacher "
+                     "(one pass over the n × n kernel, never stored; Stop skips it).",
 }
 
 LABELS: dict[str, dict[str, str]] = {
     "mode": {"dgkip": "DGKIP (duality gap)", "kip": "KIP (KRR loss)"},
     "preprocess": {"standardize": "Standardise", "zca": "ZCA whitening"},
+    "teacher": {"auto": "Auto (exact when it fits)", "exact": "Exact (n × n kernel)", "nystrom": "Nyström (M centres)"},
+    "centre_selection": {"uniform": "Class-balanced uniform", "kmeans++": "Kernel k-means++"},
 }
 
 
@@ -196,6 +207,10 @@ class SettingsPanel(QWidget):
         self.kernel_form.setContentsMargins(16, 0, 0, 0)
         method.layout().addRow(self.kernel_form)
         method.layout().addRow("λ (ridge)", self._number("lam", float))
+        method.layout().addRow("Teacher", self._choice("teacher", cfg.TEACHERS))
+        centres = self._number("centres", int, optional=True)
+        centres.setPlaceholderText("most that fit")
+        method.layout().addRow("Nyström centres", centres)
 
         distilled = self._group("Distilled set", [
             ("Images per class", self._spin("ipc", 1, 10_000)),
@@ -232,6 +247,8 @@ class SettingsPanel(QWidget):
             ("Max images per class", self._number("max_per_class", int, optional=True)),
             ("Teacher tolerance", self._number("teacher_tol", float)),
             ("Teacher iterations", self._spin("teacher_max_iter", 1, 1_000_000)),
+            ("Centre selection", self._choice("centre_selection", cfg.CENTRE_SELECTIONS)),
+            ("", self._check("certify_exact", "Certify the distance to the exact teacher")),
             ("Memory budget (GiB)", self._number("memory_budget_gb", float)),
             ("Evaluate every", self._spin("eval_every", 0, 1_000_000)),
             ("Snapshot every", self._spin("snapshot_every", 0, 1_000_000)),
@@ -500,6 +517,8 @@ class SettingsPanel(QWidget):
             text += f", {format_seconds(estimate.seconds_hint)}"
         if estimate.message:
             text += f". {estimate.message}"
+        if estimate.fits and estimate.teacher_reason:
+            text += f". Teacher: {estimate.teacher_reason}"
         colour = "#1e6b2e" if estimate.fits else "#b3261e"
         self.estimate.setText(f"<span style='color:{colour}'>{html.escape(text)}</span>")
         self.estimate.setToolTip(estimate.details())

@@ -1,0 +1,41 @@
+"""The teacher settings in the window: the form round-trips them, the estimate names the plan, and a
+Nyström run shows its kernel-row progress and reports which teacher ran."""
+from __future__ import annotations
+
+import pytest
+
+from engine.events import Progress, TeacherDone
+
+from gui_helpers import load, quick, run_to_end
+
+pytestmark = pytest.mark.gui
+
+
+def test_teacher_fields_round_trip_and_reach_the_run(qtbot, make_window):
+    window = make_window()
+    load(qtbot, window)
+    quick(window, teacher="nystrom", centres=60, centre_selection="kmeans++", certify_exact=True)
+    cfg = window.settings.config()
+    assert (cfg.teacher, cfg.centres, cfg.centre_selection, cfg.certify_exact) == ("nystrom", 60, "kmeans++", True)
+    window.settings._update_estimate()
+    assert "Nyström teacher with 60 centres" in window.settings.estimate.text()
+    # an empty centres field means "the most that fit", i.e. None in the config
+    window.settings.set_config(cfg.replace(centres=None))
+    assert window.settings.config().centres is None
+
+    seen = []
+    original = window._handle_run_event
+
+    def spy(event):
+        seen.append(event)
+        original(event)
+    window._handle_run_event = spy
+    assert run_to_end(qtbot, window) == "finished"
+    done = next(e for e in seen if isinstance(e, TeacherDone))
+    assert done.kind == "nystrom" and done.centres is not None and done.centres <= 40 * 10
+    assert any(isinstance(e, Progress) and e.stage == "kernel" for e in seen)
+    assert any(isinstance(e, Progress) and e.stage == "certify-exact" for e in seen)
+    metrics = window.result.metrics
+    assert metrics["teacher_kind"] == "nystrom" and metrics["radius_to_exact_teacher"] >= metrics["radius"]
+    rows = {window.results.item(r, 0).text(): window.results.item(r, 1).text() for r in range(window.results.rowCount())}
+    assert rows["teacher kind"] == "nystrom"
