@@ -194,7 +194,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from engine.bench import bench
 
     command = "dgkip-engine bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "dgkip-engine bench"
-    report = bench(args.suite, args.out, args.datasets, command=command)
+    if args.suite == "nystrom":
+        from engine.bench_nystrom import bench_nystrom
+        report = bench_nystrom(args.out, args.datasets, command=command)
+    else:
+        report = bench(args.suite, args.out, args.datasets, command=command)
     print(f"wrote {Path(args.out) / 'bench.md'} ({report['seconds']:.0f} s)")
     return 0
 
@@ -257,7 +261,7 @@ def make_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="result tables and performance ratios (Markdown + JSON)")
-    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full"), default="quick")
+    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom"), default="quick")
     b.add_argument("--out", required=True, help="folder for bench.md and bench.json")
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")

@@ -157,6 +157,12 @@ class CentreRows:
 
 
 # ------------------------------------------------------------------------------------------- solver
+def tmul(t: Tensor, u: Tensor) -> Tensor:
+    """tᵀ u for a row-major tile t (rows, M) and u (rows, C), as (uᵀ t)ᵀ: BLAS streams t row by row
+    (4× faster than ``t.T @ u`` for 60,000 × 2,000 float64 on this project's 2-core machines)."""
+    return (u.T.contiguous() @ t).T
+
+
 @dataclass
 class NystromFactor:
     """K_ZZ (M, M), its jittered Cholesky factor L (lower) with the jitter ``eps``, and LᵀL."""
@@ -246,7 +252,7 @@ class NystromSolver:
         kta = torch.zeros_like(beta)
         for sl, t in self.rows.tiles():
             f[sl] = t @ c
-            kta += t.T @ smooth.optimal_alpha(self.Y[sl], f[sl])
+            kta += tmul(t, smooth.optimal_alpha(self.Y[sl], f[sl]))
         alpha = smooth.optimal_alpha(self.Y, f)
         grad = lam * beta - self.factor.phi_t(kta) / n                        # ∇_β P_smooth = λβ − Φᵀα/n
         # certify's gap at (β, α): its Fenchel–Young terms plus 1/(2λ) ‖λβ − Φᵀα/n‖² (the same vector)
@@ -259,7 +265,7 @@ class NystromSolver:
         u = self.factor.c_of(v)
         acc = torch.zeros_like(v)
         for sl, t in self.rows.tiles():
-            acc += t.T @ loss.hvp(self.Y[sl], f[sl], t @ u)
+            acc += tmul(t, loss.hvp(self.Y[sl], f[sl], t @ u))
         return self.factor.phi_t(acc) / self.n + self.lam * v
 
     def pcg(self, loss: Loss, f: Tensor, b: Tensor, precond: _Preconditioner, eta: float, max_iter: int

@@ -59,7 +59,7 @@ def test_cli_bad_input_exits_2_with_message(tmp_path, capsys, args, message):
 
 
 def test_memory_budget_refusal(tmp_path, capsys):
-    rc = main(["distill", "--data", "sample", "--out", str(tmp_path / "o"), "--steps", "1",
+    rc = main(["distill", "--data", "sample", "--out", str(tmp_path / "o"), "--steps", "1", "--teacher", "exact",
                "--memory-budget-gb", "0.001"])
     assert rc == 2
     assert "memory budget" in capsys.readouterr().err

@@ -172,11 +172,11 @@ def _refused(kernel: str, n: int, budget: int) -> bool:
 def test_fits_is_the_peak_within_the_budget_and_never_what_build_operator_refuses(kernel, n, plenty):
     """``fits`` ⇔ the modelled peak over all stages ≤ the budget (to the byte); a budget at which
     build_operator refuses (dense n²·8 over it; rf-fc with p = 2,049 ≥ n = 2,000 is dense) never fits."""
-    peak = estimate_run(DistillConfig(kernel=kernel, memory_budget_gb=1000.0, device="cpu"),
+    peak = estimate_run(DistillConfig(teacher="exact", kernel=kernel, memory_budget_gb=1000.0, device="cpu"),
                         counts_report(n)).memory_bytes
     assert peak > n * n * 8
     for budget in (n * n * 8 - 1, n * n * 8, peak - 1, peak, peak + 1):
-        cfg = DistillConfig(kernel=kernel, memory_budget_gb=budget / GiB, device="cpu")
+        cfg = DistillConfig(teacher="exact", kernel=kernel, memory_budget_gb=budget / GiB, device="cpu")
         assert int(cfg.memory_budget_gb * GiB) == budget
         estimate = estimate_run(cfg, counts_report(n))
         assert estimate.n_train == n and estimate.memory_bytes == peak
@@ -189,7 +189,7 @@ def test_explicit_feature_storage_over_the_budget_is_refused(plenty, no_kernel_b
     """rf-fc with p = 2,049 < n = 2,100 stores Φ (n × p, 34 MB): build_operator never refuses it, but
     under a 20 MiB budget the run does, before any feature is computed, with the estimate's message."""
     ds = synthetic(210, 3)
-    cfg = DistillConfig(kernel="rf-fc", memory_budget_gb=20 / 1024, steps=1, device="cpu")
+    cfg = DistillConfig(teacher="exact", kernel="rf-fc", memory_budget_gb=20 / 1024, steps=1, device="cpu")
     estimate = estimate_run(cfg, ds.report)
     assert estimate.storage == "features" and estimate.operator_bytes == 2100 * 2049 * 8 > 20 * 2**20
     assert not estimate.fits and estimate.seconds_hint is None
@@ -211,7 +211,7 @@ def test_conv_step_over_the_budget_is_refused_before_any_kernel(plenty, no_kerne
     m × n pairs kept for backward) does not: run() raises ResourceError with the estimate's message
     before any kernel is evaluated, and every max_per_class / ipc the message names fits."""
     ds = synthetic(30, 3)
-    cfg = DistillConfig(kernel="ntk-conv", ipc=10, steps=1, device="cpu")
+    cfg = DistillConfig(teacher="exact", kernel="ntk-conv", ipc=10, steps=1, device="cpu")
     stages = dict(estimate_run(cfg.replace(memory_budget_gb=1000.0), ds.report).stages)
     step = stages.pop("distillation step")
     assert step > 2 * max(stages.values())          # 40,000 pairs of 8×8 per-pixel maps: ~0.8 GB
@@ -236,7 +236,7 @@ def test_full_mnist_conv_is_refused_with_alternatives_that_fit(plenty):
     """Full MNIST, ntk-conv, 500 per class: ~12 GiB per step at IPC 1, ~110 GiB at IPC 10 — refused
     under the default 4 GiB, naming changes that fit (estimate only: no MNIST needed)."""
     for ipc, low, high in ((1, 8, 16), (10, 80, 160)):
-        cfg = DistillConfig(kernel="ntk-conv", max_per_class=500, ipc=ipc, device="cpu")
+        cfg = DistillConfig(teacher="exact", kernel="ntk-conv", max_per_class=500, ipc=ipc, device="cpu")
         estimate = estimate_run(cfg, mnist_report())
         assert not estimate.fits and estimate.peak_stage == "distillation step"
         assert low * GiB < estimate.memory_bytes < high * GiB
@@ -293,7 +293,7 @@ def test_run_refuses_exactly_when_the_estimate_says(budget_factor, plenty):
     """Through the real run (class selection and cap applied by the run itself), at a budget of the
     estimated peak and just under it."""
     ds = synthetic(40, 3)
-    cfg = DistillConfig(kernel="ntk-fc", classes=["1", "2", "3", "4", "5", "6"], max_per_class=25, steps=1,
+    cfg = DistillConfig(teacher="exact", kernel="ntk-fc", classes=["1", "2", "3", "4", "5", "6"], max_per_class=25, steps=1,
                         device="cpu")
     peak = estimate_run(cfg, ds.report).memory_bytes
     cfg = cfg.replace(memory_budget_gb=int(budget_factor * peak) / GiB)
@@ -323,7 +323,7 @@ def test_training_size_is_the_runs(changes):
 def test_refusal_message_names_numbers_that_work(plenty):
     """The suggested cap is the largest that fits and the suggested budget fits."""
     ds = load_dataset("sample")
-    cfg = DistillConfig(memory_budget_gb=0.001, device="cpu")
+    cfg = DistillConfig(teacher="exact", memory_budget_gb=0.001, device="cpu")
     estimate = estimate_run(cfg, ds.report)
     assert not estimate.fits and estimate.seconds_hint is None
     message = estimate.message
@@ -406,7 +406,7 @@ def test_estimate_contract_and_time_hint(plenty):
 def test_conv_step_graph_is_counted(plenty):
     """The conv kernels' per-pixel covariances under autograd: m × n pairs × H·W·(12 + 17·depth) arrays."""
     kernel = make_kernel("nngp-conv")
-    cfg = DistillConfig(kernel="nngp-conv", loss="squared", ipc=2, device="cpu", dtype="float32")
+    cfg = DistillConfig(teacher="exact", kernel="nngp-conv", loss="squared", ipc=2, device="cpu", dtype="float32")
     estimate = estimate_run(cfg, counts_report(2000, shape=(32, 32, 3)))
     parts = dict(estimate.parts)
     m, n = 20, 2000
@@ -417,3 +417,49 @@ def test_conv_step_graph_is_counted(plenty):
     cap = int(re.search(r"lower max_per_class to (\d+)", estimate.message, re.I).group(1))
     capped = estimate_run(cfg.replace(max_per_class=cap), counts_report(2000, shape=(32, 32, 3)))
     assert capped.fits and capped.memory_bytes <= 4 * 2**30
+
+
+# ------------------------------------------------------------------ the teacher plan (exact or Nyström)
+WHOLE = {"mnist": ((28, 28, 1), 6000, 1000), "fashion-mnist": ((28, 28, 1), 6000, 1000),
+         "cifar-10": ((32, 32, 3), 5000, 1000)}
+
+
+def _whole(name):
+    shape, train, test = WHOLE[name]
+    return {"classes": [str(i) for i in range(10)], "train_counts": [train] * 10, "test_counts": [test] * 10,
+            "image_shape": shape}
+
+
+@pytest.mark.parametrize("dataset", list(WHOLE))
+@pytest.mark.parametrize("kernel", ["ntk-fc", "nngp-fc", "nngp-conv", "ntk-conv", "rbf", "rf-fc", "rf-conv"])
+def test_whole_datasets_are_never_refused_with_default_settings(dataset, kernel):
+    from engine.estimate import _answer, _make_run, _Nystrom, _nystrom_answer, _sizes
+    cfg = DistillConfig(data="x", kernel=kernel, device="cpu")
+    report = _whole(dataset)
+    est = estimate_run(cfg, report)
+    assert est.fits, est.message
+    assert est.memory_bytes <= cfg.memory_budget_gb * 2**30
+    if est.teacher == "nystrom":
+        # the most centres that fit: one more would not
+        h, w, c = report["image_shape"]
+        run_model = _make_run(cfg, (c, h, w), torch.device("cpu"))
+        s = _sizes(cfg, report, None)
+        more = _nystrom_answer(run_model, s, _Nystrom(est.centres + 1))
+        assert more.peak.total > cfg.memory_budget_gb * 2**30
+        assert "Nyström" in est.teacher_reason and f"{est.centres:,}" in est.teacher_reason
+    else:
+        assert kernel in ("rf-fc", "rf-conv")      # explicit features of all n images fit as they are
+
+
+def test_auto_teacher_is_exact_when_it_fits_and_exact_is_refused_with_the_nystrom_alternative():
+    small = estimate_run(DistillConfig(data="x", device="cpu", max_per_class=200), _whole("mnist"))
+    assert small.fits and small.teacher == "exact" and small.centres is None
+    forced = estimate_run(DistillConfig(data="x", device="cpu", teacher="exact"), _whole("mnist"))
+    assert not forced.fits and "set teacher to auto (a Nyström teacher with" in forced.message
+    chosen = estimate_run(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=1234), _whole("mnist"))
+    assert chosen.fits and chosen.teacher == "nystrom" and chosen.centres == 1234
+    assert chosen.operator_bytes == 60_000 * 1234 * 8
+    # centres whose K(X, Z) cannot be cached within the budget are recomputed per pass, not refused
+    tight = estimate_run(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=6000), _whole("mnist"))
+    assert tight.fits and not tight.nystrom_cache and tight.operator_bytes == 0
+    assert "recomputed" in tight.summary()
