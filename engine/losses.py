@@ -62,6 +62,15 @@ class Loss:
     def fenchel_young(self, Y: Tensor, Z: Tensor, A: Tensor) -> Tensor:
         return self.value(Y, Z) + self.conj_neg(Y, A) + (A * Z).sum(-1)
 
+    def curvature(self, Y: Tensor, Z: Tensor) -> Tensor:
+        """Per-row data D (n, C) of the Hessian at Z, so that ``apply_curvature(D[rows], V)`` equals
+        ``hvp(Y[rows], Z[rows], V)`` without recomputing it (a Newton system's many products). Here the
+        diagonal of a loss whose Hessian is diagonal (cross-entropy overrides both)."""
+        return self.hvp(Y, Z, torch.ones_like(Z))
+
+    def apply_curvature(self, D: Tensor, V: Tensor) -> Tensor:
+        return D * V
+
 
 class SquaredLoss(Loss):
     """ℓ = ½ ‖y − z‖²; ℓ*(−α) = −αᵀy + ½‖α‖²; α free."""
@@ -217,8 +226,13 @@ class CrossEntropyLoss(Loss):
         return Y - torch.softmax(Z, dim=-1)
 
     def hvp(self, Y, Z, V):
-        p = torch.softmax(Z, dim=-1)
-        return p * V - p * (p * V).sum(-1, keepdim=True)
+        return self.apply_curvature(torch.softmax(Z, dim=-1), V)
+
+    def curvature(self, Y, Z):
+        return torch.softmax(Z, dim=-1)
+
+    def apply_curvature(self, D, V):
+        return D * V - D * (D * V).sum(-1, keepdim=True)
 
 
 def _simplex_projection(P: Tensor) -> Tensor:

@@ -260,17 +260,19 @@ class NystromSolver:
         primal = float(certify.value(self.Y, f).mean()) + 0.5 * lam * float((beta * beta).sum())
         return _State(beta, c, f, alpha, grad, primal, gap)
 
-    def hess(self, loss: Loss, f: Tensor, v: Tensor) -> Tensor:
-        """(ΦᵀDΦ/n + λI) v for v (M, C), D the loss Hessian at f."""
+    def hess(self, loss: Loss, D: Tensor, v: Tensor) -> Tensor:
+        """(ΦᵀDΦ/n + λI) v for v (M, C), D the loss Hessian's per-row data (``loss.curvature``)."""
         u = self.factor.c_of(v)
         acc = torch.zeros_like(v)
         for sl, t in self.rows.tiles():
-            acc += tmul(t, loss.hvp(self.Y[sl], f[sl], t @ u))
+            acc += tmul(t, loss.apply_curvature(D[sl], t @ u))
         return self.factor.phi_t(acc) / self.n + self.lam * v
 
     def pcg(self, loss: Loss, f: Tensor, b: Tensor, precond: _Preconditioner, eta: float, max_iter: int
             ) -> tuple[Tensor, int]:
-        """Solve H d = b by preconditioned CG to relative residual ``eta`` (B-norm)."""
+        """Solve H d = b (H the Hessian at scores f) by preconditioned CG to relative residual ``eta``
+        (B-norm)."""
+        D = loss.curvature(self.Y, f)
         d = torch.zeros_like(b)
         r = b.clone()
         z = precond(r)
@@ -282,7 +284,7 @@ class NystromSolver:
             if rz <= 0 or rz <= eta ** 2 * rz0:
                 it -= 1
                 break
-            Hp = self.hess(loss, f, p)
+            Hp = self.hess(loss, D, p)
             pHp = float((p * Hp).sum())
             if not pHp > 0:
                 break
