@@ -44,6 +44,7 @@ from dgkip_gui.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.warmup import warm_up
+from dgkip_gui.wheel_guard import guard_wheel
 from dgkip_gui.worker import Emit, Job
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class MainWindow(QMainWindow):
         self._make_widgets()
         self._make_menus()
         self._make_status_bar()
+        guard_wheel(self)
 
         self._refresh = QTimer(self, interval=REFRESH_MS)
         self._refresh.timeout.connect(self._drain)

@@ -22,6 +22,7 @@ from engine.config import ConfigError, DistillConfig
 from engine.estimate import estimate_run, format_seconds
 from engine.kernels import kernel_names, make_kernel
 from dgkip_gui.system_info import format_bytes
+from dgkip_gui.wheel_guard import guard_wheel
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,7 @@ class SettingsPanel(QWidget):
 
         self._show_advanced(False)
         self.set_config(self._base)
+        guard_wheel(self)
 
     # -- widget factories --------------------------------------------------------
     def _group(self, title: str, rows: list[tuple[str, QWidget]]) -> QGroupBox:
