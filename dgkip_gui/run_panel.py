@@ -6,8 +6,10 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QSizePolicy,
-                               QTableWidget, QTableWidgetItem, QToolButton, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QProgressBar, QTableWidget,
+                               QTableWidgetItem, QToolButton, QWidget)
+
+from dgkip_gui.elided import ElidedLabel
 
 
 class RateMeter:
@@ -55,10 +57,13 @@ class RunPanel(QWidget):
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.bar.setMinimumWidth(120)
-        self.info = QLabel("Load a dataset, then press Distil.")
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # may clip, never widens
+        self.info = ElidedLabel("Load a dataset, then press Distil.")     # elides, never widens the window
+        self.blocked = ElidedLabel()          # why Distil is off, in place of the status line
+        self.blocked.setStyleSheet("color: #b3261e; font-weight: bold;")
+        self.blocked.hide()
         layout.addWidget(self.bar, 1)
         layout.addWidget(self.info, 2)
+        layout.addWidget(self.blocked, 2)
         for action in end_actions:
             layout.addWidget(self._button(action))
         self.meter = RateMeter()
@@ -69,6 +74,12 @@ class RunPanel(QWidget):
         button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.buttons[action.objectName()] = button
         return button
+
+    def block(self, reason: str | None) -> None:
+        """Show why Distil is off (``reason``, one line) instead of the status line; ``None`` clears it."""
+        self.blocked.setText(f"Distil is off. {reason}: see the alternatives under Settings." if reason else "")
+        self.blocked.setVisible(reason is not None)
+        self.info.setVisible(reason is None)
 
     def idle(self, text: str) -> None:
         self.bar.setRange(0, 1)
