@@ -5,10 +5,11 @@ PySide6 6.12.0's wheels release one reference to ``None`` each time a Qt method 
 later ``None`` is immortal and this is harmless; on 3.11 ``None``'s count (about 130,000 once torch is
 imported) falls with every such call, and when it reaches zero the interpreter aborts with
 "Fatal Python error: none_dealloc: deallocating None" — after some minutes of live plotting, or in
-the middle of the test suite.
+the middle of the test suite. The same builds were seen to release ``True``/``False`` too
+("deallocating True or False" at exit).
 
 :func:`pin_none_if_leaking` measures the leak on a probe object and, only when it is there, gives
-``None`` the effectively infinite reference count Python 3.12 gives it.
+``None``, ``True`` and ``False`` the effectively infinite reference count Python 3.12 gives them.
 """
 from __future__ import annotations
 
@@ -31,10 +32,12 @@ def none_leak_per_call(calls: int = PROBE_CALLS) -> float:
 
 
 def pin_none_if_leaking() -> bool:
-    """Make ``None`` immortal in practice when this PySide6 leaks it (True when it did so)."""
+    """Make ``None``, ``True`` and ``False`` immortal in practice when this PySide6 leaks ``None``
+    (True when it did so)."""
     if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
         return False
     if none_leak_per_call() < 0.5:
         return False
-    ctypes.c_ssize_t.from_address(id(None)).value += PINNED     # ob_refcnt is PyObject's first field
+    for singleton in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(singleton)).value += PINNED    # ob_refcnt: PyObject's first field
     return True
