@@ -69,9 +69,12 @@ class _Row:
 
 
 def accuracy_text(accuracies: list[float]) -> str:
-    """``[0.9, 0.92]`` → ``"91.00 ± 1.00 %"`` (population std, as the engine reports it)."""
+    """``[0.9, 0.92]`` → ``"91.00 ± 1.00 %"`` (population std, as the engine reports it); one seed has no
+    spread: ``[0.9]`` → ``"90.00 %"``."""
     if not accuracies:
         return "…"
+    if len(accuracies) < 2:
+        return f"{100 * accuracies[0]:.2f} %"
     return f"{100 * np.mean(accuracies):.2f} ± {100 * np.std(accuracies):.2f} %"
 
 
@@ -210,7 +213,8 @@ class EvaluatePanel(QWidget):
                             f"{len(info.classes)} classes · {html.escape(str(info.path.parent))}")
         self.source.setToolTip(str(info.path))
         self.table.show_summaries(info.transfer)
-        self.set_note("Accuracy on the real test set, mean ± std over seeds; saved in manifest.json."
+        self.set_note("Accuracy on the real test set (mean ± std over seeds when there are several); saved in "
+                      "manifest.json."
                       if info.transfer else "Not evaluated yet: press Evaluate… (Ctrl+T).")
 
 

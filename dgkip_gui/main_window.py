@@ -40,7 +40,8 @@ from dgkip_gui.image_grid import ImageGrid
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.plots import LivePlots
 from dgkip_gui.resources import app_icon
-from dgkip_gui.run_panel import ResultsTable, RunPanel
+from dgkip_gui.results_view import RunResults
+from dgkip_gui.run_panel import RunPanel
 from dgkip_gui.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
@@ -220,7 +221,7 @@ class MainWindow(QMainWindow):
                                   [self.act_export, self.act_evaluate])
         self.plots = LivePlots()
         self.grid = ImageGrid()
-        self.results = ResultsTable()
+        self.results = RunResults()
         self.evaluate_panel = EvaluatePanel([self.act_evaluate, self.act_open_export, self.act_export_transfer])
         self.results_tabs = QTabWidget()
         self.results_tabs.setDocumentMode(True)
@@ -486,7 +487,7 @@ class MainWindow(QMainWindow):
         self.dataset_panel.show_dataset(dataset)
         self.settings.set_dataset(list(dataset.classes), dataset.report)
         self.grid.reset(list(dataset.classes))
-        self.results.setRowCount(0)
+        self.results.clear()
         self.plots.reset()
         self.run_panel.idle(f"{dataset.name} loaded: press Distil (F5) to start.")
         recent = self.store.add_recent(loaded.path)
@@ -544,7 +545,7 @@ class MainWindow(QMainWindow):
         self._run_outcome, self._stage, self._last_step, self._snapshot = None, "", None, None
         self.result = None
         self.plots.reset(config.steps)
-        self.results.setRowCount(0)
+        self.results.clear()
         classes = config.classes or list(self.dataset.classes)
         self.grid.reset(classes)
         self.run_panel.meter.clear()
@@ -586,7 +587,7 @@ class MainWindow(QMainWindow):
     def _run_done(self, done: Done) -> None:
         self._run_outcome = done.reason
         self.result = done.result
-        self.results.show_metrics(done.metrics)
+        self.results.show_metrics(done.metrics, self._run_config)
         if done.result is not None:
             self._snapshot = None
             self.grid.show_images(done.result.pixels(), done.result.labels, f"final ({done.reason})",

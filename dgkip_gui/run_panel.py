@@ -1,13 +1,10 @@
-"""Run controls with progress (stage, steps/s, ETA) and the results table shown when a run ends."""
+"""Run controls with progress (stage, steps/s, ETA); the results of a run are in :mod:`dgkip_gui.results_view`."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QProgressBar, QTableWidget,
-                               QTableWidgetItem, QToolButton, QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QToolButton, QWidget
 
 from dgkip_gui.elided import ElidedLabel
 
@@ -117,49 +114,3 @@ class RunPanel(QWidget):
 
     def steps_per_second(self) -> float | None:
         return self.meter.rate()
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested metrics as ``("outer.inner", value)`` rows in their original order."""
-    rows: list[tuple[str, Any]] = []
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.extend(flatten(value, f"{name}."))
-        else:
-            rows.append((name, value))
-    return rows
-
-
-class ResultsTable(QTableWidget):
-    """Final metrics of a run (``Done.metrics``), one per row."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(0, 2, parent)
-        self.setHorizontalHeaderLabels(["Metric", "Value"])
-        self.verticalHeader().hide()
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setAlternatingRowColors(True)
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
-
-    def show_metrics(self, metrics: dict[str, Any]) -> None:
-        rows = flatten(metrics)
-        self.setRowCount(len(rows))
-        for row, (name, value) in enumerate(rows):
-            self.setItem(row, 0, QTableWidgetItem(name.replace("_", " ")))
-            item = QTableWidgetItem(_format(value))
-            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.setItem(row, 1, item)
