@@ -42,15 +42,17 @@ def format_duration(seconds: float) -> str:
 
 class RunPanel(QWidget):
     """A strip of buttons (bound to the window's actions), a progress bar, a status line and, at the
-    end, the buttons of ``end_actions`` (export, evaluate)."""
+    end, the buttons of ``end_actions`` (export, evaluate). The first run action (Distil) and the end
+    actions show their text; Pause, Stop and Cancel show their standard icons (names and shortcuts in
+    their tooltips), so the strip fits a 1024-pixel-wide window."""
 
     def __init__(self, run_actions: list[QAction], end_actions: list[QAction], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         self.buttons: dict[str, QToolButton] = {}
-        for action in run_actions:
-            layout.addWidget(self._button(action))
+        for i, action in enumerate(run_actions):
+            layout.addWidget(self._button(action, with_text=i == 0))
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.bar.setMinimumWidth(120)
@@ -65,10 +67,11 @@ class RunPanel(QWidget):
             layout.addWidget(self._button(action))
         self.meter = RateMeter()
 
-    def _button(self, action: QAction) -> QToolButton:
+    def _button(self, action: QAction, with_text: bool = True) -> QToolButton:
         button = QToolButton()
         button.setDefaultAction(action)
-        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon if with_text or action.icon().isNull()
+                                  else Qt.ToolButtonStyle.ToolButtonIconOnly)
         self.buttons[action.objectName()] = button
         return button
 
