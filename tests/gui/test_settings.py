@@ -166,3 +166,23 @@ def test_word_valued_kernel_parameters_round_trip(qtbot, panel):
     panel._kernel_edits["feature_dtype"].setText("")
     qtbot.keyClicks(panel._kernel_edits["feature_dtype"], "half")
     assert panel.error.field == "kernel_params" and "feature_dtype" in str(panel.error)
+
+
+def test_preset_and_reset_are_undoable_and_visible(qtbot, panel):
+    from engine.config import DistillConfig
+
+    mine = panel.config().replace(loss="hinge", ipc=7, lam=0.05)
+    panel.set_config(mine)
+    assert not panel.undo_button.isEnabled()
+    panel.preset.activated.emit(list(PRESETS).index("Quick look") + 1)
+    assert panel.config().loss == "cross-entropy" and panel.config().ipc == 1
+    assert "#fff6d6" in panel._fields["loss"].widget.styleSheet()         # the changed fields are marked
+    assert panel._fields["seed"].widget.styleSheet() == ""                # the unchanged ones are not
+    assert panel.undo_button.isEnabled() and "Quick look" in panel.undo_button.toolTip()
+    panel.undo_button.click()
+    assert panel.config() == mine and not panel.undo_button.isEnabled()
+
+    panel.reset_button.click()
+    assert panel.config() == DistillConfig().replace(data=mine.data, test_data=mine.test_data)
+    panel.undo_button.click()
+    assert panel.config() == mine
