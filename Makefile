@@ -62,6 +62,9 @@ run: setup
 	    echo "make run: to see the window, run from a desktop session, over 'ssh -X', or in a VNC session."; \
 	    QT_QPA_PLATFORM=offscreen $(VPY) -m dgkip_gui --self-test; \
 	else \
+	    echo "make run: on Linux/X11 Qt needs these system packages (the app names any that are missing):"; \
+	    echo "make run:   Debian/Ubuntu: libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1"; \
+	    echo "make run:   Fedora: xcb-util-cursor xcb-util-wm xcb-util-image xcb-util-keysyms xcb-util-renderutil libxkbcommon-x11 libX11-xcb"; \
 	    $(VPY) -m dgkip_gui --sample; \
 	fi
 

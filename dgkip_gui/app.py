@@ -7,6 +7,7 @@ import os
 import sys
 
 from dgkip_gui import APP_NAME, ORG_NAME, __version__
+from dgkip_gui.platform_check import missing_libraries, missing_message, uses_xcb
 
 NO_DISPLAY = "no display found; use --self-test or set QT_QPA_PLATFORM=offscreen"
 
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif display_missing():
         print(f"dgkip: {NO_DISPLAY}", file=sys.stderr)
+        return 2
+    elif uses_xcb() and (missing := missing_libraries()):
+        print(f"dgkip: {missing_message(missing)}", file=sys.stderr)    # no dialog possible without the plugin
         return 2
 
     from PySide6.QtWidgets import QApplication

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLabel, Q
                                QPushButton, QStyle, QVBoxLayout, QWidget)
 
 from dgkip_gui import APP_NAME
+from dgkip_gui.elided import ElidedLabel
 from dgkip_gui.errors import ErrorReport
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.system_info import versions
@@ -82,6 +83,9 @@ class AboutDialog(QDialog):
         path = log_path()
         if path:
             self.text += f"\nlog file: {path}"
+        self.log_label = ElidedLabel(f"Log file: {path}" if path else "No log file (no writable folder)",
+                                     mode=Qt.TextElideMode.ElideMiddle)
+        self.log_label.setToolTip(str(path or ""))
         view = _monospace_view(self.text)
         view.setMinimumSize(520, 240)
         self.copy_button = QPushButton("Copy")
@@ -92,6 +96,7 @@ class AboutDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(title)
         layout.addWidget(view, 1)
+        layout.addWidget(self.log_label)
         layout.addWidget(buttons)
 
     def copy(self) -> None:

@@ -15,8 +15,18 @@ from types import TracebackType
 from PySide6.QtCore import QObject, Signal
 
 from engine.config import ConfigError
+from engine.data.report import DatasetError
+from engine.operators import ResourceError
 
 log = logging.getLogger(__name__)
+
+EXPECTED_ERRORS = (ConfigError, DatasetError, ResourceError, OSError)
+"""Bad input or an environment limit (an invalid setting, an unreadable dataset, a run over the memory
+budget, a folder that cannot be written): explained to the user, logged at WARNING without traceback."""
+
+
+def is_expected(exc: BaseException | None) -> bool:
+    return isinstance(exc, EXPECTED_ERRORS)
 
 
 @dataclass(frozen=True)

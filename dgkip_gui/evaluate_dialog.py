@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 
 from engine.networks import NETWORKS
 from engine.transfer import QUICK_EPOCHS, RECIPES
+from dgkip_gui.wheel_guard import guard_wheel
 
 NETWORK_TITLES = {"mlp": "MLP", "convnet": "ConvNet-3", "resnet18": "ResNet-18"}
 MAX_SEEDS = 20
@@ -117,6 +118,7 @@ class EvaluateDialog(QDialog):
         self.resize(560, self.sizeHint().height())
         self._length_changed()
         self._validate()
+        guard_wheel(self)
 
     def _with_browse(self, edit: QLineEdit) -> QWidget:
         """``edit`` with a Browse button offering a folder or a file chooser."""

@@ -7,7 +7,6 @@ one :meth:`engine.transfer.TransferSummary.to_dict` per network) and can be copi
 from __future__ import annotations
 
 import csv
-import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from engine.export import read_manifest
 from engine.transfer import TransferProgress, TransferScore, TransferSummary
+from dgkip_gui.elided import ElidedLabel
 from dgkip_gui.evaluate_dialog import EvaluateOptions, network_title
 from dgkip_gui.run_panel import format_duration
 
@@ -69,9 +69,12 @@ class _Row:
 
 
 def accuracy_text(accuracies: list[float]) -> str:
-    """``[0.9, 0.92]`` → ``"91.00 ± 1.00 %"`` (population std, as the engine reports it)."""
+    """``[0.9, 0.92]`` → ``"91.00 ± 1.00 %"`` (population std, as the engine reports it); one seed has no
+    spread: ``[0.9]`` → ``"90.00 %"``."""
     if not accuracies:
         return "…"
+    if len(accuracies) < 2:
+        return f"{100 * accuracies[0]:.2f} %"
     return f"{100 * np.mean(accuracies):.2f} ± {100 * np.std(accuracies):.2f} %"
 
 
@@ -170,8 +173,7 @@ class EvaluatePanel(QWidget):
 
     def __init__(self, actions: list[QAction], parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.source = _line_label()
-        self.source.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.source = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)    # a path: both ends matter
         self.table = TransferTable()
         self.note = _line_label()
         copy = QToolButton(text="Copy")
@@ -179,10 +181,10 @@ class EvaluatePanel(QWidget):
         copy.clicked.connect(self.table.copy)
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
-        for action in actions:
+        for action in actions:      # text only (the icons would widen the results column past a small screen)
             button = QToolButton()
             button.setDefaultAction(action)
-            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(copy)
@@ -206,11 +208,12 @@ class EvaluatePanel(QWidget):
             self.table.show_summaries({})
             self.set_note("Evaluate trains networks from scratch on the distilled images and tests them on real data.")
             return
-        self.source.setText(f"<b>{html.escape(info.path.name)}</b> — {info.n_images} images, "
-                            f"{len(info.classes)} classes · {html.escape(str(info.path.parent))}")
+        self.source.setText(f"{info.path.name} — {info.n_images} images, {len(info.classes)} classes · "
+                            f"{info.path.parent}")
         self.source.setToolTip(str(info.path))
         self.table.show_summaries(info.transfer)
-        self.set_note("Accuracy on the real test set, mean ± std over seeds; saved in manifest.json."
+        self.set_note("Accuracy on the real test set (mean ± std over seeds when there are several); saved in "
+                      "manifest.json."
                       if info.transfer else "Not evaluated yet: press Evaluate… (Ctrl+T).")
 
 

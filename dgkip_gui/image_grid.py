@@ -72,9 +72,9 @@ class ImageGrid(QWidget):
         self._tile_height = 0
         self.step: int | None = None
 
-        self.placeholder = QLabel("The synthetic images appear here, one row per class,\n"
-                                  "as soon as a run starts.")
+        self.placeholder = QLabel("The synthetic images appear here, one row per class, as soon as a run starts.")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)          # wraps in a narrow window instead of widening it
         self.placeholder.setStyleSheet("color: #666;")
         self.caption = QLabel("")
         self.caption.setStyleSheet("color: #444;")

@@ -17,9 +17,10 @@ from typing import Any
 
 from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter,
+from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QMainWindow, QMessageBox, QSplitter,
                                QStyle, QLabel, QTabWidget, QVBoxLayout, QWidget)
 
+from engine import ResourceError
 from engine import data as engine_data
 from engine import distill, export
 from engine.config import ConfigError, DistillConfig
@@ -32,18 +33,20 @@ from engine.transfer import QUICK_EPOCHS, TransferProgress, TransferScore, Trans
 from dgkip_gui import APP_NAME
 from dgkip_gui.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
-from dgkip_gui.errors import ErrorReport
+from dgkip_gui.errors import ErrorReport, is_expected
 from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions, default_options
 from dgkip_gui.evaluate_panel import EvaluatePanel, ExportInfo, progress_text, summary_text
 from dgkip_gui.image_grid import ImageGrid
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.plots import LivePlots
 from dgkip_gui.resources import app_icon
-from dgkip_gui.run_panel import ResultsTable, RunPanel, format_duration
+from dgkip_gui.results_view import RunResults
+from dgkip_gui.run_panel import RunPanel, format_duration
 from dgkip_gui.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.warmup import warm_up
+from dgkip_gui.wheel_guard import guard_wheel
 from dgkip_gui.worker import Emit, Job
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,7 @@ class Evaluated:
 class MainWindow(QMainWindow):
     """DGKIP Studio's window. Signals let tests and ``--self-test`` wait on the real flow."""
     dataset_loaded = Signal(object)        # engine.data.Dataset
-    run_finished = Signal(str)             # "finished" | "stopped" | "cancelled" | "failed"
+    run_finished = Signal(str)             # "finished" | "stopped" | "cancelled" | "failed" | "refused"
     evaluation_finished = Signal(str)      # "finished" | "stopped" | "cancelled" | "failed"
     error_shown = Signal(object)           # ErrorReport
 
@@ -130,6 +133,7 @@ class MainWindow(QMainWindow):
         self._make_widgets()
         self._make_menus()
         self._make_status_bar()
+        guard_wheel(self)
 
         self._refresh = QTimer(self, interval=REFRESH_MS)
         self._refresh.timeout.connect(self._drain)
@@ -209,20 +213,18 @@ class MainWindow(QMainWindow):
         self.dataset_panel.test_data_requested.connect(self.choose_test_data)
         self.settings = SettingsPanel()
         self.settings.changed.connect(self._settings_changed)
-        settings_scroll = QScrollArea()
-        settings_scroll.setWidget(self.settings)
-        settings_scroll.setWidgetResizable(True)
-        settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.settings.estimate_changed.connect(self._update_actions)
+        self.settings.replaced.connect(self._settings_replaced)
         left = QTabWidget()
         left.addTab(self.dataset_panel, "Dataset")
-        left.addTab(settings_scroll, "Settings")
+        left.addTab(self.settings, "Settings")
         self.left_tabs = left
 
         self.run_panel = RunPanel([self.act_run, self.act_pause, self.act_stop, self.act_cancel],
                                   [self.act_export, self.act_evaluate])
         self.plots = LivePlots()
         self.grid = ImageGrid()
-        self.results = ResultsTable()
+        self.results = RunResults()
         self.evaluate_panel = EvaluatePanel([self.act_evaluate, self.act_open_export, self.act_export_transfer])
         self.results_tabs = QTabWidget()
         self.results_tabs.setDocumentMode(True)
@@ -307,7 +309,12 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         running = self.running
         control = self._control
-        self.act_run.setEnabled(not self.busy and self.dataset is not None and self.settings.error is None)
+        refusal = self.settings.refusal if self.dataset is not None and not self.busy else None
+        self.act_run.setEnabled(not self.busy and self.dataset is not None and self.settings.error is None
+                                and refusal is None)
+        self.act_run.setToolTip(f"Distil is off. {refusal}: see the alternatives under Settings" if refusal
+                                else "Start distilling with the current settings (Ctrl+R, F5)")
+        self.run_panel.block(refusal)
         for action in (self.act_open, self.act_open_file, self.act_sample, self.act_load_settings):
             action.setEnabled(not self.busy)
         for action in (self.act_test_folder, self.act_test_file):
@@ -328,6 +335,9 @@ class MainWindow(QMainWindow):
         config = self.settings.valid_config()
         self.device_label.setText(device_description(config.device if config else "auto"))
         self._update_actions()
+
+    def _settings_replaced(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
 
     def _update_memory(self) -> None:
         self.memory_label.setText(memory_description())
@@ -383,6 +393,11 @@ class MainWindow(QMainWindow):
             self._eval_outcome = "failed"
             self._eval_error = report.message
         else:
+            if isinstance(report.exception, ResourceError):       # refused before it started: not a failure
+                self._run_outcome = "refused"
+                self.settings.update_estimate()
+                self.left_tabs.setCurrentIndex(1)
+                return
             self._run_outcome = "failed"
             if isinstance(report.exception, ConfigError):
                 self.settings.show_error(report.exception)
@@ -475,7 +490,7 @@ class MainWindow(QMainWindow):
         self.dataset_panel.show_dataset(dataset)
         self.settings.set_dataset(list(dataset.classes), dataset.report)
         self.grid.reset(list(dataset.classes))
-        self.results.setRowCount(0)
+        self.results.clear()
         self.plots.reset()
         self.run_panel.idle(f"{dataset.name} loaded: press Distil (F5) to start.")
         recent = self.store.add_recent(loaded.path)
@@ -521,6 +536,11 @@ class MainWindow(QMainWindow):
             self.left_tabs.setCurrentIndex(1)
             self.statusBar().showMessage(f"Fix the settings first: {exc}", 8000)
             return False
+        self.settings.update_estimate()         # the estimate of exactly these settings, not a pending one
+        if self.settings.refusal is not None:
+            self.left_tabs.setCurrentIndex(1)
+            self.statusBar().showMessage(f"{self.settings.refusal}: pick an alternative under Settings.", 8000)
+            return False
         config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
         self.store.set_config(config)
         control = RunControl()
@@ -528,7 +548,7 @@ class MainWindow(QMainWindow):
         self._run_outcome, self._stage, self._last_step, self._snapshot = None, "", None, None
         self.result = None
         self.plots.reset(config.steps)
-        self.results.setRowCount(0)
+        self.results.clear()
         classes = config.classes or list(self.dataset.classes)
         self.grid.reset(classes)
         self.run_panel.meter.clear()
@@ -578,7 +598,7 @@ class MainWindow(QMainWindow):
     def _run_done(self, done: Done) -> None:
         self._run_outcome = done.reason
         self.result = done.result
-        self.results.show_metrics(done.metrics)
+        self.results.show_metrics(done.metrics, self._run_config)
         if done.result is not None:
             self._snapshot = None
             self.grid.show_images(done.result.pixels(), done.result.labels, f"final ({done.reason})",
@@ -595,7 +615,8 @@ class MainWindow(QMainWindow):
         text = {"finished": f"Finished{step}{speed}.",
                 "stopped": f"Stopped{step}; the result so far is kept.",
                 "cancelled": "Cancelled; nothing was kept.",
-                "failed": "The run failed; see the error details."}.get(outcome, outcome)
+                "failed": "The run failed; see the error details.",
+                "refused": "Not started: the run would not fit in memory (see Settings)."}.get(outcome, outcome)
         self.run_panel.idle(text)
         if self.result is not None:
             text += " Export the distilled set with Export… (Ctrl+E)."
@@ -863,8 +884,12 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def show_error(self, report: ErrorReport) -> None:
-        """Show the error dialog (non-modal, so no event loop is blocked) and log the report."""
-        log.error("%s: %s\n%s", report.title, report.message, report.details)
+        """Show the error dialog (non-modal, so no event loop is blocked) and log the report (bad input
+        and environment limits at WARNING without traceback, anything else at ERROR with it)."""
+        if is_expected(report.exception):
+            log.warning("%s: %s", report.title, report.message)
+        else:
+            log.error("%s: %s\n%s", report.title, report.message, report.details)
         if self.error_dialog is not None:
             self.error_dialog.close()
         self.error_dialog = ErrorDialog(report, self)

@@ -7,6 +7,7 @@ timer) pushes changed buffers into persistent curve items with ``setData``. Plot
 Repaint cost matters: PySide holds the GIL while Qt paints, so every millisecond spent drawing is
 taken from the engine thread. Axes are the expensive part, so during a run the ranges stay still:
 x spans the whole run from the start, log-y axes move in whole decades, accuracies stay on [0, 1].
+Legends are static items; the hover read-out only draws while the pointer is over a plot.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from engine.events import Evaluation, Step, TeacherProgress
+from dgkip_gui.plot_hover import HoverReadout
 
 
 class Series:
@@ -67,16 +69,13 @@ class _Curve:
     item: pg.PlotDataItem
     plot: pg.PlotItem
     data: Series
+    name: str
     dirty: bool = False
 
 
 GAP, FY, KM, RADIUS = "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"
-TEACHER, RANDOM, CONSISTENCY = "#d62728", "#7f7f7f", "#17becf"
-
-
-def _key(color: str, text: str) -> str:
-    """Title HTML naming a curve in its colour (the titles are the legends)."""
-    return f"<span style='color:{color}; font-weight:bold'>{text}</span>"
+TEACHER, RANDOM, CONSISTENCY, MEASURED = "#d62728", "#7f7f7f", "#17becf", "#e377c2"
+ON_TOP = 10         # z value of a total drawn over its parts (the gap over Fenchel–Young and kernel match)
 
 
 def _pen(color: str, dashed: bool = False) -> pg.QtGui.QPen:
@@ -87,7 +86,10 @@ def _pen(color: str, dashed: bool = False) -> pg.QtGui.QPen:
 
 
 class LivePlots(QWidget):
-    """Five persistent plots in one ``GraphicsLayoutWidget``; CSV column names are the curve keys."""
+    """Five persistent plots in one ``GraphicsLayoutWidget``; CSV column names are the curve keys.
+
+    Each plot has axis labels with units, a legend, a hover read-out (:mod:`dgkip_gui.plot_hover`) and
+    pyqtgraph's own right-click menu (view options and Export… to PNG, SVG or CSV)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,58 +100,67 @@ class LivePlots(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
         self._curves: dict[str, _Curve] = {}
-        self._decades: dict[pg.PlotItem, tuple[int, int]] = {}    # log-y plots → shown decade span
+        self._decades: dict[pg.PlotItem, tuple[int, int] | None] = {}   # log-y plots → shown decade span
+        self.hover = HoverReadout(self.view.scene())
 
-        teacher = self._plot(0, 0, f"Teacher solve: {_key('#8c564b', 'relative gap')}", "iteration", log_y=True)
-        gap = self._plot(0, 1, f"{_key(GAP, 'Duality gap')} = {_key(FY, 'Fenchel–Young')} + {_key(KM, 'kernel match')}",
-                         "step", log_y=True)
-        radius = self._plot(0, 2, f"Radius bound {_key(RADIUS, 'r = √(2G/λ)')} ({_key(RADIUS, '●')} certified)",
-                            "step", log_y=True)
-        accuracy = self._plot(1, 0, f"Test accuracy: {_key(GAP, '● distilled set')}, {_key(TEACHER, 'teacher')} "
-                                    f"(ceiling), {_key(RANDOM, 'random subset')} (floor)", "step", colspan=2)
-        consistency = self._plot(1, 2, f"Certified {_key(CONSISTENCY, 'consistency')} with the teacher", "step")
+        teacher = self._plot(0, 0, "Teacher solve", "iteration", "relative duality gap", log_y=True)
+        gap = self._plot(0, 1, "Duality gap G at the teacher", "step", "G (mean loss units)", log_y=True)
+        radius = self._plot(0, 2, "Distance to the teacher", "step", "‖w_S − w*‖ (RKHS norm)", log_y=True)
+        accuracy = self._plot(1, 0, "Test accuracy of kernel models", "step", "accuracy (fraction)", colspan=2)
+        consistency = self._plot(1, 2, "Agreement with the teacher", "step", "fraction of test points")
         for plot in (accuracy, consistency):
-            plot.setYRange(0, 1.02, padding=0)
             plot.getViewBox().setLimits(yMin=-0.05, yMax=1.05)
         self._step_plots = (gap, radius, accuracy, consistency)
         self._teacher_plot = teacher
+        self._unit_plots = (accuracy, consistency)
 
-        self._add(teacher, "teacher_rel_gap", "#8c564b")
-        self._add(gap, "gap", GAP)
-        self._add(gap, "fenchel_young", FY)
-        self._add(gap, "kernel_match", KM)
-        self._add(radius, "radius", RADIUS)
-        self._add(radius, "certified_radius", None, symbol="o", color=RADIUS)
-        self._add(accuracy, "distilled_accuracy", GAP, symbol="o")
-        self._add(accuracy, "teacher_accuracy", TEACHER, dashed=True)
-        self._add(accuracy, "random_accuracy", RANDOM, dashed=True)
-        self._add(consistency, "certified_consistency", CONSISTENCY, symbol="o")
+        self._add(teacher, "teacher_rel_gap", "relative gap", "#8c564b")
+        self._add(gap, "fenchel_young", "Fenchel–Young part", FY)
+        self._add(gap, "kernel_match", "kernel-matching part", KM)
+        self._add(gap, "gap", "gap G (total)", GAP).item.setZValue(ON_TOP)
+        self._add(radius, "radius", "radius bound r = √(2G/λ)", RADIUS)
+        self._add(radius, "certified_radius", "certified radius", None, symbol="o", color=RADIUS)
+        self._add(radius, "distance", "measured distance", None, symbol="t", color=MEASURED)
+        self._add(accuracy, "distilled_accuracy", "model trained on S", GAP, symbol="o")
+        self._add(accuracy, "teacher_accuracy", "teacher (ceiling)", TEACHER, dashed=True)
+        self._add(accuracy, "random_accuracy", "random real subset (floor)", RANDOM, dashed=True)
+        self._add(consistency, "certified_consistency", "certified consistency", CONSISTENCY, symbol="o")
+        self._add(consistency, "agreement", "measured agreement", MEASURED, symbol="t", dashed=True)
+        for plot, xlabel in ((teacher, "iteration"),) + tuple((p, "step") for p in self._step_plots):
+            curves = [(c.name, self._xy(c)) for c in self._curves.values() if c.plot is plot]
+            self.hover.add(plot, xlabel, curves)
+        self.reset()
 
     # -- construction ------------------------------------------------------------
-    def _plot(self, row: int, col: int, title: str, xlabel: str, *, log_y: bool = False,
+    def _plot(self, row: int, col: int, title: str, xlabel: str, ylabel: str, *, log_y: bool = False,
               colspan: int = 1) -> pg.PlotItem:
-        """A plot whose coloured title doubles as its legend (legends over live curves cost repaints)."""
         axes = {"left": DecadeAxis("left")} if log_y else None
         plot = self.view.addPlot(row=row, col=col, colspan=colspan, axisItems=axes)
         plot.setTitle(title, size="9pt", color="#222")
         plot.setLabel("bottom", xlabel)
+        plot.setLabel("left", ylabel)
         plot.setLogMode(y=log_y)
         if log_y:
-            self._decades[plot] = (0, 0)
-            plot.setYRange(-3, 0, padding=0.02)
+            self._decades[plot] = None
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
-        plot.setMenuEnabled(False)
+        plot.addLegend(offset=(-4, 4), labelTextSize="8pt", labelTextColor="#222", verSpacing=-6,
+                       brush=pg.mkBrush(255, 255, 255, 200), pen=pg.mkPen("#ccc"))
         if log_y:   # label decades only (the range always spans whole decades); minor ticks stay unlabelled
             plot.getAxis("left").setStyle(maxTextLevel=0)
         return plot
 
-    def _add(self, plot: pg.PlotItem, key: str, pen_color: str | None, *, symbol: str | None = None,
-             color: str | None = None, dashed: bool = False) -> None:
+    def _add(self, plot: pg.PlotItem, key: str, name: str, pen_color: str | None, *, symbol: str | None = None,
+             color: str | None = None, dashed: bool = False) -> _Curve:
         color = color or pen_color
-        item = plot.plot(pen=_pen(pen_color, dashed) if pen_color else None,
+        item = plot.plot(pen=_pen(pen_color, dashed) if pen_color else None, name=name,
                          symbol=symbol, symbolSize=6, symbolBrush=color, symbolPen=color)
-        self._curves[key] = _Curve(item, plot, Series())
+        curve = self._curves[key] = _Curve(item, plot, Series(), name)
+        return curve
+
+    @staticmethod
+    def _xy(curve: _Curve):
+        return lambda: (curve.data.x, curve.data.y)
 
     # -- data --------------------------------------------------------------------
     def _append(self, key: str, x: float, y: float) -> None:
@@ -166,7 +177,8 @@ class LivePlots(QWidget):
 
     def add_evaluation(self, event: Evaluation) -> None:
         self._append("certified_radius", event.step, event.radius)
-        for key in ("distilled_accuracy", "teacher_accuracy", "random_accuracy", "certified_consistency"):
+        for key in ("distilled_accuracy", "teacher_accuracy", "random_accuracy", "certified_consistency",
+                    "agreement", "distance"):
             self._append(key, event.step, getattr(event, key))
 
     def refresh(self) -> None:
@@ -189,22 +201,30 @@ class LivePlots(QWidget):
             return
         low, high = int(np.floor(np.log10(y.min()))), int(np.ceil(np.log10(y.max())))
         span = (low, max(high, low + 1))
-        if span != self._decades[plot]:
+        if span != self._decades[plot]:     # None after a reset: always set
             self._decades[plot] = span
             plot.setYRange(*span, padding=0.02)
 
     def reset(self, total_steps: int = 0) -> None:
-        """Clear the curves; with ``total_steps`` (a run starts) fix the step axes to ``[0, total_steps]``."""
+        """Clear the curves and put every view back where a run starts, whatever happened to it (a zoom
+        or pan by the user, a cancelled run): step axes ``[0, total_steps]`` (auto when 0), the
+        teacher's iterations auto-ranged, log axes at 10⁻³…1 until data arrives, fractions on [0, 1].
+
+        (Enabling auto-range alone does not undo a zoom: with clip-to-view the view keeps the zoomed
+        range, so each range is set explicitly first.)"""
         for curve in self._curves.values():
             curve.data.clear()
             curve.item.setData([], [])
             curve.dirty = False
-        for plot in self._step_plots:
-            if total_steps:
-                plot.setXRange(0, total_steps, padding=0.02)
-            else:
+        for plot in (self._teacher_plot, *self._step_plots):
+            plot.setXRange(0, total_steps if total_steps and plot is not self._teacher_plot else 1, padding=0.02)
+            if not total_steps or plot is self._teacher_plot:
                 plot.enableAutoRange(x=True)
-        self._teacher_plot.enableAutoRange(x=True)
+        for plot in self._decades:
+            self._decades[plot] = None
+            plot.setYRange(-3, 0, padding=0.02)
+        for plot in self._unit_plots:
+            plot.setYRange(0, 1.02, padding=0)
 
     def finish(self) -> None:
         """After a run: fit the step axes to the steps actually taken (a stopped run ends early)."""

@@ -1,13 +1,12 @@
-"""Run controls with progress (stage, steps/s, ETA) and the results table shown when a run ends."""
+"""Run controls with progress (stage, steps/s, ETA); the results of a run are in :mod:`dgkip_gui.results_view`."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QSizePolicy,
-                               QTableWidget, QTableWidgetItem, QToolButton, QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QToolButton, QWidget
+
+from dgkip_gui.elided import ElidedLabel
 
 
 class RateMeter:
@@ -43,32 +42,44 @@ def format_duration(seconds: float) -> str:
 
 class RunPanel(QWidget):
     """A strip of buttons (bound to the window's actions), a progress bar, a status line and, at the
-    end, the buttons of ``end_actions`` (export, evaluate)."""
+    end, the buttons of ``end_actions`` (export, evaluate). The first run action (Distil) and the end
+    actions show their text; Pause, Stop and Cancel show their standard icons (names and shortcuts in
+    their tooltips), so the strip fits a 1024-pixel-wide window."""
 
     def __init__(self, run_actions: list[QAction], end_actions: list[QAction], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
         self.buttons: dict[str, QToolButton] = {}
-        for action in run_actions:
-            layout.addWidget(self._button(action))
+        for i, action in enumerate(run_actions):
+            layout.addWidget(self._button(action, with_text=i == 0))
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.bar.setMinimumWidth(120)
-        self.info = QLabel("Load a dataset, then press Distil.")
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # may clip, never widens
+        self.info = ElidedLabel("Load a dataset, then press Distil.")     # elides, never widens the window
+        self.blocked = ElidedLabel()          # why Distil is off, in place of the status line
+        self.blocked.setStyleSheet("color: #b3261e; font-weight: bold;")
+        self.blocked.hide()
         layout.addWidget(self.bar, 1)
         layout.addWidget(self.info, 2)
+        layout.addWidget(self.blocked, 2)
         for action in end_actions:
             layout.addWidget(self._button(action))
         self.meter = RateMeter()
 
-    def _button(self, action: QAction) -> QToolButton:
+    def _button(self, action: QAction, with_text: bool = True) -> QToolButton:
         button = QToolButton()
         button.setDefaultAction(action)
-        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon if with_text or action.icon().isNull()
+                                  else Qt.ToolButtonStyle.ToolButtonIconOnly)
         self.buttons[action.objectName()] = button
         return button
+
+    def block(self, reason: str | None) -> None:
+        """Show why Distil is off (``reason``, one line) instead of the status line; ``None`` clears it."""
+        self.blocked.setText(f"Distil is off. {reason}: see the alternatives under Settings." if reason else "")
+        self.blocked.setVisible(reason is not None)
+        self.info.setVisible(reason is None)
 
     def idle(self, text: str) -> None:
         self.bar.setRange(0, 1)
@@ -106,51 +117,3 @@ class RunPanel(QWidget):
 
     def steps_per_second(self) -> float | None:
         return self.meter.rate()
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return "—"           # not computed (e.g. the distance to the exact teacher without its certificate)
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested metrics as ``("outer.inner", value)`` rows in their original order."""
-    rows: list[tuple[str, Any]] = []
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            rows.extend(flatten(value, f"{name}."))
-        else:
-            rows.append((name, value))
-    return rows
-
-
-class ResultsTable(QTableWidget):
-    """Final metrics of a run (``Done.metrics``), one per row."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(0, 2, parent)
-        self.setHorizontalHeaderLabels(["Metric", "Value"])
-        self.verticalHeader().hide()
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setAlternatingRowColors(True)
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
-
-    def show_metrics(self, metrics: dict[str, Any]) -> None:
-        rows = flatten(metrics)
-        self.setRowCount(len(rows))
-        for row, (name, value) in enumerate(rows):
-            self.setItem(row, 0, QTableWidgetItem(name.replace("_", " ")))
-            item = QTableWidgetItem(_format(value))
-            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.setItem(row, 1, item)

@@ -6,7 +6,6 @@ Fields the form does not show (``data``, ``test_data``...) are carried over from
 """
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,14 +13,15 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QLineEdit, QListWidget, QListWidgetItem, QSpinBox, QToolButton,
-                               QVBoxLayout, QWidget)
+                               QLabel, QLineEdit, QListWidget, QListWidgetItem, QScrollArea, QSpinBox,
+                               QToolButton, QVBoxLayout, QWidget)
 
 from engine import config as cfg
 from engine.config import ConfigError, DistillConfig
-from engine.estimate import estimate_run, format_seconds
+from engine.estimate import estimate_run
 from engine.kernels import kernel_names, make_kernel
-from dgkip_gui.system_info import format_bytes
+from dgkip_gui.estimate_view import EstimateView
+from dgkip_gui.wheel_guard import guard_wheel
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
 }
 
 _INVALID_STYLE = "border: 2px solid #d93025; border-radius: 3px; background: #fff4f4;"
+_CHANGED_STYLE = "border: 2px solid #e3a008; border-radius: 3px; background: #fff6d6;"
+CHANGED_MS = 3000       # how long fields a preset, reset or alternative changed stay highlighted
 
 
 @dataclass
@@ -178,8 +180,15 @@ def _parse_number(field_name: str, text: str, kind: type, optional: bool = False
 
 
 class SettingsPanel(QWidget):
-    """The form. Emits ``changed`` after every edit (already validated: see :attr:`error`)."""
+    """The form. Emits ``changed`` after every edit (already validated: see :attr:`error`),
+    ``estimate_changed`` when the run estimate (:attr:`estimate`, placed by the window under the
+    scrolling form) was recomputed, ``replaced(text)`` after a preset, a reset, an alternative or an
+    undo replaced several fields at once.
+
+    The form scrolls (:attr:`scroll`); the estimate (:attr:`estimate`) stays under it."""
     changed = Signal()
+    estimate_changed = Signal()
+    replaced = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -190,6 +199,7 @@ class SettingsPanel(QWidget):
         self._dataset_classes: list[str] = []
         self._report = None
         self._updating = False
+        self._undo: list[tuple[str, DistillConfig]] = []      # (what replaced the form, the form before)
         self.error: ConfigError | None = None
 
         self.preset = QComboBox()
@@ -197,6 +207,11 @@ class SettingsPanel(QWidget):
         self.preset.addItems(list(PRESETS))
         self.preset.setToolTip("Fill the form with a tested combination of settings")
         self.preset.activated.connect(self._apply_preset)
+        self.reset_button = QToolButton(text="Defaults")
+        self.reset_button.setToolTip("Reset every setting to its default (Undo restores the form)")
+        self.reset_button.clicked.connect(self.reset_to_defaults)
+        self.undo_button = QToolButton(text="Undo")
+        self.undo_button.clicked.connect(self.undo)
 
         method = self._group("Method", [
             ("Mode", self._choice("mode", cfg.MODES)),
@@ -266,28 +281,42 @@ class SettingsPanel(QWidget):
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #b3261e; font-weight: bold;")
         self.message.hide()
-        self.estimate = QLabel()
-        self.estimate.setWordWrap(True)
-        self.estimate.hide()
+        self.estimate = EstimateView()
+        self.estimate.change_requested.connect(self.apply_changes)
+        self._changed_timer = QTimer(self, singleShot=True, interval=CHANGED_MS)
+        self._changed_timer.timeout.connect(self._clear_highlight)
         self._estimate_timer = QTimer(self, singleShot=True, interval=150)
-        self._estimate_timer.timeout.connect(self._update_estimate)
+        self._estimate_timer.timeout.connect(self.update_estimate)
 
         preset_row = QHBoxLayout()
         preset_row.addWidget(QLabel("Preset"))
         preset_row.addWidget(self.preset, 1)
-        layout = QVBoxLayout(self)
+        preset_row.addWidget(self.reset_button)
+        preset_row.addWidget(self.undo_button)
+        form = QWidget()
+        layout = QVBoxLayout(form)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(preset_row)
         layout.addWidget(self.message)
-        layout.addWidget(self.estimate)
         for group in (method, distilled, optimisation):
             layout.addWidget(group)
         layout.addWidget(self.advanced_toggle)
         layout.addWidget(self.advanced)
         layout.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(form)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        page = QVBoxLayout(self)        # the estimate sits under the scrolling form: when it appears or
+        page.setContentsMargins(0, 0, 0, 0)     # grows, the form's fields do not move
+        page.setSpacing(0)
+        page.addWidget(self.scroll, 1)
+        page.addWidget(self.estimate)
 
         self._show_advanced(False)
         self.set_config(self._base)
+        self._update_undo()
+        guard_wheel(self)
 
     # -- widget factories --------------------------------------------------------
     def _group(self, title: str, rows: list[tuple[str, QWidget]]) -> QGroupBox:
@@ -494,32 +523,75 @@ class SettingsPanel(QWidget):
         name = self.preset.itemText(index)
         if name in PRESETS:
             base = self.valid_config() or self._base
-            self.set_config(PRESETS[name](base, self._dataset_classes))
-            log.info("applied preset %r", name)
+            self._replace(f"preset “{name}”", PRESETS[name](base, self._dataset_classes))
         self.preset.setCurrentIndex(0)
 
+    # -- form-wide changes (undoable) ----------------------------------------------
+    def reset_to_defaults(self) -> None:
+        """Every field to :class:`DistillConfig`'s default (the dataset and test data are kept)."""
+        self._replace("reset to defaults", DistillConfig().replace(data=self._base.data,
+                                                                   test_data=self._base.test_data))
+
+    def apply_changes(self, label: str, changes: dict[str, Any]) -> None:
+        """Apply config field ``changes`` (an estimate's alternative, e.g. ``{"max_per_class": 2660}``)."""
+        self._replace(f"“{label}”", (self.valid_config() or self._base).replace(**changes).validate())
+
+    def undo(self) -> None:
+        """Restore the form as it was before the last preset, reset or alternative."""
+        if self._undo:
+            what, before = self._undo.pop()
+            self._replace(f"undo {what}", before, undoable=False)
+
+    def _replace(self, what: str, config: DistillConfig, undoable: bool = True) -> None:
+        """Show ``config``, highlight the fields that changed for a few seconds, scroll to the first."""
+        before = self.valid_config() or self._base
+        if undoable:
+            self._undo.append((what, before))
+        self.set_config(config)
+        changed = [name for name in self._fields if getattr(before, name) != getattr(config, name)]
+        widgets = [self._fields[name].widget for name in changed]
+        if before.kernel == config.kernel and before.kernel_params != config.kernel_params:
+            widgets += [self._kernel_edits[n] for n in self._kernel_edits
+                        if before.kernel_params.get(n) != config.kernel_params.get(n)]
+        for widget in widgets:
+            widget.setStyleSheet(f"{type(widget).__name__} {{ {_CHANGED_STYLE} }}")
+            self._reveal(widget)
+        if widgets:
+            self._changed_timer.start()
+            self.scroll.ensureWidgetVisible(widgets[0])
+        self._update_undo()
+        names = changed + (["kernel parameters"] if len(widgets) > len(changed) else [])
+        text = f"Applied {what}: " + (f"changed {', '.join(names)}." if names else "nothing changed.")
+        log.info("%s", text)
+        self.replaced.emit(text)
+
+    def _clear_highlight(self) -> None:
+        self._mark(self.error)
+
+    def _update_undo(self) -> None:
+        self.undo_button.setEnabled(bool(self._undo))
+        self.undo_button.setToolTip(f"Undo {self._undo[-1][0]}" if self._undo
+                                    else "Undo a preset, reset or alternative (nothing to undo)")
+
     # -- resource estimate -------------------------------------------------------
-    def _update_estimate(self) -> None:
-        """Show ``engine.estimate.estimate_run`` for the current config: peak memory, rough time, and
-        whether the run fits (green) or will be refused (red, with what to change)."""
+    def update_estimate(self) -> None:
+        """Show ``engine.estimate.estimate_run`` for the current config now (edits schedule it): peak
+        memory, rough time, and whether the run fits, or will be refused with its alternatives."""
+        self._estimate_timer.stop()
         config = self.valid_config()
-        if config is None or self._report is None:
-            self.estimate.hide()
-            return
-        try:
-            estimate = estimate_run(config, self._report)
-        except Exception as exc:  # noqa: BLE001 - an estimate must never break the form
-            log.warning("estimate failed: %s", exc)
-            self.estimate.hide()
-            return
-        text = f"Estimated memory {format_bytes(estimate.memory_bytes)}"
-        if estimate.seconds_hint is not None:
-            text += f", {format_seconds(estimate.seconds_hint)}"
-        if estimate.message:
-            text += f". {estimate.message}"
-        if estimate.fits and estimate.teacher_reason:
-            text += f". Teacher: {estimate.teacher_reason}"
-        colour = "#1e6b2e" if estimate.fits else "#b3261e"
-        self.estimate.setText(f"<span style='color:{colour}'>{html.escape(text)}</span>")
-        self.estimate.setToolTip(estimate.details())
-        self.estimate.show()
+        estimate = None
+        if config is not None and self._report is not None:
+            try:
+                estimate = estimate_run(config, self._report)
+            except Exception as exc:  # noqa: BLE001 - an estimate must never break the form
+                log.warning("estimate failed: %s", exc)
+        if estimate is None:
+            self.estimate.clear()
+        else:
+            self.estimate.show_estimate(estimate)
+        self.estimate_changed.emit()
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the form's run would be refused (one line), or ``None`` (fits, or not estimated)."""
+        return self.estimate.refusal

@@ -16,7 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 from engine.control import Cancelled
-from dgkip_gui.errors import ErrorReport
+from dgkip_gui.errors import ErrorReport, is_expected
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,10 @@ class _Worker(QObject):
         except Cancelled:
             log.info("job %d cancelled", self._job_id)
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the GUI
-            log.exception("job %d failed", self._job_id)
+            if is_expected(exc):
+                log.warning("job %d: %s", self._job_id, exc)
+            else:
+                log.exception("job %d failed", self._job_id)
             self.failed.emit(self._job_id, ErrorReport.from_exception(exc, self._title))
         finally:
             self.finished.emit(self._job_id)

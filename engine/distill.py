@@ -296,7 +296,8 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         "teacher_kind": teacher.kind, "teacher_reason": plan.teacher_reason,
         "centres": teacher.info.get("centres"), "centre_selection": teacher.info.get("selection"),
         "nystrom_jitter": teacher.info.get("jitter"),
-        "certified_consistency": cert.certified_consistency,
+        "certified_consistency": cert.certified_consistency, "agreement_with_teacher": cert.agreement,
+        "distance_to_teacher": cert.distance, "radius_for_half_certified": cert.radius_for_half,
         "error_lower": cert.error_lower, "error_upper": cert.error_upper,
         "teacher_gap": sol.gap, "teacher_rel_gap": sol.rel_gap, "teacher_primal": sol.primal,
         "teacher_iterations": sol.iterations, "teacher_solver": sol.solver, "teacher_seconds": timings["teacher"],
@@ -349,13 +350,15 @@ def _certify(teacher: Teacher, syn: _Synthetic, n_classes: int, test: TestSet, c
 
 def _evaluation(step: int, cert: Certificate, test: TestSet, random_acc: float) -> Evaluation:
     return Evaluation(step, cert.gap, cert.radius, cert.distilled_accuracy, test.teacher_accuracy, random_acc,
-                      cert.certified_consistency, cert.error_lower, cert.error_upper)
+                      cert.certified_consistency, cert.error_lower, cert.error_upper, cert.agreement, cert.distance,
+                      cert.radius_for_half)
 
 
 def _cert_row(cert: Certificate) -> dict[str, float]:
     return {"certified_gap": cert.gap, "certified_radius": cert.radius,
             "distilled_accuracy": cert.distilled_accuracy, "certified_consistency": cert.certified_consistency,
-            "error_lower": cert.error_lower, "error_upper": cert.error_upper}
+            "error_lower": cert.error_lower, "error_upper": cert.error_upper, "agreement": cert.agreement,
+            "distance": cert.distance}
 
 
 def _snapshot(step: int, syn: _Synthetic, pre: Preprocessor) -> Snapshot:

@@ -129,6 +129,9 @@ class RunEstimate:
     ``parts`` as (name, bytes) pairs; ``stages``: every stage's peak as (stage, bytes) pairs, in run
     order; ``limit_bytes``: the limit the peak was held to (the budget, or less where this machine
     has less available); ``device``: the compute device.
+    ``changes``: when refused, the alternatives the message names as (short label, config field
+    changes) pairs, e.g. ``("Cap at 2,660 per class", {"max_per_class": 2660})`` — each checked by the
+    model to fit, so applying one (``config.replace(**changes)``) gives a run that is not refused.
     """
 
     memory_bytes: int
@@ -149,6 +152,7 @@ class RunEstimate:
     centres: int | None = None
     teacher_reason: str = ""
     nystrom_cache: bool = True
+    changes: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def summary(self) -> str:
         """One line for the CLI, e.g. ``estimate: peak memory about 64.0 MiB (teacher …), about 20 s on cpu``."""
@@ -808,8 +812,10 @@ def _estimate(config: DistillConfig, report: Any, with_time: bool) -> RunEstimat
     fits = _fits(a, budget, available)
     s, pk = a.sizes, a.peak
     notes: list[str] = []
+    changes: tuple[tuple[str, dict[str, Any]], ...] = ()
     if not fits:
-        notes.append(_refusal(run, report, a, budget, available, chw, device))
+        refusal, changes = _refusal(run, report, a, budget, available, chw, device)
+        notes.append(refusal)
     else:
         text = f"Fits the memory budget of {format_bytes(budget)}"
         for pool, free in available.items():
@@ -825,13 +831,14 @@ def _estimate(config: DistillConfig, report: Any, with_time: bool) -> RunEstimat
                        stages=pk.stages, limit_bytes=int(limit),
                        teacher="nystrom" if a.nys is not None else "exact",
                        centres=None if a.nys is None else a.nys.centres, teacher_reason=a.reason,
-                       nystrom_cache=True if a.nys is None else a.nys.cache)
+                       nystrom_cache=True if a.nys is None else a.nys.cache, changes=changes)
 
 
 def _refusal(run: _Run, report: Any, a: _Answer, budget: int, available: Mapping[str, int | None],
-             chw: tuple[int, int, int], device: torch.device) -> str:
+             chw: tuple[int, int, int], device: torch.device) -> tuple[str, tuple[tuple[str, dict[str, Any]], ...]]:
     """Why the run does not fit (what it needs, per stage) and the alternatives, each checked by the
-    model: the largest max_per_class that fits, a smaller ipc, an explicit-feature kernel, the budget."""
+    model: the largest max_per_class that fits, a smaller ipc, an explicit-feature kernel, the budget;
+    with the alternatives as (label, config changes) pairs (:attr:`RunEstimate.changes`)."""
     cfg = run.config
     s, pk = a.sizes, a.peak
     train, _ = _class_counts(cfg, report)
@@ -866,27 +873,33 @@ def _refusal(run: _Run, report: Any, a: _Answer, budget: int, available: Mapping
     text += " Peak of each stage: " + ", ".join(f"{name} {format_bytes(size)}" for name, size in pk.stages) + "."
 
     # the alternatives, each one checked by the model
-    advice = [change for change, _ in _alternatives(run, report, budget, available, current_cap, chw, device, images)]
+    found = _alternatives(run, report, budget, available, current_cap, chw, device, images)
+    advice = [change for change, _, _ in found]
+    changes = [button for _, _, button in found]
     if not short:
         advice.append(f"raise memory_budget_gb to at least {_gib(pk.total)}")
+        changes.append((f"Raise the memory budget to {_gib(pk.total)} GiB", {"memory_budget_gb": float(_gib(pk.total))}))
     else:                   # the machine cannot give the peak: raising the budget alone does not help
         if not advice:      # nothing fits the budget: what fits this machine, with the budget it needs
-            advice = [f"raise memory_budget_gb to at least {_gib(peak)} and {change}" for change, peak in
-                      _alternatives(run, report, 2**62, available, current_cap, chw, device, images)]
+            found = _alternatives(run, report, 2**62, available, current_cap, chw, device, images)
+            advice = [f"raise memory_budget_gb to at least {_gib(peak)} and {change}" for change, peak, _ in found]
+            changes = [(f"{label}, budget {_gib(peak)} GiB", {**fields, "memory_budget_gb": float(_gib(peak))})
+                       for _, peak, (label, fields) in found]
         advice.append(f"run it where more {' and '.join(_POOL_NAMES[p] for p, _ in short)} is free "
                       f"(raising memory_budget_gb alone does not help on this machine)")
-    return text + " " + _join(advice) + "."
+    return text + " " + _join(advice) + ".", tuple(changes)
 
 
 def _alternatives(run: _Run, report: Any, budget: int, available: Mapping[str, int | None], current_cap: int,
                   chw: tuple[int, int, int], device: torch.device, images: Callable[[int], str]
-                  ) -> list[tuple[str, int]]:
-    """(advice, its peak bytes) for each change that makes the run fit ``budget`` and the machine:
+                  ) -> list[tuple[str, int, tuple[str, dict[str, Any]]]]:
+    """(advice, its peak bytes, (button label, config changes)) for each change that makes the run fit
+    ``budget`` and the machine:
     the largest max_per_class below the current one, the largest smaller ipc (or ipc and
     max_per_class together when neither alone does), and rf-fc / rf-conv (at the current cap, else
     at the largest cap they allow when that beats the current kernel's)."""
     cfg = run.config
-    out: list[tuple[str, int]] = []
+    out: list[tuple[str, int, tuple[str, dict[str, Any]]]] = []
 
     def fits(r: _Run, cap: int | None) -> _Answer | None:
         a = _answer(r, report, cap, budget)
@@ -901,23 +914,26 @@ def _alternatives(run: _Run, report: Any, budget: int, available: Mapping[str, i
 
     cap = largest_cap(run)
     if cap:
-        out.append((f"lower max_per_class to {cap} ({images(cap)})", fits(run, cap).peak.total))
+        out.append((f"lower max_per_class to {cap} ({images(cap)})", fits(run, cap).peak.total,
+                    (f"Cap at {cap:,} per class", {"max_per_class": cap})))
     ipc = _largest_cap(lambda i: fits(with_ipc(i), cfg.max_per_class) is not None, 1, cfg.ipc - 1)
     if ipc:
         out.append((f"lower ipc to {ipc} (the distillation step's kernel graph grows with ipc × n)",
-                    fits(with_ipc(ipc), cfg.max_per_class).peak.total))
+                    fits(with_ipc(ipc), cfg.max_per_class).peak.total, (f"Use {ipc} per class", {"ipc": ipc})))
     elif not cap and cfg.ipc > 1:               # neither alone: ipc and max_per_class together
         top = _largest_cap(lambda i: largest_cap(with_ipc(i)) is not None, 1, cfg.ipc - 1)
         if top:
             pairs = [(i, largest_cap(with_ipc(i))) for i in dict.fromkeys((top, 1))]
             peak = max(fits(with_ipc(i), c).peak.total for i, c in pairs)
             out.append(("lower ipc and max_per_class together (" + ", or ".join(
-                f"ipc {i} with max_per_class {c}, {images(c)}" for i, c in pairs) + ")", peak))
+                f"ipc {i} with max_per_class {c}, {images(c)}" for i, c in pairs) + ")", peak,
+                (f"Use {pairs[0][0]} per class, cap at {pairs[0][1]:,}", {"ipc": pairs[0][0], "max_per_class": pairs[0][1]})))
     if cfg.teacher == "exact":                   # the Nyström teacher with the most centres that fit
         auto = _answer(dataclasses.replace(run, config=cfg.replace(teacher="auto")), report, cfg.max_per_class, budget)
         if _fits(auto, budget, available) and auto.nys is not None:
             out.append((f"set teacher to auto (a Nyström teacher with {auto.nys.centres:,} centres on all "
-                        f"{images(current_cap)}: about {format_bytes(auto.peak.total)} at its peak)", auto.peak.total))
+                        f"{images(current_cap)}: about {format_bytes(auto.peak.total)} at its peak)", auto.peak.total,
+                        (f"Use a Nyström teacher ({auto.nys.centres:,} centres)", {"teacher": "auto"})))
     for name in ("rf-fc", "rf-conv"):
         if name == cfg.kernel:
             continue
@@ -928,12 +944,15 @@ def _alternatives(run: _Run, report: Any, budget: int, available: Mapping[str, i
         what = f"use {name} (explicit features, {other.p:,} per image"
         b = fits(other, cfg.max_per_class)
         if b is not None:
-            out.append((f"{what}: about {format_bytes(b.peak.total)} at its peak)", b.peak.total))
+            out.append((f"{what}: about {format_bytes(b.peak.total)} at its peak)", b.peak.total,
+                        (f"Use {name}", {"kernel": name, "kernel_params": {}})))
             continue
         cap_other = largest_cap(other)
         if cap_other and (cap is None or cap_other > cap):
             out.append((f"{what}) with max_per_class {cap_other} ({images(cap_other)})",
-                        fits(other, cap_other).peak.total))
+                        fits(other, cap_other).peak.total,
+                        (f"Use {name}, cap at {cap_other:,} per class",
+                         {"kernel": name, "kernel_params": {}, "max_per_class": cap_other})))
     return out
 
 

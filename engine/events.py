@@ -88,6 +88,9 @@ class Evaluation:
     certified_consistency: float    # fraction of test points whose prediction provably matches the teacher's
     error_lower: float              # certified bounds on the test error of the model trained on S
     error_upper: float
+    agreement: float = float("nan")         # measured: fraction of test points where S's model and the teacher agree
+    distance: float = float("nan")          # measured: ‖w_S − w*‖ in the RKHS (the radius bounds it)
+    radius_for_half: float = float("nan")   # the radius below which half the test predictions would be certified
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,27 @@ def test_same_seed_same_result_and_stop():
             control.stop()
     assert events[-1].reason == "stopped" and events[-1].metrics["steps"] == 2
     assert events[-1].result.images.shape == r1.images.shape
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "hinge", "squared"])
+def test_measured_distance_and_agreement(loss):
+    """The certificate's measured companions against an independent re-solve: ``distance`` is
+    ‖w_S − w*‖ (within the two solves' tolerances), never above the radius; ``agreement`` is the share
+    of test points where the two models' top classes agree; half the test points need a radius below
+    ``radius_for_half_certified`` to be certified."""
+    cfg = DistillConfig(data="sample", loss=loss, kernel="ntk-fc", ipc=2, steps=8, max_per_class=25,
+                        lam=1e-2, eval_every=4, snapshot_every=0, lr=0.05).validate()
+    events, result = _run(cfg)
+    m = result.metrics
+    dist, slack, f_t, f_s, kdiag, _ = _rkhs(result, cfg)
+    run_teacher = m["radius_to_exact_teacher"] - m["radius"]     # the run's teacher is this far from exact
+    assert abs(m["distance_to_teacher"] - dist) <= slack + run_teacher + 1e-9, (m["distance_to_teacher"], dist)
+    assert m["distance_to_teacher"] <= m["radius"] * (1 + 1e-9)
+    agree = float((f_s.argmax(1) == f_t.argmax(1)).double().mean())
+    assert abs(m["agreement_with_teacher"] - agree) <= 2 / len(f_t)      # ties may break differently
+    assert m["certified_consistency"] <= m["agreement_with_teacher"] + 1e-12   # certified points agree
+    top2 = f_t.topk(2, dim=1)
+    needed = (top2.values[:, 0] - top2.values[:, 1]) / (math.sqrt(2) * kdiag.sqrt())
+    assert m["radius_for_half_certified"] == pytest.approx(float(needed.median()), rel=0.05)
+    evals = [e for e in events if isinstance(e, Evaluation)]
+    assert all(0 <= e.agreement <= 1 and 0 <= e.distance <= e.radius * (1 + 1e-9) for e in evals)

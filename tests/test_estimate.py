@@ -463,3 +463,25 @@ def test_auto_teacher_is_exact_when_it_fits_and_exact_is_refused_with_the_nystro
     tight = estimate_run(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=6000), _whole("mnist"))
     assert tight.fits and not tight.nystrom_cache and tight.operator_bytes == 0
     assert "recomputed" in tight.summary()
+
+
+@pytest.mark.parametrize("cfg,rep", [
+    (DistillConfig(teacher="exact", kernel="ntk-conv", max_per_class=500, ipc=10, device="cpu"), "mnist"),
+    (DistillConfig(teacher="exact", kernel="ntk-fc", ipc=10, device="cpu"), "mnist"),
+    (DistillConfig(teacher="exact", kernel="rf-fc", memory_budget_gb=20 / 1024, steps=1, device="cpu"), "synthetic"),
+])
+def test_refusal_changes_are_the_named_alternatives_and_each_fits(cfg, rep, plenty):
+    """``RunEstimate.changes`` (the GUI's one-click alternatives) are changes the message names (one per
+    alternative: the first of an "ipc with max_per_class" list), plus the budget, each with a short
+    label, and applying any one of them gives a run that fits."""
+    report_ = mnist_report() if rep == "mnist" else synthetic(210, 3).report
+    estimate = estimate_run(cfg, report_)
+    assert not estimate.fits and estimate.changes
+    fields = [change for _, change in estimate.changes]
+    named = named_changes(estimate.message)
+    offered = [c for c in fields if set(c) != {"memory_budget_gb"}]
+    assert offered and all(c in named for c in offered), (offered, named)
+    assert {c.get("kernel") for c in offered} == {c.get("kernel") for c in named}
+    for label, change in estimate.changes:
+        assert label and label[0].isupper() and len(label) < 50, label
+        assert estimate_run(cfg.replace(**change), report_).fits, change

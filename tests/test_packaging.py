@@ -187,7 +187,8 @@ def test_makefile_has_the_documented_targets():
 @pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 @pytest.mark.parametrize("target, expected", [
     ("test", [r"QT_QPA_PLATFORM=offscreen \S+python -m pytest"]),
-    ("run", [r"-m dgkip_gui --sample", r"QT_QPA_PLATFORM=offscreen \S+ -m dgkip_gui --self-test"]),
+    ("run", [r"-m dgkip_gui --sample", r"QT_QPA_PLATFORM=offscreen \S+ -m dgkip_gui --self-test",
+             r"libxcb-icccm4 libxcb-image0 libxcb-keysyms1"]),
     ("frozen", [r"packaging/build\.sh"]),
     ("smoke", [r"packaging/smoke\.sh"]),
     ("desktop", [r"packaging/install_desktop_entry\.sh"]),

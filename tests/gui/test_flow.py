@@ -56,7 +56,7 @@ def test_full_flow_on_sample(qtbot, make_window, tmp_path):
     # class names label the rows from the left axis, outside the view (they were clipped inside it)
     ticks = window.grid.axis._tickLevels[0]            # pyqtgraph keeps setTicks' levels here
     assert [name for _, name in ticks] == [str(d) for d in range(10)]
-    assert window.results.rowCount() > 5
+    assert window.results.table.rowCount() > 5
     save_screenshot(window, "finished")
 
     target = window.export_result(tmp_path / "distilled")

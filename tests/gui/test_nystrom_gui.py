@@ -6,6 +6,7 @@ import pytest
 
 from engine.events import Progress, TeacherDone
 
+from dgkip_gui.results_view import rows
 from gui_helpers import load, quick, run_to_end
 
 pytestmark = pytest.mark.gui
@@ -17,8 +18,9 @@ def test_teacher_fields_round_trip_and_reach_the_run(qtbot, make_window):
     quick(window, teacher="nystrom", centres=60, centre_selection="kmeans++", certify_exact=True)
     cfg = window.settings.config()
     assert (cfg.teacher, cfg.centres, cfg.centre_selection, cfg.certify_exact) == ("nystrom", 60, "kmeans++", True)
-    window.settings._update_estimate()
-    assert "Nyström teacher with 60 centres" in window.settings.estimate.text()
+    window.settings.update_estimate()
+    assert "Nyström teacher, 60 centres" in window.settings.estimate.line.text()
+    assert "Nyström teacher with 60 centres" in window.settings.estimate.details.text()
     # an empty centres field means "the most that fit", i.e. None in the config
     window.settings.set_config(cfg.replace(centres=None))
     assert window.settings.config().centres is None
@@ -37,5 +39,5 @@ def test_teacher_fields_round_trip_and_reach_the_run(qtbot, make_window):
     assert any(isinstance(e, Progress) and e.stage == "certify-exact" for e in seen)
     metrics = window.result.metrics
     assert metrics["teacher_kind"] == "nystrom" and metrics["radius_to_exact_teacher"] >= metrics["radius"]
-    rows = {window.results.item(r, 0).text(): window.results.item(r, 1).text() for r in range(window.results.rowCount())}
-    assert rows["teacher kind"] == "nystrom"
+    shown = {label: value for label, value, _ in rows(metrics)}
+    assert shown["Teacher"] == "nystrom" and shown["Nyström centres M"] == f"{done.centres:,}"

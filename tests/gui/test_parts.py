@@ -6,7 +6,7 @@ import pytest
 
 from engine.events import Snapshot, Step
 from dgkip_gui.image_grid import GAP, mosaic
-from dgkip_gui.run_panel import RateMeter, flatten, format_duration
+from dgkip_gui.run_panel import RateMeter, format_duration
 from dgkip_gui.worker import EventQueue
 
 pytestmark = pytest.mark.gui
@@ -39,7 +39,3 @@ def test_rate_meter_and_durations():
         meter.add(step, 0.5 * step)
     assert meter.rate() == pytest.approx(2.0)
     assert format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
-
-
-def test_flatten_metrics():
-    assert flatten({"a": 1, "b": {"c": 2.5}}) == [("a", 1), ("b.c", 2.5)]

@@ -126,23 +126,26 @@ def test_settings_geometry_and_recent_persist(qtbot, make_window, store, tmp_pat
 
 
 def test_estimate_shows_memory_and_refusal(qtbot, window):
-    """After the sample loads the settings tab shows the run estimate (memory figure, green); a tiny
-    memory budget turns it into the refusal with what to change (red)."""
+    """After the sample loads the settings tab shows the run estimate on one line (memory figure, green,
+    the breakdown on demand); a tiny memory budget turns it into the refusal (red) whose details name
+    what to change."""
     load(qtbot, window)
     window.left_tabs.setCurrentIndex(1)                         # the Settings tab
-    label = window.settings.estimate
-    qtbot.waitUntil(label.isVisible, timeout=5_000)
-    assert re.search(r"Estimated memory \d[\d,.]* (B|KiB|MiB|GiB)", label.text()), label.text()
-    assert "Fits the memory budget" in label.text() and "#1e6b2e" in label.text()
-    assert "Peak at the" in label.toolTip()
+    view = window.settings.estimate
+    qtbot.waitUntil(view.isVisible, timeout=5_000)
+    assert re.search(r"Estimated memory \d[\d,.]* (B|KiB|MiB|GiB)", view.line.text()), view.line.text()
+    assert "fits the memory budget" in view.line.text() and "#1e6b2e" in view.line.styleSheet()
+    assert not view.details.isVisible()
+    view.details_button.click()
+    assert view.details.isVisible() and "Peak at the" in view.details.text()
 
     window.settings.advanced_toggle.setChecked(True)
     budget = window.settings._fields["memory_budget_gb"].widget
     budget.clear()
     qtbot.keyClicks(budget, "0.001")
-    qtbot.waitUntil(lambda: "Will not fit" in label.text(), timeout=5_000)
-    assert label.isVisible() and "#b3261e" in label.text()
-    assert "max_per_class to" in label.text() and "memory_budget_gb to at least" in label.text()
+    qtbot.waitUntil(lambda: "Will not fit" in view.line.text(), timeout=5_000)
+    assert view.isVisible() and "#b3261e" in view.line.styleSheet()
+    assert "max_per_class to" in view.details.text() and "memory_budget_gb to at least" in view.details.text()
 
 
 def test_word_valued_kernel_parameters_round_trip(qtbot, panel):
@@ -163,3 +166,23 @@ def test_word_valued_kernel_parameters_round_trip(qtbot, panel):
     panel._kernel_edits["feature_dtype"].setText("")
     qtbot.keyClicks(panel._kernel_edits["feature_dtype"], "half")
     assert panel.error.field == "kernel_params" and "feature_dtype" in str(panel.error)
+
+
+def test_preset_and_reset_are_undoable_and_visible(qtbot, panel):
+    from engine.config import DistillConfig
+
+    mine = panel.config().replace(loss="hinge", ipc=7, lam=0.05)
+    panel.set_config(mine)
+    assert not panel.undo_button.isEnabled()
+    panel.preset.activated.emit(list(PRESETS).index("Quick look") + 1)
+    assert panel.config().loss == "cross-entropy" and panel.config().ipc == 1
+    assert "#fff6d6" in panel._fields["loss"].widget.styleSheet()         # the changed fields are marked
+    assert panel._fields["seed"].widget.styleSheet() == ""                # the unchanged ones are not
+    assert panel.undo_button.isEnabled() and "Quick look" in panel.undo_button.toolTip()
+    panel.undo_button.click()
+    assert panel.config() == mine and not panel.undo_button.isEnabled()
+
+    panel.reset_button.click()
+    assert panel.config() == DistillConfig().replace(data=mine.data, test_data=mine.test_data)
+    panel.undo_button.click()
+    assert panel.config() == mine

@@ -1,0 +1,47 @@
+"""Wheel events never change a control that does not have focus.
+
+Over a scrolling form, the mouse wheel should scroll the form, not turn whichever combo box or spin
+box happens to pass under the pointer (a run could otherwise start with the wrong loss, unnoticed).
+:func:`guard_wheel` gives every combo box and spin box under a widget the ``StrongFocus`` policy (a
+wheel turn no longer focuses it) and an event filter that ignores wheel events while the control has
+no focus; Qt then passes the ignored event to the parent, so the surrounding scroll area scrolls.
+A control that has focus (clicked or tabbed into) keeps its wheel behaviour.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QWidget
+
+GUARDED = (QComboBox, QAbstractSpinBox)     # the controls whose value a wheel turn changes
+
+
+class WheelGuard(QObject):
+    """Event filter: a wheel event on an unfocused control is ignored and handed to its parent."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            event.ignore()      # not accepted: QApplication propagates it to the parent widget
+            return True         # and the control itself never sees it
+        return False
+
+
+def _guard() -> WheelGuard:
+    """One filter object for the whole application (parented to it, so it lives as long as the app)."""
+    app = QApplication.instance()
+    guard = app.findChild(WheelGuard, "wheel-guard")
+    if guard is None:
+        guard = WheelGuard(app)
+        guard.setObjectName("wheel-guard")
+    return guard
+
+
+def guard_wheel(root: QWidget) -> None:
+    """Guard ``root`` (if it is a control) and every combo box and spin box under it. Call again after
+    adding controls; guarding twice is harmless (Qt installs a filter once per object)."""
+    guard = _guard()
+    controls = [root] if isinstance(root, GUARDED) else []
+    for kind in GUARDED:
+        controls += root.findChildren(kind)
+    for control in controls:
+        control.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        control.installEventFilter(guard)

@@ -1,0 +1,124 @@
+"""Live plots a person can read: clean reset between runs (also after a zoom and a cancelled run),
+hover read-out, axis labels, legends, pyqtgraph's right-click export, the total gap over its parts."""
+from __future__ import annotations
+
+import time
+
+import pyqtgraph as pg
+import pyqtgraph.exporters  # noqa: F401 - registers the exporters the right-click menu offers
+import pytest
+from PySide6.QtCore import QPoint, QPointF
+from PySide6.QtTest import QTest
+
+from engine.events import Evaluation, Stage, Step, TeacherProgress
+from dgkip_gui.plots import LivePlots
+
+from gui_helpers import RUN_TIMEOUT_MS, load
+
+pytestmark = pytest.mark.gui
+
+
+def teacher_run(iterations: int, pause_s: float = 0.0):
+    """An injected run: a teacher solve of ``iterations`` progress events, then two steps."""
+    def run(config, control=None, dataset=None):
+        yield Stage("teacher")
+        for i in range(1, iterations + 1):
+            control.checkpoint()
+            time.sleep(pause_s)
+            yield TeacherProgress(i, 1.0, 10.0 ** (-i / 2), 0.01 * i)
+        yield Stage("distill")
+        for step in (1, 2):
+            control.checkpoint()
+            yield Step(step, config.steps, 1.0, 0.5, 0.3, 0.2, 3.0, 0.01 * step)
+    return run
+
+
+def in_view(plot: pg.PlotItem, key: str, plots: LivePlots) -> bool:
+    """Every recorded point of curve ``key`` lies inside the plot's current x range."""
+    (left, right), _ = plot.viewRange()
+    xs = plots._curves[key].data.x
+    return len(xs) > 0 and left <= xs.min() and xs.max() <= right
+
+
+def test_teacher_plot_resets_after_a_zoomed_cancelled_run(qtbot, make_window):
+    """Issue 16: after a cancelled run the teacher plot's x axis stayed at −10000…10000 and later teachers
+    never appeared. Reproduced with real wheel events over the plot, then Cancel mid-teacher."""
+    window = make_window(run_fn=teacher_run(400, pause_s=0.01))
+    load(qtbot, window)
+    plots = window.plots
+    teacher = plots._teacher_plot
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.start_run()
+        qtbot.waitUntil(lambda: plots.point_count("teacher_rel_gap") >= 5, timeout=RUN_TIMEOUT_MS)
+        centre = plots.view.mapFromScene(teacher.vb.sceneBoundingRect().center())
+        top = window
+        for _ in range(60):          # the user zooms out over the teacher plot
+            QTest.wheelEvent(top.windowHandle(), QPointF(plots.view.mapTo(top, centre)), QPoint(0, -120))
+        qtbot.wait(50)
+        assert teacher.viewRange()[0][1] - teacher.viewRange()[0][0] > 1000    # zoomed far out
+        window.cancel_run()
+    assert finished.args == ["cancelled"]
+
+    window._run_fn = teacher_run(6)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+        assert window.start_run()
+    qtbot.waitUntil(lambda: in_view(teacher, "teacher_rel_gap", plots), timeout=2_000)   # auto-range: next paint
+    (left, right), (bottom, top_) = teacher.viewRange()
+    assert right - left < 20, teacher.viewRange()                  # fitted to 6 iterations, not ±10000
+    assert plots.point_count("teacher_rel_gap") == 6
+    assert bottom <= -3 and top_ >= -0.5                            # the log axis shows 10^-3 … 10^-0.5
+
+
+def test_total_gap_is_drawn_over_its_parts_and_plots_have_labels_and_legends():
+    plots = LivePlots()
+    curves = plots._curves
+    assert curves["gap"].item.zValue() > max(curves["fenchel_young"].item.zValue(),
+                                             curves["kernel_match"].item.zValue())
+    for plot in {c.plot for c in curves.values()}:
+        assert plot.getAxis("left").labelText and plot.getAxis("bottom").labelText
+        names = [label.text for _, label in plot.legend.items]
+        assert names == [c.name for c in curves.values() if c.plot is plot]
+    assert "mean loss units" in curves["gap"].plot.getAxis("left").labelText
+    assert "RKHS" in curves["radius"].plot.getAxis("left").labelText
+    plots.deleteLater()
+
+
+def test_hover_reads_out_values_under_the_pointer(qtbot):
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(1000, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.reset(10)
+    for step in range(1, 11):
+        plots.add_step(Step(step, 10, 1.0, 0.5 / step, 0.3 / step, 0.2 / step, 3.0 / step, 0.01 * step))
+    plots.add_evaluation(Evaluation(5, 0.1, 0.8, 0.9, 0.95, 0.7, 0.25, 0.0, 0.8, 0.93, 0.4, 0.05))
+    plots.refresh()
+    gap = plots._curves["gap"].plot
+    rect = gap.vb.sceneBoundingRect()
+    x_at_step_5 = gap.vb.mapViewToScene(QPointF(5, -1)).x()
+    QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x_at_step_5, rect.center().y())))
+    qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
+    text = plots.hover.text_of(gap)
+    step = int(text.splitlines()[0].removeprefix("step "))
+    assert abs(step - 5) <= 1, text                             # the recorded step nearest the pointer
+    assert f"gap G (total): {0.5 / step:.4g}" in text and f"Fenchel–Young part: {0.3 / step:.4g}" in text
+    assert f"kernel-matching part: {0.2 / step:.4g}" in text
+    consistency = plots._curves["agreement"].plot
+    QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(consistency.vb.sceneBoundingRect().center()))
+    qtbot.waitUntil(lambda: plots.hover.text_of(consistency) != "")
+    assert "measured agreement: 0.93" in plots.hover.text_of(consistency)
+    assert plots.hover.text_of(gap) == ""                       # only the plot under the pointer reads out
+
+
+def test_right_click_menu_offers_pyqtgraph_export(qtbot, tmp_path):
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.add_teacher(TeacherProgress(1, 1.0, 0.1, 0.1))
+    plots.refresh()
+    assert any(action.text() == "Export..." for action in plots.view.scene().contextMenu)
+    for curve in plots._curves.values():
+        assert curve.plot.vb.menuEnabled()
+    exporter = pg.exporters.ImageExporter(plots._teacher_plot)   # what Export… → PNG runs
+    exporter.export(str(tmp_path / "teacher.png"))
+    assert (tmp_path / "teacher.png").stat().st_size > 1000

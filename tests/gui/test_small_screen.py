@@ -1,0 +1,67 @@
+"""The window works at 1024 × 700: nothing forces it wider, buttons and titles are whole, long texts
+elide with the full text in a tooltip (run text, About's log path, the Transfer tab's path)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, QRect
+
+from dgkip_gui.dialogs import AboutDialog
+from dgkip_gui.elided import ElidedLabel
+from dgkip_gui.evaluate_panel import ExportInfo
+
+from gui_helpers import load
+
+pytestmark = pytest.mark.gui
+
+
+def inside(widget, container) -> bool:
+    rect = QRect(widget.mapTo(container, QPoint(0, 0)), widget.size())
+    return container.rect().contains(rect)
+
+
+def test_window_fits_1024_by_700(qtbot, make_window):
+    window = make_window(resize=False)
+    assert window.minimumSizeHint().width() <= 1024 and window.minimumSizeHint().height() <= 700
+    window.resize(1024, 700)
+    load(qtbot, window)
+    qtbot.waitUntil(lambda: window.width() <= 1024)
+    for button in window.run_panel.buttons.values():
+        assert inside(button, window.run_panel), button.defaultAction().text()
+        assert button.width() >= button.sizeHint().width()                 # not squeezed
+    for plot in {c.plot for c in window.plots._curves.values()}:           # titles are whole
+        title = plot.titleLabel
+        assert title.item.boundingRect().width() <= plot.width(), title.text
+
+
+def test_long_run_text_elides_with_a_tooltip(qtbot, make_window):
+    window = make_window(resize=False)
+    window.resize(1024, 700)
+    long = "Step 1,234 of 10,000 · 12.3 steps/s · ETA 11:52 · " + "stopping after this step… " * 5
+    window.run_panel.info.setText(long)
+    qtbot.waitUntil(window.run_panel.info.is_elided)
+    assert window.run_panel.info.shown_text().endswith("…")
+    assert long in window.run_panel.info.toolTip()
+
+
+def test_about_and_transfer_paths_elide_with_tooltips(qtbot, window, monkeypatch, tmp_path):
+    deep = Path("/home/someone/.local/share/DGKIP/DGKIP Studio/logs/with/a/very/long/path/dgkip-studio.log")
+    monkeypatch.setattr("dgkip_gui.dialogs.log_path", lambda: deep)
+    about = AboutDialog(window)
+    qtbot.addWidget(about)
+    about.resize(400, 300)
+    about.show()
+    label = about.log_label
+    assert isinstance(label, ElidedLabel)
+    qtbot.waitUntil(label.is_elided)
+    assert label.shown_text().endswith("dgkip-studio.log") and "…" in label.shown_text()
+    assert str(deep) in label.toolTip()
+
+    folder = tmp_path.joinpath(*["a-long-folder-name"] * 8, "mnist-dgkip-hinge-ipc10")
+    info = ExportInfo(folder, "sample", None, ["0", "1"], 20, {})
+    window.evaluate_panel.show_export(info)
+    window.results_tabs.setCurrentWidget(window.evaluate_panel)
+    source = window.evaluate_panel.source
+    qtbot.waitUntil(source.is_elided)
+    assert source.shown_text().startswith("mnist-dgkip-hinge-ipc10") and str(folder) in source.toolTip()
