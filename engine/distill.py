@@ -21,7 +21,7 @@ from engine.baselines import kmeans_centres, random_subset
 from engine.certify import MAX_EVAL_TEST, Certificate, TestSet, certify, radius, train_on
 from engine.config import DistillConfig
 from engine.control import RunControl
-from engine.data import Dataset, DatasetError, check_ipc, load_dataset
+from engine.data import Dataset, DatasetError, check_ipc, check_test_split, load_dataset
 from engine.data.preprocess import Preprocessor
 from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
 from engine.estimate import check_run
@@ -45,7 +45,8 @@ def to_nhwc(x: torch.Tensor) -> np.ndarray:
 
 
 def prepare_dataset(cfg: DistillConfig, dataset: Dataset | None) -> Dataset:
-    """Load (unless given), select classes, cap per class, and check every class has ≥ IPC images."""
+    """Load (unless given), select classes, cap per class, and check every class has ≥ IPC images and
+    at least one test image."""
     ds = dataset if dataset is not None else load_dataset(
         cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
     if cfg.classes:
@@ -58,6 +59,7 @@ def prepare_dataset(cfg: DistillConfig, dataset: Dataset | None) -> Dataset:
     short = check_ipc(ds, cfg.ipc)
     if short:
         raise DatasetError("; ".join(f"{p.message} — {p.fix}" for p in short))
+    check_test_split(ds, cfg.holdout_fraction)
     return ds
 
 
