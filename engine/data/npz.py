@@ -61,37 +61,56 @@ def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> tu
     return tuple(shape), dtype
 
 
-def _read_part(path: Path, problems: list[Problem],
-               budget: ByteBudget) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """One file → (uint8 images (N, H, W, C), int64 labels (N,), class names or None). Every array's
-    size is checked against ``budget`` from the zip directory and the ``.npy`` header before it is
-    decompressed."""
+def read_members(path: Path, keys: tuple[str, ...] | list[str], budget: ByteBudget,
+                 fix: str = "re-create or re-download it") -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the ``.npz`` at ``path``. Each one's size comes from its ``.npy`` header
+    (checked against the zip directory: a truncated or crafted member is refused) and is charged to
+    ``budget`` before anything is decompressed; pickled (object) arrays are never loaded."""
     if not zipfile.is_zipfile(path):
-        raise DatasetError("is not a readable .npz file (not a zip archive, or truncated)", path,
-                           "re-create or re-download it")
+        raise DatasetError("is missing or damaged (not a readable .npz: not a zip archive, or truncated)", path, fix)
     try:
         with zipfile.ZipFile(path) as zf:
             members = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}
-            keys = next((k for k in _KEYS if k[0] in members and k[1] in members), None)
-            if keys is None:
+            missing = [k for k in keys if k not in members]
+            if missing:
                 found = ", ".join(printable(k) for k in list(members)[:20]) or "none"
-                raise DatasetError(f"has arrays ({found}); expected 'x' and 'y' (optionally 'classes') or "
-                                   "'images' and 'labels'", path,
-                                   "re-save with np.savez(path, x=images, y=labels, classes=names)")
-            wanted = [*keys, *(("classes",) if "classes" in members else ())]
-            for key in wanted:
+                raise DatasetError(f"has no array '{missing[0]}' (it has: {found})", path, fix)
+            for key in keys:
                 shape, dtype = _member_header(zf, members[key], path)
                 budget.take(math.prod(shape) * dtype.itemsize, path, f"array '{key}'")
         with np.load(path, allow_pickle=False) as data:
-            x, y = data[keys[0]], data[keys[1]]
-            names = _names(data["classes"], path) if "classes" in wanted else None
+            return {k: data[k] for k in keys}
     except DatasetError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
-        raise DatasetError(f"is not a readable .npz file ({printable(exc)})", path,
-                           "re-create or re-download it") from exc
-    x = as_images(x, path, problems)
-    return x, as_labels(y, len(x), path), names
+        raise DatasetError(f"is not a readable .npz file ({printable(exc)})", path, fix) from exc
+
+
+def member_names(path: Path, fix: str = "re-create or re-download it") -> list[str]:
+    """Array names in the ``.npz`` at ``path`` (from the zip directory)."""
+    if not zipfile.is_zipfile(path):
+        raise DatasetError("is missing or damaged (not a readable .npz: not a zip archive, or truncated)", path, fix)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [i.filename.removesuffix(".npy") for i in zf.infolist()]
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise DatasetError(f"is not a readable .npz file ({printable(exc)})", path, fix) from exc
+
+
+def _read_part(path: Path, problems: list[Problem],
+               budget: ByteBudget) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """One file → (uint8 images (N, H, W, C), int64 labels (N,), class names or None)."""
+    names = member_names(path)
+    keys = next((k for k in _KEYS if k[0] in names and k[1] in names), None)
+    if keys is None:
+        found = ", ".join(printable(k) for k in names[:20]) or "none"
+        raise DatasetError(f"has arrays ({found}); expected 'x' and 'y' (optionally 'classes') or "
+                           "'images' and 'labels'", path,
+                           "re-save with np.savez(path, x=images, y=labels, classes=names)")
+    arrays = read_members(path, [*keys, *(("classes",) if "classes" in names else ())], budget)
+    x = as_images(arrays[keys[0]], path, problems)
+    classes = _names(arrays["classes"], path) if "classes" in arrays else None
+    return x, as_labels(arrays[keys[1]], len(x), path), classes
 
 
 def _names(classes: np.ndarray, path: Path) -> list[str]:
