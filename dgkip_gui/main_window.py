@@ -654,6 +654,11 @@ class MainWindow(QMainWindow):
             path = export.export_distilled(self.result, target, overwrite=overwrite)
         except Exception as exc:  # noqa: BLE001 - surfaced to the user
             log.exception("export failed")
+            # the result is kept: a full disk or a folder that turned read-only must not cost the run
+            if isinstance(exc, OSError) and self.confirm(
+                    "Save the distilled set elsewhere?",
+                    f"The export to {target} failed: {exc}\n\nThe distilled set is kept. Choose another folder?"):
+                return self.export_result()
             self.show_error(ErrorReport.from_exception(exc, "Export failed"))
             return None
         self.store.set_last_dir(Path(path).parent)

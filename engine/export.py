@@ -430,6 +430,20 @@ def load_distilled(path: str | os.PathLike) -> DistilledSet:
                         preprocess=pre, manifest=manifest, config=config, path=folder)
 
 
+def check_init_from(path: str | os.PathLike, classes: list[str], image_shape: tuple[int, ...]) -> DistilledSet:
+    """Open the export a run continues from (``--init-from``) and check it fits the run's data: same
+    classes in the same order (labels index them) and the same image shape (H, W, C)."""
+    prev = load_distilled(path)
+    fix = "continue from a set distilled on the same data and classes, or start afresh (init)"
+    if prev.classes != list(classes):
+        raise DatasetError(f"was distilled for the classes {shown(prev.classes)}, this run uses {shown(list(classes))}",
+                           prev.path, fix)
+    if tuple(prev.images.shape[1:]) != tuple(image_shape):
+        raise DatasetError(f"holds images of {tuple(prev.images.shape[1:])}, the dataset's are {tuple(image_shape)}",
+                           prev.path, fix)
+    return prev
+
+
 def update_manifest(path: str | os.PathLike, key: str, value: Any) -> None:
     """Set ``manifest[key] = value`` (JSON-serialisable) in an export, rewriting it atomically."""
     folder = _export_folder(path)
