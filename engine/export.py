@@ -103,7 +103,7 @@ def class_folders(classes: list[str]) -> list[str]:
     out: list[str] = []
     taken: set[str] = set()
     for i, name in enumerate(classes):
-        safe = re.sub(r"[^\w.\- ]", "_", name).strip(" .") or f"class_{i}"
+        safe = re.sub(r"[^\w.\- ]", "_", unicodedata.normalize("NFC", name)).strip(" .") or f"class_{i}"
         if safe.split(".")[0].lower() in _RESERVED:
             safe = "_" + safe
         unique, k = _cut_utf8(safe, FOLDER_BYTES), 2
