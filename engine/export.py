@@ -22,6 +22,7 @@ Loading never runs code from the files and checks every array and field before i
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
@@ -243,11 +244,23 @@ def export_distilled(result: DistillResult, target: str | os.PathLike, *,
                     raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
-                os.rename(tmp, target)
+                _rename_new(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return target
+
+
+def _rename_new(tmp: Path, target: Path) -> None:
+    """Move the finished ``tmp`` to ``target``, which must still be missing or empty; a target that
+    something else filled meanwhile (``ENOTEMPTY``/``EEXIST``) is a clear ``FileExistsError``."""
+    try:
+        os.rename(tmp, target)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        raise FileExistsError(errno.EEXIST, f"{printable(target)} was created by something else while this export "
+                              "was written — choose a new folder name", str(target)) from exc
 
 
 @dataclass
