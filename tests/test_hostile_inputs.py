@@ -312,3 +312,8 @@ def test_split_without_test_images_is_refused_before_the_teacher(tmp_path, capsy
     assert "teacher" not in err
     assert main(["distill", "--data", str(root), "--out", str(tmp_path / "o"), "--steps", "1",
                  "--holdout-fraction", "0.5", "--kernel", "linear", "--loss", "squared"]) == 0
+
+
+def test_class_folders_named_like_dataset_files_are_an_image_folder(tmp_path):
+    root = folder(tmp_path / "d", {"x.npz": 3, "train-images-idx3-ubyte": 3, "data_batch_1": 3})
+    assert load_dataset(root).classes == ["data_batch_1", "train-images-idx3-ubyte", "x.npz"]

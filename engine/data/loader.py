@@ -35,7 +35,7 @@ def read_source(path: Path, *, resize_to: tuple[int, int] | None = None,
         kind = variant(folder)
         if kind is not None:
             return read_cifar(folder, kind, budget)
-        names = [p.name for p in folder.iterdir()]
+        names = [p.name for p in folder.iterdir() if p.is_file()]     # class folders may be named anything
         if any(is_idx_name(n) for n in names):
             return read_idx_folder(folder, budget)
         if path.is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import tokenize
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -47,7 +48,8 @@ def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> tu
                 raise ValueError(f"unknown .npy format version {version}")
             shape, _, dtype = read(f)
             header_bytes = f.tell()
-    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, RuntimeError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, RuntimeError,
+            tokenize.TokenError) as exc:     # numpy tokenizes the header: a mangled one fails there
         raise DatasetError(f"has a damaged array '{printable(name)}' ({printable(exc)})", path,
                            "re-create or re-download it") from exc
     if dtype.hasobject:     # object arrays need pickle, which is never allowed
