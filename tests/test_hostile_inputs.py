@@ -317,3 +317,16 @@ def test_split_without_test_images_is_refused_before_the_teacher(tmp_path, capsy
 def test_class_folders_named_like_dataset_files_are_an_image_folder(tmp_path):
     root = folder(tmp_path / "d", {"x.npz": 3, "train-images-idx3-ubyte": 3, "data_batch_1": 3})
     assert load_dataset(root).classes == ["data_batch_1", "train-images-idx3-ubyte", "x.npz"]
+
+
+def test_repeated_class_names_distil_and_evaluate_alike(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (60, 6, 6), dtype=np.uint8), y=np.arange(60) % 3,
+             classes=np.array(["cat", "cat", "dog"]))
+    assert main(["distill", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o"), "--steps", "1",
+                 "--kernel", "linear", "--loss", "squared"]) == 0
+    assert load_distilled(tmp_path / "o").classes == ["cat", "cat (2)", "dog"]
+    capsys.readouterr()
+    assert main(["evaluate", "--distilled", str(tmp_path / "o"), "--data", str(tmp_path / "d.npz"),
+                 "--networks", "mlp", "--seeds", "1", "--epochs", "1", "--device", "cpu"]) == 0
+    assert "mlp" in load_distilled(tmp_path / "o").manifest["transfer"]
