@@ -71,7 +71,7 @@ class _Spec:
             return f"{int(v):,}" if self.kind == "int" or (v == int(v) and abs(v) < 1e7) else f"{v:g}"
 
         parts = []
-        if self.lo is not None:
+        if self.lo is not None and not (self.lo == 0 and self.open_lo):
             parts.append(f"{'>' if self.open_lo else '≥'} {number(self.lo)}")
         if self.hi is not None:
             parts.append(f"{'<' if self.open_hi else '≤'} {number(self.hi)}")
@@ -99,7 +99,7 @@ class _Spec:
                 hi_ok = self.hi is None or (v < self.hi if self.open_hi else v <= self.hi)
                 ok = lo_ok and hi_ok
             if not ok:
-                what = "a whole number" if whole else "a number"
+                what = ("a positive " if self.lo == 0 and self.open_lo else "a ") + ("whole number" if whole else "number")
                 raise ConfigError(name, f"must be {what} {self._range()}{empty} (got {shown(v)})"
                                   + (f"; e.g. {self.example}" if self.example else ""))
 

@@ -40,7 +40,7 @@ def folder(root: Path, counts: dict[str, int]) -> Path:
 # ------------------------------------------------------------------ 2. typed settings
 @pytest.mark.parametrize("field,value,fix", [
     ("seed", "abc", "whole number"),
-    ("holdout_fraction", "0.2", "number > 0 and < 1"),
+    ("holdout_fraction", "0.2", "positive number < 1"),
     ("classes", 5, "list of class names"),
     ("classes", "zero", "list of class names"),
     ("classes", ["a", "a"], "listed twice"),
@@ -48,8 +48,8 @@ def folder(root: Path, counts: dict[str, int]) -> Path:
     ("data", 123, "path as text"),
     ("data", "a\0b", "path as text"),
     ("memory_budget_gb", 1e308, "≤ 1,048,576"),
-    ("lam", True, "a number > 0"),
-    ("lam", float("nan"), "a number > 0"),
+    ("lam", True, "a positive number ≤ 1,000,000"),
+    ("lam", float("nan"), "a positive number"),
     ("ipc", 2.0, "whole number"),
     ("ipc", 10**40, "≤ 2,147,483,647"),
     ("steps", None, "whole number"),
