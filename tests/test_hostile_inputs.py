@@ -206,6 +206,10 @@ def test_truncated_npz_is_not_called_pickled(tmp_path):
         with pytest.raises(DatasetError) as err:
             load_dataset(tmp_path / "t.npz")
         assert "pickled" not in str(err.value) and "t.npz" in str(err.value)
+    npz_with_header(tmp_path / "m.npz", {"x": ("|u1", (50, 8, 8), b"\0" * 100), "y": ("<i8", (50,), b"\0" * 400)})
+    with pytest.raises(DatasetError, match="truncated or damaged: array 'x'") as err:   # was "pickled code"
+        load_dataset(tmp_path / "m.npz")
+    assert "pickled" not in str(err.value)
     npz_with_header(tmp_path / "o.npz", {"x": ("|O", (2,), b""), "y": ("<i8", (2,), b"\0" * 16)})
     with pytest.raises(DatasetError, match="pickled code"):
         load_dataset(tmp_path / "o.npz")
