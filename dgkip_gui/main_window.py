@@ -452,7 +452,7 @@ class MainWindow(QMainWindow):
                 control.checkpoint()
                 emit(LoadProgress(done, total))
             dataset = load_fn(path, test_path=test, holdout_fraction=config.holdout_fraction, seed=config.seed,
-                              progress=progress)
+                              progress=progress, max_bytes=int(config.memory_budget_gb * 2**30))
             warm_up()
             emit(Loaded(path, test, dataset))
 
