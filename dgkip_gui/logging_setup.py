@@ -13,9 +13,20 @@ from pathlib import Path
 
 from PySide6.QtCore import QMessageLogContext, QStandardPaths, QtMsgType, qInstallMessageHandler
 
+from engine.text import printable
+
 LOG_NAME = "dgkip-studio.log"
 _FORMAT = "%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s"
 _state: dict[str, Path | None] = {}
+
+
+class EscapingFormatter(logging.Formatter):
+    """Escapes control characters (folder and class names come from the user's files) so that
+    nothing recolours a terminal, and indents every continuation line (tracebacks, multi-line
+    reports) so that no text can pass for a record of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), keep_newlines=True).replace("\n", "\n    ")
 
 
 def log_dir() -> Path:
@@ -36,14 +47,14 @@ def setup_logging(level: int = logging.INFO) -> Path | None:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.handlers.RotatingFileHandler(
             path, maxBytes=1_000_000, backupCount=3, encoding="utf-8")
-        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.setFormatter(EscapingFormatter(_FORMAT))
         root.addHandler(handler)
     except OSError:
         path = None
     if sys.stderr is not None:
         console = logging.StreamHandler(sys.stderr)
         console.setLevel(logging.WARNING)
-        console.setFormatter(logging.Formatter(_FORMAT))
+        console.setFormatter(EscapingFormatter(_FORMAT))
         root.addHandler(console)
     logging.captureWarnings(True)
     qInstallMessageHandler(_qt_message)

@@ -470,7 +470,7 @@ class MainWindow(QMainWindow):
                 control.checkpoint()
                 emit(LoadProgress(done, total))
             dataset = load_fn(path, test_path=test, holdout_fraction=config.holdout_fraction, seed=config.seed,
-                              progress=progress)
+                              progress=progress, max_bytes=int(config.memory_budget_gb * 2**30))
             warm_up()
             emit(Loaded(path, test, dataset))
 
@@ -686,6 +686,11 @@ class MainWindow(QMainWindow):
             path = export.export_distilled(self.result, target, overwrite=overwrite)
         except Exception as exc:  # noqa: BLE001 - surfaced to the user
             log.exception("export failed")
+            # the result is kept: a full disk or a folder that turned read-only must not cost the run
+            if isinstance(exc, OSError) and self.confirm(
+                    "Save the distilled set elsewhere?",
+                    f"The export to {target} failed: {exc}\n\nThe distilled set is kept. Choose another folder?"):
+                return self.export_result()
             self.show_error(ErrorReport.from_exception(exc, "Export failed"))
             return None
         self.store.set_last_dir(Path(path).parent)

@@ -10,15 +10,23 @@ refuses a run that does not fit (its estimated peak over the memory budget, or o
 machine has available) with what it needs per stage and what to change, before any kernel is built —
 the estimate's ``fits``, the same decision :func:`engine.distill.run` enforces itself.
 
-Exit status: 0 success, 2 bad input (invalid setting, unreadable data, over the memory budget,
-existing output folder), 130 interrupted (a first Ctrl-C stops after the current step and still exports).
+``distill`` checks the output folder (new or empty or a replaceable export, writable, free space for
+the estimated export) before it reads the data, prints the dataset's problems, and saves a result
+whose target fails at the last moment to a recovery folder (its path is printed).
+
+Exit status: 0 success, 1 an internal error or a result that could be saved nowhere, 2 bad input
+(invalid setting, unreadable data, over the memory budget, unusable output folder), 3 the result was
+saved to a recovery folder instead of ``--out``, 130 interrupted (a first Ctrl-C stops after the
+current step, or lets the export finish, and still exports; a second aborts).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,8 +38,12 @@ from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
 from engine.operators import ResourceError
+from engine.text import printable
 
+INTERNAL_ERROR = 1
 BAD_INPUT = 2
+RECOVERED = 3       # the export's target failed; the result was saved to a recovery folder (printed)
+EXPORT_FAILED = 1   # the result could not be saved anywhere
 
 # CLI flag → config field (value types come from argparse)
 _OVERRIDES = ("data", "test_data", "ipc", "loss", "kernel", "lam", "steps", "lr", "seed", "device", "dtype",
@@ -101,44 +113,87 @@ def _bar(done: int, total: int, width: int = 24) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
+def _say(text: str, stream=None) -> None:
+    """Print ``text`` with control characters escaped (names in it come from the user's files)."""
+    print(printable(text, keep_newlines=True), file=stream or sys.stderr)
+
+
+def _print_problems(report, shown_files: int = 5) -> None:
+    """The dataset's problems: how many, the first ``shown_files``, where the rest are listed."""
+    problems = report.problems
+    if not problems:
+        return
+    skipped = sum(p.severity == "error" for p in problems)
+    _say(f"dataset: {len(problems)} problem{'s' if len(problems) > 1 else ''} ({skipped} file"
+         f"{'' if skipped == 1 else 's'} skipped):")
+    for p in problems[:shown_files]:
+        _say(f"  {p}")
+    if len(problems) > shown_files:
+        _say(f"  … {len(problems) - shown_files} more (the export's manifest.json lists every one)")
+
+
+class _Interrupts:
+    """SIGINT during a run and its export: the first stops the run after the current step (or lets
+    the export finish), the second raises ``KeyboardInterrupt`` (the export's temporary folder is
+    removed on the way out). Installed only on the main thread."""
+
+    def __init__(self, control: RunControl) -> None:
+        self.control, self.count, self.exporting = control, 0, False
+        self._previous = None
+
+    def __call__(self, signum, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        if self.exporting:
+            _say("\nfinishing the export (Ctrl-C again to abort)…")
+        else:
+            _say("\nstopping after the current step; the result is still exported (Ctrl-C again to abort)…")
+            self.control.stop()
+
+    def __enter__(self) -> "_Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
-    from engine.distill import prepare_dataset, run
+    from engine.distill import budget_bytes, prepare_dataset, run
     from engine.estimate import estimate_run
-    from engine.export import export_distilled
+    from engine.export import estimate_export_bytes, save_result
+    from engine.output import ExportError, check_target_location
 
     cfg = build_config(args)
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; choose a new --out folder or pass --overwrite")
+    # the output location first: a run whose result cannot be written is refused before any work
+    for note in check_target_location(out, overwrite=args.overwrite):
+        _say(f"note: {note}")
     if args.save_config:
         cfg.save(args.save_config)
     # the estimate comes before anything big is built: refuse here rather than run out of memory
     # (run() refuses by the same rule, engine.estimate.check_run; here the summary is printed too)
     dataset = load_dataset(cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction,
-                           seed=cfg.seed)
-    prepare_dataset(cfg, dataset)         # its problems (classes, too few images for ipc) come first, as in run()
+                           seed=cfg.seed, max_bytes=budget_bytes(cfg))
+    _print_problems(dataset.report)
+    ds = prepare_dataset(cfg, dataset)    # its problems (classes, ipc, test split, init_from) come first, as in run()
+    check_target_location(out, overwrite=args.overwrite, needed_bytes=estimate_export_bytes(
+        cfg.ipc * len(ds.classes), ds.report.image_shape, len(ds.classes), cfg.steps, cfg.preprocess == "zca"))
     estimate = estimate_run(cfg, dataset.report)
     if not estimate.fits:
-        print(estimate.summary(), file=sys.stderr)
+        _say(estimate.summary())
         raise ResourceError(estimate.message)
-    print(f"{estimate.summary()}. {estimate.message}", file=sys.stderr)
+    _say(f"{estimate.summary()}. {estimate.message}")
     control = RunControl()
-    interrupts = {"n": 0}
-
-    def on_sigint(signum, frame):
-        interrupts["n"] += 1
-        if interrupts["n"] > 1:
-            raise KeyboardInterrupt
-        print("\nstopping after the current step (Ctrl-C again to abort)…", file=sys.stderr)
-        control.stop()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     progress = _Progress()
     done = None
-    try:
+    with _Interrupts(control) as interrupts:
         for event in run(cfg, control, dataset=dataset):
             if isinstance(event, Stage):
-                progress.done(f"== {event.name}: {event.message}")
+                progress.done(f"== {event.name}: {printable(event.message)}")
             elif isinstance(event, Progress):
                 eta = event.seconds * (event.total - event.done) / event.done if event.done else 0.0
                 progress.line(f"{_bar(event.done, event.total)} {event.stage}: {event.done:,}/{event.total:,} rows  "
@@ -160,16 +215,26 @@ def cmd_distill(args: argparse.Namespace) -> int:
                               f"random {event.random_accuracy:.4f}), certified consistency {event.certified_consistency:.4f}")
             elif isinstance(event, Done):
                 done = event
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    path = export_distilled(done.result, out, overwrite=args.overwrite)
-    print(json.dumps({"export": str(path), "reason": done.reason, "metrics": done.metrics}, indent=2, default=str))
-    return 130 if done.reason == "stopped" and interrupts["n"] else 0
+        interrupts.exporting = True
+        try:
+            outcome = save_result(done.result, out, overwrite=args.overwrite)
+        except ExportError as exc:
+            _say(f"dgkip-engine: error: {exc}")
+            return EXPORT_FAILED
+    for note in outcome.notes:
+        _say(f"note: {note}")
+    print(json.dumps({"export": str(outcome.path), "reason": done.reason, "metrics": done.metrics,
+                      **({"recovered_from": str(outcome.target)} if outcome.recovered else {})},
+                     indent=2, default=str))
+    if outcome.recovered:
+        _say(f"dgkip-engine: error: {outcome.message()}")
+        return RECOVERED
+    return 130 if done.reason == "stopped" and interrupts.count else 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     ds = load_dataset(args.data, test_path=args.test_data)
-    print(ds.report.summary())
+    _say(ds.report.summary(), sys.stdout)
     return 0
 
 
@@ -274,11 +339,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DatasetError, ResourceError, FileExistsError, ValueError) as exc:
-        print(f"dgkip-engine: error: {exc}", file=sys.stderr)
+        _say(f"dgkip-engine: error: {exc}")
+        return BAD_INPUT
+    except OSError as exc:          # the output location (ExportError), --save-config, a file vanishing
+        plain = exc.strerror and exc.filename and type(exc).__str__ is OSError.__str__
+        _say(f"dgkip-engine: error: {exc.filename}: {exc.strerror} — check the path and its permissions"
+             if plain else f"dgkip-engine: error: {exc}")
+        return BAD_INPUT
+    except MemoryError:
+        _say("dgkip-engine: error: out of memory — lower max_per_class or the memory budget "
+             "(--memory-budget-gb) so that the run is refused before it starts")
         return BAD_INPUT
     except (KeyboardInterrupt, Cancelled):
-        print("dgkip-engine: interrupted", file=sys.stderr)
+        _say("dgkip-engine: interrupted")
         return 130
+    except Exception as exc:        # a bug: say so in one line; DGKIP_DEBUG=1 shows the traceback
+        if os.environ.get("DGKIP_DEBUG") == "1":
+            raise
+        _say(f"dgkip-engine: internal error ({type(exc).__name__}: {exc}); please report it — run with "
+             "DGKIP_DEBUG=1 for the traceback")
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

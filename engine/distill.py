@@ -21,7 +21,7 @@ from engine.baselines import kmeans_centres, random_subset
 from engine.certify import MAX_EVAL_TEST, Certificate, TestSet, certify, radius, train_on
 from engine.config import DistillConfig
 from engine.control import RunControl
-from engine.data import Dataset, DatasetError, check_ipc, load_dataset
+from engine.data import Dataset, DatasetError, check_ipc, check_test_split, load_dataset
 from engine.data.preprocess import Preprocessor
 from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
 from engine.estimate import check_run
@@ -45,10 +45,17 @@ def to_nhwc(x: torch.Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def budget_bytes(cfg: DistillConfig) -> int:
+    """The memory budget in bytes (what a dataset may take once decoded)."""
+    return int(cfg.memory_budget_gb * 2**30)
+
+
 def prepare_dataset(cfg: DistillConfig, dataset: Dataset | None) -> Dataset:
-    """Load (unless given), select classes, cap per class, and check every class has ≥ IPC images."""
+    """Load (unless given), select classes, cap per class, and check every class has ≥ IPC images and
+    at least one test image, and that an ``init_from`` export fits the data."""
     ds = dataset if dataset is not None else load_dataset(
-        cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
+        cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed,
+        max_bytes=budget_bytes(cfg))
     if cfg.classes:
         ds = ds.select_classes(list(cfg.classes))
     if len(ds.classes) < 2:
@@ -59,6 +66,10 @@ def prepare_dataset(cfg: DistillConfig, dataset: Dataset | None) -> Dataset:
     short = check_ipc(ds, cfg.ipc)
     if short:
         raise DatasetError("; ".join(f"{p.message} — {p.fix}" for p in short))
+    check_test_split(ds, cfg.holdout_fraction)
+    if cfg.init_from:
+        from engine.export import check_init_from
+        check_init_from(cfg.init_from, ds.classes, ds.report.image_shape)
     return ds
 
 
@@ -108,10 +119,7 @@ def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray
     """(m, H, W, C) float32 preprocessed images and (m,) labels, grouped by class."""
     if cfg.init_from:
         from engine.export import load_distilled
-        prev = load_distilled(cfg.init_from)
-        if prev.images.shape[1:] != x_train.shape[1:]:
-            raise DatasetError(f"{cfg.init_from}: its images are {prev.images.shape[1:]}, the dataset's are "
-                               f"{x_train.shape[1:]} — continue from a set distilled on the same data")
+        prev = load_distilled(cfg.init_from)         # checked against the data in prepare_dataset
         return prev.images.astype(np.float32), prev.labels.astype(np.int64)
     if cfg.init == "kmeans":
         return kmeans_centres(x_train, y_train, cfg.ipc, cfg.seed)
@@ -134,7 +142,8 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # ---------------------------------------------------------------- data
     yield Stage("data", f"loading {cfg.data}")
     loaded = dataset if dataset is not None else load_dataset(
-        cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed)
+        cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed,
+        max_bytes=budget_bytes(cfg))
     ds = prepare_dataset(cfg, loaded)
     # refuse a run that cannot fit (memory budget or this machine's memory) before any kernel is built;
     # the same decision as the estimate's ``fits``, which also plans the teacher (exact or Nyström, M)

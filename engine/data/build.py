@@ -2,13 +2,15 @@
 split (own, explicit or held out), bring every image to one size, drop empty classes, report."""
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
 
 from engine.data.dataset import Dataset
-from engine.data.formats import RawData, fit_images
+from engine.data.formats import RawData, fit_images, unique_names
 from engine.data.report import LARGE_DATASET_BYTES, DatasetError, DatasetReport, Problem
+from engine.text import shown
 
 
 def holdout_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +44,10 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
                   memory_limit: int = LARGE_DATASET_BYTES) -> Dataset:
     """Make the dataset and its report. ``test`` is an explicitly given test source (read from
     ``test_where``); without it the source's own test split is used, or a stratified
-    ``holdout_fraction`` of the training data (``seed``) is held out."""
+    ``holdout_fraction`` of the training data (``seed``) is held out. Repeated or empty class names
+    are made unique (:func:`unique_names`) and reported."""
+    raw = _unique_classes(raw, source)
+    test = _unique_classes(test, test_where) if test is not None else None
     problems, modes = list(raw.problems), Counter(raw.modes)
     x_train, y_train = raw.x_train, raw.y_train
     if test is not None:
@@ -75,10 +80,15 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
         raise DatasetError("has no training images", source, "choose a folder or file with images")
 
     k = len(raw.classes)
+    train_counts, test_counts = np.bincount(y_train, minlength=k), np.bincount(y_test, minlength=k)
+    untested = [c for c, tr, te in zip(raw.classes, train_counts, test_counts) if tr and not te]
+    if untested:
+        problems.append(Problem(source, f"{len(untested)} class{'es have' if len(untested) > 1 else ' has'} no "
+                                f"test images (e.g. {shown(untested[0])}); a run on {'them' if len(untested) > 1 else 'it'} "
+                                "is refused", "add images (or a test split) for them, or leave them out with classes"))
     report = DatasetReport.build(
         source=source, format=raw.format, classes=raw.classes,
-        train_counts=np.bincount(y_train, minlength=k).tolist(),
-        test_counts=np.bincount(y_test, minlength=k).tolist(),
+        train_counts=train_counts.tolist(), test_counts=test_counts.tolist(),
         image_shape=x_train.shape[1:], modes=dict(modes), test_source=test_source,
         problems=problems, memory_limit=memory_limit)
     dataset = Dataset(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64),
@@ -94,3 +104,15 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
                            "distillation needs at least two classes: add another class (for an "
                            "image folder, one subfolder of images per class)")
     return dataset
+
+
+def _unique_classes(raw: RawData, where: str) -> RawData:
+    """``raw`` with unique, non-empty class names (a warning lists what was renamed)."""
+    names = unique_names(list(raw.classes))
+    renamed = [(old, new) for old, new in zip(raw.classes, names) if old != new]
+    if not renamed:
+        return raw
+    (old, new), n = renamed[0], len(renamed)
+    problem = Problem(where, f"{n} class name{'s were' if n > 1 else ' was'} empty or repeated and got a "
+                      f"suffix (e.g. {shown(old)} became {shown(new)})", "give every class its own name to skip this")
+    return dataclasses.replace(raw, classes=names, problems=[*raw.problems, problem])

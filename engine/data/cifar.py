@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.data.formats import RawData, array_modes, class_names, concatenate, natural_key
+from engine.data.formats import ByteBudget, RawData, array_modes, concatenate, index_labels, natural_key
 from engine.data.report import DatasetError
 
 _ALLOWED = {
@@ -41,9 +41,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_pickle(path: Path) -> Any:
-    """Unpickle ``path`` (Python 2 strings as bytes) allowing numpy arrays only; never runs code."""
+def load_pickle(path: Path, budget: ByteBudget | None = None) -> Any:
+    """Unpickle ``path`` (Python 2 strings as bytes) allowing numpy arrays only; never runs code.
+    What a pickle builds is bounded by its size (no opcode repeats data), so ``budget`` is charged
+    the file's size before it is read."""
     try:
+        if budget is not None:
+            budget.take(path.stat().st_size, path, "batch")
         with open(path, "rb") as f:
             return _NumpyOnlyUnpickler(f, encoding="bytes").load()
     except pickle.UnpicklingError as exc:
@@ -73,14 +77,15 @@ def _field(batch: Any, key: str, path: Path) -> Any:
     raise DatasetError(f"has no '{key}' entry", path, "use the original CIFAR python files")
 
 
-def _read_batch(path: Path, labels_key: str) -> tuple[Path, np.ndarray, np.ndarray]:
+def _read_batch(path: Path, labels_key: str, budget: ByteBudget) -> tuple[Path, np.ndarray, np.ndarray]:
     """One batch → (path, uint8 images (N, s, s, 3), int64 labels (N,))."""
-    batch = load_pickle(path)
+    batch = load_pickle(path, budget)
     data = np.asarray(_field(batch, "data", path))
     labels = np.asarray(_field(batch, labels_key, path))
     side = math.isqrt(data.shape[-1] // 3) if data.ndim == 2 else 0
     if data.dtype != np.uint8 or side == 0 or data.shape[1] != 3 * side * side \
-            or labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+            or labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer) \
+            or (len(labels) and labels.min() < 0):
         raise DatasetError(f"has data {data.dtype} {data.shape} and labels {labels.shape}; expected "
                            "uint8 (N, 3·s·s) and N integer labels", path,
                            "use the original CIFAR python files")
@@ -88,20 +93,28 @@ def _read_batch(path: Path, labels_key: str) -> tuple[Path, np.ndarray, np.ndarr
     return path, np.ascontiguousarray(x), labels.astype(np.int64)
 
 
-def read_cifar(folder: Path, kind: str) -> RawData:
-    """Read a CIFAR python folder of the given ``kind`` (see :func:`variant`)."""
+def _names(value: Any, path: Path) -> list[str]:
+    """The class-name list of a meta file (bytes or text entries)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in value):
+        raise DatasetError("has no list of class names", path, "use the original CIFAR python files")
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in value]
+
+
+def read_cifar(folder: Path, kind: str, budget: ByteBudget | None = None) -> RawData:
+    """Read a CIFAR python folder of the given ``kind`` (see :func:`variant`); files larger than
+    ``budget`` allows are refused before they are read."""
+    budget = budget or ByteBudget()
     train_names, test_name, meta_name, labels_key, names_key = _VARIANTS[kind]
     if train_names is None:
         train_names = sorted((p.name for p in folder.iterdir() if _BATCH.match(p.name)),
                              key=natural_key)
-    x_train, y_train = concatenate([_read_batch(folder / n, labels_key) for n in train_names])
+    x_train, y_train = concatenate([_read_batch(folder / n, labels_key, budget) for n in train_names])
     test = folder / test_name
-    x_test, y_test = (concatenate([_read_batch(test, labels_key)]) if test.is_file()
+    x_test, y_test = (concatenate([_read_batch(test, labels_key, budget)]) if test.is_file()
                       else (None, None))
     meta = folder / meta_name
-    names = ([n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
-              for n in _field(load_pickle(meta), names_key, meta)] if meta.is_file() else None)
-    classes = class_names(names, [y_train] + ([y_test] if y_test is not None else []), folder)
+    names = _names(_field(load_pickle(meta, budget), names_key, meta), meta) if meta.is_file() else None
+    classes, (y_train, y_test) = index_labels(names, [y_train, y_test], folder)
     n = len(x_train) + (len(x_test) if x_test is not None else 0)
     return RawData("cifar-python", kind, classes, x_train, y_train, x_test, y_test,
                    array_modes(n, 3))

@@ -1,14 +1,17 @@
 """The loaded dataset (uint8 pixels + labels + report) and the operations a run applies to it."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from engine.data.report import DatasetError, DatasetReport, Problem
+from engine.text import shown
 
 
 @dataclass
@@ -33,12 +36,15 @@ class Dataset:
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-ready description (for ``DistillResult.dataset`` and the export manifest)."""
+        """A JSON-ready description (for ``DistillResult.dataset`` and the export manifest), with every
+        problem found while loading: ``skipped`` lists each file left out and why."""
         r = self.report
         return {"name": self.name, "source": r.source, "format": r.format, "classes": self.classes,
                 "train_counts": r.train_counts, "test_counts": r.test_counts,
                 "image_shape": list(r.image_shape), "test_source": r.test_source,
-                "fingerprint": self.fingerprint()}
+                "fingerprint": self.fingerprint(),
+                "skipped": [{"path": p.path, "reason": p.message} for p in r.problems if p.severity == "error"],
+                "problems": [dataclasses.asdict(p) for p in r.problems]}
 
     def select_classes(self, names: list[str]) -> "Dataset":
         """Keep only ``names``, relabelled 0 … k−1 in the given order."""
@@ -85,3 +91,33 @@ def check_ipc(dataset: Dataset, ipc: int) -> list[Problem]:
                     f"{ipc} images per class requested",
                     f"lower images per class to {fewest} or fewer, or add images to '{name}'")
             for name, n in counts.items() if n < ipc]
+
+
+def holdout_minimum(fraction: float) -> int:
+    """The fewest images a class needs for a stratified hold-out of ``fraction`` to give it at least one
+    test image and keep one for training (round(n·fraction) ≥ 1, see ``build.holdout_split``)."""
+    n = max(2, math.ceil(0.5 / fraction))
+    while min(math.floor(n * fraction + 0.5), n - 1) < 1:
+        n += 1
+    return n
+
+
+def check_test_split(dataset: Dataset, holdout_fraction: float) -> None:
+    """Refuse (before any teacher is fitted) a dataset in which a class has no test images, saying how
+    many images per class a held-out split needs, or what to add to an explicit one."""
+    r = dataset.report
+    empty = [(c, n) for c, n, t in zip(dataset.classes, r.train_counts, r.test_counts) if t == 0]
+    if not empty:
+        return
+    names = ", ".join(shown(c) for c, _ in empty[:5]) + (f" and {len(empty) - 5:,} more" if len(empty) > 5 else "")
+    what = f"{len(empty):,} class{'es have' if len(empty) > 1 else ' has'} no test images ({names})"
+    if r.test_source.startswith("held out"):
+        need = holdout_minimum(holdout_fraction)
+        fewest = min(n for _, n in empty)
+        raise DatasetError(f"{what}: holding out {holdout_fraction:.0%} of a class of {fewest} image"
+                           f"{'' if fewest == 1 else 's'} leaves none to test on", r.source,
+                           f"each class needs at least {need} images for a {holdout_fraction:.0%} hold-out: add "
+                           "images, raise holdout_fraction, give a test split (test_data), or leave those "
+                           "classes out (classes)")
+    raise DatasetError(f"{what} in the test split ({r.test_source})", r.source,
+                       "add test images for them, or leave them out (classes)")

@@ -18,14 +18,18 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from engine.data.formats import RawData, fit_image
+from engine.data.formats import ByteBudget, RawData, fit_image
 from engine.data.report import DatasetError, Problem, display_path
+from engine.text import printable
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm")
 TEST_FOLDERS = ("test", "val")          # in order of preference, beside a "train" folder
 _FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+                  Image.DecompressionBombWarning)
+MAX_IMAGE_PIXELS = 4096 * 4096          # per image, from its header; Pillow's own limit is 10× larger
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
 
 Progress = Callable[[int, int], None]
 
@@ -118,8 +122,10 @@ def _pixels(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def _decode(path: Path, problems: list[Problem]) -> tuple[np.ndarray, str] | None:
-    """Read one image file; ``None`` (with an "error" problem) when it cannot be used."""
+def _decode(path: Path, problems: list[Problem], budget: ByteBudget) -> tuple[np.ndarray, str] | None:
+    """Read one image file; ``None`` (with an "error" problem) when it cannot be used. Its size is
+    read from the header first: an image over :data:`MAX_IMAGE_PIXELS` is skipped undecoded, and its
+    decoded bytes are charged to ``budget`` (a :class:`DatasetError` when the dataset outgrows it)."""
     where = display_path(path)
     try:
         if path.stat().st_size == 0:
@@ -127,13 +133,22 @@ def _decode(path: Path, problems: list[Problem]) -> tuple[np.ndarray, str] | Non
                                     "delete it or replace it with a valid image", "error"))
             return None
         with Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                problems.append(Problem(where, f"is {w:,}×{h:,} pixels, over the limit of {MAX_IMAGE_PIXELS:,} "
+                                        "pixels per image; skipped without decoding",
+                                        "downscale it (distillation works on small images), or delete it",
+                                        "error"))
+                return None
+            channels = 1 if img.mode.split(";")[0] in _GRAY_MODES else 3
+            budget.take(w * h * channels, path, "images (up to this one)")
             img.load()
             return _pixels(img), img.mode
     except PermissionError as exc:
         problems.append(Problem(where, f"cannot open this image ({exc.strerror}); skipped",
                                 "check the file's permissions", "error"))
     except _DECODE_ERRORS as exc:
-        problems.append(Problem(where, f"cannot read this image ({exc}); skipped",
+        problems.append(Problem(where, f"cannot read this image ({printable(exc)}); skipped",
                                 f"re-save it as {_FORMATS}, or delete it", "error"))
     return None
 
@@ -172,10 +187,12 @@ def _enter_classes(folder: Path, walker: _Walker) -> list[Path]:
 
 
 def read_image_folder(root: Path, *, resize_to: tuple[int, int] | None = None,
-                      progress: Progress | None = None) -> RawData:
+                      progress: Progress | None = None, budget: ByteBudget | None = None) -> RawData:
     """Read an image-folder dataset. Mixed sizes are resized to ``resize_to`` (H, W) or the most
     common size; mixed grayscale/colour are all converted to RGB. ``progress(done, total)`` is
-    called while decoding."""
+    called while decoding. Decoded pixels (native sizes, then the stacked arrays) are charged to
+    ``budget`` before they are allocated."""
+    budget = budget or ByteBudget()
     problems: list[Problem] = []
     walker = _Walker(problems)
     walker.enter(root)
@@ -204,7 +221,7 @@ def read_image_folder(root: Path, *, resize_to: tuple[int, int] | None = None,
     images = []
     step = max(1, len(files) // 200)
     for done, (path, label, test) in enumerate(files, 1):
-        decoded = _decode(path, problems)
+        decoded = _decode(path, problems, budget)
         if decoded is not None:
             images.append(_Image(path, label, test, *decoded))
         if progress is not None and (done % step == 0 or done == len(files)):
@@ -214,16 +231,17 @@ def read_image_folder(root: Path, *, resize_to: tuple[int, int] | None = None,
         raise DatasetError("no readable images in the class folders"
                            + (f" (e.g. {first.path}: {first.message})" if first else ""),
                            root, f"add {_FORMATS} images, one subfolder per class")
-    return _assemble(root, classes, images, resize_to, problems)
+    return _assemble(root, classes, images, resize_to, problems, budget)
 
 
 def _assemble(root: Path, classes: list[str], images: list[_Image],
-              resize_to: tuple[int, int] | None, problems: list[Problem]) -> RawData:
+              resize_to: tuple[int, int] | None, problems: list[Problem], budget: ByteBudget) -> RawData:
     """Bring the decoded images to one size and channel count and stack them."""
     sizes = Counter(im.pixels.shape[:2] for im in images)
     size = tuple(resize_to) if resize_to else sizes.most_common(1)[0][0]
     channels = max(im.pixels.shape[2] for im in images)
     where = display_path(root)
+    budget.take(len(images) * size[0] * size[1] * channels, root, f"images resized to {size[0]}×{size[1]}")
     odd = [im for im in images if im.pixels.shape[:2] != size]
     if odd and resize_to is None:
         h, w = odd[0].pixels.shape[:2]

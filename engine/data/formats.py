@@ -11,9 +11,31 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.data.report import DatasetError, Problem, display_path
+from engine.data.report import DatasetError, Problem, display_path, format_bytes
 
 RESAMPLE = Image.Resampling.BILINEAR
+DEFAULT_MAX_BYTES = 4 * 2**30    # decoded dataset size refused above (the default memory budget, 4 GiB)
+
+
+class ByteBudget:
+    """What a dataset may allocate while it is read: each reader asks :meth:`take` for the bytes of
+    an array *before* decoding it (sizes come from file headers), so an oversized or lying file is
+    refused with the numbers instead of exhausting memory."""
+
+    def __init__(self, limit: int = DEFAULT_MAX_BYTES) -> None:
+        self.limit = int(limit)
+        self.used = 0
+
+    def take(self, nbytes: int, path: str | Path, what: str = "images") -> None:
+        """Reserve ``nbytes``; raise :class:`DatasetError` naming ``path`` when over the limit."""
+        if self.used + nbytes > self.limit:
+            raise DatasetError(
+                f"its {what} need {format_bytes(nbytes)} once decoded"
+                + (f" (after {format_bytes(self.used)} already read)" if self.used else "")
+                + f", over the memory budget of {format_bytes(self.limit)}; nothing more was loaded",
+                path, "raise the memory budget (memory_budget_gb, --memory-budget-gb) or use a smaller part "
+                      "of the dataset")
+        self.used += int(nbytes)
 
 
 @dataclass
@@ -89,16 +111,40 @@ def as_labels(y: np.ndarray, n_images: int, path: Path) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def class_names(names: list[str] | None, labels: list[np.ndarray], path: Path) -> list[str]:
-    """The class names for ``labels``: the given ``names`` (checked to cover every label) or
-    ``"0" … "k-1"`` when the source has none."""
-    top = max((int(y.max()) for y in labels if len(y)), default=-1)
-    if names is None:
-        return [str(i) for i in range(top + 1)]
-    if top >= len(names):
-        raise DatasetError(f"label {top} has no class name ({len(names)} names given)", path,
-                           "store one class name per label index")
-    return names
+def index_labels(names: list[str] | None, labels: list[np.ndarray | None], path: Path
+                 ) -> tuple[list[str], list[np.ndarray | None]]:
+    """Class names and labels as indices into them, for int64 label arrays read from ``path``
+    (``None`` entries, a split the source lacks, are passed through).
+
+    With ``names`` the labels must index them (checked) and are returned as they are. Without,
+    the distinct label values, sorted, become the classes, named by their value (``"0"``, ``"7"``,
+    ``"2000000000"``): memory grows with the number of labels, never with the largest value.
+    """
+    present = [y for y in labels if y is not None and len(y)]
+    if names is not None:
+        top = max((int(y.max()) for y in present), default=-1)
+        if top >= len(names):
+            raise DatasetError(f"label {top} has no class name ({len(names)} names given)", path,
+                               "store one class name per label index")
+        return names, labels
+    values = np.unique(np.concatenate(present)) if present else np.empty(0, np.int64)
+    return ([str(v) for v in values.tolist()],
+            [None if y is None else np.searchsorted(values, y).astype(np.int64) for y in labels])
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with empty names replaced by ``"class <i>"`` and repeats made unique by a suffix
+    (``"cat"``, ``"cat (2)"``), deterministically, so that distillation and evaluation of the same
+    source agree."""
+    taken, seen, out = set(names), set(), []
+    for i, name in enumerate(names):
+        base = name or f"class {i}"
+        new, k = base, 2
+        while new in seen or (new != name and new in taken):
+            new, k = f"{base} ({k})", k + 1
+        seen.add(new)
+        out.append(new)
+    return out
 
 
 def concatenate(parts: list[tuple[Path, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -7,16 +7,19 @@ of its files, and the other files with the same prefix are picked up.
 """
 from __future__ import annotations
 
+import math
 import re
+import tokenize
 import zipfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from engine.data.formats import RawData, array_modes, as_images, as_labels, class_names, \
-    concatenate, natural_key
+from engine.data.formats import ByteBudget, RawData, array_modes, as_images, as_labels, concatenate, \
+    index_labels, natural_key
 from engine.data.report import DatasetError, Problem, display_path
+from engine.text import printable
 
 _SPLIT = re.compile(r"^(?P<prefix>.*?)(?:^|[-_. ]+)(?P<split>train|test|val)(?:[-_. \d].*)?$",
                     re.IGNORECASE)
@@ -32,29 +35,94 @@ def split_name(path: Path) -> tuple[str, str]:
     return m["prefix"], "train" if m["split"].lower() == "train" else "test"
 
 
-def _read_part(path: Path,
-               problems: list[Problem]) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """One file → (uint8 images (N, H, W, C), int64 labels (N,), class names or None)."""
-    if not zipfile.is_zipfile(path):
-        raise DatasetError("is not a readable .npz file (not a zip archive)", path,
-                           "re-create or re-download it")
+def _member_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of one ``.npy`` member, from its header alone; a header that promises more bytes
+    than the member holds (truncated or crafted) or an object array is a :class:`DatasetError`."""
+    name = info.filename.removesuffix(".npy")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = next((k for k in _KEYS if k[0] in data.files and k[1] in data.files), None)
-            if keys is None:
-                raise DatasetError(f"has arrays ({', '.join(data.files) or 'none'}); expected 'x' "
-                                   "and 'y' (optionally 'classes') or 'images' and 'labels'", path,
-                                   "re-save with np.savez(path, x=images, y=labels, classes=names)")
-            x, y = data[keys[0]], data[keys[1]]
-            names = [str(c) for c in data["classes"]] if "classes" in data.files else None
-    except ValueError as exc:   # object arrays need pickle, which is never allowed
-        raise DatasetError(f"cannot be read without running pickled code ({exc})", path,
-                           "re-save it with plain numeric and string arrays") from exc
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"is not a readable .npz file ({exc})", path,
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read is None:
+                raise ValueError(f"unknown .npy format version {version}")
+            shape, _, dtype = read(f)
+            header_bytes = f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, RuntimeError,
+            tokenize.TokenError) as exc:     # numpy tokenizes the header: a mangled one fails there
+        raise DatasetError(f"has a damaged array '{printable(name)}' ({printable(exc)})", path,
                            "re-create or re-download it") from exc
-    x = as_images(x, path, problems)
-    return x, as_labels(y, len(x), path), names
+    if dtype.hasobject:     # object arrays need pickle, which is never allowed
+        raise DatasetError(f"array '{printable(name)}' holds Python objects and cannot be read without "
+                           "running pickled code", path, "re-save it with plain numeric and string arrays")
+    promised = math.prod(shape) * dtype.itemsize
+    if promised > info.file_size - header_bytes:
+        raise DatasetError(f"is truncated or damaged: array '{printable(name)}' {tuple(shape)} {dtype} needs "
+                           f"{promised:,} bytes but holds {max(info.file_size - header_bytes, 0):,}", path,
+                           "re-create or re-download it")
+    return tuple(shape), dtype
+
+
+def read_members(path: Path, keys: tuple[str, ...] | list[str], budget: ByteBudget,
+                 fix: str = "re-create or re-download it") -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the ``.npz`` at ``path``. Each one's size comes from its ``.npy`` header
+    (checked against the zip directory: a truncated or crafted member is refused) and is charged to
+    ``budget`` before anything is decompressed; pickled (object) arrays are never loaded."""
+    if not zipfile.is_zipfile(path):
+        raise DatasetError("is missing or damaged (not a readable .npz: not a zip archive, or truncated)", path, fix)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}
+            missing = [k for k in keys if k not in members]
+            if missing:
+                found = ", ".join(printable(k) for k in list(members)[:20]) or "none"
+                raise DatasetError(f"has no array '{missing[0]}' (it has: {found})", path, fix)
+            for key in keys:
+                shape, dtype = _member_header(zf, members[key], path)
+                budget.take(math.prod(shape) * dtype.itemsize, path, f"array '{key}'")
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in keys}
+    except DatasetError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise DatasetError(f"is not a readable .npz file ({printable(exc)})", path, fix) from exc
+
+
+def member_names(path: Path, fix: str = "re-create or re-download it") -> list[str]:
+    """Array names in the ``.npz`` at ``path`` (from the zip directory)."""
+    if not zipfile.is_zipfile(path):
+        raise DatasetError("is missing or damaged (not a readable .npz: not a zip archive, or truncated)", path, fix)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [i.filename.removesuffix(".npy") for i in zf.infolist()]
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise DatasetError(f"is not a readable .npz file ({printable(exc)})", path, fix) from exc
+
+
+def _read_part(path: Path, problems: list[Problem],
+               budget: ByteBudget) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """One file → (uint8 images (N, H, W, C), int64 labels (N,), class names or None)."""
+    names = member_names(path)
+    keys = next((k for k in _KEYS if k[0] in names and k[1] in names), None)
+    if keys is None:
+        found = ", ".join(printable(k) for k in names[:20]) or "none"
+        raise DatasetError(f"has arrays ({found}); expected 'x' and 'y' (optionally 'classes') or "
+                           "'images' and 'labels'", path,
+                           "re-save with np.savez(path, x=images, y=labels, classes=names)")
+    arrays = read_members(path, [*keys, *(("classes",) if "classes" in names else ())], budget)
+    x = as_images(arrays[keys[0]], path, problems)
+    classes = _names(arrays["classes"], path) if "classes" in arrays else None
+    return x, as_labels(arrays[keys[1]], len(x), path), classes
+
+
+def _names(classes: np.ndarray, path: Path) -> list[str]:
+    """A 1-D text (or integer) ``classes`` array → class names."""
+    if classes.ndim != 1 or classes.dtype.kind not in "USiu":
+        raise DatasetError(f"has a 'classes' array of {classes.dtype} {classes.shape}; expected one name per "
+                           "class", path, "save classes=np.array(['cat', 'dog', …])")
+    if classes.dtype.kind == "S":
+        return [c.decode("utf-8", "backslashreplace") for c in classes.tolist()]
+    return [str(c) for c in classes.tolist()]
 
 
 def _group(files: list[Path]) -> dict[str, dict[str, list[Path]]]:
@@ -83,19 +151,20 @@ def _dataset_files(path: Path) -> tuple[str, dict[str, list[Path]]]:
     return prefix, groups[prefix]
 
 
-def read_npz(path: Path) -> RawData:
-    """Read a single ``.npz`` (with its same-prefix siblings) or a folder holding one dataset."""
+def read_npz(path: Path, budget: ByteBudget | None = None) -> RawData:
+    """Read a single ``.npz`` (with its same-prefix siblings) or a folder holding one dataset; arrays
+    larger than ``budget`` allows are refused before they are decompressed."""
     problems: list[Problem] = []
+    budget = budget or ByteBudget()
     prefix, files = _dataset_files(path)
-    parts = {split: [(f, *_read_part(f, problems)) for f in fs] for split, fs in files.items()}
+    parts = {split: [(f, *_read_part(f, problems, budget)) for f in fs] for split, fs in files.items()}
     names = {tuple(n) for split in parts.values() for *_, n in split if n is not None}
     if len(names) > 1:
         raise DatasetError("the files disagree on the class names", path,
                            "store the same 'classes' array in every part")
     x_train, y_train = concatenate([p[:3] for p in parts["train"]])
     x_test, y_test = concatenate([p[:3] for p in parts["test"]]) if parts["test"] else (None, None)
-    classes = class_names(list(names.pop()) if names else None,
-                          [y_train] + ([y_test] if y_test is not None else []), path)
+    classes, (y_train, y_test) = index_labels(list(names.pop()) if names else None, [y_train, y_test], path)
     n = len(x_train) + (len(x_test) if x_test is not None else 0)
     folder = path if path.is_dir() else path.parent
     return RawData("npz", prefix or folder.name, classes, x_train, y_train, x_test, y_test,

@@ -9,13 +9,14 @@ eigenvalue. The inverse maps back with W⁻¹ = U diag(sqrt(s + reg·mean(s))) U
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.data.report import DatasetError
+from engine.text import shown
 
 METHODS = ("standardize", "zca")
 _CHUNK = 4096   # images per block while accumulating statistics (bounds float64 temporaries)
@@ -126,18 +127,45 @@ class Preprocessor:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Preprocessor":
-        """Read what :meth:`save` wrote; a missing or damaged file is a :class:`DatasetError`."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                method = str(f["method"])
-                mean, std = f["mean"].astype(np.float64), f["std"].astype(np.float64)
-                shape = tuple(int(s) for s in f["shape"]) if "shape" in f.files else None
-                zca = (f["zca"], f["zca_inverse"], float(f["zca_reg"])) if "zca" in f.files else None
-        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-            raise DatasetError(f"is missing or damaged ({exc})", path,
-                               "re-export the distilled set") from exc
-        if method not in METHODS or mean.shape != std.shape \
-                or (method == "zca") != (zca is not None):
-            raise DatasetError("does not describe a valid preprocessing", path,
-                               "re-export the distilled set")
-        return cls(method, mean, std, *(zca or (None, None, None)), shape=shape)
+        """Read what :meth:`save` wrote (array sizes checked from their headers first); a missing,
+        damaged or inconsistent file is a :class:`DatasetError`."""
+        from engine.data.formats import ByteBudget
+        from engine.data.npz import member_names, read_members
+
+        fix = "re-export the distilled set"
+        names = member_names(Path(path), fix)
+        keys = ["method", "mean", "std"] + [k for k in ("shape", "zca", "zca_inverse", "zca_reg") if k in names]
+        a = read_members(Path(path), keys, ByteBudget(), fix)
+        problem = _problem(a)
+        if problem:
+            raise DatasetError(f"does not describe a valid preprocessing ({problem})", path, fix)
+        zca = (a["zca"].astype(np.float64), a["zca_inverse"].astype(np.float64), float(a["zca_reg"])) \
+            if "zca" in a else (None, None, None)
+        shape = tuple(int(s) for s in a["shape"]) if "shape" in a else None
+        return cls(str(a["method"]), a["mean"].astype(np.float64), a["std"].astype(np.float64), *zca, shape=shape)
+
+
+def _problem(a: dict[str, np.ndarray]) -> str:
+    """What is wrong with the arrays of a saved preprocessing ("" when nothing)."""
+    method = str(a["method"]) if a["method"].dtype.kind in "US" and a["method"].ndim == 0 else ""
+    if method not in METHODS:
+        return f"method {method!r}"
+    mean, std = a["mean"], a["std"]
+    if mean.ndim != 1 or mean.shape != std.shape or mean.shape[0] < 1 or mean.dtype.kind != "f" \
+            or std.dtype.kind != "f" or not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        return f"mean {mean.shape} / std {std.shape} are not finite per-channel values with std > 0"
+    if "shape" in a and (a["shape"].shape != (3,) or a["shape"].dtype.kind not in "iu" or (a["shape"] < 1).any()
+                         or int(a["shape"][-1]) != mean.shape[0]):
+        return f"image shape {shown(a['shape'].tolist())}"
+    if (method == "zca") != ("zca" in a and "zca_inverse" in a and "zca_reg" in a):
+        return "ZCA matrices missing or unexpected"
+    if method == "zca":
+        if "shape" not in a:
+            return "ZCA without an image shape"
+        d = int(np.prod(a["shape"].astype(np.int64)))
+        for key in ("zca", "zca_inverse"):
+            if a[key].shape != (d, d) or a[key].dtype.kind != "f" or not np.isfinite(a[key]).all():
+                return f"{key} {a[key].shape}, expected finite ({d}, {d})"
+        if a["zca_reg"].shape != () or a["zca_reg"].dtype.kind != "f" or not float(a["zca_reg"]) > 0:
+            return "zca_reg"
+    return ""

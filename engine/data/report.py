@@ -6,6 +6,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from engine.text import printable
+
 LARGE_DATASET_BYTES = 2 * 1024**3   # warn above this float32 training-tensor size
 _LARGE_PREFIX = "Large dataset"
 _SUMMARY_CLASSES = 20               # classes listed by name in summary()
@@ -19,8 +21,9 @@ def display_path(path: str | bytes | os.PathLike) -> str:
 
 
 def _compose(path: str | None, message: str, fix: str) -> str:
+    """One line, control characters escaped (paths and names come from whoever made the data)."""
     text = f"{path}: {message}" if path else message
-    return f"{text} — {fix}" if fix else text
+    return printable(f"{text} — {fix}" if fix else text)
 
 
 class DatasetError(Exception):
@@ -130,15 +133,15 @@ class DatasetReport:
         """Multi-line human-readable text for the CLI and the GUI."""
         h, w, c = self.image_shape
         n_train, n_test = sum(self.train_counts), sum(self.test_counts)
-        listed = [f"{name} ({tr:,}/{te:,})" for name, tr, te in
+        listed = [f"{printable(name)} ({tr:,}/{te:,})" for name, tr, te in
                   zip(self.classes[:_SUMMARY_CLASSES], self.train_counts, self.test_counts)]
         if len(self.classes) > _SUMMARY_CLASSES:
             listed.append(f"… {len(self.classes) - _SUMMARY_CLASSES} more")
         modes = ", ".join(f"{m}: {n:,}" for m, n in sorted(self.modes.items()))
         lines = [
-            f"Source: {self.source} ({self.format})",
+            f"Source: {printable(self.source)} ({self.format})",
             f"Classes: {len(self.classes)} — train/test images: {', '.join(listed)}",
-            f"Images: {n_train:,} train, {n_test:,} test — {self.test_source}",
+            f"Images: {n_train:,} train, {n_test:,} test — {printable(self.test_source)}",
             f"Image size: {h}×{w}, {c} channel{'s' if c > 1 else ''} (source modes {modes})",
             f"Memory (float32 training tensor): about {format_bytes(self.memory_bytes)}",
         ]

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 DEFAULT_TILE_BYTES = 256 * 2**20
+MAX_DEPTH = 100     # deepest network kernel accepted (each layer is one pass of the recursion)
 
 
 class Kernel:

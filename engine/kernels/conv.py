@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engine.kernels.base import Kernel
+from engine.kernels.base import MAX_DEPTH, Kernel
 from engine.kernels.fc import _relu_step
 
 
@@ -55,8 +55,8 @@ class ConvNetworkKernel(Kernel):
     def __init__(self, depth: int = 3, w_std: float = math.sqrt(2.0), b_std: float = 0.1,
                  filter_size: int = 3, ntk: bool = False, **kw: Any) -> None:
         super().__init__(**kw)
-        if int(depth) < 1:
-            raise ValueError("depth must be ≥ 1")
+        if not 1 <= int(depth) <= MAX_DEPTH:
+            raise ValueError(f"depth must be between 1 and {MAX_DEPTH}")
         if int(filter_size) < 1 or int(filter_size) % 2 == 0:
             raise ValueError("filter_size must be a positive odd integer")
         self.depth, self.w_std, self.b_std = int(depth), float(w_std), float(b_std)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from engine.kernels.base import Kernel, median_distance
+from engine.kernels.base import MAX_DEPTH, Kernel, median_distance
 
 class LinearKernel(Kernel):
     """k(a, b) = aᵀb / d + bias²; explicit features φ(a) = [a / √d, bias]."""
@@ -101,8 +101,8 @@ class FCNetworkKernel(Kernel):
     def __init__(self, depth: int = 1, w_std: float = math.sqrt(2.0), b_std: float = 0.1,
                  ntk: bool = False, **kw: Any) -> None:
         super().__init__(**kw)
-        if int(depth) < 1:
-            raise ValueError("depth must be ≥ 1")
+        if not 1 <= int(depth) <= MAX_DEPTH:
+            raise ValueError(f"depth must be between 1 and {MAX_DEPTH}")
         self.depth, self.w_std, self.b_std, self.ntk = int(depth), float(w_std), float(b_std), bool(ntk)
         self.name = "ntk-fc" if ntk else "nngp-fc"
 

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from engine.kernels.base import Kernel
+from engine.kernels.base import MAX_DEPTH, Kernel
 
 
 @contextmanager
@@ -61,8 +61,8 @@ class RandomFeatureKernel(Kernel):
                  b_std: float = 0.1, seed: int = 0, redraw_every: int = 1, feature_dtype: str | None = None,
                  **kw: Any) -> None:
         super().__init__(**kw)
-        if int(width) < 1 or int(n_models) < 1 or int(depth) < 1:
-            raise ValueError("width, n_models and depth must be ≥ 1")
+        if int(width) < 1 or int(n_models) < 1 or not 1 <= int(depth) <= MAX_DEPTH:
+            raise ValueError(f"width and n_models must be ≥ 1, depth between 1 and {MAX_DEPTH}")
         if int(redraw_every) < 0:
             raise ValueError("redraw_every must be ≥ 0 (0 = never redraw)")
         if feature_dtype not in (None, "float32", "float64"):

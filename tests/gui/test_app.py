@@ -91,3 +91,20 @@ def test_logging_without_stdio(tmp_path, monkeypatch):
         handler.close()
     assert path == tmp_path / "logs" / logging_setup.LOG_NAME
     assert "written without a console" in path.read_text()
+
+
+def test_log_lines_escape_control_characters(tmp_path, monkeypatch):
+    """Folder and class names reach the log: their escape sequences and newlines must not."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(logging_setup, "_state", {})
+    monkeypatch.setattr(logging_setup, "log_dir", lambda: tmp_path / "logs")
+    monkeypatch.setattr(sys, "stderr", None)
+    path = logging_setup.setup_logging()
+    logging.getLogger("dgkip.test").warning("loaded %s", "\x1b[2Jevil\nFAKE ERROR line")
+    for handler in root.handlers:
+        handler.flush()
+        handler.close()
+    text = path.read_text()
+    assert "\x1b" not in text and "\\x1b[2Jevil\n    FAKE ERROR line" in text
+    assert not any(line.startswith("FAKE") for line in text.splitlines())
