@@ -7,8 +7,8 @@ Three tables, every row a real run of :func:`engine.distill.run` with the settin
    test accuracy, certified relative gap, solve seconds and the run's peak RSS for each number of
    centres M. Each cell runs in a child process so that its peak RSS is its own (``os.wait4``).
 2. **DGKIP on whole datasets**: the Nyström teacher with ``DISTIL_CENTRES`` centres, DGKIP
-   cross-entropy at IPC 1, 10 and 50 (kernel accuracy of the model trained on the distilled set, the
-   teacher's and a random subset's), and ConvNet-3 transfer at IPC 10.
+   cross-entropy at each (λ, IPC) of ``DISTIL_GRID`` (kernel accuracy of the model trained on the
+   distilled set, the teacher's and a random subset's), and ConvNet-3 transfer at IPC 10.
 3. **step time vs n**: the same M, n from 1,000 to 60,000: a step costs O(m·M), independent of n.
 
 Nothing is asserted; ``bench.md`` and ``bench.json`` are written after every row.
@@ -38,7 +38,7 @@ KERNEL, KERNEL_PARAMS, LOSS = "ntk-fc", {"depth": 1}, "cross-entropy"
 LAM = 1e-5
 CENTRES = (1000, 2000, 5000, 10000)
 DISTIL_CENTRES = 2000
-IPCS = (1, 10, 50)
+DISTIL_GRID = {"mnist": ((1e-5, 1), (1e-5, 10), (1e-3, 1), (1e-3, 10), (1e-3, 50)), "fashion-mnist": ((1e-3, 10),)}
 STEPS, LR = 300, 0.01
 BUDGET_GB = 16.0
 TRANSFER_TEST = 2000
@@ -97,14 +97,14 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         lines.append(f"| {r['dataset']} | {r['centres']:,} | {100 * r['teacher_test_accuracy']:.2f} | "
                      f"{r['teacher_rel_gap']:.1e} | {r['teacher_seconds']:.0f} | {r['wall_s']:.0f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['teacher_solver']} |")
-    lines += ["", f"## DGKIP ({LOSS}) on whole datasets, Nyström teacher with {DISTIL_CENTRES:,} centres, "
+    lines += ["", f"## DGKIP ({LOSS}) on whole datasets, Nyström teacher with {DISTIL_CENTRES:,} centres, λ per row, "
                   f"{STEPS} Adam steps at lr {LR}", "",
-              "| dataset | IPC | distilled kernel acc. % | teacher % | random subset % | radius | ConvNet-3 transfer % | run s |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| dataset | λ | IPC | distilled kernel acc. % | teacher % | random subset % | radius | ConvNet-3 transfer % | run s |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["distil"]:
         t = r.get("transfer") or {}
         tr = f"{100 * t['mean']:.1f} ± {100 * t['std']:.1f} ({t['seeds']} seeds)" if t else "—"
-        lines.append(f"| {r['dataset']} | {r['ipc']} | {100 * r['distilled_test_accuracy']:.2f} | "
+        lines.append(f"| {r['dataset']} | {r['lam']:g} | {r['ipc']} | {100 * r['distilled_test_accuracy']:.2f} | "
                      f"{100 * r['teacher_test_accuracy']:.2f} | {100 * r['random_subset_test_accuracy']:.2f} | "
                      f"{r['radius']:.3g} | {tr} | {r['seconds']:.0f} |")
     lines += ["", f"## Step time vs n (Nyström teacher, M = {report.get('step_centres', '')}, IPC 10)", "",
@@ -138,14 +138,14 @@ def bench_nystrom(out: str | Path, datasets: str | Path, command: str = "", part
                 save()
     if "distil" in parts:
         for name, path in sets:
-            for ipc in IPCS if name == "mnist" else (10,):
-                cfg = _config(str(path), centres=DISTIL_CENTRES, ipc=ipc, steps=STEPS, lr=LR)
+            for lam, ipc in DISTIL_GRID[name]:
+                cfg = _config(str(path), centres=DISTIL_CENTRES, ipc=ipc, steps=STEPS, lr=LR, lam=lam)
                 done = [e for e in run(cfg) if isinstance(e, Done)][-1]
-                row = {"dataset": name, "ipc": ipc, **done.metrics}
+                row = {"dataset": name, "lam": lam, "ipc": ipc, **done.metrics}
                 if ipc == 10:
                     row["transfer"] = _transfer_convnet(done.result, str(path))
                 report["distil"].append(row)
-                print(f"distil {name} IPC {ipc}: {100 * row['distilled_test_accuracy']:.2f} % "
+                print(f"distil {name} λ {lam:g} IPC {ipc}: {100 * row['distilled_test_accuracy']:.2f} % "
                       f"(teacher {100 * row['teacher_test_accuracy']:.2f} %)", flush=True)
                 save()
     if "steps" in parts and sets:
