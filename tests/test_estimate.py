@@ -91,6 +91,8 @@ def named_changes(message: str) -> list[dict]:
     changes += [dict(ipc=int(i)) for i in re.findall(r"lower ipc to (\d+)", message, re.I)]
     changes += [dict(ipc=int(i), max_per_class=int(c))
                 for i, c in re.findall(r"ipc (\d+) with max_per_class (\d+)", message)]
+    if re.search(r"set teacher to auto \(a Nyström teacher", message):
+        changes.append(dict(teacher="auto"))
     for name in ("rf-fc", "rf-conv"):
         found = re.search(rf"use {name} \(explicit features, [\d,]+ per image(?:: about [^)]*\)|\) with "
                           rf"max_per_class (\d+))", message, re.I)
