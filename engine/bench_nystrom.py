@@ -87,7 +87,8 @@ def _write(out: Path, report: dict[str, Any]) -> None:
     (out / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     lines = [f"# Nyström teacher bench", "", f"`{report['command']}` — {report['machine']}, torch {report['torch']}, "
              f"{report['seconds']:.0f} s so far.", "",
-             f"Kernel {KERNEL} {json.dumps(KERNEL_PARAMS)} (w_std √2, b_std 0.1), loss {LOSS}, λ = {LAM:g}, "
+             f"Kernel {KERNEL} {json.dumps(KERNEL_PARAMS)} (w_std √2, b_std 0.1), loss {LOSS}, λ = {LAM:g} in the "
+             f"teacher table (per row below), "
              f"class-balanced uniform centres, teacher tolerance 1e-6 (relative gap), memory budget {BUDGET_GB:g} GiB, "
              f"all training images, 10,000 test images.", "",
              "## Teacher vs number of centres M", "",
@@ -97,14 +98,16 @@ def _write(out: Path, report: dict[str, Any]) -> None:
         lines.append(f"| {r['dataset']} | {r['centres']:,} | {100 * r['teacher_test_accuracy']:.2f} | "
                      f"{r['teacher_rel_gap']:.1e} | {r['teacher_seconds']:.0f} | {r['wall_s']:.0f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['teacher_solver']} |")
-    lines += ["", f"## DGKIP ({LOSS}) on whole datasets, Nyström teacher with {DISTIL_CENTRES:,} centres, λ per row, "
-                  f"{STEPS} Adam steps at lr {LR}", "",
-              "| dataset | λ | IPC | distilled kernel acc. % | teacher % | random subset % | radius | ConvNet-3 transfer % | run s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"## DGKIP ({LOSS}) on whole datasets, Nyström teacher with {DISTIL_CENTRES:,} centres (λ, Adam "
+                  f"steps and learning rate per row)", "",
+              "| dataset | λ | steps | lr | IPC | distilled kernel acc. % | teacher % | random subset % | radius | "
+              "ConvNet-3 transfer % | run s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["distil"]:
         t = r.get("transfer") or {}
         tr = f"{100 * t['mean']:.1f} ± {100 * t['std']:.1f} ({t['seeds']} seeds)" if t else "—"
-        lines.append(f"| {r['dataset']} | {r['lam']:g} | {r['ipc']} | {100 * r['distilled_test_accuracy']:.2f} | "
+        lines.append(f"| {r['dataset']} | {r['lam']:g} | {r['steps']} | {r['lr']:g} | {r['ipc']} | "
+                     f"{100 * r['distilled_test_accuracy']:.2f} | "
                      f"{100 * r['teacher_test_accuracy']:.2f} | {100 * r['random_subset_test_accuracy']:.2f} | "
                      f"{r['radius']:.3g} | {tr} | {r['seconds']:.0f} |")
     lines += ["", f"## Step time vs n (Nyström teacher, M = {report.get('step_centres', '')}, IPC 10)", "",
@@ -141,7 +144,7 @@ def bench_nystrom(out: str | Path, datasets: str | Path, command: str = "", part
             for lam, ipc in DISTIL_GRID[name]:
                 cfg = _config(str(path), centres=DISTIL_CENTRES, ipc=ipc, steps=STEPS, lr=LR, lam=lam)
                 done = [e for e in run(cfg) if isinstance(e, Done)][-1]
-                row = {"dataset": name, "lam": lam, "ipc": ipc, **done.metrics}
+                row = {"dataset": name, "lam": lam, "lr": LR, "ipc": ipc, **done.metrics}
                 if ipc == 10:
                     row["transfer"] = _transfer_convnet(done.result, str(path))
                 report["distil"].append(row)
