@@ -90,8 +90,9 @@ PREDICT_ROWS = inspect.signature(predict).parameters["rows"].default
 SOLVER_ARRAYS = 20          # (n, C) float64 arrays alive in the Newton-CG teacher solver (counted in solver.py)
 NYSTROM_ARRAYS = 8          # (n, C) float64 arrays alive in the Nyström solver (Y, f, α, Δf, trial f, ...)
 NYSTROM_SQUARES = 6         # (M, M) float64 arrays: K_ZZ, its jittered copy, L, LᵀL, A and a temporary
-NYSTROM_PASSES = {"smooth": 120, "hinge": 2_000}  # passes over K(X, Z) (two products each): 119 measured for
-#                                                   cross-entropy on all of MNIST at λ 1e-5 (M = 1,000 and 2,000)
+NYSTROM_PASSES = {"smooth": 120, "hinge": 2_000}  # passes over K(X, Z) (two products each): 114–122 measured for
+# cross-entropy on all of MNIST at λ 1e-5 (M = 1,000 to 10,000); hinge (Huber continuation): an order of magnitude
+# from the sample digits (hundreds to thousands of passes), not measured on whole datasets
 # The dense teacher's build in many row tiles (≥ 4: n ≳ 3,500 for ntk-fc) grows the heap by about half the
 # matrix beyond 2 × K + one tile: glibc keeps freed tile temporaries interleaved with the kept output
 # blocks. Peak RSS measured for ntk-fc, MNIST 3 vs 5 (n = 11,552) and 10 classes at 1,200 per class
