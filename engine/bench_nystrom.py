@@ -110,7 +110,7 @@ def _write(out: Path, report: dict[str, Any]) -> None:
                      f"{100 * r['distilled_test_accuracy']:.2f} | "
                      f"{100 * r['teacher_test_accuracy']:.2f} | {100 * r['random_subset_test_accuracy']:.2f} | "
                      f"{r['radius']:.3g} | {tr} | {r['seconds']:.0f} |")
-    lines += ["", f"## Step time vs n (Nyström teacher, M = {report.get('step_centres', '')}, IPC 10)", "",
+    lines += ["", f"## Step time vs n (Nyström teacher, M = {report.get('step_centres', '')}, IPC 10, λ = {LAM:g}, 40 steps)", "",
               "| n | steps/s | ms per step |", "|---|---|---|"]
     for r in report["steps"]:
         lines.append(f"| {r['n_train']:,} | {r['steps_per_second']:.1f} | {1000 / r['steps_per_second']:.1f} |")
