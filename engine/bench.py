@@ -23,6 +23,7 @@ kernel, IPC 1 and 10, transfer to ConvNet-3), ``cifar-zca`` (its 10-class IPC-1 
 whitening, learned labels and 1,000 steps, as the published KIP/RFAD numbers are set up) and ``full`` (uncapped class pair,
 12,000-image 10-class MNIST, Fashion-MNIST, IPC 1/10/50, all three networks, 300 epochs; meant for a
 GPU machine).
+``nystrom`` (whole MNIST and Fashion-MNIST with Nyström teachers) lives in :mod:`engine.bench_nystrom`.
 """
 from __future__ import annotations
 
