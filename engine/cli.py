@@ -262,6 +262,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.suite == "nystrom":
         from engine.bench_nystrom import bench_nystrom
         report = bench_nystrom(args.out, args.datasets, command=command)
+    elif args.suite == "estimate":
+        from engine.bench_estimate import bench_estimate
+        report = bench_estimate(args.out, command=command)
     else:
         report = bench(args.suite, args.out, args.datasets, command=command)
     print(f"wrote {Path(args.out) / 'bench.md'} ({report['seconds']:.0f} s)")
@@ -326,7 +329,7 @@ def make_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="result tables and performance ratios (Markdown + JSON)")
-    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom"), default="quick")
+    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom", "estimate"), default="quick")
     b.add_argument("--out", required=True, help="folder for bench.md and bench.json")
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")
