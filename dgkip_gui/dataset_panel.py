@@ -39,8 +39,8 @@ def class_strip(x: np.ndarray, y: np.ndarray, label: int, count: int = THUMBS_PE
 class DatasetPanel(QWidget):
     """Three pages: empty (with drop zone and sample button), loading, loaded."""
     sample_requested = Signal()
+    open_requested = Signal()           # a file or a folder
     open_folder_requested = Signal()
-    open_file_requested = Signal()
     recent_requested = Signal(str)
     test_data_requested = Signal(str)   # "folder" or "file"
 
@@ -80,13 +80,16 @@ class DatasetPanel(QWidget):
         self.sample_button.setStyleSheet("QPushButton { background: #2f6db5; color: white; border-radius: 8px;"
                                          " padding: 8px 16px; } QPushButton:hover { background: #3b7fcf; }")
         self.sample_button.clicked.connect(self.sample_requested)
+        self.open_button = QPushButton("Open file or folder…")
+        self.open_button.setToolTip("A folder with one subfolder per class, an .npz file, IDX files or CIFAR "
+                                    "batches (Ctrl+O)")
+        self.open_button.clicked.connect(self.open_requested)
         open_folder = QPushButton("Open folder…")
+        open_folder.setToolTip("Choose a dataset folder (Ctrl+Shift+O)")
         open_folder.clicked.connect(self.open_folder_requested)
-        open_file = QPushButton("Open file…")
-        open_file.clicked.connect(self.open_file_requested)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.open_button)
         buttons.addWidget(open_folder)
-        buttons.addWidget(open_file)
         arrow = QLabel("⬇")
         arrow.setAlignment(Qt.AlignmentFlag.AlignCenter)
         arrow.setStyleSheet("color: #8aa4c8; font-size: 40pt;")

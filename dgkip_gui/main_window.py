@@ -30,7 +30,7 @@ from engine.evaluate import evaluate_export
 from engine.events import Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone, TeacherProgress
 from engine.result import DistillResult
 from engine.transfer import QUICK_EPOCHS, TransferProgress, TransferScore, TransferSummary
-from dgkip_gui import APP_NAME
+from dgkip_gui import APP_NAME, open_dialog
 from dgkip_gui.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -38,6 +38,7 @@ from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions, default_o
 from dgkip_gui.evaluate_panel import EvaluatePanel, ExportInfo, progress_text, summary_text
 from dgkip_gui.image_grid import ImageGrid
 from dgkip_gui.logging_setup import log_path
+from dgkip_gui.open_dialog import DATASET_FILES
 from dgkip_gui.plots import LivePlots
 from dgkip_gui.resources import app_icon
 from dgkip_gui.results_view import RunResults
@@ -62,7 +63,6 @@ STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…",
               "certify-exact": "Certifying the distance to the exact teacher…"}
 PROGRESS_TEXT = {"kernel": "Nyström teacher: kernel rows K(X, Z)",
                  "certify-exact": "Distance to the exact teacher: kernel rows"}
-DATASET_FILES = "NumPy archives (*.npz);;MNIST IDX or CIFAR batches (*ubyte* *batch*);;All files (*)"
 SETTINGS_FILES = "Run settings (*.json)"
 RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, transfer evaluation
 
@@ -170,9 +170,11 @@ class MainWindow(QMainWindow):
 
     def _make_actions(self) -> None:
         sp = QStyle.StandardPixmap
-        self.act_open = self._action("open", "&Open folder…", self.open_folder, (QKeySequence.StandardKey.Open,),
-                                     sp.SP_DirOpenIcon)
-        self.act_open_file = self._action("open_file", "Open &file…", self.open_file, ("Ctrl+Shift+O",))
+        self.act_open = self._action("open", "&Open file or folder…", self.open_dataset,
+                                     (QKeySequence.StandardKey.Open,), sp.SP_DialogOpenButton,
+                                     "Open a dataset: a folder, an .npz file, IDX files or CIFAR batches")
+        self.act_open_folder = self._action("open_folder", "Open &folder…", self.open_folder, ("Ctrl+Shift+O",),
+                                            sp.SP_DirOpenIcon, "Open a dataset folder")
         self.act_sample = self._action("sample", "Use the &sample dataset", lambda: self.load_dataset(SAMPLE))
         self.act_test_folder = self._action("test_folder", "Set &test data folder…",
                                             lambda: self.choose_test_data("folder"))
@@ -207,8 +209,8 @@ class MainWindow(QMainWindow):
     def _make_widgets(self) -> None:
         self.dataset_panel = DatasetPanel()
         self.dataset_panel.sample_requested.connect(lambda: self.load_dataset(SAMPLE))
+        self.dataset_panel.open_requested.connect(self.open_dataset)
         self.dataset_panel.open_folder_requested.connect(self.open_folder)
-        self.dataset_panel.open_file_requested.connect(self.open_file)
         self.dataset_panel.recent_requested.connect(self.load_dataset)
         self.dataset_panel.test_data_requested.connect(self.choose_test_data)
         self.settings = SettingsPanel()
@@ -259,7 +261,7 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.act_open, self.act_open_file])
+        file_menu.addActions([self.act_open, self.act_open_folder])
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addActions([self.act_sample, self.act_test_folder, self.act_test_file])
         file_menu.addSeparator()
@@ -315,7 +317,7 @@ class MainWindow(QMainWindow):
         self.act_run.setToolTip(f"Distil is off. {refusal}: see the alternatives under Settings" if refusal
                                 else "Start distilling with the current settings (Ctrl+R, F5)")
         self.run_panel.block(refusal)
-        for action in (self.act_open, self.act_open_file, self.act_sample, self.act_load_settings):
+        for action in (self.act_open, self.act_open_folder, self.act_sample, self.act_load_settings):
             action.setEnabled(not self.busy)
         for action in (self.act_test_folder, self.act_test_file):
             action.setEnabled(not self.busy and self.dataset is not None)
@@ -427,13 +429,15 @@ class MainWindow(QMainWindow):
             self.close()
 
     # ------------------------------------------------------------------ datasets
-    def open_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder", self.store.last_dir())
+    def open_dataset(self) -> None:
+        """File › Open (Ctrl+O): choose a dataset file or folder and load it."""
+        path = open_dialog.choose_dataset(self, "Open a dataset (file or folder)", self.store.last_dir())
         if path:
             self.load_dataset(path)
 
-    def open_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a dataset file", self.store.last_dir(), DATASET_FILES)
+    def open_folder(self) -> None:
+        """File › Open folder (Ctrl+Shift+O): the platform's folder chooser."""
+        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder", self.store.last_dir())
         if path:
             self.load_dataset(path)
 
