@@ -44,7 +44,7 @@ from dgkip_gui.resources import app_icon
 from dgkip_gui.results_view import RunResults
 from dgkip_gui.run_panel import RunPanel, format_duration
 from dgkip_gui.settings_panel import SettingsPanel
-from dgkip_gui.settings_store import SAMPLE, SettingsStore
+from dgkip_gui.settings_store import DATASETS, EXPORTS, SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.warmup import warm_up
 from dgkip_gui.wheel_guard import guard_wheel
@@ -431,13 +431,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ datasets
     def open_dataset(self) -> None:
         """File › Open (Ctrl+O): choose a dataset file or folder and load it."""
-        path = open_dialog.choose_dataset(self, "Open a dataset (file or folder)", self.store.last_dir())
+        path = open_dialog.choose_dataset(self, "Open a dataset (file or folder)", self.store.folder(DATASETS))
         if path:
             self.load_dataset(path)
 
     def open_folder(self) -> None:
         """File › Open folder (Ctrl+Shift+O): the platform's folder chooser."""
-        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder", self.store.last_dir())
+        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder", self.store.folder(DATASETS))
         if path:
             self.load_dataset(path)
 
@@ -446,9 +446,9 @@ class MainWindow(QMainWindow):
         if self.dataset_path is None:
             return
         if kind == "folder":
-            path = QFileDialog.getExistingDirectory(self, "Choose the test data folder", self.store.last_dir())
+            path = QFileDialog.getExistingDirectory(self, "Choose the test data folder", self.store.folder(DATASETS))
         else:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose the test data file", self.store.last_dir(),
+            path, _ = QFileDialog.getOpenFileName(self, "Choose the test data file", self.store.folder(DATASETS),
                                                   DATASET_FILES)
         if path:
             self.load_dataset(self.dataset_path, test_path=path)
@@ -501,7 +501,7 @@ class MainWindow(QMainWindow):
         self._rebuild_recent_menu(recent)
         self.dataset_panel.set_recent(recent)
         if loaded.path != SAMPLE:
-            self.store.set_last_dir(Path(loaded.path).parent)
+            self.store.set_folder(DATASETS, Path(loaded.path).parent)
         self.setWindowTitle(f"{dataset.name} — {APP_NAME}")
         report = dataset.report
         self.statusBar().showMessage(f"Loaded {dataset.name}: {len(dataset.classes)} classes, "
@@ -673,7 +673,7 @@ class MainWindow(QMainWindow):
             return None
         if target is None:
             chosen = QFileDialog.getExistingDirectory(self, "Export the distilled set: choose or create a folder",
-                                                      self.store.last_dir())
+                                                      self.store.folder(EXPORTS))
             if not chosen:
                 return None
             folder = Path(chosen)
@@ -692,7 +692,7 @@ class MainWindow(QMainWindow):
             log.exception("export failed")
             self.show_error(ErrorReport.from_exception(exc, "Export failed"))
             return None
-        self.store.set_last_dir(Path(path).parent)
+        self.store.set_folder(EXPORTS, Path(path).parent)
         self.open_export(path, show=False)
         self.statusBar().showMessage(f"Exported the distilled set to {path}; Evaluate (Ctrl+T) tests it on "
                                      "finite networks.", 10000)
@@ -700,19 +700,19 @@ class MainWindow(QMainWindow):
         return Path(path)
 
     def export_plots_png(self, path: str | Path | None = None) -> Path | None:
-        return self._export_file(self.plots.export_png, "plots", path, Path(self.store.last_dir()) / "curves.png",
-                                 "PNG image (*.png)")
+        return self._export_file(self.plots.export_png, "plots", path, "curves.png", "PNG image (*.png)")
 
     def export_curves_csv(self, path: str | Path | None = None) -> Path | None:
-        return self._export_file(self.plots.export_csv, "curves", path, Path(self.store.last_dir()) / "curves.csv",
-                                 "CSV table (*.csv)")
+        return self._export_file(self.plots.export_csv, "curves", path, "curves.csv", "CSV table (*.csv)")
 
     def _export_file(self, write: Callable[[str | Path], Path], what: str, path: str | Path | None,
-                     default: Path, file_filter: str) -> Path | None:
-        """``write(path)`` to ``path``, asking for it (``default`` suggested) when None; errors go to the
-        error dialog, success to the status bar."""
+                     default: str | Path, file_filter: str) -> Path | None:
+        """``write(path)`` to ``path``, asking for it (``default`` suggested, relative to the exports folder)
+        when None; errors go to the error dialog, success to the status bar. The file's folder becomes
+        the remembered exports folder."""
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}", str(default), file_filter)
+            path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}",
+                                                  str(Path(self.store.folder(EXPORTS)) / default), file_filter)
         if not path:
             return None
         try:
@@ -720,6 +720,7 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.show_error(ErrorReport.from_exception(exc, f"Could not export the {what}"))
             return None
+        self.store.set_folder(EXPORTS, Path(saved).parent)
         self.statusBar().showMessage(f"Saved the {what} to {saved}", 8000)
         return saved
 
@@ -743,7 +744,8 @@ class MainWindow(QMainWindow):
         """Choose an export folder, show its saved results, then ask how to evaluate it."""
         if self.busy:
             return
-        path = QFileDialog.getExistingDirectory(self, "Evaluate an exported distilled set", self.store.last_dir())
+        path = QFileDialog.getExistingDirectory(self, "Evaluate an exported distilled set",
+                                                  self.store.folder(EXPORTS))
         if path and self.open_export(path):
             self.evaluate()
 
@@ -772,7 +774,7 @@ class MainWindow(QMainWindow):
         if self.busy or info is None:
             return False
         if options is None:
-            dialog = EvaluateDialog(info.path, self.evaluation_defaults(), start_dir=self.store.last_dir(),
+            dialog = EvaluateDialog(info.path, self.evaluation_defaults(), start_dir=self.store.folder(DATASETS),
                                     dataset_filter=DATASET_FILES, parent=self)
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return False
@@ -846,13 +848,14 @@ class MainWindow(QMainWindow):
 
     def export_transfer_csv(self, path: str | Path | None = None) -> Path | None:
         """Save the transfer table as CSV (default location: the export folder)."""
-        folder = self.export_info.path if self.export_info is not None else Path(self.store.last_dir())
-        return self._export_file(self.evaluate_panel.table.write_csv, "transfer table", path,
-                                 folder / "transfer.csv", "CSV table (*.csv)")
+        default = self.export_info.path / "transfer.csv" if self.export_info is not None else "transfer.csv"
+        return self._export_file(self.evaluate_panel.table.write_csv, "transfer table", path, default,
+                                 "CSV table (*.csv)")
 
     # ------------------------------------------------------------------ settings files
     def load_settings_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load run settings", self.store.last_dir(), SETTINGS_FILES)
+        path, _ = QFileDialog.getOpenFileName(self, "Load run settings", self.store.folder(EXPORTS),
+                                              SETTINGS_FILES)
         if not path:
             return
         try:
@@ -868,8 +871,8 @@ class MainWindow(QMainWindow):
         if config is None:
             self.statusBar().showMessage("Fix the highlighted setting before saving.", 5000)
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save run settings", str(Path(self.store.last_dir()) / "run.json"),
-                                              SETTINGS_FILES)
+        path, _ = QFileDialog.getSaveFileName(self, "Save run settings",
+                                              str(Path(self.store.folder(EXPORTS)) / "run.json"), SETTINGS_FILES)
         if not path:
             return
         config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
@@ -878,6 +881,7 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.show_error(ErrorReport.from_exception(exc, "Could not save the settings"))
             return
+        self.store.set_folder(EXPORTS, Path(path).parent)
         self.statusBar().showMessage(f"Saved settings to {path} (run headless with: python -m engine {path})", 8000)
 
     # ------------------------------------------------------------------ dialogs
