@@ -1,5 +1,6 @@
 """The dataset panel: an inviting empty state (drop zone, sample dataset, recent datasets), loading
-progress, and, once loaded, a per-class table with counts and thumbnails plus the problems found.
+progress, and, once loaded, a per-class table with counts and thumbnails plus the problems found
+(the skipped files named in a line of their own).
 
 The panel only displays and asks; the main window loads datasets (on a worker thread).
 """
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderVi
 
 from engine.data import Dataset
 from dgkip_gui.image_grid import mosaic, to_qimage
+from dgkip_gui.problems_view import ProblemsView
 from dgkip_gui.settings_store import SAMPLE
 from dgkip_gui.system_info import format_bytes
 
@@ -149,9 +151,7 @@ class DatasetPanel(QWidget):
         for col in range(3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        self.problems = QListWidget()
-        self.problems.setWordWrap(True)
-        self.problems.setMaximumHeight(90)
+        self.problems = ProblemsView()
         self.test_label = QLabel()
         self.test_label.setWordWrap(True)
         test_button = QToolButton()
@@ -229,13 +229,7 @@ class DatasetPanel(QWidget):
             thumbs = QTableWidgetItem()
             thumbs.setData(Qt.ItemDataRole.DecorationRole, class_strip(dataset.x_train, dataset.y_train, row))
             self.table.setItem(row, 3, thumbs)
-        self.problems.clear()
-        for problem in report.problems:
-            mark = "⛔" if problem.severity == "error" else "⚠"
-            item = QListWidgetItem(f"{mark} {problem.message}" + (f" — {problem.fix}" if problem.fix else ""))
-            item.setToolTip(str(problem.path))
-            self.problems.addItem(item)
-        self.problems.setVisible(bool(report.problems))
+        self.problems.show_problems(report.problems, report.source)
         self.stack.setCurrentIndex(2)
 
     def page(self) -> int:
