@@ -36,6 +36,7 @@ from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
 from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions, default_options
 from dgkip_gui.evaluate_panel import EvaluatePanel, ExportInfo, progress_text, summary_text
+from dgkip_gui.export_target import EMPTY, EXPORT, NEW, OTHER, classify, free_subfolder, write_error_message
 from dgkip_gui.image_grid import ImageGrid
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.open_dialog import DATASET_FILES
@@ -667,29 +668,30 @@ class MainWindow(QMainWindow):
         return re.sub(r"[^\w.-]+", "-", f"{name}-{config.mode}-{config.loss}-ipc{config.ipc}").strip("-")
 
     def export_result(self, target: str | Path | None = None) -> Path | None:
-        """Export the distilled set. Without ``target`` a folder chooser opens: an empty folder receives
-        the files, any other folder gets a new subfolder. An existing target is replaced only after asking."""
+        """Export the distilled set to ``target`` (a folder chooser asks when None). A new or empty folder
+        receives the files; an earlier export is replaced only after asking (default No); another
+        non-empty folder is never replaced: a new subfolder inside it is offered instead (default No); a
+        file is refused. Write failures are explained in one sentence. None when nothing was written."""
         if self.result is None or self.running:
             return None
         if target is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Export the distilled set: choose or create a folder",
-                                                      self.store.folder(EXPORTS))
+            chosen = QFileDialog.getExistingDirectory(self, "Export the distilled set: choose an empty folder or "
+                                                      "create one", self.store.folder(EXPORTS))
             if not chosen:
                 return None
-            folder = Path(chosen)
-            target = folder if not any(folder.iterdir()) else folder / self.suggested_export_name()
-        target = Path(target)
-        overwrite = False
-        if target.is_dir() and any(target.iterdir()):
-            if not self.confirm("Replace the existing folder?",
-                                f"{target} already exists. Replace it with the new distilled set?"):
-                self.statusBar().showMessage("Export cancelled; nothing was written.", 5000)
-                return None
-            overwrite = True
+            target = chosen
+        decided = self._export_target(Path(target).absolute())
+        if decided is None:
+            self.statusBar().showMessage("Export cancelled; nothing was written.", 5000)
+            return None
+        target, overwrite = decided
         try:
             path = export.export_distilled(self.result, target, overwrite=overwrite)
+        except OSError as exc:
+            message = write_error_message(exc, target, "the distilled set")
+            self.show_error(ErrorReport.from_exception(exc, "Export failed", message))
+            return None
         except Exception as exc:  # noqa: BLE001 - surfaced to the user
-            log.exception("export failed")
             self.show_error(ErrorReport.from_exception(exc, "Export failed"))
             return None
         self.store.set_folder(EXPORTS, Path(path).parent)
@@ -698,6 +700,28 @@ class MainWindow(QMainWindow):
                                      "finite networks.", 10000)
         log.info("exported to %s", path)
         return Path(path)
+
+    def _export_target(self, target: Path) -> tuple[Path, bool] | None:
+        """(folder to write, whether it replaces an earlier export) after asking where needed; None when
+        the user said No or the target is refused."""
+        kind = classify(target)
+        if kind in (NEW, EMPTY):
+            return target, False
+        if kind == EXPORT:
+            replace = self.confirm("Replace the earlier export?",
+                                   f"{target} holds a distilled set exported earlier. Replace it with this one? "
+                                   "Its files, and any evaluation results saved in it, are deleted.")
+            return (target, True) if replace else None
+        if kind == OTHER:
+            inside = free_subfolder(target, self.suggested_export_name())
+            nest = self.confirm("Export into a new folder inside it?",
+                                f"{target} is not empty and is not an earlier export, so it is never replaced. "
+                                f"Export into a new folder inside it, {inside.name}?")
+            return (inside, False) if nest else None
+        self.show_error(ErrorReport.from_exception(
+            FileExistsError(f"{target} is a file, not a folder. Choose or create a folder for the export."),
+            "Export refused"))
+        return None
 
     def export_plots_png(self, path: str | Path | None = None) -> Path | None:
         return self._export_file(self.plots.export_png, "plots", path, "curves.png", "PNG image (*.png)")
@@ -718,7 +742,8 @@ class MainWindow(QMainWindow):
         try:
             saved = write(path)
         except OSError as exc:
-            self.show_error(ErrorReport.from_exception(exc, f"Could not export the {what}"))
+            self.show_error(ErrorReport.from_exception(exc, f"Could not export the {what}",
+                                                       write_error_message(exc, path, f"the {what}")))
             return None
         self.store.set_folder(EXPORTS, Path(saved).parent)
         self.statusBar().showMessage(f"Saved the {what} to {saved}", 8000)
@@ -879,7 +904,8 @@ class MainWindow(QMainWindow):
         try:
             config.save(path)
         except OSError as exc:
-            self.show_error(ErrorReport.from_exception(exc, "Could not save the settings"))
+            self.show_error(ErrorReport.from_exception(exc, "Could not save the settings",
+                                                       write_error_message(exc, path, "the settings")))
             return
         self.store.set_folder(EXPORTS, Path(path).parent)
         self.statusBar().showMessage(f"Saved settings to {path} (run headless with: python -m engine {path})", 8000)
