@@ -12,12 +12,14 @@ Legends are static items; the hover read-out only draws while the pointer is ove
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPaintEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from engine.events import Evaluation, Step, TeacherProgress
@@ -85,6 +87,39 @@ def _pen(color: str, dashed: bool = False) -> pg.QtGui.QPen:
     return pen
 
 
+class PlotView(pg.GraphicsLayoutWidget):
+    """A ``GraphicsLayoutWidget`` whose minimum size is that of its plots (titles, axes, tick labels).
+
+    pyqtgraph's view does not tell Qt's layouts what its scene needs, so a narrow window laid the plots
+    out wider than the view and cut off the right-hand column. :meth:`sync_minimum` re-reads the scene's
+    minimum after each paint (axes size their tick labels while painting) and updates the widget's when
+    it changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._minimum = QSize(0, 0)
+
+    def scene_minimum(self) -> QSize:
+        """The smallest widget size that shows every plot whole, frame included."""
+        size = self.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize)
+        frame = 2 * self.frameWidth()
+        return QSize(math.ceil(size.width()) + frame, math.ceil(size.height()) + frame)
+
+    def minimumSizeHint(self) -> QSize:
+        return self._minimum
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        self.sync_minimum()      # axes size their tick labels while painting
+
+    def sync_minimum(self) -> None:
+        """Make the widget's minimum the scene's (a cached layout query; a layout request on change)."""
+        minimum = self.scene_minimum()
+        if minimum != self._minimum:
+            self._minimum = minimum
+            self.updateGeometry()
+
+
 class LivePlots(QWidget):
     """Five persistent plots in one ``GraphicsLayoutWidget``; CSV column names are the curve keys.
 
@@ -93,7 +128,7 @@ class LivePlots(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.view = pg.GraphicsLayoutWidget()
+        self.view = PlotView()
         self.view.setBackground("w")
         self.view.ci.setSpacing(4)
         layout = QVBoxLayout(self)
@@ -130,6 +165,7 @@ class LivePlots(QWidget):
             curves = [(c.name, self._xy(c)) for c in self._curves.values() if c.plot is plot]
             self.hover.add(plot, xlabel, curves)
         self.reset()
+        self.view.sync_minimum()
 
     # -- construction ------------------------------------------------------------
     def _plot(self, row: int, col: int, title: str, xlabel: str, ylabel: str, *, log_y: bool = False,
