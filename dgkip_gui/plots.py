@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPaintEvent
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtGui import QFontMetricsF, QPaintEvent
+from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from engine.events import Evaluation, Step, TeacherProgress
 from dgkip_gui.plot_hover import HoverReadout
@@ -66,6 +66,47 @@ class DecadeAxis(pg.AxisItem):
         return [(1.0, decades), (None, minor)]
 
 
+TICK_GAP_PX = 10     # blank pixels at least between two x tick labels
+
+
+def next_nice(spacing: float) -> float:
+    """The next tick spacing up in the 1, 2, 5 × 10ᵏ series (0.2 → 0.5 → 1 → 2)."""
+    exponent = math.floor(math.log10(spacing) + 1e-9)
+    mantissa = spacing / 10**exponent
+    return next(step for step in (2, 5, 10) if mantissa < step - 1e-9) * 10**exponent
+
+
+class SpacedAxis(pg.AxisItem):
+    """An x axis whose labelled ticks leave room for their labels. pyqtgraph puts at least 2.25
+    intervals on any axis, so on a narrow plot the labels ran together ("0.20.40.60.8"); here the
+    major spacing grows (1, 2, 5 × 10ᵏ) until the widest label plus ``TICK_GAP_PX`` fits between ticks,
+    and only major ticks are labelled."""
+
+    def __init__(self, orientation: str = "bottom") -> None:
+        super().__init__(orientation)
+        self.setStyle(maxTextLevel=0)
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list:
+        levels = super().tickSpacing(minVal, maxVal, size)
+        span = abs(maxVal - minVal)
+        if not levels or span == 0 or size <= 0 or self._tickSpacing is not None:
+            return levels
+        major = levels[0][0]
+        while size * major / span < self.label_room(minVal, maxVal, major):
+            major = next_nice(major)
+        return [(major, 0.0)] + [level for level in levels[1:] if level[0] < major]
+
+    def label_room(self, low: float, high: float, spacing: float) -> float:
+        """Pixels the labels of ticks ``spacing`` apart on ``[low, high]`` need between two ticks."""
+        low, high = min(low, high), max(low, high)
+        values = np.arange(math.ceil(low / spacing), math.floor(high / spacing) + 1) * spacing
+        if not values.size:
+            return 0.0
+        metrics = QFontMetricsF(self.style["tickFont"] or QApplication.font())
+        labels = self.tickStrings(list(values), self.scale * self.autoSIPrefixScale, spacing)
+        return max(metrics.horizontalAdvance(label) for label in labels) + TICK_GAP_PX
+
+
 @dataclass
 class _Curve:
     item: pg.PlotDataItem
@@ -77,6 +118,7 @@ class _Curve:
 
 GAP, FY, KM, RADIUS = "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"
 TEACHER, RANDOM, CONSISTENCY, MEASURED = "#d62728", "#7f7f7f", "#17becf", "#e377c2"
+LEGEND_MARGIN_PX = 8  # a plot's data area is at least its legend's width plus this
 ON_TOP = 10         # z value of a total drawn over its parts (the gap over Fenchel–Young and kernel match)
 
 
@@ -138,7 +180,7 @@ class LivePlots(QWidget):
         self._decades: dict[pg.PlotItem, tuple[int, int] | None] = {}   # log-y plots → shown decade span
         self.hover = HoverReadout(self.view.scene())
 
-        teacher = self._plot(0, 0, "Teacher solve", "iteration", "relative duality gap", log_y=True)
+        teacher = self._plot(0, 0, "Teacher solve", "iteration", "relative duality gap", log_y=True, legend=False)
         gap = self._plot(0, 1, "Duality gap G at the teacher", "step", "G (mean loss units)", log_y=True)
         radius = self._plot(0, 2, "Distance to the teacher", "step", "‖w_S − w*‖ (RKHS norm)", log_y=True)
         accuracy = self._plot(1, 0, "Test accuracy of kernel models", "step", "accuracy (fraction)", colspan=2)
@@ -153,7 +195,7 @@ class LivePlots(QWidget):
         self._add(gap, "fenchel_young", "Fenchel–Young part", FY)
         self._add(gap, "kernel_match", "kernel-matching part", KM)
         self._add(gap, "gap", "gap G (total)", GAP).item.setZValue(ON_TOP)
-        self._add(radius, "radius", "radius bound r = √(2G/λ)", RADIUS)
+        self._add(radius, "radius", "radius bound √(2G/λ)", RADIUS)
         self._add(radius, "certified_radius", "certified radius", None, symbol="o", color=RADIUS)
         self._add(radius, "distance", "measured distance", None, symbol="t", color=MEASURED)
         self._add(accuracy, "distilled_accuracy", "model trained on S", GAP, symbol="o")
@@ -164,13 +206,16 @@ class LivePlots(QWidget):
         for plot, xlabel in ((teacher, "iteration"),) + tuple((p, "step") for p in self._step_plots):
             curves = [(c.name, self._xy(c)) for c in self._curves.values() if c.plot is plot]
             self.hover.add(plot, xlabel, curves)
+        for plot in (gap, radius, accuracy, consistency):     # a legend is never wider than its plot
+            plot.getViewBox().setMinimumWidth(math.ceil(plot.legend.boundingRect().width()) + LEGEND_MARGIN_PX)
         self.reset()
         self.view.sync_minimum()
 
     # -- construction ------------------------------------------------------------
     def _plot(self, row: int, col: int, title: str, xlabel: str, ylabel: str, *, log_y: bool = False,
-              colspan: int = 1) -> pg.PlotItem:
-        axes = {"left": DecadeAxis("left")} if log_y else None
+              colspan: int = 1, legend: bool = True) -> pg.PlotItem:
+        """A plot at (row, col) of the layout; ``legend``: False for a one-curve plot its labels name."""
+        axes = {"bottom": SpacedAxis()} | ({"left": DecadeAxis("left")} if log_y else {})
         plot = self.view.addPlot(row=row, col=col, colspan=colspan, axisItems=axes)
         plot.setTitle(title, size="9pt", color="#222")
         plot.setLabel("bottom", xlabel)
@@ -180,8 +225,9 @@ class LivePlots(QWidget):
             self._decades[plot] = None
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
-        plot.addLegend(offset=(-4, 4), labelTextSize="8pt", labelTextColor="#222", verSpacing=-6,
-                       brush=pg.mkBrush(255, 255, 255, 200), pen=pg.mkPen("#ccc"))
+        if legend:
+            plot.addLegend(offset=(-4, 4), labelTextSize="8pt", labelTextColor="#222", verSpacing=-6,
+                           brush=pg.mkBrush(255, 255, 255, 200), pen=pg.mkPen("#ccc"))
         if log_y:   # label decades only (the range always spans whole decades); minor ticks stay unlabelled
             plot.getAxis("left").setStyle(maxTextLevel=0)
         return plot

@@ -3,11 +3,11 @@
 ``clipped_texts(window)`` lists every visible text that does not fit: labels and buttons narrower than
 their text, tab titles shorter than their tab, combo boxes narrower than their longest item, elided
 labels without the full text in their tooltip, plot titles wider than their plot, plots and legends cut
-by the plot view's edge.
+by the plot view's edge, x tick labels running into each other.
 
 Run as a script (``python tests/gui/clipping.py``) it builds the main window at 1024 × 700 under the
 platform and ``QT_SCALE_FACTOR`` it inherits, loads the sample, distils a few steps, checks both
-left-hand tabs and prints one JSON line: device pixel ratio, grabbed size and the clipped texts.
+left-hand tabs before and after the run and prints one JSON line: device pixel ratio, grabbed size and the clipped texts.
 ``QT_SCALE_FACTOR`` must be set before the QApplication exists, hence a separate process.
 """
 from __future__ import annotations
@@ -60,7 +60,8 @@ def clipped_widgets(root: QWidget) -> list[str]:
 
 
 def clipped_plots(plots) -> list[str]:
-    """Plot titles wider than their plot; plots or legends reaching past the plot view's edge."""
+    """Plot titles wider than their plot; plots or legends reaching past the plot view's edge; x tick
+    labels running into each other."""
     view = plots.view
     visible = QRect(QPoint(0, 0), view.viewport().size())
     found = []
@@ -71,17 +72,55 @@ def clipped_plots(plots) -> list[str]:
         where = view.mapFromScene(plot.sceneBoundingRect()).boundingRect().adjusted(SLACK, SLACK, -SLACK, -SLACK)
         if not visible.contains(where):
             found.append(f"plot {title!r} at {where.getRect()} is cut by the view {visible.getRect()}")
+        found += _crowded_ticks(plot.getAxis("bottom"), title)
         legend = plot.legend
-        if legend is not None and legend.isVisible():
-            inside = plot.sceneBoundingRect().adjusted(-SLACK, -SLACK, SLACK, SLACK)
+        if legend is not None and legend.isVisible():            # the data area clips its children
+            inside = plot.getViewBox().sceneBoundingRect().adjusted(-SLACK, -SLACK, SLACK, SLACK)
             if not inside.contains(legend.sceneBoundingRect()):
-                found.append(f"legend of {title!r} reaches outside its plot")
+                found.append(f"legend of {title!r} is cut by its plot's data area")
     return found
+
+
+def _crowded_ticks(axis, title: str) -> list[str]:
+    """The labelled x ticks of ``axis`` closer together than their widest label."""
+    from PySide6.QtGui import QFontMetricsF
+    from PySide6.QtWidgets import QApplication
+
+    low, high = axis.range
+    size = axis.width()
+    levels = axis.tickValues(low, high, size) if high > low and size > 0 else []
+    if not levels or len(levels[0][1]) < 2:
+        return []
+    spacing, values = levels[0]
+    labels = axis.tickStrings(list(values), axis.scale * axis.autoSIPrefixScale, spacing)
+    metrics = QFontMetricsF(axis.style["tickFont"] or QApplication.font())
+    widest = max(metrics.horizontalAdvance(label) for label in labels)
+    apart = size * spacing / (high - low)
+    return [f"x tick labels of {title!r} overlap ({apart:.0f} px apart, {widest:.0f} px wide)"] if apart < widest + 2 else []
 
 
 def clipped_texts(window) -> list[str]:
     """Everything cut off in the main window as it is shown now."""
     return clipped_widgets(window) + clipped_plots(window.plots)
+
+
+def check_tabs(app, window, state: str) -> list[str]:
+    """``clipped_texts`` with each left-hand tab shown in turn, tagged with ``state`` and the tab."""
+    import time
+
+    found = []
+    view = window.plots.view
+    for tab in range(window.left_tabs.count()):
+        window.left_tabs.setCurrentIndex(tab)
+        deadline = time.monotonic() + 5     # the plots' minimum is known once their axes have painted
+        for _ in range(5):
+            app.processEvents()
+            time.sleep(0.02)
+        while view.width() < view.scene_minimum().width() and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.02)
+        found += [f"[{state}, {window.left_tabs.tabText(tab)} tab] {text}" for text in clipped_texts(window)]
+    return found
 
 
 def probe() -> dict:
@@ -110,6 +149,7 @@ def probe() -> dict:
     window.show()
     window.load_dataset("sample")
     wait(lambda: window.dataset is not None and not window.busy)
+    clipped = check_tabs(app, window, "loaded")
     config = window.settings.config().replace(ipc=1, steps=6, eval_every=3, snapshot_every=2, max_per_class=40,
                                               device="cpu", kernel="ntk-fc", loss="cross-entropy")
     window.settings.set_config(config)
@@ -117,13 +157,7 @@ def probe() -> dict:
     window.run_finished.connect(outcome.append)
     assert window.start_run(), "the run did not start"
     wait(lambda: bool(outcome) and not window.busy)
-    clipped = []
-    for tab in range(window.left_tabs.count()):
-        window.left_tabs.setCurrentIndex(tab)
-        for _ in range(5):
-            app.processEvents()
-            time.sleep(0.02)
-        clipped += [f"[{window.left_tabs.tabText(tab)} tab] {text}" for text in clipped_texts(window)]
+    clipped += check_tabs(app, window, "finished")
     grabbed = window.grab()
     result = {"dpr": window.devicePixelRatioF(), "grab": [grabbed.width(), grabbed.height()],
               "size": [window.width(), window.height()], "outcome": outcome[0], "clipped": sorted(set(clipped))}

@@ -31,6 +31,8 @@ def test_window_fits_1024_by_700(qtbot, make_window):
     for button in window.run_panel.buttons.values():
         assert inside(button, window.run_panel), button.defaultAction().text()
         assert button.width() >= button.sizeHint().width()                 # not squeezed
+    view = window.plots.view                  # the plots' minimum is known once their axes have painted
+    qtbot.waitUntil(lambda: view.width() >= view.scene_minimum().width(), timeout=5000)
     assert clipped_texts(window) == []                                   # texts, tabs, plots and legends whole
 
 
