@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, QPointF
 from PySide6.QtTest import QTest
 
 from engine.events import Evaluation, Stage, Step, TeacherProgress
-from dgkip_gui.plots import LivePlots
+from dgkip_gui.plots import LivePlots, SpacedAxis, next_nice
 
 from gui_helpers import RUN_TIMEOUT_MS, load
 
@@ -123,3 +123,14 @@ def test_right_click_menu_offers_pyqtgraph_export(qtbot, tmp_path):
     exporter = pg.exporters.ImageExporter(plots._teacher_plot)   # what Export… → PNG runs
     exporter.export(str(tmp_path / "teacher.png"))
     assert (tmp_path / "teacher.png").stat().st_size > 1000
+
+
+def test_x_tick_labels_keep_their_distance(qtbot):
+    assert [next_nice(s) for s in (0.2, 0.5, 1.0, 2.0, 5.0, 20.0)] == pytest.approx([0.5, 1, 2, 5, 10, 50])
+    axis = SpacedAxis()
+    for low, high, pixels in ((0, 1, 90), (0, 100_000, 160), (0, 7, 60), (0, 1, 1000)):
+        spacing, values = axis.tickValues(low, high, pixels)[0]
+        assert len(values) >= 1
+        if len(values) > 1:
+            assert pixels * spacing / (high - low) >= axis.label_room(low, high, spacing) - 1e-9
+    assert axis.tickValues(0, 1, 1000)[0][0] == pytest.approx(0.2)         # room enough: pyqtgraph's own choice
