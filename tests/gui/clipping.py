@@ -2,7 +2,8 @@
 
 ``clipped_texts(window)`` lists every visible text that does not fit: labels and buttons narrower than
 their text, tab titles shorter than their tab, combo boxes narrower than their longest item, elided
-labels without the full text in their tooltip, plot titles wider than their plot, plots and legends cut
+labels without the full text in their tooltip, scroll areas without a horizontal scroll bar whose content
+is wider than their view, plot titles wider than their plot, plots and legends cut
 by the plot view's edge, x tick labels running into each other.
 
 Run as a script (``python tests/gui/clipping.py``) it builds the main window at 1024 × 700 under the
@@ -17,8 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, QRect
-from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QTabBar, QWidget
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtWidgets import (QAbstractButton, QComboBox, QLabel, QScrollArea, QStyle, QStyleOptionComboBox, QTabBar,
+                               QWidget)
 
 SLACK = 1    # pixels of rounding allowed
 
@@ -31,8 +33,17 @@ def _shown(widget: QWidget) -> bool:
     return widget.isVisible() and widget.width() > 0
 
 
+def _combo_needs(combo: QComboBox) -> int:
+    """Width a combo box needs to show its current text whole (frame, arrow and icon included)."""
+    option = QStyleOptionComboBox()
+    combo.initStyleOption(option)
+    text = QSize(combo.fontMetrics().horizontalAdvance(combo.currentText()), combo.fontMetrics().height())
+    return combo.style().sizeFromContents(QStyle.ContentsType.CT_ComboBox, option, text, combo).width()
+
+
 def clipped_widgets(root: QWidget) -> list[str]:
-    """Visible labels, buttons, tabs and combo boxes under ``root`` whose text does not fit."""
+    """Visible labels, buttons, tabs and combo boxes under ``root`` whose text does not fit, and scroll
+    areas that cut their content's right side off."""
     from dgkip_gui.elided import ElidedLabel
 
     found = []
@@ -48,8 +59,14 @@ def clipped_widgets(root: QWidget) -> list[str]:
         if _shown(button) and button.text() and button.width() + SLACK < button.sizeHint().width():
             found.append(_name(button, button.text()) + f" {button.width()} < {button.sizeHint().width()} px")
     for combo in root.findChildren(QComboBox):
-        if _shown(combo) and combo.width() + SLACK < combo.minimumSizeHint().width():
-            found.append(_name(combo, combo.currentText()) + f" {combo.width()} < {combo.minimumSizeHint().width()}")
+        if _shown(combo) and combo.width() + SLACK < _combo_needs(combo):
+            found.append(_name(combo, combo.currentText()) + f" {combo.width()} < {_combo_needs(combo)} px")
+    for area in root.findChildren(QScrollArea):
+        inner = area.widget()
+        if (_shown(area) and inner is not None and area.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+                and inner.width() > area.viewport().width() + SLACK):
+            found.append(f"{type(area).__name__} content {inner.width()} px wide in a {area.viewport().width()} px view "
+                         "without a horizontal scroll bar: its right side is cut off")
     for bar in root.findChildren(QTabBar):
         if not _shown(bar):
             continue
@@ -158,6 +175,8 @@ def probe() -> dict:
     assert window.start_run(), "the run did not start"
     wait(lambda: bool(outcome) and not window.busy)
     clipped += check_tabs(app, window, "finished")
+    window.settings.advanced_toggle.setChecked(True)
+    clipped += check_tabs(app, window, "advanced settings shown")
     grabbed = window.grab()
     result = {"dpr": window.devicePixelRatioF(), "grab": [grabbed.width(), grabbed.height()],
               "size": [window.width(), window.height()], "outcome": outcome[0], "clipped": sorted(set(clipped))}

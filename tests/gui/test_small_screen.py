@@ -34,6 +34,12 @@ def test_window_fits_1024_by_700(qtbot, make_window):
     view = window.plots.view                  # the plots' minimum is known once their axes have painted
     qtbot.waitUntil(lambda: view.width() >= view.scene_minimum().width(), timeout=5000)
     assert clipped_texts(window) == []                                   # texts, tabs, plots and legends whole
+    window.left_tabs.setCurrentIndex(1)                                  # the settings form, also advanced
+    for advanced in (False, True):
+        window.settings.advanced_toggle.setChecked(advanced)
+        qtbot.wait(50)
+        assert clipped_texts(window) == [], f"advanced settings shown: {advanced}"
+    assert window.minimumSizeHint().width() <= 1024
 
 
 def test_long_run_text_elides_with_a_tooltip(qtbot, make_window):
