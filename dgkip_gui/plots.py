@@ -187,6 +187,7 @@ class LivePlots(QWidget):
         consistency = self._plot(1, 2, "Agreement with the teacher", "step", "fraction of test points")
         for plot in (accuracy, consistency):
             plot.getViewBox().setLimits(yMin=-0.05, yMax=1.05)
+            plot.legend.anchor(itemPos=(1, 0.5), parentPos=(1, 0.5), offset=(-4, 0))  # fractions sit near 0 and 1
         self._step_plots = (gap, radius, accuracy, consistency)
         self._teacher_plot = teacher
         self._unit_plots = (accuracy, consistency)

@@ -1,7 +1,7 @@
 """Find texts the window cuts off, and a probe that runs the real window at a given Qt scale factor.
 
 ``clipped_texts(window)`` lists every visible text that does not fit: labels and buttons narrower than
-their text, tab titles shorter than their tab, combo boxes narrower than their longest item, elided
+their text, wrapped labels shorter than their lines, tab titles shorter than their tab, combo boxes narrower than their longest item, elided
 labels without the full text in their tooltip, scroll areas without a horizontal scroll bar whose content
 is wider than their view, plot titles wider than their plot, plots and legends cut
 by the plot view's edge, x tick labels running into each other.
@@ -42,7 +42,8 @@ def _combo_needs(combo: QComboBox) -> int:
 
 
 def clipped_widgets(root: QWidget) -> list[str]:
-    """Visible labels, buttons, tabs and combo boxes under ``root`` whose text does not fit, and scroll
+    """Visible labels, buttons, tabs and combo boxes under ``root`` whose text does not fit (also wrapped
+    labels too short for their lines), and scroll
     areas that cut their content's right side off."""
     from dgkip_gui.elided import ElidedLabel
 
@@ -55,6 +56,9 @@ def clipped_widgets(root: QWidget) -> list[str]:
                 found.append(_name(label, label.text()) + " is elided without a tooltip")
         elif not label.wordWrap() and label.width() + SLACK < label.minimumSizeHint().width():
             found.append(_name(label, label.text()) + f" {label.width()} < {label.minimumSizeHint().width()} px")
+        elif label.wordWrap() and label.height() + SLACK < label.heightForWidth(label.width()):
+            found.append(_name(label, label.text()[:60]) + f" wraps to {label.heightForWidth(label.width())} px "
+                         f"but is {label.height()} px high: its last lines are cut off")
     for button in root.findChildren(QAbstractButton):
         if _shown(button) and button.text() and button.width() + SLACK < button.sizeHint().width():
             found.append(_name(button, button.text()) + f" {button.width()} < {button.sizeHint().width()} px")

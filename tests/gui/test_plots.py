@@ -134,3 +134,20 @@ def test_x_tick_labels_keep_their_distance(qtbot):
         if len(values) > 1:
             assert pixels * spacing / (high - low) >= axis.label_room(low, high, spacing) - 1e-9
     assert axis.tickValues(0, 1, 1000)[0][0] == pytest.approx(0.2)         # room enough: pyqtgraph's own choice
+
+
+def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
+    """Accuracies and agreement sit near 1 and certified consistency often at 0: the legends of those
+    plots are kept off both bands (they hid the finished run's curves)."""
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(1000, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    for key in ("distilled_accuracy", "certified_consistency"):
+        plot = plots._curves[key].plot
+        box = plot.getViewBox()
+        legend = plot.legend.sceneBoundingRect()
+        for low, high in ((0.85, 1.0), (0.0, 0.1)):
+            top, bottom = box.mapViewToScene(pg.Point(0, high)).y(), box.mapViewToScene(pg.Point(0, low)).y()
+            assert legend.bottom() < top or legend.top() > bottom, (key, low, high)
