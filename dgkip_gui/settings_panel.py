@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QListWidget, QListWidgetItem, QScrollArea, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
@@ -336,10 +337,19 @@ class SettingsPanel(QWidget):
         page.addWidget(self.scroll, 1)
         page.addWidget(self.estimate)
 
+        self._grey_placeholders_when_disabled()
         self._show_advanced(False)
         self.set_config(self._base)
         self._update_undo()
         guard_wheel(self)
+
+    def _grey_placeholders_when_disabled(self) -> None:
+        """Draw a disabled field's placeholder ("default 1", "most that fit") in the disabled text colour:
+        the styles draw it darker than disabled text, so during a run those fields looked editable."""
+        palette = self.palette()
+        disabled = QPalette.ColorGroup.Disabled
+        palette.setColor(disabled, QPalette.ColorRole.PlaceholderText, palette.color(disabled, QPalette.ColorRole.Text))
+        self.setPalette(palette)
 
     # -- widget factories --------------------------------------------------------
     def _group(self, title: str, rows: list[tuple[str | None, QWidget]]) -> QGroupBox:
