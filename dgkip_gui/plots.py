@@ -7,7 +7,8 @@ timer) pushes changed buffers into persistent curve items with ``setData``. Plot
 Repaint cost matters: PySide holds the GIL while Qt paints, so every millisecond spent drawing is
 taken from the engine thread. Axes are the expensive part, so during a run the ranges stay still:
 x spans the whole run from the start, log-y axes move in whole decades, accuracies stay on [0, 1].
-Legends are static items; the hover read-out only draws while the pointer is over a plot.
+Legends move only to a spot that covers fewer points (:mod:`dgkip_gui.plot_legends`); the hover
+read-out only draws while the pointer is over a plot.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from engine.events import Evaluation, Step, TeacherProgress
 from dgkip_gui.plot_hover import HoverReadout
+from dgkip_gui.plot_legends import FRACTIONS_FIRST, LINES_FIRST, LegendPlacer
 
 
 class Series:
@@ -187,7 +189,6 @@ class LivePlots(QWidget):
         consistency = self._plot(1, 2, "Agreement with the teacher", "step", "fraction of test points")
         for plot in (accuracy, consistency):
             plot.getViewBox().setLimits(yMin=-0.05, yMax=1.05)
-            plot.legend.anchor(itemPos=(1, 0.5), parentPos=(1, 0.5), offset=(-4, 0))  # fractions sit near 0 and 1
         self._step_plots = (gap, radius, accuracy, consistency)
         self._teacher_plot = teacher
         self._unit_plots = (accuracy, consistency)
@@ -207,8 +208,10 @@ class LivePlots(QWidget):
         for plot, xlabel in ((teacher, "iteration"),) + tuple((p, "step") for p in self._step_plots):
             curves = [(c.name, self._xy(c)) for c in self._curves.values() if c.plot is plot]
             self.hover.add(plot, xlabel, curves)
+        self.legends = LegendPlacer()            # each legend in the spot over the fewest points
         for plot in (gap, radius, accuracy, consistency):     # a legend is never wider than its plot
             plot.getViewBox().setMinimumWidth(math.ceil(plot.legend.boundingRect().width()) + LEGEND_MARGIN_PX)
+            self.legends.add(plot, FRACTIONS_FIRST if plot in self._unit_plots else LINES_FIRST)
         self.reset()
         self.view.sync_minimum()
 
@@ -274,6 +277,8 @@ class LivePlots(QWidget):
                 changed.add(curve.plot)
         for plot in changed & self._decades.keys():
             self._fit_decades(plot)
+        for plot in changed - {self._teacher_plot}:
+            self.legends.place(plot)
 
     def _fit_decades(self, plot: pg.PlotItem) -> None:
         """Show whole decades around the plot's finite positive values; move only when they change."""
@@ -308,11 +313,13 @@ class LivePlots(QWidget):
             plot.setYRange(-3, 0, padding=0.02)
         for plot in self._unit_plots:
             plot.setYRange(0, 1.02, padding=0)
+        self.legends.reset()
 
     def finish(self) -> None:
         """After a run: fit the step axes to the steps actually taken (a stopped run ends early)."""
         for plot in self._step_plots:
             plot.enableAutoRange(x=True)
+            self.legends.place(plot)
 
     def point_count(self, key: str) -> int:
         """Points stored for a curve (e.g. ``"gap"``), whether or not drawn yet."""

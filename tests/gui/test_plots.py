@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters the right-click menu offers
 import pytest
@@ -151,3 +153,34 @@ def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
         for low, high in ((0.85, 1.0), (0.0, 0.1)):
             top, bottom = box.mapViewToScene(pg.Point(0, high)).y(), box.mapViewToScene(pg.Point(0, low)).y()
             assert legend.bottom() < top or legend.top() > bottom, (key, low, high)
+
+
+def test_a_legend_moves_off_the_curves_it_would_hide(qtbot):
+    """The gap's legend starts top right; when the curves run through that corner it moves to a spot
+    that covers none of their points (it hid the gap's plateau on a 1024-px window)."""
+    from dgkip_gui.plot_legends import covered, spot_rect
+
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(700, 420)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.reset(100)
+    gap_plot = plots._curves["gap"].plot
+    assert plots.legends.spot(gap_plot) == "top-right"
+    for step in range(1, 101):      # a flat gap at the top of its decade: right through the top-right corner
+        plots.add_step(Step(step, 100, 0.9, 0.9, 0.45, 0.45, 10.0, 0.01 * step))
+    plots.refresh()
+    qtbot.wait(50)
+    spot = plots.legends.spot(gap_plot)
+    assert spot != "top-right"
+    box = gap_plot.getViewBox()
+    view, area = box.viewRect(), box.boundingRect()
+    size = gap_plot.legend.boundingRect()
+    points = [(x, y) for c in ("gap", "fenchel_young", "kernel_match")
+              for x, y in zip(*plots._curves[c].item.getData())]
+    xs = np.array([area.left() + (x - view.left()) / view.width() * area.width() for x, _ in points])
+    ys = np.array([area.top() + (view.bottom() - y) / view.height() * area.height() for _, y in points])
+    assert covered(spot_rect(area, size.width(), size.height(), spot), xs, ys) == 0
+    plots.reset(100)
+    assert plots.legends.spot(gap_plot) == "top-right"                    # a new run starts where runs start
