@@ -1,5 +1,6 @@
 """The dataset panel: an inviting empty state (drop zone, sample dataset, recent datasets), loading
-progress, and, once loaded, a per-class table with counts and thumbnails plus the problems found.
+progress, and, once loaded, a per-class table with counts and thumbnails plus the problems found
+(the skipped files named in a line of their own).
 
 The panel only displays and asks; the main window loads datasets (on a worker thread).
 """
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderVi
 
 from engine.data import Dataset
 from dgkip_gui.image_grid import mosaic, to_qimage
+from dgkip_gui.problems_view import ProblemsView
 from dgkip_gui.settings_store import SAMPLE
 from dgkip_gui.system_info import format_bytes
 
@@ -39,8 +41,8 @@ def class_strip(x: np.ndarray, y: np.ndarray, label: int, count: int = THUMBS_PE
 class DatasetPanel(QWidget):
     """Three pages: empty (with drop zone and sample button), loading, loaded."""
     sample_requested = Signal()
+    open_requested = Signal()           # a file or a folder
     open_folder_requested = Signal()
-    open_file_requested = Signal()
     recent_requested = Signal(str)
     test_data_requested = Signal(str)   # "folder" or "file"
 
@@ -80,13 +82,16 @@ class DatasetPanel(QWidget):
         self.sample_button.setStyleSheet("QPushButton { background: #2f6db5; color: white; border-radius: 8px;"
                                          " padding: 8px 16px; } QPushButton:hover { background: #3b7fcf; }")
         self.sample_button.clicked.connect(self.sample_requested)
+        self.open_button = QPushButton("Open file or folder…")
+        self.open_button.setToolTip("A folder with one subfolder per class, an .npz file, IDX files or CIFAR "
+                                    "batches (Ctrl+O)")
+        self.open_button.clicked.connect(self.open_requested)
         open_folder = QPushButton("Open folder…")
+        open_folder.setToolTip("Choose a dataset folder (Ctrl+Shift+O)")
         open_folder.clicked.connect(self.open_folder_requested)
-        open_file = QPushButton("Open file…")
-        open_file.clicked.connect(self.open_file_requested)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.open_button)
         buttons.addWidget(open_folder)
-        buttons.addWidget(open_file)
         arrow = QLabel("⬇")
         arrow.setAlignment(Qt.AlignmentFlag.AlignCenter)
         arrow.setStyleSheet("color: #8aa4c8; font-size: 40pt;")
@@ -146,9 +151,7 @@ class DatasetPanel(QWidget):
         for col in range(3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
-        self.problems = QListWidget()
-        self.problems.setWordWrap(True)
-        self.problems.setMaximumHeight(90)
+        self.problems = ProblemsView()
         self.test_label = QLabel()
         self.test_label.setWordWrap(True)
         test_button = QToolButton()
@@ -226,13 +229,7 @@ class DatasetPanel(QWidget):
             thumbs = QTableWidgetItem()
             thumbs.setData(Qt.ItemDataRole.DecorationRole, class_strip(dataset.x_train, dataset.y_train, row))
             self.table.setItem(row, 3, thumbs)
-        self.problems.clear()
-        for problem in report.problems:
-            mark = "⛔" if problem.severity == "error" else "⚠"
-            item = QListWidgetItem(f"{mark} {problem.message}" + (f" — {problem.fix}" if problem.fix else ""))
-            item.setToolTip(str(problem.path))
-            self.problems.addItem(item)
-        self.problems.setVisible(bool(report.problems))
+        self.problems.show_problems(report.problems, report.source)
         self.stack.setCurrentIndex(2)
 
     def page(self) -> int:

@@ -39,16 +39,20 @@ class ErrorReport:
     exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_exception(cls, exc: BaseException, title: str = "Something went wrong") -> "ErrorReport":
-        """Build a report whose details hold the traceback and the software versions."""
+    def from_exception(cls, exc: BaseException, title: str = "Something went wrong",
+                       message: str | None = None) -> "ErrorReport":
+        """Build a report whose details hold the traceback and the software versions; ``message``
+        replaces the exception's own text up front (the details keep it)."""
         from dgkip_gui.system_info import versions_text
 
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if message is not None:
+            return cls(title, message, f"{trace}\n{versions_text()}", exc)
         message = str(exc) or type(exc).__name__
         if isinstance(exc, ConfigError):
             message = f"Invalid setting {message}"
         elif isinstance(exc, MemoryError):
             message = f"Not enough memory: {message}. Lower IPC, the image size or the memory budget."
-        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return cls(title, message, f"{trace}\n{versions_text()}", exc)
 
 

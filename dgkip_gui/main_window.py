@@ -30,20 +30,22 @@ from engine.evaluate import evaluate_export
 from engine.events import Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone, TeacherProgress
 from engine.result import DistillResult
 from engine.transfer import QUICK_EPOCHS, TransferProgress, TransferScore, TransferSummary
-from dgkip_gui import APP_NAME
+from dgkip_gui import APP_NAME, open_dialog
 from dgkip_gui.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
 from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions, default_options
 from dgkip_gui.evaluate_panel import EvaluatePanel, ExportInfo, progress_text, summary_text
+from dgkip_gui.export_target import EMPTY, EXPORT, NEW, OTHER, classify, free_subfolder, write_error_message
 from dgkip_gui.image_grid import ImageGrid
 from dgkip_gui.logging_setup import log_path
+from dgkip_gui.open_dialog import DATASET_FILES
 from dgkip_gui.plots import LivePlots
 from dgkip_gui.resources import app_icon
 from dgkip_gui.results_view import RunResults
 from dgkip_gui.run_panel import RunPanel, format_duration
 from dgkip_gui.settings_panel import SettingsPanel
-from dgkip_gui.settings_store import SAMPLE, SettingsStore
+from dgkip_gui.settings_store import DATASETS, EXPORTS, SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.warmup import warm_up
 from dgkip_gui.wheel_guard import guard_wheel
@@ -62,7 +64,6 @@ STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…",
               "certify-exact": "Certifying the distance to the exact teacher…"}
 PROGRESS_TEXT = {"kernel": "Nyström teacher: kernel rows K(X, Z)",
                  "certify-exact": "Distance to the exact teacher: kernel rows"}
-DATASET_FILES = "NumPy archives (*.npz);;MNIST IDX or CIFAR batches (*ubyte* *batch*);;All files (*)"
 SETTINGS_FILES = "Run settings (*.json)"
 RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, transfer evaluation
 
@@ -170,9 +171,11 @@ class MainWindow(QMainWindow):
 
     def _make_actions(self) -> None:
         sp = QStyle.StandardPixmap
-        self.act_open = self._action("open", "&Open folder…", self.open_folder, (QKeySequence.StandardKey.Open,),
-                                     sp.SP_DirOpenIcon)
-        self.act_open_file = self._action("open_file", "Open &file…", self.open_file, ("Ctrl+Shift+O",))
+        self.act_open = self._action("open", "&Open file or folder…", self.open_dataset,
+                                     (QKeySequence.StandardKey.Open,), sp.SP_DialogOpenButton,
+                                     "Open a dataset: a folder, an .npz file, IDX files or CIFAR batches")
+        self.act_open_folder = self._action("open_folder", "Open &folder…", self.open_folder, ("Ctrl+Shift+O",),
+                                            sp.SP_DirOpenIcon, "Open a dataset folder")
         self.act_sample = self._action("sample", "Use the &sample dataset", lambda: self.load_dataset(SAMPLE))
         self.act_test_folder = self._action("test_folder", "Set &test data folder…",
                                             lambda: self.choose_test_data("folder"))
@@ -207,8 +210,8 @@ class MainWindow(QMainWindow):
     def _make_widgets(self) -> None:
         self.dataset_panel = DatasetPanel()
         self.dataset_panel.sample_requested.connect(lambda: self.load_dataset(SAMPLE))
+        self.dataset_panel.open_requested.connect(self.open_dataset)
         self.dataset_panel.open_folder_requested.connect(self.open_folder)
-        self.dataset_panel.open_file_requested.connect(self.open_file)
         self.dataset_panel.recent_requested.connect(self.load_dataset)
         self.dataset_panel.test_data_requested.connect(self.choose_test_data)
         self.settings = SettingsPanel()
@@ -259,7 +262,7 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.act_open, self.act_open_file])
+        file_menu.addActions([self.act_open, self.act_open_folder])
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addActions([self.act_sample, self.act_test_folder, self.act_test_file])
         file_menu.addSeparator()
@@ -315,7 +318,7 @@ class MainWindow(QMainWindow):
         self.act_run.setToolTip(f"Distil is off. {refusal}: see the alternatives under Settings" if refusal
                                 else "Start distilling with the current settings (Ctrl+R, F5)")
         self.run_panel.block(refusal)
-        for action in (self.act_open, self.act_open_file, self.act_sample, self.act_load_settings):
+        for action in (self.act_open, self.act_open_folder, self.act_sample, self.act_load_settings):
             action.setEnabled(not self.busy)
         for action in (self.act_test_folder, self.act_test_file):
             action.setEnabled(not self.busy and self.dataset is not None)
@@ -427,13 +430,15 @@ class MainWindow(QMainWindow):
             self.close()
 
     # ------------------------------------------------------------------ datasets
-    def open_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder", self.store.last_dir())
+    def open_dataset(self) -> None:
+        """File › Open (Ctrl+O): choose a dataset file or folder and load it."""
+        path = open_dialog.choose_dataset(self, "Open a dataset (file or folder)", self.store.folder(DATASETS))
         if path:
             self.load_dataset(path)
 
-    def open_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a dataset file", self.store.last_dir(), DATASET_FILES)
+    def open_folder(self) -> None:
+        """File › Open folder (Ctrl+Shift+O): the platform's folder chooser."""
+        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder", self.store.folder(DATASETS))
         if path:
             self.load_dataset(path)
 
@@ -442,9 +447,9 @@ class MainWindow(QMainWindow):
         if self.dataset_path is None:
             return
         if kind == "folder":
-            path = QFileDialog.getExistingDirectory(self, "Choose the test data folder", self.store.last_dir())
+            path = QFileDialog.getExistingDirectory(self, "Choose the test data folder", self.store.folder(DATASETS))
         else:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose the test data file", self.store.last_dir(),
+            path, _ = QFileDialog.getOpenFileName(self, "Choose the test data file", self.store.folder(DATASETS),
                                                   DATASET_FILES)
         if path:
             self.load_dataset(self.dataset_path, test_path=path)
@@ -497,7 +502,7 @@ class MainWindow(QMainWindow):
         self._rebuild_recent_menu(recent)
         self.dataset_panel.set_recent(recent)
         if loaded.path != SAMPLE:
-            self.store.set_last_dir(Path(loaded.path).parent)
+            self.store.set_folder(DATASETS, Path(loaded.path).parent)
         self.setWindowTitle(f"{dataset.name} — {APP_NAME}")
         report = dataset.report
         self.statusBar().showMessage(f"Loaded {dataset.name}: {len(dataset.classes)} classes, "
@@ -663,64 +668,89 @@ class MainWindow(QMainWindow):
         return re.sub(r"[^\w.-]+", "-", f"{name}-{config.mode}-{config.loss}-ipc{config.ipc}").strip("-")
 
     def export_result(self, target: str | Path | None = None) -> Path | None:
-        """Export the distilled set. Without ``target`` a folder chooser opens: an empty folder receives
-        the files, any other folder gets a new subfolder. An existing target is replaced only after asking."""
+        """Export the distilled set to ``target`` (a folder chooser asks when None). A new or empty folder
+        receives the files; an earlier export is replaced only after asking (default No); another
+        non-empty folder is never replaced: a new subfolder inside it is offered instead (default No); a
+        file is refused. Write failures are explained in one sentence. None when nothing was written."""
         if self.result is None or self.running:
             return None
         if target is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Export the distilled set: choose or create a folder",
-                                                      self.store.last_dir())
+            chosen = QFileDialog.getExistingDirectory(self, "Export the distilled set: choose an empty folder or "
+                                                      "create one", self.store.folder(EXPORTS))
             if not chosen:
                 return None
-            folder = Path(chosen)
-            target = folder if not any(folder.iterdir()) else folder / self.suggested_export_name()
-        target = Path(target)
-        overwrite = False
-        if target.is_dir() and any(target.iterdir()):
-            if not self.confirm("Replace the existing folder?",
-                                f"{target} already exists. Replace it with the new distilled set?"):
-                self.statusBar().showMessage("Export cancelled; nothing was written.", 5000)
-                return None
-            overwrite = True
+            target = chosen
+        decided = self._export_target(Path(target).absolute())
+        if decided is None:
+            self.statusBar().showMessage("Export cancelled; nothing was written.", 5000)
+            return None
+        target, overwrite = decided
         try:
             path = export.export_distilled(self.result, target, overwrite=overwrite)
-        except Exception as exc:  # noqa: BLE001 - surfaced to the user
-            log.exception("export failed")
+        except OSError as exc:
+            log.warning("export to %s failed: %s", target, exc)
+            message = write_error_message(exc, target, "the distilled set")
             # the result is kept: a full disk or a folder that turned read-only must not cost the run
-            if isinstance(exc, OSError) and self.confirm(
-                    "Save the distilled set elsewhere?",
-                    f"The export to {target} failed: {exc}\n\nThe distilled set is kept. Choose another folder?"):
+            if self.confirm("Save the distilled set elsewhere?",
+                            f"{message}\n\nThe distilled set is kept. Choose another folder?"):
                 return self.export_result()
+            self.show_error(ErrorReport.from_exception(exc, "Export failed", message))
+            return None
+        except Exception as exc:  # noqa: BLE001 - surfaced to the user
             self.show_error(ErrorReport.from_exception(exc, "Export failed"))
             return None
-        self.store.set_last_dir(Path(path).parent)
+        self.store.set_folder(EXPORTS, Path(path).parent)
         self.open_export(path, show=False)
         self.statusBar().showMessage(f"Exported the distilled set to {path}; Evaluate (Ctrl+T) tests it on "
                                      "finite networks.", 10000)
         log.info("exported to %s", path)
         return Path(path)
 
+    def _export_target(self, target: Path) -> tuple[Path, bool] | None:
+        """(folder to write, whether it replaces an earlier export) after asking where needed; None when
+        the user said No or the target is refused."""
+        kind = classify(target)
+        if kind in (NEW, EMPTY):
+            return target, False
+        if kind == EXPORT:
+            replace = self.confirm("Replace the earlier export?",
+                                   f"{target} holds a distilled set exported earlier. Replace it with this one? "
+                                   "Its files, and any evaluation results saved in it, are deleted.")
+            return (target, True) if replace else None
+        if kind == OTHER:
+            inside = free_subfolder(target, self.suggested_export_name())
+            nest = self.confirm("Export into a new folder inside it?",
+                                f"{target} is not empty and is not an earlier export, so it is never replaced. "
+                                f"Export into a new folder inside it, {inside.name}?")
+            return (inside, False) if nest else None
+        self.show_error(ErrorReport.from_exception(
+            FileExistsError(f"{target} is a file, not a folder. Choose or create a folder for the export."),
+            "Export refused"))
+        return None
+
     def export_plots_png(self, path: str | Path | None = None) -> Path | None:
-        return self._export_file(self.plots.export_png, "plots", path, Path(self.store.last_dir()) / "curves.png",
-                                 "PNG image (*.png)")
+        return self._export_file(self.plots.export_png, "plots", path, "curves.png", "PNG image (*.png)")
 
     def export_curves_csv(self, path: str | Path | None = None) -> Path | None:
-        return self._export_file(self.plots.export_csv, "curves", path, Path(self.store.last_dir()) / "curves.csv",
-                                 "CSV table (*.csv)")
+        return self._export_file(self.plots.export_csv, "curves", path, "curves.csv", "CSV table (*.csv)")
 
     def _export_file(self, write: Callable[[str | Path], Path], what: str, path: str | Path | None,
-                     default: Path, file_filter: str) -> Path | None:
-        """``write(path)`` to ``path``, asking for it (``default`` suggested) when None; errors go to the
-        error dialog, success to the status bar."""
+                     default: str | Path, file_filter: str) -> Path | None:
+        """``write(path)`` to ``path``, asking for it (``default`` suggested, relative to the exports folder)
+        when None; errors go to the error dialog, success to the status bar. The file's folder becomes
+        the remembered exports folder."""
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}", str(default), file_filter)
+            path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}",
+                                                  str(Path(self.store.folder(EXPORTS)) / default), file_filter)
         if not path:
             return None
         try:
             saved = write(path)
         except OSError as exc:
-            self.show_error(ErrorReport.from_exception(exc, f"Could not export the {what}"))
+            self.show_error(ErrorReport.from_exception(exc, f"Could not export the {what}",
+                                                       write_error_message(exc, path, f"the {what}")))
             return None
+        self.store.set_folder(EXPORTS, Path(saved).parent)
         self.statusBar().showMessage(f"Saved the {what} to {saved}", 8000)
         return saved
 
@@ -744,7 +774,8 @@ class MainWindow(QMainWindow):
         """Choose an export folder, show its saved results, then ask how to evaluate it."""
         if self.busy:
             return
-        path = QFileDialog.getExistingDirectory(self, "Evaluate an exported distilled set", self.store.last_dir())
+        path = QFileDialog.getExistingDirectory(self, "Evaluate an exported distilled set",
+                                                  self.store.folder(EXPORTS))
         if path and self.open_export(path):
             self.evaluate()
 
@@ -773,7 +804,7 @@ class MainWindow(QMainWindow):
         if self.busy or info is None:
             return False
         if options is None:
-            dialog = EvaluateDialog(info.path, self.evaluation_defaults(), start_dir=self.store.last_dir(),
+            dialog = EvaluateDialog(info.path, self.evaluation_defaults(), start_dir=self.store.folder(DATASETS),
                                     dataset_filter=DATASET_FILES, parent=self)
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return False
@@ -847,13 +878,14 @@ class MainWindow(QMainWindow):
 
     def export_transfer_csv(self, path: str | Path | None = None) -> Path | None:
         """Save the transfer table as CSV (default location: the export folder)."""
-        folder = self.export_info.path if self.export_info is not None else Path(self.store.last_dir())
-        return self._export_file(self.evaluate_panel.table.write_csv, "transfer table", path,
-                                 folder / "transfer.csv", "CSV table (*.csv)")
+        default = self.export_info.path / "transfer.csv" if self.export_info is not None else "transfer.csv"
+        return self._export_file(self.evaluate_panel.table.write_csv, "transfer table", path, default,
+                                 "CSV table (*.csv)")
 
     # ------------------------------------------------------------------ settings files
     def load_settings_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load run settings", self.store.last_dir(), SETTINGS_FILES)
+        path, _ = QFileDialog.getOpenFileName(self, "Load run settings", self.store.folder(EXPORTS),
+                                              SETTINGS_FILES)
         if not path:
             return
         try:
@@ -869,16 +901,18 @@ class MainWindow(QMainWindow):
         if config is None:
             self.statusBar().showMessage("Fix the highlighted setting before saving.", 5000)
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save run settings", str(Path(self.store.last_dir()) / "run.json"),
-                                              SETTINGS_FILES)
+        path, _ = QFileDialog.getSaveFileName(self, "Save run settings",
+                                              str(Path(self.store.folder(EXPORTS)) / "run.json"), SETTINGS_FILES)
         if not path:
             return
         config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
         try:
             config.save(path)
         except OSError as exc:
-            self.show_error(ErrorReport.from_exception(exc, "Could not save the settings"))
+            self.show_error(ErrorReport.from_exception(exc, "Could not save the settings",
+                                                       write_error_message(exc, path, "the settings")))
             return
+        self.store.set_folder(EXPORTS, Path(path).parent)
         self.statusBar().showMessage(f"Saved settings to {path} (run headless with: python -m engine {path})", 8000)
 
     # ------------------------------------------------------------------ dialogs

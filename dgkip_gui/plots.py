@@ -7,21 +7,25 @@ timer) pushes changed buffers into persistent curve items with ``setData``. Plot
 Repaint cost matters: PySide holds the GIL while Qt paints, so every millisecond spent drawing is
 taken from the engine thread. Axes are the expensive part, so during a run the ranges stay still:
 x spans the whole run from the start, log-y axes move in whole decades, accuracies stay on [0, 1].
-Legends are static items; the hover read-out only draws while the pointer is over a plot.
+Legends move only to a spot that covers fewer points (:mod:`dgkip_gui.plot_legends`); the hover
+read-out only draws while the pointer is over a plot.
 """
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QFontMetricsF, QPaintEvent
+from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from engine.events import Evaluation, Step, TeacherProgress
 from dgkip_gui.plot_hover import HoverReadout
+from dgkip_gui.plot_legends import FRACTIONS_FIRST, LINES_FIRST, LegendPlacer
 
 
 class Series:
@@ -64,6 +68,47 @@ class DecadeAxis(pg.AxisItem):
         return [(1.0, decades), (None, minor)]
 
 
+TICK_GAP_PX = 10     # blank pixels at least between two x tick labels
+
+
+def next_nice(spacing: float) -> float:
+    """The next tick spacing up in the 1, 2, 5 × 10ᵏ series (0.2 → 0.5 → 1 → 2)."""
+    exponent = math.floor(math.log10(spacing) + 1e-9)
+    mantissa = spacing / 10**exponent
+    return next(step for step in (2, 5, 10) if mantissa < step - 1e-9) * 10**exponent
+
+
+class SpacedAxis(pg.AxisItem):
+    """An x axis whose labelled ticks leave room for their labels. pyqtgraph puts at least 2.25
+    intervals on any axis, so on a narrow plot the labels ran together ("0.20.40.60.8"); here the
+    major spacing grows (1, 2, 5 × 10ᵏ) until the widest label plus ``TICK_GAP_PX`` fits between ticks,
+    and only major ticks are labelled."""
+
+    def __init__(self, orientation: str = "bottom") -> None:
+        super().__init__(orientation)
+        self.setStyle(maxTextLevel=0)
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list:
+        levels = super().tickSpacing(minVal, maxVal, size)
+        span = abs(maxVal - minVal)
+        if not levels or span == 0 or size <= 0 or self._tickSpacing is not None:
+            return levels
+        major = levels[0][0]
+        while size * major / span < self.label_room(minVal, maxVal, major):
+            major = next_nice(major)
+        return [(major, 0.0)] + [level for level in levels[1:] if level[0] < major]
+
+    def label_room(self, low: float, high: float, spacing: float) -> float:
+        """Pixels the labels of ticks ``spacing`` apart on ``[low, high]`` need between two ticks."""
+        low, high = min(low, high), max(low, high)
+        values = np.arange(math.ceil(low / spacing), math.floor(high / spacing) + 1) * spacing
+        if not values.size:
+            return 0.0
+        metrics = QFontMetricsF(self.style["tickFont"] or QApplication.font())
+        labels = self.tickStrings(list(values), self.scale * self.autoSIPrefixScale, spacing)
+        return max(metrics.horizontalAdvance(label) for label in labels) + TICK_GAP_PX
+
+
 @dataclass
 class _Curve:
     item: pg.PlotDataItem
@@ -75,6 +120,7 @@ class _Curve:
 
 GAP, FY, KM, RADIUS = "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"
 TEACHER, RANDOM, CONSISTENCY, MEASURED = "#d62728", "#7f7f7f", "#17becf", "#e377c2"
+LEGEND_MARGIN_PX = 8  # a plot's data area is at least its legend's width plus this
 ON_TOP = 10         # z value of a total drawn over its parts (the gap over Fenchel–Young and kernel match)
 
 
@@ -85,6 +131,39 @@ def _pen(color: str, dashed: bool = False) -> pg.QtGui.QPen:
     return pen
 
 
+class PlotView(pg.GraphicsLayoutWidget):
+    """A ``GraphicsLayoutWidget`` whose minimum size is that of its plots (titles, axes, tick labels).
+
+    pyqtgraph's view does not tell Qt's layouts what its scene needs, so a narrow window laid the plots
+    out wider than the view and cut off the right-hand column. :meth:`sync_minimum` re-reads the scene's
+    minimum after each paint (axes size their tick labels while painting) and updates the widget's when
+    it changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._minimum = QSize(0, 0)
+
+    def scene_minimum(self) -> QSize:
+        """The smallest widget size that shows every plot whole, frame included."""
+        size = self.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize)
+        frame = 2 * self.frameWidth()
+        return QSize(math.ceil(size.width()) + frame, math.ceil(size.height()) + frame)
+
+    def minimumSizeHint(self) -> QSize:
+        return self._minimum
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        self.sync_minimum()      # axes size their tick labels while painting
+
+    def sync_minimum(self) -> None:
+        """Make the widget's minimum the scene's (a cached layout query; a layout request on change)."""
+        minimum = self.scene_minimum()
+        if minimum != self._minimum:
+            self._minimum = minimum
+            self.updateGeometry()
+
+
 class LivePlots(QWidget):
     """Five persistent plots in one ``GraphicsLayoutWidget``; CSV column names are the curve keys.
 
@@ -93,7 +172,7 @@ class LivePlots(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.view = pg.GraphicsLayoutWidget()
+        self.view = PlotView()
         self.view.setBackground("w")
         self.view.ci.setSpacing(4)
         layout = QVBoxLayout(self)
@@ -103,7 +182,7 @@ class LivePlots(QWidget):
         self._decades: dict[pg.PlotItem, tuple[int, int] | None] = {}   # log-y plots → shown decade span
         self.hover = HoverReadout(self.view.scene())
 
-        teacher = self._plot(0, 0, "Teacher solve", "iteration", "relative duality gap", log_y=True)
+        teacher = self._plot(0, 0, "Teacher solve", "iteration", "relative duality gap", log_y=True, legend=False)
         gap = self._plot(0, 1, "Duality gap G at the teacher", "step", "G (mean loss units)", log_y=True)
         radius = self._plot(0, 2, "Distance to the teacher", "step", "‖w_S − w*‖ (RKHS norm)", log_y=True)
         accuracy = self._plot(1, 0, "Test accuracy of kernel models", "step", "accuracy (fraction)", colspan=2)
@@ -118,7 +197,7 @@ class LivePlots(QWidget):
         self._add(gap, "fenchel_young", "Fenchel–Young part", FY)
         self._add(gap, "kernel_match", "kernel-matching part", KM)
         self._add(gap, "gap", "gap G (total)", GAP).item.setZValue(ON_TOP)
-        self._add(radius, "radius", "radius bound r = √(2G/λ)", RADIUS)
+        self._add(radius, "radius", "radius bound √(2G/λ)", RADIUS)
         self._add(radius, "certified_radius", "certified radius", None, symbol="o", color=RADIUS)
         self._add(radius, "distance", "measured distance", None, symbol="t", color=MEASURED)
         self._add(accuracy, "distilled_accuracy", "model trained on S", GAP, symbol="o")
@@ -129,12 +208,18 @@ class LivePlots(QWidget):
         for plot, xlabel in ((teacher, "iteration"),) + tuple((p, "step") for p in self._step_plots):
             curves = [(c.name, self._xy(c)) for c in self._curves.values() if c.plot is plot]
             self.hover.add(plot, xlabel, curves)
+        self.legends = LegendPlacer()            # each legend in the spot over the fewest points
+        for plot in (gap, radius, accuracy, consistency):     # a legend is never wider than its plot
+            plot.getViewBox().setMinimumWidth(math.ceil(plot.legend.boundingRect().width()) + LEGEND_MARGIN_PX)
+            self.legends.add(plot, FRACTIONS_FIRST if plot in self._unit_plots else LINES_FIRST)
         self.reset()
+        self.view.sync_minimum()
 
     # -- construction ------------------------------------------------------------
     def _plot(self, row: int, col: int, title: str, xlabel: str, ylabel: str, *, log_y: bool = False,
-              colspan: int = 1) -> pg.PlotItem:
-        axes = {"left": DecadeAxis("left")} if log_y else None
+              colspan: int = 1, legend: bool = True) -> pg.PlotItem:
+        """A plot at (row, col) of the layout; ``legend``: False for a one-curve plot its labels name."""
+        axes = {"bottom": SpacedAxis()} | ({"left": DecadeAxis("left")} if log_y else {})
         plot = self.view.addPlot(row=row, col=col, colspan=colspan, axisItems=axes)
         plot.setTitle(title, size="9pt", color="#222")
         plot.setLabel("bottom", xlabel)
@@ -144,8 +229,9 @@ class LivePlots(QWidget):
             self._decades[plot] = None
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
-        plot.addLegend(offset=(-4, 4), labelTextSize="8pt", labelTextColor="#222", verSpacing=-6,
-                       brush=pg.mkBrush(255, 255, 255, 200), pen=pg.mkPen("#ccc"))
+        if legend:
+            plot.addLegend(offset=(-4, 4), labelTextSize="8pt", labelTextColor="#222", verSpacing=-6,
+                           brush=pg.mkBrush(255, 255, 255, 200), pen=pg.mkPen("#ccc"))
         if log_y:   # label decades only (the range always spans whole decades); minor ticks stay unlabelled
             plot.getAxis("left").setStyle(maxTextLevel=0)
         return plot
@@ -191,6 +277,8 @@ class LivePlots(QWidget):
                 changed.add(curve.plot)
         for plot in changed & self._decades.keys():
             self._fit_decades(plot)
+        for plot in changed - {self._teacher_plot}:
+            self.legends.place(plot)
 
     def _fit_decades(self, plot: pg.PlotItem) -> None:
         """Show whole decades around the plot's finite positive values; move only when they change."""
@@ -225,11 +313,13 @@ class LivePlots(QWidget):
             plot.setYRange(-3, 0, padding=0.02)
         for plot in self._unit_plots:
             plot.setYRange(0, 1.02, padding=0)
+        self.legends.reset()
 
     def finish(self) -> None:
         """After a run: fit the step axes to the steps actually taken (a stopped run ends early)."""
         for plot in self._step_plots:
             plot.enableAutoRange(x=True)
+            self.legends.place(plot)
 
     def point_count(self, key: str) -> int:
         """Points stored for a curve (e.g. ``"gap"``), whether or not drawn yet."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem,
+                               QTextBrowser, QVBoxLayout, QWidget)
 
 from engine.config import DistillConfig
 
@@ -132,16 +133,53 @@ def certificate_note(metrics: dict[str, Any], config: DistillConfig | None) -> s
             f"λ = {lam:g}; now {gap:.3g}). {measured} What lowers the radius: " + "; ".join(levers) + ".")
 
 
+class NoteView(QTextBrowser):
+    """The certificate note: wrapped text as tall as its lines need, and scrolling where the results
+    area is too short for all of them (a wrapped QLabel was silently cut off at 1024 × 700)."""
+
+    LINES_AT_LEAST = 3
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setOpenLinks(False)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setStyleSheet("QTextBrowser { background: #f4f8fd; border: 1px solid #c9d8ee; border-radius: 4px; }")
+        self.document().setDocumentMargin(4)
+        self.document().contentsChanged.connect(self.updateGeometry)
+
+    def text(self) -> str:
+        return self.toPlainText()
+
+    def setText(self, text: str) -> None:  # noqa: N802 - QLabel's name, which callers use
+        self.setPlainText(text)
+
+    def _frame(self) -> int:
+        return 2 * self.frameWidth()
+
+    def sizeHint(self) -> QSize:
+        """As tall as the wrapped text at the current width."""
+        document = self.document().clone()
+        document.setTextWidth(max(1, self.viewport().width()))
+        return QSize(super().sizeHint().width(), math.ceil(document.size().height()) + self._frame())
+
+    def minimumSizeHint(self) -> QSize:
+        lines = self.fontMetrics().lineSpacing() * self.LINES_AT_LEAST
+        return QSize(super().minimumSizeHint().width(), lines + 2 * 4 + self._frame())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.updateGeometry()      # the text rewraps: a new height
+
+
 class RunResults(QWidget):
     """The certificate note above a two-column table (metric, value), one row per metric."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.note = QLabel()
-        self.note.setWordWrap(True)
-        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.note.setStyleSheet("QLabel { background: #f4f8fd; border: 1px solid #c9d8ee; border-radius: 4px;"
-                                " padding: 4px; }")
+        self.note = NoteView()
         self.note.hide()
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Metric", "Value"])
@@ -156,6 +194,11 @@ class RunResults(QWidget):
         layout.setContentsMargins(0, 4, 0, 0)
         layout.addWidget(self.note)
         layout.addWidget(self.table, 1)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """The note takes at most half the height; beyond that it scrolls (the table stays in view)."""
+        super().resizeEvent(event)
+        self.note.setMaximumHeight(max(self.note.minimumSizeHint().height(), event.size().height() // 2))
 
     def clear(self) -> None:
         self.table.setRowCount(0)

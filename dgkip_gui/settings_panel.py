@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QLineEdit, QListWidget, QListWidgetItem, QScrollArea, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
@@ -156,6 +157,7 @@ PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
 
 _INVALID_STYLE = "border: 2px solid #d93025; border-radius: 3px; background: #fff4f4;"
 _CHANGED_STYLE = "border: 2px solid #e3a008; border-radius: 3px; background: #fff6d6;"
+COMBO_CHARS = 10        # characters a choice box asks room for (it grows with the panel)
 CHANGED_MS = 3000       # how long fields a preset, reset or alternative changed stay highlighted
 
 
@@ -177,6 +179,27 @@ def _parse_number(field_name: str, text: str, kind: type, optional: bool = False
     except ValueError:
         what = "a whole number" if kind is int else "a number (e.g. 0.001 or 1e-3)"
         raise ConfigError(field_name, f"{text!r} is not {what}") from None
+
+
+def narrow(box: QComboBox) -> QComboBox:
+    """``box`` asking for room for ``COMBO_CHARS`` characters, not for its longest item: the form then
+    fits a narrow window (the fields still grow to the panel's width; the list shows items whole)."""
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(COMBO_CHARS)
+    return box
+
+
+class FormScrollArea(QScrollArea):
+    """A vertically scrolling area that is never narrower than its form (plus the scroll bar), so a
+    splitter or a small window cannot cut the form's right-hand side off."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        form = self.widget()
+        if form is None:
+            return hint
+        width = form.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(max(hint.width(), width), hint.height())
 
 
 class SettingsPanel(QWidget):
@@ -202,7 +225,7 @@ class SettingsPanel(QWidget):
         self._undo: list[tuple[str, DistillConfig]] = []      # (what replaced the form, the form before)
         self.error: ConfigError | None = None
 
-        self.preset = QComboBox()
+        self.preset = narrow(QComboBox())
         self.preset.addItem("Apply a preset…")
         self.preset.addItems(list(PRESETS))
         self.preset.setToolTip("Fill the form with a tested combination of settings")
@@ -237,6 +260,7 @@ class SettingsPanel(QWidget):
         self.class_list.setMaximumHeight(110)
         self.class_list.itemChanged.connect(self._edited)
         self.class_hint = QLabel("Load a dataset to choose its classes.")
+        self.class_hint.setWordWrap(True)
         self.class_hint.setStyleSheet("color: #666;")
         classes_box = QVBoxLayout()
         classes_box.addWidget(self.class_hint)
@@ -263,7 +287,7 @@ class SettingsPanel(QWidget):
             ("Teacher tolerance", self._number("teacher_tol", float)),
             ("Teacher iterations", self._spin("teacher_max_iter", 1, 1_000_000)),
             ("Centre selection", self._choice("centre_selection", cfg.CENTRE_SELECTIONS)),
-            ("", self._check("certify_exact", "Certify the distance to the exact teacher")),
+            (None, self._check("certify_exact", "Certify the distance to the exact teacher")),
             ("Memory budget (GiB)", self._number("memory_budget_gb", float)),
             ("Evaluate every", self._spin("eval_every", 0, 1_000_000)),
             ("Snapshot every", self._spin("snapshot_every", 0, 1_000_000)),
@@ -303,7 +327,7 @@ class SettingsPanel(QWidget):
         layout.addWidget(self.advanced_toggle)
         layout.addWidget(self.advanced)
         layout.addStretch(1)
-        self.scroll = QScrollArea()
+        self.scroll = FormScrollArea()
         self.scroll.setWidget(form)
         self.scroll.setWidgetResizable(True)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -313,18 +337,31 @@ class SettingsPanel(QWidget):
         page.addWidget(self.scroll, 1)
         page.addWidget(self.estimate)
 
+        self._grey_placeholders_when_disabled()
         self._show_advanced(False)
         self.set_config(self._base)
         self._update_undo()
         guard_wheel(self)
 
+    def _grey_placeholders_when_disabled(self) -> None:
+        """Draw a disabled field's placeholder ("default 1", "most that fit") in the disabled text colour:
+        the styles draw it darker than disabled text, so during a run those fields looked editable."""
+        palette = self.palette()
+        disabled = QPalette.ColorGroup.Disabled
+        palette.setColor(disabled, QPalette.ColorRole.PlaceholderText, palette.color(disabled, QPalette.ColorRole.Text))
+        self.setPalette(palette)
+
     # -- widget factories --------------------------------------------------------
-    def _group(self, title: str, rows: list[tuple[str, QWidget]]) -> QGroupBox:
+    def _group(self, title: str, rows: list[tuple[str | None, QWidget]]) -> QGroupBox:
+        """A titled form; a row labelled ``None`` spans both columns (a long check box)."""
         box = QGroupBox(title)
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         for label, widget in rows:
-            form.addRow(label, widget)
+            if label is None:
+                form.addRow(widget)
+            else:
+                form.addRow(label, widget)
         return box
 
     def _bind(self, name: str, widget: QWidget, get: Callable[[], Any], set_: Callable[[Any], None]) -> QWidget:
@@ -333,7 +370,7 @@ class SettingsPanel(QWidget):
         return widget
 
     def _choice(self, name: str, options: tuple[str, ...]) -> QComboBox:
-        box = QComboBox()
+        box = narrow(QComboBox())
         labels = LABELS.get(name, {})
         for option in options:
             box.addItem(labels.get(option, option), option)

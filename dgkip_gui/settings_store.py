@@ -1,4 +1,5 @@
-"""Persistent app state in QSettings: window geometry, the last run configuration, recent datasets."""
+"""Persistent app state in QSettings: window geometry, the last run configuration, recent datasets and
+the folders the file dialogs start in (one for datasets, one for exports)."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,15 @@ log = logging.getLogger(__name__)
 
 MAX_RECENT = 8
 SAMPLE = "sample"
+DATASETS = "datasets"                   # folder kinds, remembered separately
+EXPORTS = "exports"
+LEGACY_FOLDER_KEY = "paths/last_dir"    # the one shared folder of earlier versions: read as a fallback
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in (DATASETS, EXPORTS):
+        raise ValueError(f"unknown folder kind {kind!r}")
+    return kind
 
 
 class SettingsStore:
@@ -72,11 +82,19 @@ class SettingsStore:
         self._s.endArray()
 
     # -- folders -----------------------------------------------------------------
-    def last_dir(self) -> str:
-        return str(self._s.value("paths/last_dir", str(Path.home())))
+    def folder(self, kind: str) -> str:
+        """Where the file dialogs of ``kind`` start: :data:`DATASETS` (datasets and test data) or
+        :data:`EXPORTS` (exported sets, plots, tables and settings files). The remembered folder if it
+        still exists, else that of an older version (one shared key), else the home folder."""
+        for key in (f"paths/{_check_kind(kind)}", LEGACY_FOLDER_KEY):
+            value = self._s.value(key)
+            if value and Path(str(value)).is_dir():
+                return str(value)
+        return str(Path.home())
 
-    def set_last_dir(self, path: str | Path) -> None:
-        self._s.setValue("paths/last_dir", str(path))
+    def set_folder(self, kind: str, path: str | Path) -> None:
+        """Remember ``path`` as the folder of ``kind`` (the other kind keeps its own)."""
+        self._s.setValue(f"paths/{_check_kind(kind)}", str(path))
 
     def sync(self) -> None:
         self._s.sync()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters the right-click menu offers
 import pytest
@@ -11,7 +13,7 @@ from PySide6.QtCore import QPoint, QPointF
 from PySide6.QtTest import QTest
 
 from engine.events import Evaluation, Stage, Step, TeacherProgress
-from dgkip_gui.plots import LivePlots
+from dgkip_gui.plots import LivePlots, SpacedAxis, next_nice
 
 from gui_helpers import RUN_TIMEOUT_MS, load
 
@@ -76,8 +78,9 @@ def test_total_gap_is_drawn_over_its_parts_and_plots_have_labels_and_legends():
                                              curves["kernel_match"].item.zValue())
     for plot in {c.plot for c in curves.values()}:
         assert plot.getAxis("left").labelText and plot.getAxis("bottom").labelText
-        names = [label.text for _, label in plot.legend.items]
-        assert names == [c.name for c in curves.values() if c.plot is plot]
+        names = [c.name for c in curves.values() if c.plot is plot]
+        if len(names) > 1:                             # a one-curve plot is named by its title and axis
+            assert [label.text for _, label in plot.legend.items] == names
     assert "mean loss units" in curves["gap"].plot.getAxis("left").labelText
     assert "RKHS" in curves["radius"].plot.getAxis("left").labelText
     plots.deleteLater()
@@ -122,3 +125,62 @@ def test_right_click_menu_offers_pyqtgraph_export(qtbot, tmp_path):
     exporter = pg.exporters.ImageExporter(plots._teacher_plot)   # what Export… → PNG runs
     exporter.export(str(tmp_path / "teacher.png"))
     assert (tmp_path / "teacher.png").stat().st_size > 1000
+
+
+def test_x_tick_labels_keep_their_distance(qtbot):
+    assert [next_nice(s) for s in (0.2, 0.5, 1.0, 2.0, 5.0, 20.0)] == pytest.approx([0.5, 1, 2, 5, 10, 50])
+    axis = SpacedAxis()
+    for low, high, pixels in ((0, 1, 90), (0, 100_000, 160), (0, 7, 60), (0, 1, 1000)):
+        spacing, values = axis.tickValues(low, high, pixels)[0]
+        assert len(values) >= 1
+        if len(values) > 1:
+            assert pixels * spacing / (high - low) >= axis.label_room(low, high, spacing) - 1e-9
+    assert axis.tickValues(0, 1, 1000)[0][0] == pytest.approx(0.2)         # room enough: pyqtgraph's own choice
+
+
+def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
+    """Accuracies and agreement sit near 1 and certified consistency often at 0: the legends of those
+    plots are kept off both bands (they hid the finished run's curves)."""
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(1000, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    for key in ("distilled_accuracy", "certified_consistency"):
+        plot = plots._curves[key].plot
+        box = plot.getViewBox()
+        legend = plot.legend.sceneBoundingRect()
+        for low, high in ((0.85, 1.0), (0.0, 0.1)):
+            top, bottom = box.mapViewToScene(pg.Point(0, high)).y(), box.mapViewToScene(pg.Point(0, low)).y()
+            assert legend.bottom() < top or legend.top() > bottom, (key, low, high)
+
+
+def test_a_legend_moves_off_the_curves_it_would_hide(qtbot):
+    """The gap's legend starts top right; when the curves run through that corner it moves to a spot
+    that covers none of their points (it hid the gap's plateau on a 1024-px window)."""
+    from dgkip_gui.plot_legends import covered, spot_rect
+
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(700, 420)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.reset(100)
+    gap_plot = plots._curves["gap"].plot
+    assert plots.legends.spot(gap_plot) == "top-right"
+    for step in range(1, 101):      # a flat gap at the top of its decade: right through the top-right corner
+        plots.add_step(Step(step, 100, 0.9, 0.9, 0.45, 0.45, 10.0, 0.01 * step))
+    plots.refresh()
+    qtbot.wait(50)
+    spot = plots.legends.spot(gap_plot)
+    assert spot != "top-right"
+    box = gap_plot.getViewBox()
+    view, area = box.viewRect(), box.boundingRect()
+    size = gap_plot.legend.boundingRect()
+    points = [(x, y) for c in ("gap", "fenchel_young", "kernel_match")
+              for x, y in zip(*plots._curves[c].item.getData())]
+    xs = np.array([area.left() + (x - view.left()) / view.width() * area.width() for x, _ in points])
+    ys = np.array([area.top() + (view.bottom() - y) / view.height() * area.height() for _, y in points])
+    assert covered(spot_rect(area, size.width(), size.height(), spot), xs, ys) == 0
+    plots.reset(100)
+    assert plots.legends.spot(gap_plot) == "top-right"                    # a new run starts where runs start

@@ -70,3 +70,18 @@ def test_every_metric_of_a_real_run_has_a_label(qtbot, window):
 def test_plus_minus_only_with_two_or_more_seeds():
     assert accuracy_text([0.9]) == "90.00 %"
     assert accuracy_text([0.9, 0.92]) == "91.00 ± 1.00 %"
+
+
+def test_the_note_scrolls_where_the_area_is_short_and_is_whole_where_it_is_tall(qtbot):
+    view = RunResults()
+    qtbot.addWidget(view)
+    view.show_metrics(UNCERTIFIED, DistillConfig())
+    view.resize(320, 170)                     # the results area of a 1024 × 700 window
+    view.show()
+    note = view.note
+    qtbot.waitUntil(lambda: note.verticalScrollBar().maximum() > 0)        # the rest is a scroll away
+    assert note.height() >= 3 * note.fontMetrics().lineSpacing()
+    assert view.table.height() >= view.table.verticalHeader().defaultSectionSize()  # the table stays in view
+    view.resize(320, 700)
+    qtbot.waitUntil(lambda: note.verticalScrollBar().maximum() == 0)       # tall enough: all of it shown
+    assert note.height() < 350

@@ -186,3 +186,23 @@ def test_preset_and_reset_are_undoable_and_visible(qtbot, panel):
     assert panel.config() == DistillConfig().replace(data=mine.data, test_data=mine.test_data)
     panel.undo_button.click()
     assert panel.config() == mine
+
+
+def test_disabled_fields_look_disabled_also_when_they_show_a_placeholder(qtbot, panel):
+    """During a run the form is disabled; an empty field's placeholder ("most that fit") was drawn darker
+    than the disabled values, so those fields looked editable."""
+    import numpy as np
+    from PySide6.QtGui import QImage
+
+    def darkest(widget) -> int:
+        image = widget.grab().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+        pixels = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+        inner = pixels[4:image.height() - 4, 4:image.width() - 4]              # the text, not the frame
+        return int(inner.min())
+
+    panel.setEnabled(False)
+    qtbot.wait(20)
+    placeholder = panel._fields["centres"].widget
+    value = panel._fields["lam"].widget
+    assert not placeholder.text() and placeholder.placeholderText() and value.text()
+    assert abs(darkest(placeholder) - darkest(value)) <= 24, (darkest(placeholder), darkest(value))

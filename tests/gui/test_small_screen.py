@@ -11,6 +11,7 @@ from dgkip_gui.dialogs import AboutDialog
 from dgkip_gui.elided import ElidedLabel
 from dgkip_gui.evaluate_panel import ExportInfo
 
+from clipping import clipped_texts
 from gui_helpers import load
 
 pytestmark = pytest.mark.gui
@@ -30,9 +31,15 @@ def test_window_fits_1024_by_700(qtbot, make_window):
     for button in window.run_panel.buttons.values():
         assert inside(button, window.run_panel), button.defaultAction().text()
         assert button.width() >= button.sizeHint().width()                 # not squeezed
-    for plot in {c.plot for c in window.plots._curves.values()}:           # titles are whole
-        title = plot.titleLabel
-        assert title.item.boundingRect().width() <= plot.width(), title.text
+    view = window.plots.view                  # the plots' minimum is known once their axes have painted
+    qtbot.waitUntil(lambda: view.width() >= view.scene_minimum().width(), timeout=5000)
+    assert clipped_texts(window) == []                                   # texts, tabs, plots and legends whole
+    window.left_tabs.setCurrentIndex(1)                                  # the settings form, also advanced
+    for advanced in (False, True):
+        window.settings.advanced_toggle.setChecked(advanced)
+        qtbot.wait(50)
+        assert clipped_texts(window) == [], f"advanced settings shown: {advanced}"
+    assert window.minimumSizeHint().width() <= 1024
 
 
 def test_long_run_text_elides_with_a_tooltip(qtbot, make_window):

@@ -1,0 +1,80 @@
+"""File › Open (Ctrl+O) opens dataset files and dataset folders; Ctrl+Shift+O the folder chooser."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QFileDialog, QLineEdit
+
+from dgkip_gui import open_dialog
+from dgkip_gui.open_dialog import DatasetDialog
+
+from gui_helpers import RUN_TIMEOUT_MS, image_folder
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def datasets(tmp_path):
+    """A folder holding an image-folder dataset and an .npz dataset."""
+    folder = image_folder(tmp_path / "shapes", {"circle": 5, "square": 5})
+    rng = np.random.default_rng(1)
+    npz = tmp_path / "blobs.npz"
+    np.savez(npz, x=rng.integers(0, 255, (30, 6, 6), dtype=np.uint8), y=np.arange(30) % 3)
+    return tmp_path, folder, npz
+
+
+def dialog_in(qtbot, where) -> DatasetDialog:
+    dialog = DatasetDialog(None, "Open", str(where))
+    qtbot.addWidget(dialog)
+    return dialog
+
+
+def type_name(dialog: DatasetDialog, text: str) -> None:
+    dialog.findChild(QLineEdit, "fileNameEdit").setText(text)
+
+
+def test_dataset_dialog_takes_a_folder_or_a_file(qtbot, datasets):
+    root, folder, npz = datasets
+    for name, expected in (("shapes", folder), ("blobs.npz", npz)):
+        dialog = dialog_in(qtbot, root)
+        type_name(dialog, name)
+        dialog.accept()
+        assert dialog.result() == QDialog.DialogCode.Accepted and dialog.chosen == str(expected)
+
+    dialog = dialog_in(qtbot, folder)          # inside the dataset folder: "Open this folder"
+    assert dialog.testOption(QFileDialog.Option.DontUseNativeDialog)
+    dialog.here_button.click()
+    assert dialog.result() == QDialog.DialogCode.Accepted and dialog.chosen == str(folder)
+
+    for moving in ("..", "shapes/"):            # typed navigation moves, it does not choose
+        dialog = dialog_in(qtbot, root)
+        type_name(dialog, moving)
+        dialog.accept()
+        assert dialog.result() == QDialog.DialogCode.Rejected and dialog.chosen is None
+
+
+def test_ctrl_o_opens_folders_and_files(qtbot, window, datasets, monkeypatch):
+    root, folder, npz = datasets
+    picked = iter([str(folder), str(npz)])
+    asked = []
+
+    def choose(parent, caption, directory):
+        asked.append(caption)
+        return next(picked)
+
+    monkeypatch.setattr(open_dialog, "choose_dataset", choose)
+    for expected in (["circle", "square"], [0, 1, 2]):
+        with qtbot.waitSignal(window.dataset_loaded, timeout=RUN_TIMEOUT_MS) as loaded:
+            qtbot.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+        assert [str(c) for c in loaded.args[0].classes] == [str(c) for c in expected]
+    assert len(asked) == 2 and "file or folder" in asked[0]
+    assert window.store.recent()[:2] == [str(npz), str(folder)]
+
+
+def test_ctrl_shift_o_opens_the_folder_chooser(qtbot, window, datasets, monkeypatch):
+    _, folder, _ = datasets
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
+    with qtbot.waitSignal(window.dataset_loaded, timeout=RUN_TIMEOUT_MS):
+        qtbot.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.dataset_path == str(folder)
