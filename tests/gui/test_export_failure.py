@@ -28,7 +28,7 @@ def test_failed_export_keeps_the_result_and_offers_another_folder(qtbot, window,
     answer["reply"] = answer["reply"].No                 # declined: the error is shown, the result stays
     assert window.export_result(tmp_path / "full" / "out") is None
     assert answer["asked"] == ["Save the distilled set elsewhere?"]
-    assert window.error_dialog is not None and "No space left" in window.error_dialog.report.message
+    assert window.error_dialog is not None and "is full" in window.error_dialog.report.message   # in words (issue 16)
     assert window.result is not None and window.act_export.isEnabled()
 
     answer["reply"] = answer["reply"].Yes                # accepted: the folder chooser, then a real export
