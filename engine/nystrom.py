@@ -165,8 +165,7 @@ def tmul(t: Tensor, u: Tensor) -> Tensor:
 
 @dataclass
 class NystromFactor:
-    """K_ZZ (M, M), its jittered Cholesky factor L (lower) with the jitter ``eps``, and LᵀL."""
-    kzz: Tensor
+    """The jittered Cholesky factor L (lower) of K_ZZ (M, M), L Lᵀ = K_ZZ + ``eps``·I, and LᵀL."""
     L: Tensor
     eps: float
     LtL: Tensor
@@ -179,7 +178,7 @@ class NystromFactor:
         while True:
             L, info = torch.linalg.cholesky_ex(kzz + eps * eye)
             if int(info) == 0 and bool(torch.isfinite(L).all()):
-                return cls(kzz, L, eps, L.T @ L)
+                return cls(L, eps, L.T @ L)
             eps *= 100
             if eps > scale:
                 raise RuntimeError("K(Z, Z) is not positive semi-definite: the kernel is invalid on these centres")
