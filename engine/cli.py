@@ -16,8 +16,13 @@ whose target fails at the last moment to a recovery folder (its path is printed)
 
 Exit status: 0 success, 1 an internal error or a result that could be saved nowhere, 2 bad input
 (invalid setting, unreadable data, over the memory budget, unusable output folder), 3 the result was
-saved to a recovery folder instead of ``--out``, 130 interrupted (a first Ctrl-C stops after the
-current step, or lets the export finish, and still exports; a second aborts).
+saved to a recovery folder instead of ``--out``, 4 a process of a torchrun job failed (the message
+names the rank; nothing is exported), 130 interrupted (a first Ctrl-C stops after the current step,
+or lets the export finish, and still exports; a second aborts).
+
+Under ``torchrun --nproc_per_node=N -m engine distill …`` every process runs this command with the
+same arguments: they share the Nyström teacher (:mod:`engine.cluster`), then rank 0 distils, prints
+and exports while the others exit 0. Without torchrun nothing changes.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine import __version__
+from engine.cluster import ClusterError
 from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INITS, KERNELS, LOSSES, MODES,
                            PREPROCESS, TEACHERS, ConfigError, DistillConfig)
 from engine.control import Cancelled, RunControl
@@ -43,6 +49,7 @@ from engine.text import printable
 INTERNAL_ERROR = 1
 BAD_INPUT = 2
 RECOVERED = 3       # the export's target failed; the result was saved to a recovery folder (printed)
+CLUSTER_FAILED = 4  # a rank of a torchrun job died, timed out or never connected
 EXPORT_FAILED = 1   # the result could not be saved anywhere
 
 # CLI flag → config field (value types come from argparse)
@@ -162,12 +169,33 @@ class _Interrupts:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from engine.distill import budget_bytes, prepare_dataset, run
+    from engine.cluster import Cluster, launched_by_torchrun
+    from engine.device import resolve_device
+
+    cfg = build_config(args)
+    if not launched_by_torchrun():
+        return _distill(args, cfg, Cluster())
+    try:
+        device = resolve_device(cfg.device)
+    except RuntimeError as exc:
+        raise ConfigError("device", str(exc)) from None
+    cluster = Cluster.from_env(device)
+    try:
+        return _distill(args, cfg, cluster)
+    finally:
+        cluster.close()
+
+
+def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
+    """``distill`` in one process, or as one rank of a torchrun job (only rank 0 writes anything)."""
+    from engine.distill import budget_bytes, prepare_dataset, refuse_unsharded, run
     from engine.estimate import estimate_run
     from engine.export import estimate_export_bytes, save_result
     from engine.output import ExportError, check_target_location
 
-    cfg = build_config(args)
+    refuse_unsharded(cfg, cluster)
+    if not cluster.leader:
+        return _follow(cfg, cluster)
     out = Path(args.out)
     # the output location first: a run whose result cannot be written is refused before any work
     for note in check_target_location(out, overwrite=args.overwrite):
@@ -182,7 +210,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     ds = prepare_dataset(cfg, dataset)    # its problems (classes, ipc, test split, init_from) come first, as in run()
     check_target_location(out, overwrite=args.overwrite, needed_bytes=estimate_export_bytes(
         cfg.ipc * len(ds.classes), ds.report.image_shape, len(ds.classes), cfg.steps, cfg.preprocess == "zca"))
-    estimate = estimate_run(cfg, dataset.report)
+    estimate = estimate_run(cfg, dataset.report, ranks=cluster.world)
     if not estimate.fits:
         _say(estimate.summary())
         raise ResourceError(estimate.message)
@@ -191,7 +219,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     progress = _Progress()
     done = None
     with _Interrupts(control) as interrupts:
-        for event in run(cfg, control, dataset=dataset):
+        for event in run(cfg, control, dataset=dataset, cluster=cluster):
             if isinstance(event, Stage):
                 progress.done(f"== {event.name}: {printable(event.message)}")
             elif isinstance(event, Progress):
@@ -230,6 +258,18 @@ def cmd_distill(args: argparse.Namespace) -> int:
         _say(f"dgkip-engine: error: {outcome.message()}")
         return RECOVERED
     return 130 if done.reason == "stopped" and interrupts.count else 0
+
+
+def _follow(cfg: DistillConfig, cluster) -> int:
+    """A rank other than 0: load the data, take part in the teacher, exit 0 (rank 0 reports)."""
+    from engine.distill import budget_bytes, run
+
+    dataset = load_dataset(cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction,
+                           seed=cfg.seed, max_bytes=budget_bytes(cfg))
+    for event in run(cfg, RunControl(), dataset=dataset, cluster=cluster):
+        if isinstance(event, TeacherDone):
+            _say(f"rank {cluster.rank}: teacher done ({event.seconds:.1f} s); rank 0 distils and exports")
+    return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -353,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("dgkip-engine: error: out of memory — lower max_per_class or the memory budget "
              "(--memory-budget-gb) so that the run is refused before it starts")
         return BAD_INPUT
+    except ClusterError as exc:
+        _say(f"dgkip-engine: error: {exc}")
+        return CLUSTER_FAILED
     except (KeyboardInterrupt, Cancelled):
         _say("dgkip-engine: interrupted")
         return 130

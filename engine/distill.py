@@ -19,7 +19,8 @@ import torch
 
 from engine.baselines import kmeans_centres, random_subset
 from engine.certify import MAX_EVAL_TEST, Certificate, TestSet, certify, radius, train_on
-from engine.config import DistillConfig
+from engine.cluster import Cluster
+from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
 from engine.data import Dataset, DatasetError, check_ipc, check_test_split, load_dataset
 from engine.data.preprocess import Preprocessor
@@ -27,6 +28,7 @@ from engine.device import certificate_device, describe, resolve_device, resolve_
 from engine.estimate import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import Kernel, make_kernel
+from engine.kernels.base import default_sample
 from engine.kip import kip_loss, uses_feature_cache
 from engine.losses import Loss, make_loss
 from engine.result import DistillResult
@@ -130,11 +132,48 @@ def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray
     return xs, ys
 
 
-def run(config: DistillConfig, control: RunControl | None = None, dataset: Dataset | None = None
-        ) -> Iterator[Event]:
-    """Run one distillation; yields events and ends with :class:`engine.events.Done`."""
+class _PreprocessedRows:
+    """Preprocessed rows of uint8 images (n, H, W, C) on demand: ``view[idx]`` = ``pre.transform(x[idx])``
+    (float32), so a sharded run takes its initial and baseline images without a full float copy."""
+
+    def __init__(self, pre: Preprocessor, x_uint8: np.ndarray):
+        self.pre, self.x = pre, x_uint8
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return self.pre.transform(self.x[idx])
+
+
+def refuse_unsharded(cfg: DistillConfig, cluster: Cluster) -> None:
+    """Under torchrun only the Nyström teacher is sharded: refuse what would need every image on one rank."""
+    if not cluster.distributed:
+        return
+    where = f"this run has {cluster.world} processes (torchrun)"
+    if cfg.mode == "kip":
+        raise ConfigError("mode", f"KIP samples batches from every training image and has no teacher to share: "
+                          f"{where}; run KIP in one process (without torchrun), or use mode 'dgkip'")
+    if cfg.teacher == "exact":
+        raise ConfigError("teacher", f"the exact teacher is not sharded: {where}; use teacher 'auto' or 'nystrom', "
+                          "or run in one process")
+    if cfg.certify_exact:
+        raise ConfigError("certify_exact", f"certifying against the exact teacher needs every image in one process: "
+                          f"{where}; turn certify_exact off, or run it in one process")
+
+
+def run(config: DistillConfig, control: RunControl | None = None, dataset: Dataset | None = None,
+        cluster: Cluster | None = None) -> Iterator[Event]:
+    """Run one distillation; yields events and ends with :class:`engine.events.Done`.
+
+    With a ``cluster`` of several processes (torchrun, :mod:`engine.cluster`) every rank runs this
+    generator: the Nyström teacher is fitted on the ranks' shards of the training rows together; then
+    rank 0 goes on alone (distillation, certificates, Done) and the other ranks' generators end after
+    :class:`engine.events.TeacherDone` without a Done."""
     cfg = config.validate()
     control = control or RunControl()
+    cluster = cluster or Cluster()
+    refuse_unsharded(cfg, cluster)
     timings: dict[str, float] = {}
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
@@ -147,10 +186,14 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     ds = prepare_dataset(cfg, loaded)
     # refuse a run that cannot fit (memory budget or this machine's memory) before any kernel is built;
     # the same decision as the estimate's ``fits``, which also plans the teacher (exact or Nyström, M)
-    plan = check_run(cfg, loaded.report)
+    plan = check_run(cfg, loaded.report, ranks=cluster.world)
     pre = Preprocessor.fit(ds.x_train, method=cfg.preprocess, zca_reg=cfg.zca_reg)
-    x_train_np = pre.transform(ds.x_train)
     y_train_np = ds.y_train.astype(np.int64)
+    n_train = len(y_train_np)
+    # one process: all training rows as float32 features; several: this rank's rows, others on demand
+    shard = cluster.shard(n_train)
+    x_train_np = pre.transform(ds.x_train[shard] if cluster.distributed else ds.x_train)
+    train_rows = _PreprocessedRows(pre, ds.x_train) if cluster.distributed else x_train_np
     test_idx = stratified_cap(ds.y_test, MAX_EVAL_TEST, cfg.seed)
     x_test_np = pre.transform(ds.x_test[test_idx])
     y_test_np = ds.y_test[test_idx].astype(np.int64)
@@ -159,7 +202,11 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     cdev = certificate_device(device)
     x64 = to_nchw(x_train_np).to(cdev, torch.float64)
     y_train = torch.from_numpy(y_train_np).to(cdev)
-    kernel = make_kernel(cfg.kernel, **cfg.kernel_params).with_data_defaults(x64)
+    kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
+    if cluster.distributed:            # data defaults from the rows one process would sample (kernels.base)
+        kernel = kernel.with_data_defaults(to_nchw(train_rows[default_sample(n_train)]).to(cdev, torch.float64))
+    else:
+        kernel = kernel.with_data_defaults(x64)
     cfg = cfg.replace(kernel_params=kernel.params())          # resolved (e.g. the median RBF bandwidth)
     loss = make_loss(cfg.loss)
     control.checkpoint()
@@ -169,12 +216,13 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     t1 = time.perf_counter()
     Y_train = loss.targets(y_train, n_classes)
     if plan.teacher == "nystrom":
-        yield Stage("teacher", f"fitting the Nyström teacher on {len(y_train_np):,} images with {plan.centres:,} "
-                               f"centres ({cfg.loss}, {cfg.kernel})")
+        ranks = f" over {cluster.world} processes" if cluster.distributed else ""
+        yield Stage("teacher", f"fitting the Nyström teacher on {n_train:,} images with {plan.centres:,} "
+                               f"centres{ranks} ({cfg.loss}, {cfg.kernel})")
         teacher: Teacher = yield from fit_nystrom_teacher(
-            kernel, loss, cfg.lam, x64, Y_train, y_train, centres=plan.centres, selection=cfg.centre_selection,
-            seed=cfg.seed, cache=plan.nystrom_cache, tol=cfg.teacher_tol, max_iter=cfg.teacher_max_iter,
-            checkpoint=control.checkpoint)
+            kernel, loss, cfg.lam, x64, Y_train[shard] if cluster.distributed else Y_train, y_train,
+            centres=plan.centres, selection=cfg.centre_selection, seed=cfg.seed, cache=plan.nystrom_cache,
+            tol=cfg.teacher_tol, max_iter=cfg.teacher_max_iter, checkpoint=control.checkpoint, cluster=cluster)
     else:
         yield Stage("teacher", f"fitting the teacher on {len(y_train_np):,} images ({cfg.loss}, {cfg.kernel})")
         teacher = yield from fit_teacher(
@@ -184,14 +232,16 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     timings["teacher"] = time.perf_counter() - t1
     yield TeacherDone(sol.iterations, sol.gap, sol.rel_gap, sol.primal, timings["teacher"], teacher.n,
                       teacher.n_support, sol.solver, teacher.kind, teacher.info.get("centres"), plan.teacher_reason)
+    if not cluster.leader:             # the other ranks' work ends with the teacher
+        return
     test = TestSet.build(teacher, to_nchw(x_test_np).to(cdev, torch.float64), torch.from_numpy(y_test_np).to(cdev))
-    xr, yr = random_subset(x_train_np, y_train_np, cfg.ipc, cfg.seed + 1)
+    xr, yr = random_subset(train_rows, y_train_np, cfg.ipc, cfg.seed + 1)
     xr64, Yr = to_nchw(xr).to(cdev, torch.float64), loss.targets(torch.from_numpy(yr).to(cdev), n_classes)
     rand_sol, _ = train_on(kernel, loss, cfg.lam, xr64, Yr)
     random_acc = test.points.accuracy(kernel, xr64, rand_sol.alpha, cfg.lam)
 
     # ---------------------------------------------------------------- distill
-    xs_np, ys_np = _initial_images(cfg, x_train_np, y_train_np, n_classes)
+    xs_np, ys_np = _initial_images(cfg, train_rows, y_train_np, n_classes)
     syn = _make_synthetic(cfg, loss, xs_np, ys_np, n_classes, device, dtype)
     tw = teacher.cast(dtype, device)
     # KIP samples real target batches: their images, or, for an explicit kernel whose networks are never
@@ -311,7 +361,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         "teacher_gap": sol.gap, "teacher_rel_gap": sol.rel_gap, "teacher_primal": sol.primal,
         "teacher_iterations": sol.iterations, "teacher_solver": sol.solver, "teacher_seconds": timings["teacher"],
         "n_train": int(teacher.n), "n_support": teacher.n_support, "n_test": int(len(y_test_np)),
-        "steps": step, "seconds": timings["total"],
+        "steps": step, "seconds": timings["total"], "processes": cluster.world,
         "steps_per_second": step / timings["distill"] if timings["distill"] > 0 else 0.0,
     }
     result = DistillResult(

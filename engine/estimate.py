@@ -154,6 +154,7 @@ class RunEstimate:
     teacher_reason: str = ""
     nystrom_cache: bool = True
     changes: tuple[tuple[str, dict[str, Any]], ...] = ()
+    ranks: int = 1
 
     def summary(self) -> str:
         """One line for the CLI, e.g. ``estimate: peak memory about 64.0 MiB (teacher …), about 20 s on cpu``."""
@@ -161,7 +162,8 @@ class RunEstimate:
                  else f"Nyström {self.n_train:,} × {self.centres:,} K(X, Z)"
                       + ("" if self.nystrom_cache else " recomputed per pass") if self.storage == "nystrom"
                  else f"{self.n_train:,} × p features")
-        text = (f"estimate: peak memory about {format_bytes(self.memory_bytes)} at the {self.peak_stage} "
+        each = f" per process ({self.ranks} processes; rank 0 also distils)" if self.ranks > 1 else ""
+        text = (f"estimate: peak memory about {format_bytes(self.memory_bytes)}{each} at the {self.peak_stage} "
                 f"stage (teacher kernel {shape}, {format_bytes(self.operator_bytes)}; budget "
                 f"{format_bytes(self.budget_bytes)})")
         if self.seconds_hint is not None:
@@ -228,13 +230,15 @@ def _class_counts(config: DistillConfig, report: Any) -> tuple[list[int], list[i
     return train, test
 
 
-def _sizes(config: DistillConfig, report: Any, cap: int | None) -> _Sizes:
+def _sizes(config: DistillConfig, report: Any, cap: int | None, ranks: int = 1) -> _Sizes:
+    """The counts one process sees: with several ``ranks`` (torchrun) each holds about n/ranks of the
+    training rows (the largest shard), while the test set and the loaded dataset stay whole."""
     train, test = _class_counts(config, report)
     all_train = [int(c) for c in _field(report, "train_counts")]
     all_test = [int(c) for c in _field(report, "test_counts")]
     capped = [min(c, cap) for c in train] if cap else train
     h, w, c = (int(s) for s in _field(report, "image_shape"))
-    n, n_test = sum(capped), sum(test)
+    n, n_test = -(-sum(capped) // max(1, ranks)), sum(test)
     copied = (n + n_test if config.classes else 0) + (n if cap else 0)
     return _Sizes(n=n, n_test=min(n_test, MAX_EVAL_TEST), raw=sum(all_train) + sum(all_test),
                   copied=copied, k=max(1, len(train)), largest=max(capped, default=0), chw=(c, h, w))
@@ -728,13 +732,15 @@ def _nystrom_answer(run: _Run, s: _Sizes, nys: _Nystrom, reason: str = "") -> _A
                    _peak(_stages(run, s, "nystrom", nys)), nys, reason)
 
 
-def _answer(run: _Run, report: Any, cap: int | None, budget: int) -> _Answer:
+def _answer(run: _Run, report: Any, cap: int | None, budget: int, ranks: int = 1) -> _Answer:
     """The teacher plan and its model (module doc): exact when asked for, or when ``auto`` and the
     whole run fits ``budget`` with it; else Nyström with ``centres`` (K(X, Z) recomputed per pass
     when only that fits) or, by default, the largest M whose run fits with K(X, Z) cached."""
     cfg = run.config
-    s = _sizes(cfg, report, cap)
-    if cfg.teacher != "nystrom":
+    s = _sizes(cfg, report, cap, ranks)
+    if ranks > 1 and cfg.teacher != "nystrom":
+        why = f"the teacher that {ranks} processes share"
+    elif cfg.teacher != "nystrom":
         teacher_ok, storage, op_bytes = _plan(run, s.n, budget)
         exact = _Answer(s, teacher_ok, storage, op_bytes, _peak(_stages(run, s, storage)))
         fits_budget = teacher_ok and exact.peak.total <= budget
@@ -776,27 +782,29 @@ def _make_run(cfg: DistillConfig, chw: tuple[int, int, int], device: torch.devic
     return _Run(cfg, kernel, feature_dim(kernel, chw), resolve_dtype(cfg.dtype), device, certificate_device(device))
 
 
-def estimate_run(config: DistillConfig, report: Any) -> RunEstimate:
+def estimate_run(config: DistillConfig, report: Any, ranks: int = 1) -> RunEstimate:
     """Estimate memory and time of ``run(config)`` on the dataset described by ``report`` (a
     :class:`engine.data.DatasetReport` or the mapping ``Dataset.describe()`` returns: ``classes``,
     ``train_counts``, ``test_counts``, ``image_shape`` (H, W, C)).
 
     Raises :class:`ConfigError` for an invalid config or an unavailable device and ``ValueError`` for
-    kernel parameters the kernel rejects — exactly what the run would raise."""
-    return _estimate(config, report, with_time=True)
+    kernel parameters the kernel rejects — exactly what the run would raise. With ``ranks`` > 1
+    (torchrun) memory and time are per process: each holds n/ranks training rows of the Nyström
+    teacher (the only teacher that is sharded)."""
+    return _estimate(config, report, with_time=True, ranks=ranks)
 
 
-def check_run(config: DistillConfig, report: Any) -> RunEstimate:
+def check_run(config: DistillConfig, report: Any, ranks: int = 1) -> RunEstimate:
     """The run's refusal (called by :func:`engine.distill.run` before any kernel is built): the
     estimate (without the time hint) when it fits, else :class:`ResourceError` with its message —
     the same decision as :attr:`RunEstimate.fits`."""
-    estimate = _estimate(config, report, with_time=False)
+    estimate = _estimate(config, report, with_time=False, ranks=ranks)
     if not estimate.fits:
         raise ResourceError(estimate.message)
     return estimate
 
 
-def _estimate(config: DistillConfig, report: Any, with_time: bool) -> RunEstimate:
+def _estimate(config: DistillConfig, report: Any, with_time: bool, ranks: int = 1) -> RunEstimate:
     cfg = config.validate()
     try:
         device = resolve_device(cfg.device)
@@ -809,7 +817,7 @@ def _estimate(config: DistillConfig, report: Any, with_time: bool) -> RunEstimat
     available = {pool: available_bytes(pool, device) for pool in dict.fromkeys(("cpu", _pool(device), _pool(run.cdev)))}
     limit = min([budget] + [free for free in available.values() if free is not None])
 
-    a = _answer(run, report, cfg.max_per_class, budget)
+    a = _answer(run, report, cfg.max_per_class, budget, ranks)
     fits = _fits(a, budget, available)
     s, pk = a.sizes, a.peak
     notes: list[str] = []
@@ -832,7 +840,7 @@ def _estimate(config: DistillConfig, report: Any, with_time: bool) -> RunEstimat
                        stages=pk.stages, limit_bytes=int(limit),
                        teacher="nystrom" if a.nys is not None else "exact",
                        centres=None if a.nys is None else a.nys.centres, teacher_reason=a.reason,
-                       nystrom_cache=True if a.nys is None else a.nys.cache, changes=changes)
+                       nystrom_cache=True if a.nys is None else a.nys.cache, changes=changes, ranks=ranks)
 
 
 def _refusal(run: _Run, report: Any, a: _Answer, budget: int, available: Mapping[str, int | None],

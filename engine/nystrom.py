@@ -34,6 +34,7 @@ from typing import Callable, Generator, Iterator
 
 import torch
 
+from engine.cluster import Cluster
 from engine.events import Progress, TeacherProgress
 from engine.kernels import Kernel
 from engine.losses import Loss, SmoothedHingeLoss
@@ -49,17 +50,19 @@ PCG_MAX_ITER = 50           # CG iterations per Newton system (inexact Newton be
 
 # ------------------------------------------------------------------------------------------ centres
 def select_centres(x: Tensor, labels: Tensor, m: int, method: str, seed: int, kernel: Kernel | None = None,
-                   checkpoint: Checkpoint = None) -> Tensor:
-    """Indices (M,) of ``m`` distinct centres among the rows of ``x`` (n, …) with class ``labels`` (n,).
+                   checkpoint: Checkpoint = None, cluster: Cluster | None = None) -> Tensor:
+    """Global indices (M,) of ``m`` distinct centres among the n training images with class ``labels``
+    (n,), whose rows ``x`` (n_local, …) are this rank's shard (``cluster.shard(n)``; all n rows for
+    one process).
 
     ``uniform``: class-balanced uniform sample (each class gets its share of M, largest remainders
     first, at least one per class when M ≥ classes). ``kmeans++``: kernel k-means++ seeding (D²
     sampling with d²(x, z) = k(x,x) + k(z,z) − 2k(x,z)), one kernel column per centre."""
-    n = x.shape[0]
+    n = labels.shape[0]
     m = min(int(m), n)
     g = torch.Generator().manual_seed(int(seed))
     if method == "kmeans++":
-        return _kmeanspp(kernel, x, m, g, checkpoint)
+        return _kmeanspp(kernel, x, n, m, g, checkpoint, cluster or Cluster())
     if method != "uniform":
         raise ValueError(f"unknown centre selection {method!r}")
     y = labels.cpu()
@@ -82,19 +85,26 @@ def select_centres(x: Tensor, labels: Tensor, m: int, method: str, seed: int, ke
 
 
 @torch.no_grad()
-def _kmeanspp(kernel: Kernel, x: Tensor, m: int, g: torch.Generator, checkpoint: Checkpoint) -> Tensor:
+def _kmeanspp(kernel: Kernel, x: Tensor, n: int, m: int, g: torch.Generator, checkpoint: Checkpoint,
+              cluster: Cluster) -> Tensor:
+    """D² sampling over the n rows sharded as ``x`` (n_local, …): each rank updates the distances of its
+    rows, the draw is made on the gathered (n,) distances, identically on every rank."""
     if kernel is None:
         raise ValueError("kmeans++ centre selection needs the kernel")
-    n = x.shape[0]
+    start = cluster.shard(n).start
     kdiag = kernel.diag(x).double().cpu()
-    d2 = torch.full((n,), float("inf"), dtype=torch.float64)
+    d2 = torch.full((x.shape[0],), float("inf"), dtype=torch.float64)
     chosen = [int(torch.randint(n, (1,), generator=g))]
     for _ in range(1, m):
         i = chosen[-1]
-        col = kernel(x, x[i:i + 1])[:, 0].double().cpu()
-        d2 = torch.minimum(d2, (kdiag + kdiag[i] - 2 * col).clamp_min(0))
-        d2[chosen] = 0.0
-        total = float(d2.sum())
+        xi = cluster.rows(x, n, [i])
+        kii = kernel.diag(xi).double().cpu()[0]
+        col = kernel(x, xi)[:, 0].double().cpu()
+        d2 = torch.minimum(d2, (kdiag + kii - 2 * col).clamp_min(0))
+        local = [c - start for c in chosen if 0 <= c - start < x.shape[0]]
+        d2[local] = 0.0
+        every = cluster.cat(d2)
+        total = float(every.sum())
         if checkpoint is not None:
             checkpoint()
         if not total > 0:                          # every point is a centre already (duplicates)
@@ -102,7 +112,7 @@ def _kmeanspp(kernel: Kernel, x: Tensor, m: int, g: torch.Generator, checkpoint:
             rest[chosen] = False
             chosen += torch.nonzero(rest).flatten()[: m - len(chosen)].tolist()
             break
-        chosen.append(int(torch.multinomial(d2 / total, 1, generator=g)))
+        chosen.append(int(torch.multinomial(every / total, 1, generator=g)))
     return torch.sort(torch.tensor(chosen[:m], dtype=torch.long)).values.to(x.device)
 
 
@@ -192,17 +202,6 @@ class NystromFactor:
         return torch.linalg.solve_triangular(self.L, kt, upper=False)
 
 
-def _mean_curvature(loss: Loss, Y: Tensor, f: Tensor, rows: int = 4096) -> float:
-    """d̄: the mean diagonal of the loss Hessian in f over (a prefix sample of) the rows."""
-    Yr, fr = Y[:rows], f[:rows]
-    total = 0.0
-    for c in range(Y.shape[1]):
-        e = torch.zeros_like(fr)
-        e[:, c] = 1.0
-        total += float(loss.hvp(Yr, fr, e)[:, c].mean())
-    return max(total / Y.shape[1], 0.0)
-
-
 class _Preconditioner:
     """B⁻¹ with B = d̄ LᵀL/M + λI = A Aᵀ; refactorised when d̄ moves by more than 3×."""
 
@@ -236,11 +235,32 @@ class _State:
 
 
 class NystromSolver:
-    """Newton–PCG on P(β) (module doc) over :class:`CentreRows` ``rows`` and :class:`NystromFactor`."""
+    """Newton–PCG on P(β) (module doc) over :class:`CentreRows` ``rows`` and :class:`NystromFactor`.
 
-    def __init__(self, rows: CentreRows, factor: NystromFactor, Y: Tensor, lam: float):
+    With a ``cluster`` of several ranks, ``rows`` and ``Y`` (n_local, C) are this rank's shard of the
+    n training rows, and every sum over rows (gradient, Hessian products, gap, primal, line-search
+    slopes, mean curvature) is reduced over the ranks; the M-sized iterates are replicated."""
+
+    CURVATURE_ROWS = 4096       # d̄ is the mean curvature over the first rows (global row numbers)
+
+    def __init__(self, rows: CentreRows, factor: NystromFactor, Y: Tensor, lam: float,
+                 cluster: Cluster | None = None, n: int | None = None):
         self.rows, self.factor, self.Y, self.lam = rows, factor, Y, lam
-        self.n = Y.shape[0]
+        self.cluster = cluster or Cluster()
+        self.n = int(n) if n is not None else Y.shape[0]
+        self.start = self.cluster.shard(self.n).start if self.cluster.distributed else 0
+
+    def mean_curvature(self, loss: Loss, f: Tensor) -> float:
+        """d̄: the mean diagonal of the loss Hessian in f over the first :attr:`CURVATURE_ROWS` rows."""
+        take = max(0, min(self.Y.shape[0], self.CURVATURE_ROWS - self.start))
+        Yr, fr = self.Y[:take], f[:take]
+        sums = []
+        for c in range(self.Y.shape[1]):
+            e = torch.zeros_like(fr)
+            e[:, c] = 1.0
+            sums.append(float(loss.hvp(Yr, fr, e)[:, c].sum()))
+        *sums, count = self.cluster.sum_floats(*sums, float(take))
+        return max(sum(sums) / max(count, 1.0) / self.Y.shape[1], 0.0)
 
     def state(self, beta: Tensor, smooth: Loss, certify: Loss) -> _State:
         """One pass: f = K_XZ c, α = −ℓ'_smooth(f) (feasible for ``certify``), ∇P_smooth(β) and the
@@ -253,10 +273,12 @@ class NystromSolver:
             f[sl] = t @ c
             kta += tmul(t, smooth.optimal_alpha(self.Y[sl], f[sl]))
         alpha = smooth.optimal_alpha(self.Y, f)
-        grad = lam * beta - self.factor.phi_t(kta) / n                        # ∇_β P_smooth = λβ − Φᵀα/n
+        grad = lam * beta - self.factor.phi_t(self.cluster.sum(kta)) / n      # ∇_β P_smooth = λβ − Φᵀα/n
         # certify's gap at (β, α): its Fenchel–Young terms plus 1/(2λ) ‖λβ − Φᵀα/n‖² (the same vector)
-        gap = float(certify.fenchel_young(self.Y, f, alpha).clamp_min(0).mean()) + float((grad * grad).sum()) / (2 * lam)
-        primal = float(certify.value(self.Y, f).mean()) + 0.5 * lam * float((beta * beta).sum())
+        fy, value = self.cluster.sum_floats(float(certify.fenchel_young(self.Y, f, alpha).clamp_min(0).sum()),
+                                            float(certify.value(self.Y, f).sum()))
+        gap = fy / n + float((grad * grad).sum()) / (2 * lam)
+        primal = value / n + 0.5 * lam * float((beta * beta).sum())
         return _State(beta, c, f, alpha, grad, primal, gap)
 
     def hess(self, loss: Loss, D: Tensor, v: Tensor) -> Tensor:
@@ -265,7 +287,7 @@ class NystromSolver:
         acc = torch.zeros_like(v)
         for sl, t in self.rows.tiles():
             acc += tmul(t, loss.apply_curvature(D[sl], t @ u))
-        return self.factor.phi_t(acc) / self.n + self.lam * v
+        return self.factor.phi_t(self.cluster.sum(acc)) / self.n + self.lam * v
 
     def pcg(self, loss: Loss, f: Tensor, b: Tensor, precond: _Preconditioner, eta: float, max_iter: int
             ) -> tuple[Tensor, int]:
@@ -306,7 +328,8 @@ class NystromSolver:
         bd, dd = float((s.beta * d).sum()), float((d * d).sum())
 
         def slope(t: float) -> float:           # φ'(t) = mean_i ⟨ℓ'(f_i + tΔf_i), Δf_i⟩ + λ(βᵀd + t dᵀd)
-            return float((-loss.optimal_alpha(Y, f + t * df) * df).sum()) / self.n + lam * (bd + t * dd)
+            local = float((-loss.optimal_alpha(Y, f + t * df) * df).sum())
+            return self.cluster.sum_floats(local)[0] / self.n + lam * (bd + t * dd)
 
         if not slope(0.0) < 0:
             return torch.zeros_like(d), 0.0
@@ -357,7 +380,7 @@ def solve_nystrom(solver: NystromSolver, loss: Loss, tol: float, max_iter: int, 
                 smooth = SmoothedHingeLoss(mu)
                 s = solver.state(s.beta, smooth, loss)
                 continue
-        precond.update(_mean_curvature(smooth, solver.Y, s.f))
+        precond.update(solver.mean_curvature(smooth, s.f))
         s_rel = float((s.grad * s.grad).sum()) / (2 * lam) / max(abs(s.primal), 1e-300)
         d, n_cg = solver.pcg(smooth, s.f, -s.grad, precond, eta=min(0.1, math.sqrt(max(s_rel, 0.0))), max_iter=PCG_MAX_ITER)
         total_cg += n_cg

@@ -15,6 +15,7 @@ from typing import Callable, Generator
 
 import torch
 
+from engine.cluster import Cluster
 from engine.events import Event, TeacherProgress
 from engine.kernels import Kernel
 from engine.losses import Loss
@@ -47,6 +48,9 @@ class Teacher:
 
     @property
     def n_support(self) -> int:
+        """Training points with α*_i ≠ 0 (all ranks together for a sharded teacher)."""
+        if "n_support" in self.info:
+            return int(self.info["n_support"])
         return int((self.solution.alpha != 0).any(1).sum())
 
     def cast(self, dtype: torch.dtype, device: torch.device | str) -> "Teacher":
@@ -104,29 +108,35 @@ def fit_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, *,
 
 def fit_nystrom_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, labels: Tensor, *,
                         centres: int, selection: str = "uniform", seed: int = 0, cache: bool = True,
-                        tol: float = 1e-6, max_iter: int = 200, checkpoint: Callable[[], None] | None = None
-                        ) -> Generator[Event, None, Teacher]:
-    """The Nyström teacher on ``x`` (n, …) with labels ``Y`` (n, C) (float64 for certificates) and
-    class indices ``labels`` (n,): ``centres`` = M centres chosen by ``selection`` ("uniform",
-    "kmeans++"), K(X, Z) cached when ``cache`` (n·M entries) else recomputed per pass. Yields
-    :class:`engine.events.Progress` (K(X, Z) tiles) and :class:`TeacherProgress`; returns the
-    :class:`Teacher` (kind "nystrom"; explicit kernels keep w* = φ(Z)ᵀc as ``weights``). Its solution's
-    gap is that of the feature problem Φ = K_XZ L⁻ᵀ (engine.nystrom), ``z`` = f*(X)."""
+                        tol: float = 1e-6, max_iter: int = 200, checkpoint: Callable[[], None] | None = None,
+                        cluster: Cluster | None = None) -> Generator[Event, None, Teacher]:
+    """The Nyström teacher on the n training images with class indices ``labels`` (n,): ``x``
+    (n_local, …) and ``Y`` (n_local, C) (float64 for certificates) are this rank's rows
+    ``cluster.shard(n)`` (all n rows for one process). ``centres`` = M centres chosen by ``selection``
+    ("uniform", "kmeans++"), K(X, Z) cached when ``cache`` (n_local·M entries) else recomputed per
+    pass. Yields :class:`engine.events.Progress` (K(X, Z) tiles) and :class:`TeacherProgress`; returns
+    the :class:`Teacher` (kind "nystrom"; explicit kernels keep w* = φ(Z)ᵀc as ``weights``), the same
+    on every rank. Its solution's gap is that of the feature problem Φ = K_XZ L⁻ᵀ (engine.nystrom);
+    ``solution.alpha``/``z`` hold this rank's rows."""
+    cluster = cluster or Cluster()
+    n = labels.shape[0]
     with torch.no_grad():
-        idx = select_centres(x, labels, centres, selection, seed, kernel=kernel, checkpoint=checkpoint)
-        z = x[idx]
+        idx = select_centres(x, labels, centres, selection, seed, kernel=kernel, checkpoint=checkpoint,
+                             cluster=cluster)
+        z = cluster.rows(x, n, idx)
         kzz = kernel(z)
         factor = NystromFactor.of(kzz)
     rows = CentreRows(kernel, x, z, cache=cache, checkpoint=checkpoint)
     yield from rows.build()
-    solver = NystromSolver(rows, factor, Y, lam)
+    solver = NystromSolver(rows, factor, Y, lam, cluster=cluster, n=n)
     with torch.no_grad():
         best, sol = yield from solve_nystrom(solver, loss, tol, max_iter, checkpoint)
         c = best.c
         w_norm2 = float((c * (kzz @ c)).sum())            # ‖w*‖² = cᵀ K_ZZ c, the exact kernel's norm
+        support = cluster.sum_floats(float((sol.alpha != 0).any(1).sum()))[0]
     info = {"centres": int(z.shape[0]), "jitter": factor.eps, "selection": selection, "cached": cache,
-            "passes": rows.passes}
+            "passes": rows.passes, "n_support": int(support), "ranks": cluster.world}
     if kernel.explicit:
         weights = rows.z_features.T @ c
-        return Teacher(kernel, loss, lam, x.shape[0], w_norm2, sol, weights=weights, kind="nystrom", info=info)
-    return Teacher(kernel, loss, lam, x.shape[0], w_norm2, sol, x=z, coef=c, kind="nystrom", info=info)
+        return Teacher(kernel, loss, lam, n, w_norm2, sol, weights=weights, kind="nystrom", info=info)
+    return Teacher(kernel, loss, lam, n, w_norm2, sol, x=z, coef=c, kind="nystrom", info=info)

@@ -82,12 +82,23 @@ class Kernel:
         return f"{type(self).__name__}({args})"
 
 
-def median_distance(x: torch.Tensor, max_points: int = 1000, seed: int = 0) -> float:
+DEFAULTS_SAMPLE = 1000       # rows data-dependent kernel defaults look at
+
+
+def default_sample(n: int, max_points: int = DEFAULTS_SAMPLE, seed: int = 0) -> torch.Tensor:
+    """Row numbers (≤ max_points,) of the seeded sample of n rows that :func:`median_distance` uses:
+    a sharded run gathers exactly these rows to set the same defaults as one process."""
+    if n <= max_points:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:max_points]
+
+
+def median_distance(x: torch.Tensor, max_points: int = DEFAULTS_SAMPLE, seed: int = 0) -> float:
     """Median pairwise Euclidean distance of (a seeded sample of) the rows of ``x`` (flattened)."""
     x = x.reshape(x.shape[0], -1)
     if x.shape[0] > max_points:
-        g = torch.Generator().manual_seed(seed)
-        x = x[torch.randperm(x.shape[0], generator=g)[:max_points].to(x.device)]
+        x = x[default_sample(x.shape[0], max_points, seed).to(x.device)]
     d = torch.cdist(x.double(), x.double())
     iu = torch.triu_indices(x.shape[0], x.shape[0], offset=1)
     vals = d[iu[0], iu[1]]
