@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,7 +49,7 @@ from engine.events import Done
 from engine.kernels import Kernel, make_kernel
 from engine.losses import make_loss
 from engine.result import DistillResult
-from engine.timing import best_of
+from engine.timing import best_of, peak_rss_mb
 from engine.transfer import QUICK_EPOCHS, TransferSummary, evaluate_transfer
 
 LOSSES = ("squared", "logistic", "hinge", "squared-hinge", "cross-entropy")
@@ -127,11 +126,6 @@ def suites(datasets_dir: str | Path) -> dict[str, Suite]:
         "full": Suite(full_cells, (1, 10, 50), 1000, networks=("mlp", "convnet", "resnet18"), seeds=3, epochs=None,
                       transfer_test=10000, scaling_n=(1000, 4000, 12000, 60000), **common),
     }
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _distil(cfg: DistillConfig, dataset: Dataset) -> tuple[dict[str, Any], DistillResult]:

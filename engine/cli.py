@@ -251,6 +251,8 @@ def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
             return EXPORT_FAILED
     for note in outcome.notes:
         _say(f"note: {note}")
+    if cluster.distributed:
+        _say(f"rank 0: {_peak()}")
     print(json.dumps({"export": str(outcome.path), "reason": done.reason, "metrics": done.metrics,
                       **({"recovered_from": str(outcome.target)} if outcome.recovered else {})},
                      indent=2, default=str))
@@ -268,8 +270,14 @@ def _follow(cfg: DistillConfig, cluster) -> int:
                            seed=cfg.seed, max_bytes=budget_bytes(cfg))
     for event in run(cfg, RunControl(), dataset=dataset, cluster=cluster):
         if isinstance(event, TeacherDone):
-            _say(f"rank {cluster.rank}: teacher done ({event.seconds:.1f} s); rank 0 distils and exports")
+            _say(f"rank {cluster.rank}: teacher done ({event.seconds:.1f} s, {_peak()}); rank 0 distils and exports")
     return 0
+
+
+def _peak() -> str:
+    from engine.timing import peak_rss_mb
+    peak = peak_rss_mb()
+    return "peak memory unknown" if peak is None else f"peak memory {peak:,.0f} MiB"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -305,6 +313,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.suite == "estimate":
         from engine.bench_estimate import bench_estimate
         report = bench_estimate(args.out, command=command)
+    elif args.suite == "cluster":
+        from engine.bench_cluster import bench_cluster
+        report = bench_cluster(args.out, args.datasets, command=command)
     else:
         report = bench(args.suite, args.out, args.datasets, command=command)
     print(f"wrote {Path(args.out) / 'bench.md'} ({report['seconds']:.0f} s)")
@@ -369,7 +380,7 @@ def make_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="result tables and performance ratios (Markdown + JSON)")
-    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom", "estimate"), default="quick")
+    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom", "estimate", "cluster"), default="quick")
     b.add_argument("--out", required=True, help="folder for bench.md and bench.json")
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")

@@ -22,7 +22,8 @@ smoothed loss's derivative is a feasible hinge dual, so the *hinge* gap above ce
 
 Only the teacher touches all n images: every pass over the data is a sum over row tiles of K(X, Z)
 (:class:`CentreRows`), cached (n × M float64) when it fits the budget, else recomputed tile by tile;
-pause and cancel are honoured between tiles. Distillation then needs the centres and c alone:
+pause and cancel are honoured between tiles. Under torchrun (:mod:`engine.cluster`) each rank holds a
+contiguous shard of the rows and its tiles; the sums are all-reduced, the M-sized iterates replicated. Distillation then needs the centres and c alone:
 f*(x̃) = k(x̃, Z) c and ‖w*‖² = cᵀ K_ZZ c (the exact kernel everywhere).
 """
 from __future__ import annotations

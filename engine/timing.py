@@ -1,4 +1,5 @@
-"""Wall-clock timing of short calls (the run estimate's machine rates and the bench's ratios)."""
+"""Wall-clock timing of short calls (the run estimate's machine rates and the bench's ratios) and the
+process's peak memory."""
 from __future__ import annotations
 
 import math
@@ -16,3 +17,14 @@ def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return max(best, 1e-9)
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far (MiB); None where the platform does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    import sys
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024      # bytes on macOS, KiB on Linux
