@@ -196,6 +196,9 @@ def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
     refuse_unsharded(cfg, cluster)
     if not cluster.leader:
         return _follow(cfg, cluster)
+    if cluster.distributed and _read_by_row(cfg) is None:
+        _say(f"note: {cfg.data} is read whole by every process (only .npz datasets with uint8 images, without "
+             "an explicit test source, are read by row)")
     out = Path(args.out)
     # the output location first: a run whose result cannot be written is refused before any work
     for note in check_target_location(out, overwrite=args.overwrite):
@@ -204,8 +207,9 @@ def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
         cfg.save(args.save_config)
     # the estimate comes before anything big is built: refuse here rather than run out of memory
     # (run() refuses by the same rule, engine.estimate.check_run; here the summary is printed too)
-    dataset = load_dataset(cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction,
-                           seed=cfg.seed, max_bytes=budget_bytes(cfg))
+    dataset = (_read_by_row(cfg) if cluster.distributed else None) or load_dataset(
+        cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed,
+        max_bytes=budget_bytes(cfg))
     _print_problems(dataset.report)
     ds = prepare_dataset(cfg, dataset)    # its problems (classes, ipc, test split, init_from) come first, as in run()
     check_target_location(out, overwrite=args.overwrite, needed_bytes=estimate_export_bytes(
@@ -266,12 +270,25 @@ def _follow(cfg: DistillConfig, cluster) -> int:
     """A rank other than 0: load the data, take part in the teacher, exit 0 (rank 0 reports)."""
     from engine.distill import budget_bytes, run
 
-    dataset = load_dataset(cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction,
-                           seed=cfg.seed, max_bytes=budget_bytes(cfg))
+    dataset = _read_by_row(cfg) or load_dataset(cfg.data, test_path=cfg.test_data,
+                                                holdout_fraction=cfg.holdout_fraction, seed=cfg.seed,
+                                                max_bytes=budget_bytes(cfg))
     for event in run(cfg, RunControl(), dataset=dataset, cluster=cluster):
         if isinstance(event, TeacherDone):
             _say(f"rank {cluster.rank}: teacher done ({event.seconds:.1f} s, {_peak()}); rank 0 distils and exports")
     return 0
+
+
+def _read_by_row(cfg: DistillConfig):
+    """The dataset as row codes (each rank then reads only its rows, engine.data.rows), or None when
+    its source is read whole."""
+    from engine.data.rows import NotShardable
+    from engine.distill import budget_bytes
+    try:
+        return load_dataset(cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction,
+                            seed=cfg.seed, max_bytes=budget_bytes(cfg), by_row=True)
+    except NotShardable:
+        return None
 
 
 def _peak() -> str:

@@ -125,6 +125,12 @@ class Cluster:
         t = torch.tensor(values, dtype=torch.float64, device=self._wire_device())
         return [float(v) for v in self.sum(t).cpu()]
 
+    def sum_numpy(self, a):
+        """Σ over ranks of a numpy array (float64 on the wire), returned as a new array."""
+        if self.world == 1:
+            return a
+        return self.sum(torch.from_numpy(a.astype("float64", copy=True))).numpy()
+
     def rows(self, local: Tensor, n: int, index: Sequence[int] | Tensor) -> Tensor:
         """The rows ``index`` (global row numbers of an n-row array sharded by :meth:`shard`) of the
         array whose local shard is ``local`` (n_local, …), on every rank, in ``index`` order. Exact:

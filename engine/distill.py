@@ -24,6 +24,7 @@ from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
 from engine.data import Dataset, DatasetError, check_ipc, check_test_split, load_dataset
 from engine.data.preprocess import Preprocessor
+from engine.data.rows import decode
 from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
 from engine.estimate import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
@@ -132,6 +133,20 @@ def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray
     return xs, ys
 
 
+class _CodedRows:
+    """uint8 images (n, H, W, C) of a row-coded dataset on demand: ``view[idx]`` reads those rows
+    (engine.data.rows); ``view[:]`` reads them all."""
+
+    def __init__(self, rows, codes: np.ndarray):
+        self.rows, self.codes = rows, codes
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return self.rows.read(self.codes[idx])
+
+
 class _PreprocessedRows:
     """Preprocessed rows of uint8 images (n, H, W, C) on demand: ``view[idx]`` = ``pre.transform(x[idx])``
     (float32), so a sharded run takes its initial and baseline images without a full float copy."""
@@ -187,15 +202,19 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # refuse a run that cannot fit (memory budget or this machine's memory) before any kernel is built;
     # the same decision as the estimate's ``fits``, which also plans the teacher (exact or Nyström, M)
     plan = check_run(cfg, loaded.report, ranks=cluster.world)
-    pre = Preprocessor.fit(ds.x_train, method=cfg.preprocess, zca_reg=cfg.zca_reg)
     y_train_np = ds.y_train.astype(np.int64)
     n_train = len(y_train_np)
-    # one process: all training rows as float32 features; several: this rank's rows, others on demand
     shard = cluster.shard(n_train)
-    x_train_np = pre.transform(ds.x_train[shard] if cluster.distributed else ds.x_train)
-    train_rows = _PreprocessedRows(pre, ds.x_train) if cluster.distributed else x_train_np
+    # the uint8 images: all of them, or, for a rank of a sharded run, its rows (row-coded sources are
+    # read by row: no rank holds the whole set); other rows on demand, preprocessed (_PreprocessedRows)
+    source = _CodedRows(ds.rows, decode(ds.x_train)) if ds.rows is not None else ds.x_train
+    x_uint8 = source[np.arange(shard.start, shard.stop)] if cluster.distributed else source[:]
+    pre = Preprocessor.fit(x_uint8, method=cfg.preprocess, zca_reg=cfg.zca_reg,
+                           reduce=cluster.sum_numpy if cluster.distributed else None)
+    x_train_np = pre.transform(x_uint8)
+    del x_uint8
+    train_rows = _PreprocessedRows(pre, source) if cluster.distributed else x_train_np
     test_idx = stratified_cap(ds.y_test, MAX_EVAL_TEST, cfg.seed)
-    x_test_np = pre.transform(ds.x_test[test_idx])
     y_test_np = ds.y_test[test_idx].astype(np.int64)
     n_classes = len(ds.classes)
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
@@ -234,6 +253,8 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
                       teacher.n_support, sol.solver, teacher.kind, teacher.info.get("centres"), plan.teacher_reason)
     if not cluster.leader:             # the other ranks' work ends with the teacher
         return
+    test_source = _CodedRows(ds.rows, decode(ds.x_test)) if ds.rows is not None else ds.x_test
+    x_test_np = pre.transform(test_source[test_idx])
     test = TestSet.build(teacher, to_nchw(x_test_np).to(cdev, torch.float64), torch.from_numpy(y_test_np).to(cdev))
     xr, yr = random_subset(train_rows, y_train_np, cfg.ipc, cfg.seed + 1)
     xr64, Yr = to_nchw(xr).to(cdev, torch.float64), loss.targets(torch.from_numpy(yr).to(cdev), n_classes)

@@ -127,14 +127,23 @@ CONFIG = {"data": "sample", "teacher": "nystrom", "centres": 120, "steps": 25, "
           "eval_every": 0, "lr": 0.01}
 
 
-def test_torchrun_distill_exports_once_with_the_same_metrics(tmp_path):
-    (tmp_path / "cfg.json").write_text(json.dumps(CONFIG))
+@pytest.mark.parametrize("source", ["npz", "sample"])
+def test_torchrun_distill_exports_once_with_the_same_metrics(tmp_path, source):
+    """``npz``: each rank reads only its rows (engine.data.rows); ``sample``: read whole by every rank."""
+    config = dict(CONFIG)
+    if source == "npz":
+        ds = load_dataset("sample")
+        for split, x, y in [("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)]:
+            np.savez_compressed(tmp_path / f"digits-{split}.npz", x=x, y=y, classes=np.array(ds.classes))
+        config["data"] = str(tmp_path / "digits-train.npz")
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
     one = subprocess.run([sys.executable, "-m", "engine", "distill", "--config", "cfg.json", "--out", "one"],
                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=240)
     assert one.returncode == 0, one.stderr[-3000:]
     two = _torchrun(2, "-m", "engine", "distill", "--config", "cfg.json", "--out", "two", cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "over 2 processes" in two.stderr and "rank 1: teacher done" in two.stderr
+    assert ("read whole by every process" in two.stderr) == (source == "sample")
     assert two.stdout.count('"export"') == 1                  # rank 0 alone prints and exports
     a, b = json.loads(one.stdout)["metrics"], json.loads(two.stdout)["metrics"]
     assert (a["processes"], b["processes"]) == (1, 2)

@@ -10,6 +10,7 @@ import numpy as np
 from engine.data.dataset import Dataset
 from engine.data.formats import RawData, fit_images, unique_names
 from engine.data.report import LARGE_DATASET_BYTES, DatasetError, DatasetReport, Problem
+from engine.data.rows import NotShardable
 from engine.text import shown
 
 
@@ -66,6 +67,9 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
         x_train, y_train, x_test, y_test = (x_train[train_idx], y_train[train_idx],
                                             x_train[test_idx], y_train[test_idx])
         test_source = f"held out {holdout_fraction:.0%} (seed {seed})"
+    image_shape = tuple(raw.rows.image_shape) if raw.rows is not None else x_train.shape[1:]
+    if raw.rows is not None and (resize_to is not None or test is not None):
+        raise NotShardable("resizing or an explicit test source is read whole")
     if resize_to is not None:
         x_train = fit_images(x_train, tuple(resize_to), x_train.shape[-1])
         x_test = fit_images(x_test, tuple(resize_to), x_test.shape[-1])
@@ -89,10 +93,10 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
     report = DatasetReport.build(
         source=source, format=raw.format, classes=raw.classes,
         train_counts=train_counts.tolist(), test_counts=test_counts.tolist(),
-        image_shape=x_train.shape[1:], modes=dict(modes), test_source=test_source,
+        image_shape=image_shape, modes=dict(modes), test_source=test_source,
         problems=problems, memory_limit=memory_limit)
     dataset = Dataset(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64),
-                      list(raw.classes), report, raw.name)
+                      list(raw.classes), report, raw.name, raw.rows)
     empty = [c for c, n in zip(raw.classes, report.train_counts) if n == 0]
     if empty:
         dataset = dataset.select_classes([c for c in raw.classes if c not in empty])

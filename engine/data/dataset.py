@@ -16,7 +16,10 @@ from engine.text import shown
 
 @dataclass
 class Dataset:
-    """Images: uint8 (N, H, W, C) pixels, C = 1 or 3; labels: int64 indices into ``classes``."""
+    """Images: uint8 (N, H, W, C) pixels, C = 1 or 3; labels: int64 indices into ``classes``. With
+    ``rows`` (a sharded run's reader, engine.data.rows) the image arrays hold row codes (N, 1, 8, 1)
+    and the pixels of any rows come from ``rows.read(decode(x[i]))``; ``report.image_shape`` is the
+    pixels' shape."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -25,10 +28,18 @@ class Dataset:
     classes: list[str]
     report: DatasetReport
     name: str
+    rows: Any = None        # engine.data.rows.NpzRows: x_train/x_test hold row codes, pixels are read by row
 
     def fingerprint(self) -> str:
-        """SHA-256 hex digest of the train/test arrays (dtype, shape, bytes) and the class names."""
+        """SHA-256 hex digest of the train/test arrays (dtype, shape, bytes) and the class names. For a
+        row-coded dataset the arrays are the row codes, and the source files' bytes are hashed too
+        (a different digest from the same data loaded whole)."""
         h = hashlib.sha256()
+        if self.rows is not None:
+            for path in self.rows.paths():
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(2**24), b""):
+                        h.update(block)
         for a in (self.x_train, self.y_train, self.x_test, self.y_test):
             h.update(f"{a.dtype.str}{a.shape}".encode())
             h.update(np.ascontiguousarray(a).data)
@@ -79,7 +90,7 @@ class Dataset:
         k = len(classes)
         report = self.report.with_counts(classes, np.bincount(y_train, minlength=k).tolist(),
                                          np.bincount(y_test, minlength=k).tolist())
-        return Dataset(x_train, y_train, x_test, y_test, classes, report, self.name)
+        return Dataset(x_train, y_train, x_test, y_test, classes, report, self.name, self.rows)
 
 
 def check_ipc(dataset: Dataset, ipc: int) -> list[Problem]:

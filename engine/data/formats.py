@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -42,7 +43,8 @@ class ByteBudget:
 class RawData:
     """A source as read, before the test split is settled and the report is made.
 
-    ``x_test``/``y_test`` are ``None`` when the source has no test split of its own.
+    ``x_test``/``y_test`` are ``None`` when the source has no test split of its own. With ``rows``
+    (:class:`engine.data.rows.NpzRows`) the ``x_*`` arrays hold row codes, not pixels.
     """
 
     format: str
@@ -54,6 +56,7 @@ class RawData:
     y_test: np.ndarray | None = None
     modes: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    rows: "Any" = None      # engine.data.rows.NpzRows: x_* are row codes, pixels are read by row
 
 
 def natural_key(name: str) -> list:

@@ -14,17 +14,28 @@ from engine.data.dataset import Dataset
 from engine.data.folder import Progress, read_image_folder
 from engine.data.formats import DEFAULT_MAX_BYTES, ByteBudget, RawData
 from engine.data.idx import is_idx_name, read_idx_folder
-from engine.data.npz import read_npz
+from engine.data.npz import read_npz, read_npz_codes
+from engine.data.rows import NotShardable
 from engine.data.report import LARGE_DATASET_BYTES, DatasetError, display_path
 from engine.data.sample import SAMPLE, sample_raw
 
 
 def read_source(path: Path, *, resize_to: tuple[int, int] | None = None,
-                progress: Progress | None = None, budget: ByteBudget | None = None) -> RawData:
+                progress: Progress | None = None, budget: ByteBudget | None = None, by_row: bool = False) -> RawData:
     """Read whatever dataset ``path`` holds; any failure is a :class:`DatasetError` naming a file.
     Decoded arrays are charged to ``budget`` (default: :data:`DEFAULT_MAX_BYTES`) before they are
-    allocated."""
+    allocated. ``by_row``: row codes instead of pixels (engine.data.rows), or :class:`NotShardable`."""
     budget = budget or ByteBudget()
+    if by_row:
+        is_npz = path.is_file() and path.suffix.lower() == ".npz" or path.is_dir() and any(
+            p.suffix.lower() == ".npz" for p in path.iterdir())
+        if not is_npz:
+            raise NotShardable(f"{path.name} is not an .npz dataset")
+        try:
+            return read_npz_codes(path, budget)
+        except OSError as exc:
+            raise DatasetError(f"cannot be read ({exc.strerror or exc})", exc.filename or path,
+                               "check that it exists and that you may read it") from exc
     try:
         if not path.exists():
             raise DatasetError("does not exist", path,
@@ -53,7 +64,8 @@ def load_dataset(path: str | os.PathLike, *, test_path: str | os.PathLike | None
                  holdout_fraction: float = 0.2, seed: int = 0,
                  resize_to: tuple[int, int] | None = None,
                  progress: Progress | None = None,
-                 memory_limit: int = LARGE_DATASET_BYTES, max_bytes: int = DEFAULT_MAX_BYTES) -> Dataset:
+                 memory_limit: int = LARGE_DATASET_BYTES, max_bytes: int = DEFAULT_MAX_BYTES,
+                 by_row: bool = False) -> Dataset:
     """Load a dataset (``"sample"`` for the built-in digits) with its report.
 
     ``test_path`` gives the test split explicitly (its own test part if it has one, else all of
@@ -62,14 +74,18 @@ def load_dataset(path: str | os.PathLike, *, test_path: str | os.PathLike | None
     go to their most common size). ``progress(done, total)`` reports image-folder decoding.
     ``memory_limit`` (bytes) is where the large-dataset warning starts; a dataset whose decoded
     arrays (train and test together) would exceed ``max_bytes`` is refused, from the file headers,
-    before it is decoded.
+    before it is decoded. ``by_row`` (a rank of a sharded run): the images are row codes read later
+    by row (:mod:`engine.data.rows`); sources that cannot be raise :class:`NotShardable`.
     """
     budget = ByteBudget(max_bytes)
+    if by_row and (os.fspath(path) == SAMPLE or test_path is not None or resize_to is not None):
+        raise NotShardable("the built-in sample, an explicit test source and resizing are read whole")
     if os.fspath(path) == SAMPLE:
         raw, source = sample_raw(), SAMPLE
     else:
         full = Path(os.path.abspath(path))
-        raw, source = read_source(full, resize_to=resize_to, progress=progress, budget=budget), display_path(full)
+        raw, source = (read_source(full, resize_to=resize_to, progress=progress, budget=budget, by_row=by_row),
+                       display_path(full))
     test, test_where = None, ""
     if test_path is not None:
         full_test = Path(os.path.abspath(test_path))

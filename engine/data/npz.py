@@ -19,6 +19,7 @@ import numpy as np
 from engine.data.formats import ByteBudget, RawData, array_modes, as_images, as_labels, concatenate, \
     index_labels, natural_key
 from engine.data.report import DatasetError, Problem, display_path
+from engine.data.rows import NotShardable, NpzRows, encode, image_member
 from engine.text import printable
 
 _SPLIT = re.compile(r"^(?P<prefix>.*?)(?:^|[-_. ]+)(?P<split>train|test|val)(?:[-_. \d].*)?$",
@@ -149,6 +150,44 @@ def _dataset_files(path: Path) -> tuple[str, dict[str, list[Path]]]:
         raise DatasetError(f"has no training file for '{prefix}'", path,
                            f"add {prefix}-train.npz beside {groups[prefix]['test'][0].name}")
     return prefix, groups[prefix]
+
+
+def read_npz_codes(path: Path, budget: ByteBudget | None = None) -> RawData:
+    """:func:`read_npz` without decompressing the images: ``x_train``/``x_test`` are row codes
+    (engine.data.rows) and ``rows`` reads the pixels of any rows later. Raises
+    :class:`engine.data.rows.NotShardable` when an image array is not uint8 channels-last."""
+    problems: list[Problem] = []
+    budget = budget or ByteBudget()
+    prefix, files = _dataset_files(path)
+    members: dict[str, list] = {"train": [], "test": []}
+    labels: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+    names = set()
+    for split, fs in files.items():
+        for f in fs:
+            present = member_names(f)
+            keys = next((k for k in _KEYS if k[0] in present and k[1] in present), None)
+            if keys is None:
+                raise NotShardable(f"{f.name}: no x/y or images/labels arrays")
+            member = image_member(f, keys[0])
+            if members["train"] and member.shape[1:] != members["train"][0].shape[1:]:
+                raise DatasetError(f"images are {member.shape[1:]} but {members['train'][0].path.name} has "
+                                   f"{members['train'][0].shape[1:]}", f, "all parts of a dataset must have the same image size")
+            arrays = read_members(f, [keys[1], *(("classes",) if "classes" in present else ())], budget)
+            members[split].append(member)
+            labels[split].append(as_labels(arrays[keys[1]], member.shape[0], f))
+            if "classes" in arrays:
+                names.add(tuple(_names(arrays["classes"], f)))
+    if len(names) > 1:
+        raise DatasetError("the files disagree on the class names", path, "store the same 'classes' array in every part")
+    y_train = np.concatenate(labels["train"])
+    y_test = np.concatenate(labels["test"]) if labels["test"] else None
+    classes, (y_train, y_test) = index_labels(list(names.pop()) if names else None, [y_train, y_test], path)
+    x_test = encode(np.arange(len(y_test)), test=True) if y_test is not None else None
+    folder = path if path.is_dir() else path.parent
+    channels = members["train"][0].shape[-1]
+    return RawData("npz", prefix or folder.name, classes, encode(np.arange(len(y_train))), y_train, x_test, y_test,
+                   array_modes(len(y_train) + (len(y_test) if y_test is not None else 0), channels), problems,
+                   rows=NpzRows(members["train"], members["test"]))
 
 
 def read_npz(path: Path, budget: ByteBudget | None = None) -> RawData:

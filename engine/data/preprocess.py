@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -44,29 +44,34 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, x_uint8: np.ndarray, method: str = "standardize",
-            zca_reg: float = 0.1) -> "Preprocessor":
-        """Fit on uint8 (N, H, W, C) training pixels. ``zca_reg`` (> 0) only matters for "zca"."""
+            zca_reg: float = 0.1, reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> "Preprocessor":
+        """Fit on uint8 (N, H, W, C) training pixels. ``zca_reg`` (> 0) only matters for "zca".
+        ``reduce``: for a sharded run, sums float64 statistics over the ranks (each passes its rows)."""
         if method not in METHODS:
             raise ValueError(f"preprocessing {method!r} is not one of {', '.join(METHODS)}")
-        if x_uint8.dtype != np.uint8 or x_uint8.ndim != 4 or len(x_uint8) == 0:
+        if x_uint8.dtype != np.uint8 or x_uint8.ndim != 4 or (len(x_uint8) == 0 and reduce is None):
             raise ValueError(f"expected uint8 images (N, H, W, C), got {x_uint8.dtype} "
                              f"{x_uint8.shape}")
-        n, channels, shape = len(x_uint8), x_uint8.shape[-1], tuple(x_uint8.shape[1:])
+        reduce = reduce or (lambda a: a)
+        channels, shape = x_uint8.shape[-1], tuple(x_uint8.shape[1:])
         total, squares = np.zeros(channels), np.zeros(channels)
         for b in _blocks(x_uint8):
             flat = b.reshape(-1, channels)
             total += flat.sum(0)
             squares += (flat * flat).sum(0)
+        stats = reduce(np.concatenate([total, squares, [float(len(x_uint8))]]))
+        total, squares, n = stats[:channels], stats[channels:2 * channels], int(stats[-1])
         count = n * shape[0] * shape[1]
         mean = total / count
         std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
         std = np.where(std > 1e-8, std, 1.0)     # a constant channel is only centred
         pre = cls("standardize", mean, std, shape=shape)
         if method == "zca":
-            pre = pre._fit_zca(x_uint8, zca_reg)
+            pre = pre._fit_zca(x_uint8, zca_reg, n, reduce)
         return pre
 
-    def _fit_zca(self, x_uint8: np.ndarray, zca_reg: float) -> "Preprocessor":
+    def _fit_zca(self, x_uint8: np.ndarray, zca_reg: float, n: int,
+                 reduce: Callable[[np.ndarray], np.ndarray]) -> "Preprocessor":
         if not zca_reg > 0:
             raise ValueError(f"zca_reg must be positive (got {zca_reg})")
         d = int(np.prod(self.shape))
@@ -74,7 +79,7 @@ class Preprocessor:
         for b in _blocks(x_uint8):
             z = ((b - self.mean) / self.std).reshape(len(b), d)
             cov += z.T @ z
-        s, u = np.linalg.eigh(cov / len(x_uint8))
+        s, u = np.linalg.eigh(reduce(cov) / n)
         s = np.maximum(s, 0.0)
         floor = zca_reg * s.mean()
         if not floor > 0:
