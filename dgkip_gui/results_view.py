@@ -64,6 +64,7 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "steps": ("Steps", "i", "Distillation steps taken."),
     "seconds": ("Total time", "s", "Wall time of the whole run."),
     "steps_per_second": ("Speed", "n", "Distillation steps per second."),
+    "processes": ("Processes", "i", "Processes that shared the teacher (torchrun); 1 for a run in the app."),
 }
 COMPANIONS = {"certified_consistency": ("agreement_with_teacher", "measured agreement", "%"),
               "radius": ("distance_to_teacher", "measured distance", "n")}

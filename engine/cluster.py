@@ -129,7 +129,8 @@ class Cluster:
         """Σ over ranks of a numpy array (float64 on the wire), returned as a new array."""
         if self.world == 1:
             return a
-        return self.sum(torch.from_numpy(a.astype("float64", copy=True))).numpy()
+        wire = torch.from_numpy(a.astype("float64", copy=True)).to(self._wire_device())
+        return self.sum(wire).cpu().numpy()
 
     def rows(self, local: Tensor, n: int, index: Sequence[int] | Tensor) -> Tensor:
         """The rows ``index`` (global row numbers of an n-row array sharded by :meth:`shard`) of the
