@@ -271,12 +271,12 @@ def _meta(rows: int, chw: tuple[int, int, int], dtype: torch.dtype) -> torch.Ten
 
 def _bytes_per_pair(kernel: Kernel, chw, dtype: torch.dtype, grad: bool) -> int:
     with torch.set_grad_enabled(grad):
-        return int(kernel.bytes_per_pair(kernel.prepare(_meta(1, chw, dtype))))
+        return int(kernel.bytes_per_pair(kernel.prepare(_meta(1, chw, dtype).requires_grad_(grad))))
 
 
 def _tile_rows(kernel: Kernel, rows: int, n_b: int, chw, dtype: torch.dtype, grad: bool) -> int:
     with torch.set_grad_enabled(grad):
-        return int(kernel.tile_rows(kernel.prepare(_meta(rows, chw, dtype)), n_b))
+        return int(kernel.tile_rows(kernel.prepare(_meta(rows, chw, dtype).requires_grad_(grad)), n_b))
 
 
 def _feature_bytes(kernel: Kernel, rows: int, chw, p: int, dtype: torch.dtype, grad: bool) -> int:

@@ -17,6 +17,12 @@ import torch
 
 from engine.kernels.base import MAX_DEPTH, Kernel, median_distance
 
+# entries per sub-tile of the in-place recursion (1 MiB in float64): small enough to stay in cache
+# between its steps, large enough that torch splits each elementwise op over threads (its grain is
+# 32,768 elements). 2,000 × 2,000 × 784, depth 3, 2 threads: 2^15 gave 0.45–0.49 of matmul
+# throughput, 2^17 0.57–0.63, 2^18 0.57–0.67 (measured interleaved, same run).
+CACHE_ENTRIES = 2**17
+
 class LinearKernel(Kernel):
     """k(a, b) = aᵀb / d + bias²; explicit features φ(a) = [a / √d, bias]."""
 
@@ -110,7 +116,11 @@ class FCNetworkKernel(Kernel):
         return {"depth": self.depth, "w_std": self.w_std, "b_std": self.b_std}
 
     def bytes_per_pair(self, a):
-        return 10 * a.element_size()
+        """Under autograd about ten saved arrays per pair; without it the block itself (the recursion
+        runs in place over cache-sized sub-tiles, :meth:`_block_in_place`)."""
+        if torch.is_grad_enabled() and a.requires_grad:
+            return 10 * a.element_size()
+        return a.element_size()
 
     def _recursion(self, q12, q11, q22, diag_mask=None):
         w2, b2 = self.w_std ** 2, self.b_std ** 2
@@ -132,11 +142,50 @@ class FCNetworkKernel(Kernel):
         return q12, q11, q22
 
     def _block(self, a, b, diag_offset=None):
+        if not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
+            return self._block_in_place(a, b, diag_offset)
         mask = None
         if diag_offset is not None:
             rows = torch.arange(a.shape[0], device=a.device)[:, None] + diag_offset
             mask = rows == torch.arange(b.shape[0], device=a.device)[None, :]
         return self._recursion(*self._first(a, b), diag_mask=mask)
+
+    @torch.no_grad()
+    def _block_in_place(self, a, b, diag_offset=None):
+        """:meth:`_block` without autograd (teacher, certificates, evaluation): the same formulas with
+        every elementwise step in place, over sub-tiles of about :data:`CACHE_ENTRIES` entries that stay
+        in the CPU's cache between steps (the graph-building path allocates a new n_a × n_b tensor per
+        operation and streams each through memory)."""
+        w2, b2, d = self.w_std ** 2, self.b_std ** 2, a.shape[1]
+        q12 = torch.mm(a, b.T).mul_(w2 / d).add_(b2)
+        # the variances of every layer, computed once: q ↦ w²·q/2 + b²
+        v1s, v2s = [(w2 * (a * a).sum(1) / d + b2)[:, None]], [(w2 * (b * b).sum(1) / d + b2)[None, :]]
+        for _ in range(self.depth - 1):
+            v1s.append(w2 * v1s[-1] / 2 + b2)
+            v2s.append(w2 * v2s[-1] / 2 + b2)
+        eps = 1e-20 if q12.dtype == torch.float64 else 1e-7
+        rows = max(1, CACHE_ENTRIES // max(1, q12.shape[1]))
+        for i in range(0, q12.shape[0], rows):
+            q = q12[i:i + rows]
+            ntk = q.clone() if self.ntk else None
+            t, s = torch.empty_like(q), torch.empty_like(q)
+            for v1, v2 in zip(v1s, v2s):
+                torch.mul(v1[i:i + rows], v2, out=t)                  # q11 q22
+                torch.mul(q, q, out=s)
+                torch.sub(t, s, out=s)
+                t.mul_(eps)
+                torch.maximum(s, t, out=s).sqrt_()                    # √(q11 q22) · sin θ
+                if diag_offset is not None:                           # k(x, x): θ = 0 exactly
+                    s.diagonal(diag_offset + i).zero_()
+                torch.atan2(s, q, out=t).neg_().add_(math.pi)         # π − θ
+                if ntk is not None:
+                    ntk.mul_(t)                                       # Θ (π − θ), scaled below
+                torch.addcmul(s, q, t, out=q).mul_(w2 / (2 * math.pi)).add_(b2)   # Dense ∘ ReLU
+                if ntk is not None:
+                    torch.add(q, ntk, alpha=w2 / (2 * math.pi), out=ntk)          # q + w² Θ (π − θ)/2π
+            if ntk is not None:
+                q.copy_(ntk)
+        return q12
 
     def diag(self, a):
         a = self.prepare(a)
