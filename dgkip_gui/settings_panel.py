@@ -53,7 +53,7 @@ HELP: dict[str, str] = {
     "teacher_max_iter": "Iteration cap of the teacher solve.",
     "eval_every": "Compute certificates and test accuracy every k steps (0 = at the end only).",
     "snapshot_every": "Send the synthetic images to the live view every k steps.",
-    "kip_batch": "KIP mode: real target points sampled per step.",
+    "kip_batch": "KIP mode: real target points per step, drawn without replacement (each real image once per epoch; all of them every step when the batch covers the data).",
     "teacher": "Exact: the teacher sees all n images through the n × n kernel. Nyström: the exact minimiser over "
                "the span of M centres, for datasets whose n × n kernel does not fit. Auto: exact when it fits "
                "the memory budget, else Nyström with the most centres that fit.",

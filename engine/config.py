@@ -213,7 +213,7 @@ class DistillConfig:
     memory_budget_gb: float = 4.0
     eval_every: int = 50                # certificates + kernel test accuracy every k steps (0 = end only)
     snapshot_every: int = 10            # image snapshot events every k steps
-    kip_batch: int = 2000               # KIP: real target points sampled per step
+    kip_batch: int = 2000               # KIP: real target points per step (epochs without replacement)
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "DistillConfig":

@@ -133,6 +133,31 @@ def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray
     return xs, ys
 
 
+class _EpochBatches:
+    """KIP's real batches of ``b`` rows of the same-length ``arrays`` (None entries stay None): epochs of
+    a seeded permutation, each row once per epoch (as KIP's shuffled target iterator), a trailing
+    partial batch dropped. Each epoch permutes the arrays once, so a step's batch is a view, not a copy;
+    when b covers every row the arrays are used as they are (the loss does not depend on row order)."""
+
+    def __init__(self, arrays: list[torch.Tensor | None], b: int, seed: int):
+        self.arrays, self.b = arrays, b
+        self.n = next(a.shape[0] for a in arrays if a is not None)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.epoch: list[torch.Tensor | None] = arrays
+        self.at = self.n if b < self.n else 0
+
+    def next(self) -> list[torch.Tensor | None]:
+        if self.b >= self.n:
+            return self.arrays
+        if self.at + self.b > self.n:
+            perm = torch.randperm(self.n, generator=self.gen)
+            self.epoch = [None if a is None else a[perm.to(a.device)] for a in self.arrays]
+            self.at = 0
+        sl = slice(self.at, self.at + self.b)
+        self.at += self.b
+        return [None if a is None else a[sl] for a in self.epoch]
+
+
 class _CodedRows:
     """uint8 images (n, H, W, C) of a row-coded dataset on demand: ``view[idx]`` reads those rows
     (engine.data.rows); ``view[:]`` reads them all."""
@@ -278,7 +303,6 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # built before the clock starts: the first torch.optim optimizer imports torch._dynamo (1.2-2.7 s measured)
     optimizer = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(syn.parameters(), lr=cfg.lr)
     t2 = time.perf_counter()                          # steps/s counts the steps only
-    batch_gen = torch.Generator().manual_seed(cfg.seed)
     alpha_prev: torch.Tensor | None = None
     cert: Certificate | None = None
     curves: list[dict[str, float]] = []
@@ -290,6 +314,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     kip_kernel = kernel
     n_work = Y_work.shape[0] if cfg.mode == "kip" else 0
     b = min(cfg.kip_batch, n_work)
+    batches = _EpochBatches([x_work, Y_work, f_work], b, cfg.seed) if cfg.mode == "kip" else None
     chw = tuple(syn.xs.shape[1:])
     if cfg.mode == "kip":
         p = f_work.shape[1] if f_work is not None else 0
@@ -311,9 +336,8 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
             if cfg.mode == "kip":
                 if redraw_every and (step - 1) % redraw_every == 0:       # RFAD: fresh random networks
                     kip_kernel = kernel.redraw(cfg.seed * 1_000_003 + step)
-                idx = torch.randint(0, n_work, (b,), generator=batch_gen).to(device)
-                objective = kip_loss(kip_kernel, syn.xs, Ys, None if x_work is None else x_work[idx], Y_work[idx],
-                                     cfg.lam, fb=None if f_work is None else f_work[idx])
+                xb, Yb, fb = batches.next()
+                objective = kip_loss(kip_kernel, syn.xs, Ys, xb, Yb, cfg.lam, fb=fb)
                 fy = km = gap = float("nan")
             else:
                 Z, Kss = tw.scores_and_gram(syn.xs)
