@@ -129,3 +129,25 @@ def test_in_place_evaluation_equals_the_differentiable_one(name, depth, monkeypa
         assert torch.allclose(fast_xx, slow_xx.detach(), rtol=1e-13, atol=0)
         assert torch.equal(fast_xx.diagonal(), slow_xx.detach().diagonal()) or torch.allclose(
             fast_xx.diagonal(), k.diag(x), rtol=1e-14, atol=0)
+
+
+def test_row_norm_cache_never_serves_stale_norms():
+    """The squared row norms of fixed inputs are cached; an in-place write, another view of the same
+    memory, or a new tensor at the address of a freed one must all be recomputed."""
+    from engine.kernels.base import row_sq_norms
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 7, generator=g, dtype=torch.float64)
+    first = row_sq_norms(x)
+    assert row_sq_norms(x) is first                                  # cached
+    torch.testing.assert_close(first, (x * x).sum(1), rtol=1e-15, atol=0)
+    x[3].mul_(2.0)                                                   # in-place write: version bump
+    torch.testing.assert_close(row_sq_norms(x), (x * x).sum(1), rtol=1e-15, atol=0)
+    torch.testing.assert_close(row_sq_norms(x[10:20]), (x[10:20] ** 2).sum(1), rtol=1e-15, atol=0)
+    torch.testing.assert_close(row_sq_norms(x[:, :3]), (x[:, :3] ** 2).sum(1), rtol=1e-15, atol=0)
+    for seed in range(20):                                           # freed memory reused by new tensors
+        y = torch.randn(50, 7, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        torch.testing.assert_close(row_sq_norms(y), (y * y).sum(1), rtol=1e-15, atol=0)
+        del y
+    z = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)   # with a gradient: never cached
+    row_sq_norms(z).sum().backward()
+    torch.testing.assert_close(z.grad, 2 * z.detach())

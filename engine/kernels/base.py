@@ -7,6 +7,7 @@ Outputs: ``k(a, b)`` is ``(n_a, n_b)``, ``k.diag(a)`` is ``(n_a,)``, in the dtyp
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import torch
@@ -80,6 +81,33 @@ class Kernel:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+_SQ_CACHE: list[tuple[Any, tuple, torch.Tensor]] = []
+SQ_CACHE_ENTRIES = 8        # fixed inputs whose row norms are kept (KIP's pool, a teacher's tiles, …)
+
+
+def row_sq_norms(a: torch.Tensor) -> torch.Tensor:
+    """Σ_j a_ij², shape (n,), for a 2-D ``a`` (n, d); differentiable when ``a`` requires grad.
+
+    The squared norms of an input that needs no gradient are kept (for the last
+    :data:`SQ_CACHE_ENTRIES` such inputs): a distillation step pairs the same fixed real images with
+    new synthetic ones every step, and squaring a 2,000 × 784 pool anew cost more than the rest of a
+    KIP step's elementwise work. An entry holds a weak reference to the tensor that owns the memory
+    (``a`` or the base it is a view of) and is used only while that tensor lives and ``a``'s offset,
+    shape, strides and version counter (bumped by every in-place write) are unchanged.
+    """
+    if a.requires_grad and torch.is_grad_enabled():
+        return (a * a).sum(1)
+    owner = a._base if a._base is not None else a
+    key = (a.storage_offset(), tuple(a.shape), tuple(a.stride()), a._version, a.dtype, a.device)
+    for ref, k, value in _SQ_CACHE:
+        if k == key and ref() is owner:
+            return value
+    value = torch.linalg.vecdot(a.detach(), a.detach())
+    _SQ_CACHE[:] = [e for e in _SQ_CACHE if e[0]() is not None][-(SQ_CACHE_ENTRIES - 1):]
+    _SQ_CACHE.append((weakref.ref(owner), key, value))
+    return value
 
 
 DEFAULTS_SAMPLE = 1000       # rows data-dependent kernel defaults look at

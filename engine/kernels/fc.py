@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from engine.kernels.base import MAX_DEPTH, Kernel, median_distance
+from engine.kernels.base import MAX_DEPTH, Kernel, median_distance, row_sq_norms
 
 # entries per sub-tile of the in-place recursion (1 MiB in float64): small enough to stay in cache
 # between its steps, large enough that torch splits each elementwise op over threads (its grain is
@@ -41,7 +41,7 @@ class LinearKernel(Kernel):
 
     def diag(self, a):
         a = self.prepare(a)
-        return (a * a).sum(1) / a.shape[1] + self.bias ** 2
+        return row_sq_norms(a) / a.shape[1] + self.bias ** 2
 
     def feature_cost(self, chw: tuple[int, ...]) -> tuple[float, float]:
         """(flops, elements) of φ for one input: one scaling of its d values."""
@@ -77,7 +77,7 @@ class RBFKernel(Kernel):
     def _block(self, a, b, diag_offset=None):
         if self.bandwidth is None:
             raise ValueError("rbf bandwidth unset: call with_data_defaults(x) first")
-        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+        sq = row_sq_norms(a)[:, None] + row_sq_norms(b)[None, :] - 2 * a @ b.T
         return torch.exp(-sq.clamp_min(0) / (2 * self.bandwidth ** 2))
 
     def diag(self, a):
@@ -137,8 +137,8 @@ class FCNetworkKernel(Kernel):
     def _first(self, a, b):
         w2, b2, d = self.w_std ** 2, self.b_std ** 2, a.shape[1]
         q12 = w2 * (a @ b.T) / d + b2
-        q11 = (w2 * (a * a).sum(1) / d + b2)[:, None]
-        q22 = (w2 * (b * b).sum(1) / d + b2)[None, :]
+        q11 = (w2 * row_sq_norms(a) / d + b2)[:, None]
+        q22 = (w2 * row_sq_norms(b) / d + b2)[None, :]
         return q12, q11, q22
 
     def _block(self, a, b, diag_offset=None):
@@ -159,7 +159,7 @@ class FCNetworkKernel(Kernel):
         w2, b2, d = self.w_std ** 2, self.b_std ** 2, a.shape[1]
         q12 = torch.mm(a, b.T).mul_(w2 / d).add_(b2)
         # the variances of every layer, computed once: q ↦ w²·q/2 + b²
-        v1s, v2s = [(w2 * (a * a).sum(1) / d + b2)[:, None]], [(w2 * (b * b).sum(1) / d + b2)[None, :]]
+        v1s, v2s = [(w2 * row_sq_norms(a) / d + b2)[:, None]], [(w2 * row_sq_norms(b) / d + b2)[None, :]]
         for _ in range(self.depth - 1):
             v1s.append(w2 * v1s[-1] / 2 + b2)
             v2s.append(w2 * v2s[-1] / 2 + b2)
@@ -190,7 +190,7 @@ class FCNetworkKernel(Kernel):
     def diag(self, a):
         a = self.prepare(a)
         w2, b2, d = self.w_std ** 2, self.b_std ** 2, a.shape[1]
-        q = w2 * (a * a).sum(1) / d + b2
+        q = w2 * row_sq_norms(a) / d + b2
         ntk = q.clone()
         for _ in range(self.depth):
             relu_q = q / 2                      # θ = 0: E[relu(u)²] = q / 2, E[relu'²] = 1/2
