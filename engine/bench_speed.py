@@ -8,8 +8,14 @@
 2. **Steps**: milliseconds per distillation step of :func:`engine.distill.run` on the built-in sample
    (``STEP_CASES``), from the run's own steps/s (its clock starts after the optimizer is built).
 
-Nothing is asserted; ``bench.md`` and ``bench.json`` are written. Comparisons with neural-tangents
-(JAX) are not part of this suite.
+3. **KIP against the reference** (only with ``DGKIP_PEER_PYTHON`` naming a Python that has
+   ``neural-tangents`` and ``jax``): our KIP step (kernel-ridge loss on a ``PEER_POOL``-image pool,
+   backward, Adam) against KIP's jit-compiled JAX step (:mod:`engine.peer_kip`) on the same data and
+   initial images (standard normal, d = 784), both processes on one core with one thread, three
+   interleaved rounds of ``PEER_STEPS`` steps; per-step median of each round, then min and median over
+   rounds, and the two losses at the initial images.
+
+Nothing is asserted; ``bench.md`` and ``bench.json`` are written.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from engine.config import DistillConfig
@@ -34,6 +41,7 @@ REPEATS = 3
 STEP_CASES = [dict(mode="dgkip", ipc=1), dict(mode="dgkip", ipc=10),
               dict(mode="kip", loss="squared", ipc=1), dict(mode="kip", loss="squared", ipc=10)]
 STEPS = 200
+PEER_POOL, PEER_STEPS, PEER_ROUNDS, PEER_LAM, PEER_LR = 2000, 60, 3, 1e-6, 0.01
 
 
 def _seconds(fn) -> float:
@@ -91,6 +99,73 @@ def step_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list[float]]:
+    """Our KIP step on ``data`` (engine.peer_kip's layout), one thread: (loss at the initial images,
+    seconds of each step after a warm-up step)."""
+    from engine.kip import kip_loss
+    torch.set_num_threads(1)
+    kernel = make_kernel("ntk-fc")
+    xb, yb = torch.from_numpy(data["xb"]), torch.from_numpy(data["yb"])
+    xs, ys = torch.from_numpy(data["xs"]).clone().requires_grad_(True), torch.from_numpy(data["ys"])
+    opt = torch.optim.Adam([xs], lr=float(data["lr"]))
+    seconds, first = [], None
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = kip_loss(kernel, xs, ys, xb, yb, float(data["lam"]))
+        loss.backward()
+        opt.step()
+        if i == 0:
+            first = loss.item()
+        else:
+            seconds.append(time.perf_counter() - t0)
+    return first, seconds
+
+
+def peer_rows(peer_python: str) -> list[dict[str, Any]]:
+    """KIP steps, ours against the reference (module doc, 3.)."""
+    import subprocess
+    import tempfile
+    rows = []
+    rng = np.random.default_rng(0)
+    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+           "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu"}
+    script = Path(__file__).with_name("peer_kip.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        for ipc in (1, 10):
+            m = 10 * ipc
+            data = {"xb": rng.standard_normal((PEER_POOL, 784)).astype(np.float32),
+                    "yb": np.eye(10, dtype=np.float32)[rng.integers(0, 10, PEER_POOL)],
+                    "xs": rng.standard_normal((m, 784)).astype(np.float32),
+                    "ys": np.eye(10, dtype=np.float32)[np.arange(m) % 10], "lam": np.float64(PEER_LAM),
+                    "lr": np.float64(PEER_LR)}
+            path = Path(tmp) / f"ipc{ipc}.npz"
+            np.savez(path, **data)
+            ours, peer, loss_ours, loss_peer = [], [], None, None
+            for _ in range(PEER_ROUNDS):          # interleaved: both see the same load
+                proc = subprocess.run([peer_python, str(script), str(path), str(PEER_STEPS)], env=env,
+                                      capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+                if proc.returncode != 0:
+                    raise RuntimeError(f"the reference KIP failed: {proc.stderr[-1500:]}")
+                answer = json.loads(proc.stdout.strip().splitlines()[-1])
+                peer.append(statistics.median(answer["seconds"]) * 1e3)
+                loss_peer = answer["loss0"]
+                before = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, {0})
+                try:
+                    loss_ours, secs = _our_kip_steps(data, PEER_STEPS)
+                finally:
+                    os.sched_setaffinity(0, before)
+                ours.append(statistics.median(secs) * 1e3)
+            rows.append({"ipc": ipc, "pool": PEER_POOL, "ours_ms": ours, "peer_ms": peer, "jax": answer["jax"],
+                         "ratio_min": min(ours) / min(peer), "ratio_median": statistics.median(ours) / statistics.median(peer),
+                         "loss_ours": loss_ours, "loss_peer": loss_peer})
+            print(f"KIP IPC {ipc}: ours {min(ours):.2f}/{statistics.median(ours):.2f} ms, reference {min(peer):.2f}/"
+                  f"{statistics.median(peer):.2f} ms (min/median), ratio {rows[-1]['ratio_min']:.2f}/"
+                  f"{rows[-1]['ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}", flush=True)
+    return rows
+
+
 def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +174,8 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
     report = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
               "threads": torch.get_num_threads(), "load_average_before": load_before, "shape": KERNEL_SHAPE,
               "kernels": kernel_rows(), "steps": step_rows()}
+    peer_python = os.environ.get("DGKIP_PEER_PYTHON")
+    report["peer"] = peer_rows(peer_python) if peer_python else None
     report.update(seconds=time.perf_counter() - t0, load_average_after=os.getloadavg())
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     n, d = KERNEL_SHAPE
@@ -115,5 +192,15 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
               "| mode | loss | IPC | kernel | parameters | ms per step |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['mode']} | {r['loss']} | {r['ipc']} | {r['kernel']} | {json.dumps(r['kernel_params'])} | "
               f"{r['ms_per_step']:.2f} |" for r in report["steps"]]
+    if report["peer"]:
+        lines += ["", f"KIP step against the reference (neural-tangents + JAX {report['peer'][0]['jax']}, jit, Adam), "
+                  f"{PEER_POOL:,}-image pool, d = 784, ntk-fc depth 1, one core and one thread each, {PEER_ROUNDS} "
+                  f"interleaved rounds of {PEER_STEPS} steps (ms per step, min / median over rounds):", "",
+                  "| IPC | ours ms | reference ms | ours / reference | loss ours | loss reference |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['ipc']} | {min(r['ours_ms']):.2f} / {statistics.median(r['ours_ms']):.2f} | "
+                  f"{min(r['peer_ms']):.2f} / {statistics.median(r['peer_ms']):.2f} | {r['ratio_min']:.2f} / "
+                  f"{r['ratio_median']:.2f} | {r['loss_ours']:.6g} | {r['loss_peer']:.6g} |" for r in report["peer"]]
+    else:
+        lines += ["", "KIP against the reference: not run (set DGKIP_PEER_PYTHON to a Python with neural-tangents and jax)."]
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     return report
