@@ -546,6 +546,7 @@ class MainWindow(QMainWindow):
             self.left_tabs.setCurrentIndex(1)
             self.statusBar().showMessage(f"{self.settings.refusal}: pick an alternative under Settings.", 8000)
             return False
+        self.settings.time_estimator.cancel()   # its step measurement must not share the CPU with the run
         config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
         self.store.set_config(config)
         control = RunControl()
@@ -969,6 +970,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("Stopping before closing…")
             event.ignore()
             return
+        self.settings.time_estimator.cancel(wait_s=1.0)
         self._save_state()
         self._refresh.stop()
         self._memory_timer.stop()

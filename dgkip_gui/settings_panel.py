@@ -22,6 +22,7 @@ from engine.config import ConfigError, DistillConfig
 from engine.estimate import estimate_run
 from engine.kernels import kernel_names, make_kernel
 from dgkip_gui.estimate_view import EstimateView
+from dgkip_gui.time_estimate import TimeEstimator
 from dgkip_gui.wheel_guard import guard_wheel
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,10 @@ class SettingsPanel(QWidget):
         self._changed_timer.timeout.connect(self._clear_highlight)
         self._estimate_timer = QTimer(self, singleShot=True, interval=150)
         self._estimate_timer.timeout.connect(self.update_estimate)
+        self.time_estimator = TimeEstimator(self)       # the time hint measures steps: off the GUI thread
+        self.time_estimator.ready.connect(self._show_timed)
+        self._timed_config: DistillConfig | None = None
+        self._last_timed: tuple[DistillConfig, Any, Any] | None = None    # config, its timed estimate, report
 
         preset_row = QHBoxLayout()
         preset_row.addWidget(QLabel("Preset"))
@@ -619,14 +624,27 @@ class SettingsPanel(QWidget):
         estimate = None
         if config is not None and self._report is not None:
             try:
-                estimate = estimate_run(config, self._report)
+                estimate = estimate_run(config, self._report, with_time=False)
             except Exception as exc:  # noqa: BLE001 - an estimate must never break the form
                 log.warning("estimate failed: %s", exc)
         if estimate is None:
             self.estimate.clear()
+            self._timed_config = None
+        elif self._last_timed is not None and self._last_timed[0] == config and self._last_timed[2] is self._report:
+            self.estimate.show_estimate(self._last_timed[1])        # already timed: nothing to measure
         else:
             self.estimate.show_estimate(estimate)
+            self._timed_config = config if estimate.fits and estimate.device.startswith("cpu") else None
+            if self._timed_config is not None:
+                self.time_estimator.request(config, self._report)
         self.estimate_changed.emit()
+
+    def _show_timed(self, config: DistillConfig, estimate) -> None:
+        """The background estimate with its time hint, if the form still holds the config it was for."""
+        if self._timed_config is not None and config == self._timed_config:
+            self._last_timed = (config, estimate, self._report)
+            self.estimate.show_estimate(estimate)
+            self.estimate_changed.emit()
 
     @property
     def refusal(self) -> str | None:

@@ -47,12 +47,14 @@ fits, and the budget that would do — when raising it helps at all.
   work-dtype copy of the teacher and, for KIP, of x_train and a ``kip_batch`` of rows;
 - certificate: k(x̃, x_teacher) in float64 without autograd, plus the test-set predictions.
 
-``seconds_hint`` (CPU only, else ``None``) is an order of magnitude, rounded to one significant figure:
-kernel entries (teacher n², test rows, m × n per step ×3 for the backward pass, certificates) at a
-per-entry cost from the kernel's structure (an inner product at the matmul rate plus elementwise work
-per layer and pixel), the teacher's kernel products at a streaming rate, and per step a count of small
-torch calls (calibrated on the sample digits). The machine rates are measured once per process
-(:func:`machine_rates`), so they include how busy the machine is at that moment.
+``seconds_hint`` (CPU only, else ``None``) is rounded to two significant figures. The distillation steps
+and certificates are *measured*: :mod:`engine.step_timing` runs a dozen real steps and one certificate
+on random pixels of the run's shapes with up to 2,048 rows (cached per setting that changes a step's
+work), and the rows beyond those are added at a per-entry cost. Everything else is modelled: kernel
+entries (teacher n², test rows) at a per-entry cost from the kernel's structure (an inner product at
+the matmul rate plus elementwise work per layer and pixel) and the teacher's kernel products at a
+streaming rate. The machine rates are measured once per process (:func:`machine_rates`); the step
+measurement is made when first needed, so both include how busy the machine is at that moment.
 """
 from __future__ import annotations
 
@@ -81,6 +83,7 @@ from engine.kip import uses_feature_cache
 from engine.nystrom import FEATURE_ROWS
 from engine.losses import make_loss
 from engine.solver import cd_hinge
+from engine.step_timing import measure
 from engine.teacher import Teacher
 from engine.timing import best_of
 
@@ -100,15 +103,14 @@ NYSTROM_PASSES = {"smooth": 120, "hinge": 2_000}  # passes over K(X, Z) (two pro
 # without this term (n = 4,000 and 6,000 measured 0.31 and 0.37 × K above the same model).
 HEAP_GROWTH_TILES = 4
 
+PROBE_SECONDS = 0.02       # modelled cost of a step-timing probe's step, teacher solve and test rows, at most
+
 # Time model constants, calibrated on the sample digits (1,438 × 8×8 images) on a 2-core CPU, in
 # units of the once-measured machine rates (so they carry over to faster or slower machines):
 SMOOTH_MATVECS = 80         # teacher kernel products, smooth losses (observed 49–83 Newton-CG products)
 HINGE_MATVECS = 2_000       # hinge by FISTA (features, GPU): iterations (observed 2,000)
 HINGE_UPDATES = 5           # hinge by coordinate descent (dense CPU kernel): updates per point and class
 MATVEC_CALLS = 25           # small torch calls per teacher iteration besides the kernel product
-STEP_CALLS = {"smooth": 2_500, "squared-hinge": 7_500, "hinge": 16_000,   # per step, besides the kernel
-              "joint": 1_400, "kip": 1_300}                               # (observed medians)
-CERTIFY_CALLS = {"smooth": 4_000, "squared-hinge": 15_000, "hinge": 45_000}   # per certificate
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class RunEstimate:
     """Estimate of one run.
 
     ``memory_bytes``: modelled peak bytes of the run's allocations (host and device together);
-    ``seconds_hint``: rough wall time in seconds (one significant figure) or ``None`` when unknown
+    ``seconds_hint``: wall time in seconds (two significant figures) or ``None`` when unknown
     (non-CPU devices); ``fits``: ``False`` exactly when the run is refused (:func:`check_run` raises
     :class:`engine.operators.ResourceError` with ``message``): the peak is over the memory budget or
     over the memory this machine has available; ``message``: when it does not fit, what the run needs
@@ -653,36 +655,39 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
         t["teacher solve"] += HINGE_UPDATES * n * k * (12 * rates["call"] + 6 * n * rates["element"])
     # test set: teacher scores and k(x, x)
     t["test set"] = nt * per_image if explicit else block(nt, rows_of) + nt * per_image      # φ(x_test) once
-    # distillation steps: forward + backward ≈ 3 forward passes, plus the step's small calls
+    # distillation steps and certificates: measured on a problem of the run's shapes with up to
+    # step_timing.MAX_ROWS rows (engine.step_timing), plus the modelled cost of the rows beyond those
     b = min(cfg.kip_batch, n)
-    family = cfg.loss if cfg.loss in ("hinge", "squared-hinge") else "smooth"
-    calls = STEP_CALLS["kip" if cfg.mode == "kip" else "joint" if cfg.alpha_mode == "joint" else family]
-    if cfg.mode == "kip" and explicit:         # φ(x̃) once; the batch's features cached or recomputed
-        cached = uses_feature_cache(cfg.mode, kernel)
-        step = (m if cached else m + b / 3) * per_image + (b + m) * m * pair     # the batch: forward only
-        t["KIP features of x_train"] = n * per_image if cached else 0.0
-    elif cfg.mode == "kip":
-        step = block(b, m) + block(m, m)
-    elif explicit:                             # φ(x̃) once for the scores and K_SS
-        step = m * per_image + m * m * pair
-    else:
-        step = block(m, rows_of) + block(m, m)
-    t["steps"] = cfg.steps * (3 * step + calls * rates["call"])
-    # certificates: the m-point solve, teacher scores of x̃, predictions on the test points
+    work_rows = b if cfg.mode == "kip" else rows_of
+    # the probe's rows: as many as the run has, within PROBE_SECONDS of modelled teacher, step and test work
+    pair_cost = per_image + pair if explicit else pair
+    probe_rows = int(min(work_rows, PROBE_SECONDS / max(1e-12, 3 * m * pair_cost),
+                         math.sqrt(PROBE_SECONDS / max(1e-12, pair_cost))))
+    probe_test = int(min(nt, PROBE_SECONDS / max(1e-12, m * pair_cost)))
+    timing = measure(cfg, s.chw, k, probe_rows, probe_test)
+
+    def step_rows(r: int) -> float:
+        """The part of one step's forward pass that grows with its ``r`` real rows."""
+        if cfg.mode == "kip":
+            return r * m * pair if explicit and uses_feature_cache(cfg.mode, kernel) else block(r, m)
+        return 0.0 if explicit else block(m, r)
+
+    extra_rows = max(0.0, step_rows(work_rows) - step_rows(timing.rows))
+    t["steps"] = cfg.steps * (timing.step_s + 3 * extra_rows)       # backward ≈ 2 forward passes
+    if cfg.mode == "kip" and explicit and uses_feature_cache(cfg.mode, kernel):
+        t["KIP features of x_train"] = n * per_image
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1
-    if explicit:              # one φ(x̃) for the teacher scores, K_SS and the predictions on the cached φ(x_test)
-        rows = m * per_image + (nt + m) * m * pair
-    else:
-        rows = block(m, rows_of) + block(nt, m) + block(m, m)
-    t["certificates"] = evals * (rows + CERTIFY_CALLS[family] * rates["call"])
+    extra_test = (nt - timing.test_rows) * m * pair if explicit else block(nt, m) - block(timing.test_rows, m)
+    extra_cert = (0.0 if explicit else block(m, rows_of) - block(m, timing.rows)) + max(0.0, extra_test)
+    t["certificates"] = evals * (timing.certificate_s + max(0.0, extra_cert))
     return t
 
 
-def _one_figure(seconds: float) -> float:
-    """Round to one significant figure (an order of magnitude, not a measurement)."""
+def _two_figures(seconds: float) -> float:
+    """Round to two significant figures (one figure alone is up to 1.4× off: 14 s would read 10 s)."""
     if seconds <= 0:
         return 0.0
-    return float(f"{seconds:.1g}")
+    return float(f"{seconds:.2g}")
 
 
 # --------------------------------------------------------------------------------------- the answer
@@ -782,7 +787,7 @@ def _make_run(cfg: DistillConfig, chw: tuple[int, int, int], device: torch.devic
     return _Run(cfg, kernel, feature_dim(kernel, chw), resolve_dtype(cfg.dtype), device, certificate_device(device))
 
 
-def estimate_run(config: DistillConfig, report: Any, ranks: int = 1) -> RunEstimate:
+def estimate_run(config: DistillConfig, report: Any, ranks: int = 1, with_time: bool = True) -> RunEstimate:
     """Estimate memory and time of ``run(config)`` on the dataset described by ``report`` (a
     :class:`engine.data.DatasetReport` or the mapping ``Dataset.describe()`` returns: ``classes``,
     ``train_counts``, ``test_counts``, ``image_shape`` (H, W, C)).
@@ -790,8 +795,12 @@ def estimate_run(config: DistillConfig, report: Any, ranks: int = 1) -> RunEstim
     Raises :class:`ConfigError` for an invalid config or an unavailable device and ``ValueError`` for
     kernel parameters the kernel rejects — exactly what the run would raise. With ``ranks`` > 1
     (torchrun) memory and time are per process: each holds n/ranks training rows of the Nyström
-    teacher (the only teacher that is sharded)."""
-    return _estimate(config, report, with_time=True, ranks=ranks)
+    teacher (the only teacher that is sharded).
+
+    The time hint (``with_time``, CPU runs that fit) measures a few real steps first
+    (:mod:`engine.step_timing`: 0.05–5 s once per setting that changes a step's work); without it the
+    answer is immediate and ``seconds_hint`` is ``None``."""
+    return _estimate(config, report, with_time=with_time, ranks=ranks)
 
 
 def check_run(config: DistillConfig, report: Any, ranks: int = 1) -> RunEstimate:
@@ -832,7 +841,7 @@ def _estimate(config: DistillConfig, report: Any, with_time: bool, ranks: int = 
                 text += f" and the {format_bytes(free)} of {_POOL_NAMES[pool]} available now"
         notes.append(text)
 
-    seconds = (_one_figure(sum(_seconds(run, s, a.storage, a.nys).values()))
+    seconds = (_two_figures(sum(_seconds(run, s, a.storage, a.nys).values()))
                if with_time and device.type == "cpu" and fits else None)
     return RunEstimate(memory_bytes=int(pk.total), seconds_hint=seconds, fits=fits, message=" ".join(notes),
                        n_train=s.n, n_test=s.n_test, storage=a.storage, operator_bytes=int(a.operator_bytes),

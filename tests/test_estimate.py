@@ -33,6 +33,12 @@ from engine.operators import build_operator, operator_plan
 
 REPO = Path(__file__).resolve().parents[1]
 GiB = 2**30
+
+
+def estimate_memory(config, report, **kw):
+    """The estimate without its time hint (which runs real steps): these tests are about memory."""
+    return estimate_run(config, report, with_time=False, **kw)
+
 # MNIST's per-class counts (train 60,000, test 10,000), for estimates without the dataset itself
 MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -137,7 +143,7 @@ def test_memory_estimate_is_within_2x_of_the_measured_peak(name, config, per_cla
     memory just before the run, after imports) against ``memory_bytes``: the run's own allocations, as
     the estimate counts them. glibc makes the measured peak vary from run to run (± 30 % seen here)."""
     cfg = DistillConfig(device="cpu", **config)
-    estimate = estimate_run(cfg, synthetic(per_class, test_per_class).report)
+    estimate = estimate_memory(cfg, synthetic(per_class, test_per_class).report)
     script = _MEASURE.format(tests=str(REPO / "tests"), config=cfg.to_json(), per_class=per_class,
                              test_per_class=test_per_class)
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
@@ -155,7 +161,7 @@ def test_operator_bytes_are_the_tensors_build_operator_makes():
     """The operator size in the estimate is exactly the tensor build_operator returns (dense and features)."""
     x = torch.randn(600, 1, 8, 8, dtype=torch.float64)
     for name, storage in (("ntk-fc", "dense"), ("rf-conv", "features"), ("linear", "features")):
-        estimate = estimate_run(DistillConfig(kernel=name, device="cpu"), counts_report(600))
+        estimate = estimate_memory(DistillConfig(kernel=name, device="cpu"), counts_report(600))
         op = build_operator(make_kernel(name), x, 2**40)
         assert estimate.storage == storage and estimate.operator_bytes == op.nbytes, name
 
@@ -174,13 +180,13 @@ def _refused(kernel: str, n: int, budget: int) -> bool:
 def test_fits_is_the_peak_within_the_budget_and_never_what_build_operator_refuses(kernel, n, plenty):
     """``fits`` ⇔ the modelled peak over all stages ≤ the budget (to the byte); a budget at which
     build_operator refuses (dense n²·8 over it; rf-fc with p = 2,049 ≥ n = 2,000 is dense) never fits."""
-    peak = estimate_run(DistillConfig(teacher="exact", kernel=kernel, memory_budget_gb=1000.0, device="cpu"),
+    peak = estimate_memory(DistillConfig(teacher="exact", kernel=kernel, memory_budget_gb=1000.0, device="cpu"),
                         counts_report(n)).memory_bytes
     assert peak > n * n * 8
     for budget in (n * n * 8 - 1, n * n * 8, peak - 1, peak, peak + 1):
         cfg = DistillConfig(teacher="exact", kernel=kernel, memory_budget_gb=budget / GiB, device="cpu")
         assert int(cfg.memory_budget_gb * GiB) == budget
-        estimate = estimate_run(cfg, counts_report(n))
+        estimate = estimate_memory(cfg, counts_report(n))
         assert estimate.n_train == n and estimate.memory_bytes == peak
         assert estimate.fits == (budget >= peak), (kernel, n, budget, estimate.message)
         if _refused(kernel, n, budget):
@@ -192,7 +198,7 @@ def test_explicit_feature_storage_over_the_budget_is_refused(plenty, no_kernel_b
     under a 20 MiB budget the run does, before any feature is computed, with the estimate's message."""
     ds = synthetic(210, 3)
     cfg = DistillConfig(teacher="exact", kernel="rf-fc", memory_budget_gb=20 / 1024, steps=1, device="cpu")
-    estimate = estimate_run(cfg, ds.report)
+    estimate = estimate_memory(cfg, ds.report)
     assert estimate.storage == "features" and estimate.operator_bytes == 2100 * 2049 * 8 > 20 * 2**20
     assert not estimate.fits and estimate.seconds_hint is None
     assert "Will not fit" in estimate.message and "2,100 × 2,049 features" in estimate.message
@@ -202,10 +208,10 @@ def test_explicit_feature_storage_over_the_budget_is_refused(plenty, no_kernel_b
             pass
     assert str(refused.value) == estimate.message
     budget = float(re.search(r"raise memory_budget_gb to at least (\d+(?:\.\d+)?)", estimate.message).group(1))
-    assert estimate_run(cfg.replace(memory_budget_gb=budget), ds.report).fits
+    assert estimate_memory(cfg.replace(memory_budget_gb=budget), ds.report).fits
     assert named_changes(estimate.message), estimate.message
     for change in named_changes(estimate.message):
-        assert estimate_run(cfg.replace(**change), ds.report).fits, change
+        assert estimate_memory(cfg.replace(**change), ds.report).fits, change
 
 
 def test_conv_step_over_the_budget_is_refused_before_any_kernel(plenty, no_kernel_built):
@@ -214,12 +220,12 @@ def test_conv_step_over_the_budget_is_refused_before_any_kernel(plenty, no_kerne
     before any kernel is evaluated, and every max_per_class / ipc the message names fits."""
     ds = synthetic(30, 3)
     cfg = DistillConfig(teacher="exact", kernel="ntk-conv", ipc=10, steps=1, device="cpu")
-    stages = dict(estimate_run(cfg.replace(memory_budget_gb=1000.0), ds.report).stages)
+    stages = dict(estimate_memory(cfg.replace(memory_budget_gb=1000.0), ds.report).stages)
     step = stages.pop("distillation step")
     assert step > 2 * max(stages.values())          # 40,000 pairs of 8×8 per-pixel maps: ~0.8 GB
     budget = (step + max(stages.values())) // 2
     cfg = cfg.replace(memory_budget_gb=budget / GiB)
-    estimate = estimate_run(cfg, ds.report)
+    estimate = estimate_memory(cfg, ds.report)
     assert operator_plan(300, explicit=False, p=None, element_size=8, budget_bytes=budget) == (
         "dense", 300 * 300 * 8)                     # the teacher's own rule (build_operator's) lets it run
     assert not estimate.fits and estimate.peak_stage == "distillation step"
@@ -231,7 +237,7 @@ def test_conv_step_over_the_budget_is_refused_before_any_kernel(plenty, no_kerne
     changes = named_changes(estimate.message)
     assert any("ipc" in c or "max_per_class" in c for c in changes), estimate.message
     for change in changes:
-        assert estimate_run(cfg.replace(**change), ds.report).fits, change
+        assert estimate_memory(cfg.replace(**change), ds.report).fits, change
 
 
 def test_full_mnist_conv_is_refused_with_alternatives_that_fit(plenty):
@@ -239,14 +245,14 @@ def test_full_mnist_conv_is_refused_with_alternatives_that_fit(plenty):
     under the default 4 GiB, naming changes that fit (estimate only: no MNIST needed)."""
     for ipc, low, high in ((1, 8, 16), (10, 80, 160)):
         cfg = DistillConfig(teacher="exact", kernel="ntk-conv", max_per_class=500, ipc=ipc, device="cpu")
-        estimate = estimate_run(cfg, mnist_report())
+        estimate = estimate_memory(cfg, mnist_report())
         assert not estimate.fits and estimate.peak_stage == "distillation step"
         assert low * GiB < estimate.memory_bytes < high * GiB
         assert "rf-fc" in estimate.message
         changes = named_changes(estimate.message)
         assert any(c.get("kernel") is None for c in changes), estimate.message
         for change in changes:
-            assert estimate_run(cfg.replace(**change), mnist_report()).fits, change
+            assert estimate_memory(cfg.replace(**change), mnist_report()).fits, change
 
 
 @pytest.mark.parametrize("name,changes", [
@@ -260,7 +266,7 @@ def test_ordinary_runs_fit_the_default_budget(name, changes, plenty, record_prop
     (``test_memory_estimate_is_within_2x_of_the_measured_peak``), so these are not refused for margin."""
     cfg = DistillConfig(device="cpu", **changes)
     assert cfg.memory_budget_gb == 4.0 and cfg.kernel == "ntk-fc"
-    estimate = estimate_run(cfg, load_dataset("sample").report if name == "sample" else mnist_report())
+    estimate = estimate_memory(cfg, load_dataset("sample").report if name == "sample" else mnist_report())
     record_property("peak_GiB", round(estimate.memory_bytes / GiB, 3))
     assert estimate.fits and "Fits the memory budget of 4.0 GiB" in estimate.message, estimate.message
     assert estimate.memory_bytes <= 4 * GiB == estimate.budget_bytes
@@ -275,9 +281,9 @@ def test_machine_memory_limits_below_the_budget(monkeypatch):
     the message says so, and does not offer a bigger budget alone."""
     ds = load_dataset("sample")
     cfg = DistillConfig(device="cpu", steps=1)
-    needed = estimate_run(cfg.replace(memory_budget_gb=1000.0), ds.report).memory_bytes
+    needed = estimate_memory(cfg.replace(memory_budget_gb=1000.0), ds.report).memory_bytes
     monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: needed // 2)
-    estimate = estimate_run(cfg, ds.report)
+    estimate = estimate_memory(cfg, ds.report)
     assert not estimate.fits and estimate.limit_bytes == needed // 2
     assert "this machine has available now" in estimate.message
     assert "raising memory_budget_gb alone does not help" in estimate.message
@@ -285,9 +291,9 @@ def test_machine_memory_limits_below_the_budget(monkeypatch):
         check_run(cfg, ds.report)
     assert named_changes(estimate.message), estimate.message
     for change in named_changes(estimate.message):
-        assert estimate_run(cfg.replace(**change), ds.report).fits, change
+        assert estimate_memory(cfg.replace(**change), ds.report).fits, change
     monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: needed)
-    assert estimate_run(cfg, ds.report).fits and check_run(cfg, ds.report).fits
+    assert estimate_memory(cfg, ds.report).fits and check_run(cfg, ds.report).fits
 
 
 @pytest.mark.parametrize("budget_factor", [1.0, 0.999])
@@ -297,9 +303,9 @@ def test_run_refuses_exactly_when_the_estimate_says(budget_factor, plenty):
     ds = synthetic(40, 3)
     cfg = DistillConfig(teacher="exact", kernel="ntk-fc", classes=["1", "2", "3", "4", "5", "6"], max_per_class=25, steps=1,
                         device="cpu")
-    peak = estimate_run(cfg, ds.report).memory_bytes
+    peak = estimate_memory(cfg, ds.report).memory_bytes
     cfg = cfg.replace(memory_budget_gb=int(budget_factor * peak) / GiB)
-    estimate = estimate_run(cfg, ds.report)
+    estimate = estimate_memory(cfg, ds.report)
     assert estimate.n_train == 6 * 25
     try:
         for event in run(cfg, dataset=ds):
@@ -318,23 +324,23 @@ def test_training_size_is_the_runs(changes):
     ds = synthetic(20, 2)
     ds = ds._with(ds.x_train[5:], ds.y_train[5:], ds.x_test, ds.y_test, ds.classes)   # unequal classes
     cfg = DistillConfig(device="cpu", **changes)
-    assert estimate_run(cfg, ds.report).n_train == len(prepare_dataset(cfg, ds).y_train)
-    assert estimate_run(cfg, ds.describe()).n_train == len(prepare_dataset(cfg, ds).y_train)
+    assert estimate_memory(cfg, ds.report).n_train == len(prepare_dataset(cfg, ds).y_train)
+    assert estimate_memory(cfg, ds.describe()).n_train == len(prepare_dataset(cfg, ds).y_train)
 
 
 def test_refusal_message_names_numbers_that_work(plenty):
     """The suggested cap is the largest that fits and the suggested budget fits."""
     ds = load_dataset("sample")
     cfg = DistillConfig(teacher="exact", memory_budget_gb=0.001, device="cpu")
-    estimate = estimate_run(cfg, ds.report)
+    estimate = estimate_memory(cfg, ds.report)
     assert not estimate.fits and estimate.seconds_hint is None
     message = estimate.message
     assert "Will not fit" in message and "Peak of each stage: data" in message
     cap = int(re.search(r"lower max_per_class to (\d+)", message, re.I).group(1))
     budget = float(re.search(r"raise memory_budget_gb to at least (\d+(?:\.\d+)?)", message).group(1))
-    assert estimate_run(cfg.replace(max_per_class=cap), ds.report).fits
-    assert not estimate_run(cfg.replace(max_per_class=cap + 1), ds.report).fits
-    assert estimate_run(cfg.replace(memory_budget_gb=budget), ds.report).fits
+    assert estimate_memory(cfg.replace(max_per_class=cap), ds.report).fits
+    assert not estimate_memory(cfg.replace(max_per_class=cap + 1), ds.report).fits
+    assert estimate_memory(cfg.replace(memory_budget_gb=budget), ds.report).fits
     n_max = int(re.search(r"at most ([\d,]+) training images fit", message).group(1).replace(",", ""))
     assert n_max ** 2 * 8 <= 0.001 * 2**30 < (n_max + 1) ** 2 * 8
 
@@ -381,8 +387,8 @@ def test_feature_dimension_is_the_kernels(name, params, shape):
 
 def test_explicit_features_scale_with_n_times_p_not_n_squared():
     big = dict(memory_budget_gb=10_000.0, device="cpu", steps=1)
-    rf = [estimate_run(DistillConfig(kernel="rf-fc", **big), counts_report(n)) for n in (40_000, 80_000)]
-    dense = [estimate_run(DistillConfig(kernel="ntk-fc", **big), counts_report(n)) for n in (40_000, 80_000)]
+    rf = [estimate_memory(DistillConfig(kernel="rf-fc", **big), counts_report(n)) for n in (40_000, 80_000)]
+    dense = [estimate_memory(DistillConfig(kernel="ntk-fc", **big), counts_report(n)) for n in (40_000, 80_000)]
     p = 4 * 512 + 1
     assert [e.storage for e in rf] == ["features", "features"]
     assert [e.operator_bytes for e in rf] == [40_000 * p * 8, 80_000 * p * 8]
@@ -399,7 +405,7 @@ def test_estimate_contract_and_time_hint(plenty):
         estimate.fits = False                                            # frozen
     assert estimate.memory_bytes > estimate.operator_bytes == 1438 ** 2 * 8
     assert estimate.seconds_hint is not None and estimate.seconds_hint > 0
-    assert float(f"{estimate.seconds_hint:.1g}") == estimate.seconds_hint   # one significant figure
+    assert float(f"{estimate.seconds_hint:.2g}") == estimate.seconds_hint   # two significant figures
     assert "Fits the memory budget" in estimate.message
     assert [format_seconds(s) for s in (0.3, 40, 300, 20_000)] == [
         "under a second", "about 40 s", "about 5 min", "about 6 h"]
@@ -409,7 +415,7 @@ def test_conv_step_graph_is_counted(plenty):
     """The conv kernels' per-pixel covariances under autograd: m × n pairs × H·W·(12 + 17·depth) arrays."""
     kernel = make_kernel("nngp-conv")
     cfg = DistillConfig(teacher="exact", kernel="nngp-conv", loss="squared", ipc=2, device="cpu", dtype="float32")
-    estimate = estimate_run(cfg, counts_report(2000, shape=(32, 32, 3)))
+    estimate = estimate_memory(cfg, counts_report(2000, shape=(32, 32, 3)))
     parts = dict(estimate.parts)
     m, n = 20, 2000
     per_pair = 32 * 32 * 4 * (12 + 17 * kernel.depth)
@@ -417,7 +423,7 @@ def test_conv_step_graph_is_counted(plenty):
     assert parts["step autograd graph"] >= per_pair * (m * n + m * m)
     assert not estimate.fits and "over the memory budget" in estimate.message
     cap = int(re.search(r"lower max_per_class to (\d+)", estimate.message, re.I).group(1))
-    capped = estimate_run(cfg.replace(max_per_class=cap), counts_report(2000, shape=(32, 32, 3)))
+    capped = estimate_memory(cfg.replace(max_per_class=cap), counts_report(2000, shape=(32, 32, 3)))
     assert capped.fits and capped.memory_bytes <= 4 * 2**30
 
 
@@ -438,7 +444,7 @@ def test_whole_datasets_are_never_refused_with_default_settings(dataset, kernel)
     from engine.estimate import _answer, _make_run, _Nystrom, _nystrom_answer, _sizes
     cfg = DistillConfig(data="x", kernel=kernel, device="cpu")
     report = _whole(dataset)
-    est = estimate_run(cfg, report)
+    est = estimate_memory(cfg, report)
     assert est.fits, est.message
     assert est.memory_bytes <= cfg.memory_budget_gb * 2**30
     if est.teacher == "nystrom":
@@ -454,15 +460,15 @@ def test_whole_datasets_are_never_refused_with_default_settings(dataset, kernel)
 
 
 def test_auto_teacher_is_exact_when_it_fits_and_exact_is_refused_with_the_nystrom_alternative():
-    small = estimate_run(DistillConfig(data="x", device="cpu", max_per_class=200), _whole("mnist"))
+    small = estimate_memory(DistillConfig(data="x", device="cpu", max_per_class=200), _whole("mnist"))
     assert small.fits and small.teacher == "exact" and small.centres is None
-    forced = estimate_run(DistillConfig(data="x", device="cpu", teacher="exact"), _whole("mnist"))
+    forced = estimate_memory(DistillConfig(data="x", device="cpu", teacher="exact"), _whole("mnist"))
     assert not forced.fits and "set teacher to auto (a Nyström teacher with" in forced.message
-    chosen = estimate_run(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=1234), _whole("mnist"))
+    chosen = estimate_memory(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=1234), _whole("mnist"))
     assert chosen.fits and chosen.teacher == "nystrom" and chosen.centres == 1234
     assert chosen.operator_bytes == 60_000 * 1234 * 8
     # centres whose K(X, Z) cannot be cached within the budget are recomputed per pass, not refused
-    tight = estimate_run(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=6000), _whole("mnist"))
+    tight = estimate_memory(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=6000), _whole("mnist"))
     assert tight.fits and not tight.nystrom_cache and tight.operator_bytes == 0
     assert "recomputed" in tight.summary()
 
@@ -477,7 +483,7 @@ def test_refusal_changes_are_the_named_alternatives_and_each_fits(cfg, rep, plen
     alternative: the first of an "ipc with max_per_class" list), plus the budget, each with a short
     label, and applying any one of them gives a run that fits."""
     report_ = mnist_report() if rep == "mnist" else synthetic(210, 3).report
-    estimate = estimate_run(cfg, report_)
+    estimate = estimate_memory(cfg, report_)
     assert not estimate.fits and estimate.changes
     fields = [change for _, change in estimate.changes]
     named = named_changes(estimate.message)
@@ -486,4 +492,38 @@ def test_refusal_changes_are_the_named_alternatives_and_each_fits(cfg, rep, plen
     assert {c.get("kernel") for c in offered} == {c.get("kernel") for c in named}
     for label, change in estimate.changes:
         assert label and label[0].isupper() and len(label) < 50, label
-        assert estimate_run(cfg.replace(**change), report_).fits, change
+        assert estimate_memory(cfg.replace(**change), report_).fits, change
+
+
+def test_time_hint_measures_the_step_and_is_kept_per_setting(plenty, monkeypatch):
+    """The time hint's steps and certificates come from a real run of the configured step
+    (engine.step_timing), measured once per setting that changes a step's work: λ, the step count
+    and the learning rate reuse the measurement; IPC does not. A cancelled probe raises Cancelled."""
+    import engine.step_timing as step_timing
+    from engine.control import Cancelled
+    monkeypatch.setattr(step_timing, "_MEASURED", {})
+    calls = []
+    real = step_timing._measure
+    monkeypatch.setattr(step_timing, "_measure", lambda *a: calls.append(a) or real(*a))
+    report = load_dataset("sample").report
+    base = DistillConfig(device="cpu", steps=100)
+    first = estimate_run(base, report)
+    assert len(calls) == 1 and first.seconds_hint > 0
+    timing = next(iter(step_timing._MEASURED.values()))
+    assert 0 < timing.step_s < 1 and 0 < timing.certificate_s < 5
+    assert timing.rows <= 1438 + 10 and timing.test_rows <= step_timing.MAX_TEST   # whole classes
+    longer = estimate_run(base.replace(steps=1000, lam=1e-2, lr=0.1), report)
+    assert len(calls) == 1                                           # reused
+    assert longer.seconds_hint > 5 * first.seconds_hint              # ten times the steps
+    estimate_run(base.replace(ipc=3), report)
+    assert len(calls) == 2                                           # a different step: measured
+    monkeypatch.setattr(step_timing, "STEP_SECONDS", 0.0)            # stop after MIN_STEPS …
+    threading = __import__("threading")
+    timer = threading.Timer(0.3, step_timing.cancel)                 # … or be cancelled mid-probe
+    monkeypatch.setattr(step_timing, "STEPS", 10_000)
+    monkeypatch.setattr(step_timing, "MIN_STEPS", 10_000)
+    timer.start()
+    with pytest.raises(Cancelled):
+        estimate_run(base.replace(ipc=4), report)
+    timer.join()
+    assert len(step_timing._MEASURED) == 2                           # nothing kept from the cancelled probe

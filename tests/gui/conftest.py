@@ -1,6 +1,8 @@
 """GUI fixtures: an isolated settings store, the real main window, dialogs that never block, and an
-autouse check that no job thread outlives its test. Helpers live in ``gui_helpers.py``."""
+autouse check that no job thread (nor time-estimate thread) outlives its test. Helpers live in ``gui_helpers.py``."""
 from __future__ import annotations
+
+import threading
 
 import pytest
 from PySide6.QtCore import QSettings, QStandardPaths
@@ -19,6 +21,8 @@ def no_threads_left(qtbot):
     yield
     qtbot.waitUntil(lambda: running_threads() == 0, timeout=30_000)
     assert running_threads() == 0
+    # the estimate's background step measurement (dgkip_gui.time_estimate) ends with its window
+    qtbot.waitUntil(lambda: not any(t.name == "dgkip-time-estimate" for t in threading.enumerate()), timeout=30_000)
 
 
 @pytest.fixture

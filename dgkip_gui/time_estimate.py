@@ -1,0 +1,70 @@
+"""The run estimate's time, off the GUI thread.
+
+The memory estimate is immediate and shown at once; the time hint measures a few real steps first
+(:mod:`engine.step_timing`, 0.05–5 s the first time a setting is seen), so :class:`TimeEstimator` asks
+for it on a background thread and hands the finished estimate back through :attr:`ready`. A newer
+request replaces an older one (its answer is dropped), and :meth:`cancel` abandons the measurement
+(the window calls it before a run starts, so the two never share the CPU or torch's thread setting).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from engine import step_timing
+from engine.config import DistillConfig
+from engine.control import Cancelled
+from engine.estimate import RunEstimate, estimate_run
+
+log = logging.getLogger(__name__)
+
+
+class TimeEstimator(QObject):
+    """``request(config, report)`` → ``ready(config, estimate)`` with ``seconds_hint`` set, unless superseded."""
+
+    ready = Signal(object, object)  # the latest request's DistillConfig and its RunEstimate
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._generation = 0
+        self._thread: threading.Thread | None = None
+
+    def request(self, config: DistillConfig, report: Any) -> None:
+        self._generation += 1
+        generation = self._generation
+        step_timing.cancel()                       # an older request's probe is of no use now
+        thread = threading.Thread(target=self._work, args=(generation, config, report), daemon=True,
+                                  name="dgkip-time-estimate")
+        self._thread = thread
+        thread.start()
+
+    def cancel(self, wait_s: float = 5.0) -> None:
+        """Drop pending answers and stop the measurement; wait up to ``wait_s`` for it to end."""
+        self._generation += 1
+        deadline = time.monotonic() + wait_s
+        while True:                   # again until it ends: a request may only now be reaching its probe
+            step_timing.cancel()
+            if self._thread is None or not self._thread.is_alive() or time.monotonic() > deadline:
+                return
+            self._thread.join(0.02)
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _work(self, generation: int, config: DistillConfig, report: Any) -> None:
+        if generation != self._generation:
+            return
+        try:
+            estimate: RunEstimate = estimate_run(config, report)
+        except Cancelled:
+            return
+        except Exception as exc:  # noqa: BLE001 - a time hint must never break the form
+            log.warning("time estimate failed: %s", exc)
+            return
+        if generation == self._generation:
+            self.ready.emit(config, estimate)      # queued to the GUI thread
