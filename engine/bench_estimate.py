@@ -29,14 +29,27 @@ CASES: dict[str, dict[str, Any]] = {
     "sample, rf-fc, squared, IPC 10, 500 steps": dict(data="sample", kernel="rf-fc", loss="squared", ipc=10, steps=500),
     "sample, KIP, IPC 10, 500 steps": dict(data="sample", mode="kip", loss="squared", ipc=10, steps=500),
 }
+# with the datasets folder (../shared/datasets): larger images and a teacher that is not negligible
+DATASET_CASES: dict[str, dict[str, Any]] = {
+    "MNIST 10 × 300, ntk-fc, cross-entropy, IPC 10, 200 steps":
+        dict(data="mnist-train.npz", test_data="mnist-test.npz", max_per_class=300, ipc=10, steps=200),
+    "MNIST 3 vs 5 × 1,000, ntk-fc, hinge, IPC 10, 100 steps":
+        dict(data="mnist-train.npz", test_data="mnist-test.npz", classes=["3", "5"], max_per_class=1000,
+             loss="hinge", ipc=10, steps=100),
+}
 
 
 def bench_estimate(out: str | Path, datasets: str | Path | None = None, command: str = "") -> dict[str, Any]:
     rows = []
     t0 = time.perf_counter()
-    for name, changes in CASES.items():
+    cases = dict(CASES)
+    if datasets is not None and (Path(datasets) / "mnist-train.npz").exists():
+        for name, changes in DATASET_CASES.items():
+            cases[name] = {**changes, "data": str(Path(datasets) / changes["data"]),
+                           "test_data": str(Path(datasets) / changes["test_data"])}
+    for name, changes in cases.items():
         cfg = DistillConfig(device="cpu", **changes).validate()
-        report = load_dataset(cfg.data, seed=cfg.seed).report
+        report = load_dataset(cfg.data, test_path=cfg.test_data, seed=cfg.seed).report
         hint = estimate_run(cfg, report).seconds_hint
         start = time.perf_counter()
         done = [e for e in run(cfg) if isinstance(e, Done)][-1]

@@ -329,7 +329,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report = bench_nystrom(args.out, args.datasets, command=command)
     elif args.suite == "estimate":
         from engine.bench_estimate import bench_estimate
-        report = bench_estimate(args.out, command=command)
+        report = bench_estimate(args.out, args.datasets, command=command)
     elif args.suite == "speed":
         from engine.bench_speed import bench_speed
         report = bench_speed(args.out, command=command)
