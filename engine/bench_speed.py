@@ -8,12 +8,15 @@
 2. **Steps**: milliseconds per distillation step of :func:`engine.distill.run` on the built-in sample
    (``STEP_CASES``), from the run's own steps/s (its clock starts after the optimizer is built).
 
-3. **KIP against the reference** (only with ``DGKIP_PEER_PYTHON`` naming a Python that has
+3. **Against the reference** (only with ``DGKIP_PEER_PYTHON`` naming a Python that has
    ``neural-tangents`` and ``jax``): our KIP step (kernel-ridge loss on a ``PEER_POOL``-image pool,
-   backward, Adam) against KIP's jit-compiled JAX step (:mod:`engine.peer_kip`) on the same data and
-   initial images (standard normal, d = 784), both processes on one core with one thread, three
+   backward, Adam) and our DGKIP step (cross-entropy, exact teacher on a pool of that size) against
+   KIP's jit-compiled JAX step (:mod:`engine.peer_kip`) on the same data and initial images (standard
+   normal, d = 784), on one core with one thread and on two cores with two threads, three
    interleaved rounds of ``PEER_STEPS`` steps; per-step median of each round, then min and median over
-   rounds, and the two losses at the initial images.
+   rounds, and the two KIP losses at the initial images. Then conv (and one FC) kernels without
+   gradients against neural-tangents' on the same shapes (``PEER_CONV_CASES``), one thread, with the
+   largest relative difference of a corner of entries.
 
 Nothing is asserted; ``bench.md`` and ``bench.json`` are written.
 """
@@ -122,48 +125,109 @@ def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list
     return first, seconds
 
 
-def peer_rows(peer_python: str) -> list[dict[str, Any]]:
-    """KIP steps, ours against the reference (module doc, 3.)."""
+PEER_CONV_CASES = [  # (arch, depth, ntk, n_a, n_b, H, W, C): conv kernels are priced per pixel pair
+    ("conv", 3, False, 40, 40, 28, 28, 1), ("conv", 3, True, 40, 40, 28, 28, 1),
+    ("conv", 3, True, 20, 20, 32, 32, 3), ("fc", 3, True, 2000, 2000, 28, 28, 1)]
+
+
+def _peer(peer_python: str, args: list[str], threads: int) -> dict[str, Any]:
+    """Run engine/peer_kip.py under ``peer_python`` on ``threads`` cores (XLA's threads to match)."""
     import subprocess
+    multi = "true" if threads > 1 else "false"
+    env = {**os.environ, "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={multi} intra_op_parallelism_threads={threads}",
+           "OMP_NUM_THREADS": str(threads), "JAX_PLATFORMS": "cpu"}
+    cores = set(range(threads))
+    proc = subprocess.run([peer_python, str(Path(__file__).with_name("peer_kip.py")), *args], env=env,
+                          capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    if proc.returncode != 0:
+        raise RuntimeError(f"the reference failed: {proc.stderr[-1500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _pinned(threads: int, fn):
+    """``fn()`` on the first ``threads`` cores with ``threads`` torch threads."""
+    before, torch_before = os.sched_getaffinity(0), torch.get_num_threads()
+    os.sched_setaffinity(0, set(range(threads)))
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        os.sched_setaffinity(0, before)
+        torch.set_num_threads(torch_before)
+
+
+def _dgkip_step_ms(ipc: int) -> float:
+    """Our DGKIP step (cross-entropy, exact teacher on PEER_POOL MNIST-sized random images) in ms, as
+    the run estimate measures it (engine.step_timing: median of the run's own step clock)."""
+    from engine import step_timing
+    cfg = DistillConfig(ipc=ipc, kernel="ntk-fc", snapshot_every=0).validate()
+    step_timing._MEASURED.clear()
+    return step_timing.measure(cfg, (1, 28, 28), 10, PEER_POOL, 10).step_s * 1e3
+
+
+def peer_rows(peer_python: str) -> dict[str, list[dict[str, Any]]]:
+    """Ours against the reference (module doc, 3.): KIP and DGKIP steps, conv and FC kernels."""
     import tempfile
-    rows = []
+    steps, kernels = [], []
     rng = np.random.default_rng(0)
-    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-           "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu"}
-    script = Path(__file__).with_name("peer_kip.py")
     with tempfile.TemporaryDirectory() as tmp:
-        for ipc in (1, 10):
-            m = 10 * ipc
-            data = {"xb": rng.standard_normal((PEER_POOL, 784)).astype(np.float32),
-                    "yb": np.eye(10, dtype=np.float32)[rng.integers(0, 10, PEER_POOL)],
-                    "xs": rng.standard_normal((m, 784)).astype(np.float32),
-                    "ys": np.eye(10, dtype=np.float32)[np.arange(m) % 10], "lam": np.float64(PEER_LAM),
-                    "lr": np.float64(PEER_LR)}
-            path = Path(tmp) / f"ipc{ipc}.npz"
-            np.savez(path, **data)
-            ours, peer, loss_ours, loss_peer = [], [], None, None
-            for _ in range(PEER_ROUNDS):          # interleaved: both see the same load
-                proc = subprocess.run([peer_python, str(script), str(path), str(PEER_STEPS)], env=env,
-                                      capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
-                if proc.returncode != 0:
-                    raise RuntimeError(f"the reference KIP failed: {proc.stderr[-1500:]}")
-                answer = json.loads(proc.stdout.strip().splitlines()[-1])
-                peer.append(statistics.median(answer["seconds"]) * 1e3)
-                loss_peer = answer["loss0"]
-                before = os.sched_getaffinity(0)
-                os.sched_setaffinity(0, {0})
-                try:
-                    loss_ours, secs = _our_kip_steps(data, PEER_STEPS)
-                finally:
-                    os.sched_setaffinity(0, before)
-                ours.append(statistics.median(secs) * 1e3)
-            rows.append({"ipc": ipc, "pool": PEER_POOL, "ours_ms": ours, "peer_ms": peer, "jax": answer["jax"],
-                         "ratio_min": min(ours) / min(peer), "ratio_median": statistics.median(ours) / statistics.median(peer),
-                         "loss_ours": loss_ours, "loss_peer": loss_peer})
-            print(f"KIP IPC {ipc}: ours {min(ours):.2f}/{statistics.median(ours):.2f} ms, reference {min(peer):.2f}/"
-                  f"{statistics.median(peer):.2f} ms (min/median), ratio {rows[-1]['ratio_min']:.2f}/"
-                  f"{rows[-1]['ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}", flush=True)
-    return rows
+        for threads in (1, 2):
+            for ipc in (1, 10):
+                m = 10 * ipc
+                data = {"xb": rng.standard_normal((PEER_POOL, 784)).astype(np.float32),
+                        "yb": np.eye(10, dtype=np.float32)[rng.integers(0, 10, PEER_POOL)],
+                        "xs": rng.standard_normal((m, 784)).astype(np.float32),
+                        "ys": np.eye(10, dtype=np.float32)[np.arange(m) % 10], "lam": np.float64(PEER_LAM),
+                        "lr": np.float64(PEER_LR)}
+                path = Path(tmp) / f"ipc{ipc}.npz"
+                np.savez(path, **data)
+                ours, dgkip, peer, loss_ours, loss_peer = [], [], [], None, None
+                for _ in range(PEER_ROUNDS):          # interleaved: all three see the same load
+                    answer = _peer(peer_python, ["step", str(path), str(PEER_STEPS)], threads)
+                    peer.append(statistics.median(answer["seconds"]) * 1e3)
+                    loss_peer = answer["loss0"]
+                    loss_ours, secs = _pinned(threads, lambda: _our_kip_steps(data, PEER_STEPS))
+                    ours.append(statistics.median(secs) * 1e3)
+                    dgkip.append(_pinned(threads, lambda: _dgkip_step_ms(ipc)))
+                row = {"threads": threads, "ipc": ipc, "pool": PEER_POOL, "kip_ms": ours, "dgkip_ms": dgkip,
+                       "peer_ms": peer, "jax": answer["jax"], "loss_ours": loss_ours, "loss_peer": loss_peer}
+                for key in ("kip", "dgkip"):
+                    row[f"{key}_ratio_min"] = min(row[f"{key}_ms"]) / min(peer)
+                    row[f"{key}_ratio_median"] = statistics.median(row[f"{key}_ms"]) / statistics.median(peer)
+                steps.append(row)
+                print(f"{threads} thread(s), IPC {ipc}: KIP {min(ours):.2f}/{statistics.median(ours):.2f} ms, DGKIP "
+                      f"{min(dgkip):.2f}/{statistics.median(dgkip):.2f} ms, reference KIP {min(peer):.2f}/"
+                      f"{statistics.median(peer):.2f} ms (min/median); KIP/reference {row['kip_ratio_min']:.2f}/"
+                      f"{row['kip_ratio_median']:.2f}, DGKIP/reference {row['dgkip_ratio_min']:.2f}/"
+                      f"{row['dgkip_ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}", flush=True)
+        for arch, depth, ntk, na, nb, h, w, c in PEER_CONV_CASES:
+            a = rng.standard_normal((na, h, w, c)).astype(np.float32)
+            b = rng.standard_normal((nb, h, w, c)).astype(np.float32)
+            path = Path(tmp) / "shapes.npz"
+            np.savez(path, a=a, b=b, arch=arch, depth=depth, filter_size=3, ntk=int(ntk))
+            name = ("ntk-" if ntk else "nngp-") + arch
+            kernel = make_kernel(name, depth=depth)
+            ta, tb = (torch.from_numpy(v).permute(0, 3, 1, 2).contiguous() for v in (a, b))
+            ours, peer = [], []
+            for _ in range(PEER_ROUNDS):
+                answer = _peer(peer_python, ["kernel", str(path), "1"], 1)
+                peer.append(answer["seconds"][0] * 1e3)
+
+                def evaluate():
+                    with torch.no_grad():
+                        kernel(ta, tb)
+                        return _seconds(lambda: kernel(ta, tb)) * 1e3
+                ours.append(_pinned(1, evaluate))
+            with torch.no_grad():
+                corner = kernel(ta.double(), tb.double())[:4, :4].numpy()
+            agree = float(np.max(np.abs(corner - np.asarray(answer["corner"])) / np.abs(corner)))
+            kernels.append({"kernel": name, "params": kernel.params(), "shape": [na, nb, h, w, c], "ours_ms": ours,
+                            "peer_ms": peer, "ratio_median": statistics.median(ours) / statistics.median(peer),
+                            "max_rel_diff_float32_peer": agree})
+            print(f"{name} {kernel.params()} {na} × {nb} of {h}×{w}×{c}, 1 thread: ours {statistics.median(ours):.1f} ms, "
+                  f"reference {statistics.median(peer):.1f} ms, ratio {kernels[-1]['ratio_median']:.2f}; entries agree to "
+                  f"{agree:.1e} (reference float32)", flush=True)
+    return {"steps": steps, "kernels": kernels}
 
 
 def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
@@ -193,14 +257,28 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
     lines += [f"| {r['mode']} | {r['loss']} | {r['ipc']} | {r['kernel']} | {json.dumps(r['kernel_params'])} | "
               f"{r['ms_per_step']:.2f} |" for r in report["steps"]]
     if report["peer"]:
-        lines += ["", f"KIP step against the reference (neural-tangents + JAX {report['peer'][0]['jax']}, jit, Adam), "
-                  f"{PEER_POOL:,}-image pool, d = 784, ntk-fc depth 1, one core and one thread each, {PEER_ROUNDS} "
-                  f"interleaved rounds of {PEER_STEPS} steps (ms per step, min / median over rounds):", "",
-                  "| IPC | ours ms | reference ms | ours / reference | loss ours | loss reference |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['ipc']} | {min(r['ours_ms']):.2f} / {statistics.median(r['ours_ms']):.2f} | "
-                  f"{min(r['peer_ms']):.2f} / {statistics.median(r['peer_ms']):.2f} | {r['ratio_min']:.2f} / "
-                  f"{r['ratio_median']:.2f} | {r['loss_ours']:.6g} | {r['loss_peer']:.6g} |" for r in report["peer"]]
+        jax_version = report["peer"]["steps"][0]["jax"]
+        lines += ["", f"Steps against the reference KIP (neural-tangents + JAX {jax_version}, jit, Adam), "
+                  f"{PEER_POOL:,}-image pool, d = 784, ntk-fc depth 1 (W_std √2, b_std 0.1), {PEER_ROUNDS} "
+                  f"interleaved rounds of {PEER_STEPS} steps, each process pinned to as many cores as threads "
+                  "(ms per step, min / median over rounds). DGKIP: cross-entropy, exact teacher on the pool, "
+                  "timed by the run's own clock (engine.step_timing).", "",
+                  "| threads | IPC | our KIP ms | our DGKIP ms | reference KIP ms | KIP / ref | DGKIP / ref | loss ours | loss ref |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['threads']} | {r['ipc']} | {min(r['kip_ms']):.2f} / {statistics.median(r['kip_ms']):.2f} | "
+                  f"{min(r['dgkip_ms']):.2f} / {statistics.median(r['dgkip_ms']):.2f} | "
+                  f"{min(r['peer_ms']):.2f} / {statistics.median(r['peer_ms']):.2f} | {r['kip_ratio_min']:.2f} / "
+                  f"{r['kip_ratio_median']:.2f} | {r['dgkip_ratio_min']:.2f} / {r['dgkip_ratio_median']:.2f} | "
+                  f"{r['loss_ours']:.6g} | {r['loss_peer']:.6g} |" for r in report["peer"]["steps"]]
+        lines += ["", "Kernels against neural-tangents (jit, float32, one thread, no gradients; median of "
+                  f"{PEER_ROUNDS}; filter 3 × 3, SAME padding):", "",
+                  "| kernel | parameters | n_a × n_b of H×W×C | ours ms | reference ms | ours / ref | max rel. diff |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['kernel']} | {json.dumps(r['params'])} | {r['shape'][0]} × {r['shape'][1]} of "
+                  f"{r['shape'][2]}×{r['shape'][3]}×{r['shape'][4]} | {statistics.median(r['ours_ms']):.1f} | "
+                  f"{statistics.median(r['peer_ms']):.1f} | {r['ratio_median']:.2f} | {r['max_rel_diff_float32_peer']:.1e} |"
+                  for r in report["peer"]["kernels"]]
     else:
-        lines += ["", "KIP against the reference: not run (set DGKIP_PEER_PYTHON to a Python with neural-tangents and jax)."]
+        lines += ["", "Against the reference: not run (set DGKIP_PEER_PYTHON to a Python with neural-tangents and jax)."]
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     return report
