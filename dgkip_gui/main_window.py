@@ -63,6 +63,8 @@ STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…",
               "features": "Computing features…", "distill": "Distilling…", "evaluate": "Evaluating…", "export": "Exporting…",
               "certify-exact": "Certifying the distance to the exact teacher…"}
 PROGRESS_TEXT = {"kernel": "Nyström teacher: kernel rows K(X, Z)",
+                 "teacher-kernel": "Teacher: kernel matrix rows K(X, X)",
+                 "teacher-features": "Teacher: feature rows Φ(X)",
                  "certify-exact": "Distance to the exact teacher: kernel rows"}
 SETTINGS_FILES = "Run settings (*.json)"
 RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, transfer evaluation

@@ -21,9 +21,10 @@ class Stage:
 
 @dataclass(frozen=True)
 class Progress:
-    """Determinate progress inside a long stage (``stage`` as in :class:`Stage`, e.g. "kernel" for the
-    Nyström teacher's K(X, Z) tiles, "certify-exact" for the pass over the full kernel): ``done`` of
-    ``total`` rows after ``seconds``."""
+    """Determinate progress inside a long stage: ``stage`` is "kernel" for the Nyström teacher's
+    K(X, Z) tiles, "teacher-kernel" / "teacher-features" for the exact teacher's K(X, X) or Φ(X)
+    rows, "certify-exact" for the pass over the full kernel; ``done`` of ``total`` rows after
+    ``seconds``."""
     stage: str
     done: int
     total: int

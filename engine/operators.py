@@ -11,10 +11,14 @@ The operators hold no autograd graph (teachers and certificates are computed wit
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
+from typing import Callable, Generator
 
 import torch
 
+from engine.events import Progress
+from engine.generators import drain
 from engine.kernels import Kernel
 
 
@@ -66,18 +70,53 @@ def operator_plan(n: int, *, explicit: bool, p: int | None, element_size: int, b
     return "dense", need
 
 
+PROGRESS_TILES = 50      # the kernel build reports progress (and checks for Cancel) at least this often
+
+
 @torch.no_grad()
-def build_operator(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True,
-                   dense_if_fits: bool = False) -> KernelOperator:
+def build_operator_iter(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True,
+                        dense_if_fits: bool = False, checkpoint: Callable[[], None] | None = None
+                        ) -> Generator[Progress, None, KernelOperator]:
     """Kernel operator of the rows of ``x`` (n, …) in x's dtype/device, refusing when over budget
-    (the rule is :func:`operator_plan`)."""
+    (the rule is :func:`operator_plan`). A generator: the features Φ (n, p) or the dense K (n, n) are
+    computed in row tiles (at least :data:`PROGRESS_TILES` of them, within the kernel's own tile
+    size), with ``checkpoint()`` before each and a :class:`Progress` ("teacher-features" or
+    "teacher-kernel", rows done, n) after it; returns the :class:`KernelOperator` (``op = yield from build_operator_iter(...)``)."""
     n = x.shape[0]
-    phi = kernel.features(x) if kernel.explicit and prefer_features else None
-    storage, _ = operator_plan(n, explicit=phi is not None, p=None if phi is None else phi.shape[1],
+    t0 = time.perf_counter()
+    explicit = kernel.explicit and prefer_features
+    rows = max(1, min(-(-n // PROGRESS_TILES), kernel.tile_rows(kernel.prepare(x[:1]), n)))
+
+    def tiles(stage: str, block: Callable[[slice], torch.Tensor], out: torch.Tensor | None
+              ) -> Generator[Progress, None, list]:
+        parts = []
+        for i in range(0, n, rows):
+            if checkpoint is not None:
+                checkpoint()
+            sl = slice(i, min(n, i + rows))
+            if out is None:
+                parts.append(block(sl))
+            else:
+                out[sl] = block(sl)
+            yield Progress(stage, sl.stop, n, time.perf_counter() - t0)
+        return parts
+
+    phi = None
+    if kernel.explicit:          # rows of Φ; K = ΦΦᵀ when dense (random-feature kernels have no other form)
+        phi = torch.cat((yield from tiles("teacher-features", lambda sl: kernel.features(x[sl]), None)))
+    storage, _ = operator_plan(n, explicit=explicit, p=None if phi is None else phi.shape[1],
                                element_size=x.element_size(), budget_bytes=budget_bytes,
                                dense_if_fits=dense_if_fits)
     if storage == "features":
         return KernelOperator(n=n, features=phi)
     if phi is not None:          # K = ΦΦᵀ from the features already computed (kept for w* = Φᵀc)
-        return KernelOperator(n=n, dense=phi @ phi.T, features=phi)
-    return KernelOperator(n=n, dense=kernel(x))
+        return KernelOperator(n=n, dense=phi @ phi.T, features=phi if explicit else None)
+    dense = torch.empty((n, n), dtype=x.dtype, device=x.device)
+    yield from tiles("teacher-kernel", lambda sl: kernel.symmetric_rows(x, sl.start, sl.stop), dense)
+    return KernelOperator(n=n, dense=dense)
+
+
+def build_operator(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True,
+                   dense_if_fits: bool = False) -> KernelOperator:
+    """:func:`build_operator_iter` run to completion (no progress, no cancel)."""
+    return drain(build_operator_iter(kernel, x, budget_bytes, prefer_features, dense_if_fits))

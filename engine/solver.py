@@ -74,8 +74,10 @@ def _record(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float, it: int, t
 
 
 def _cg_k_inner(matvec: MatVec, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, Kg: Tensor, lam: float,
-                eta: float, max_iter: int) -> tuple[Tensor, Tensor, int]:
-    """Solve (H K / N + λ I) δ = −g by CG in ⟨a, b⟩_K = Σ a ∘ K b. Returns δ, K δ, iterations."""
+                eta: float, max_iter: int, checkpoint: Callable[[], None] | None = None
+                ) -> tuple[Tensor, Tensor, int]:
+    """Solve (H K / N + λ I) δ = −g by CG in ⟨a, b⟩_K = Σ a ∘ K b. Returns δ, K δ, iterations.
+    ``checkpoint()`` before every kernel product (Cancel within one product of a large teacher)."""
     N = Y.shape[0]
     r, Kr = -g, -Kg
     p, Kp = r.clone(), Kr.clone()
@@ -86,6 +88,8 @@ def _cg_k_inner(matvec: MatVec, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, Kg:
     for it in range(1, max_iter + 1):
         if rr <= 0 or rr <= (eta ** 2) * rr0:
             break
+        if checkpoint is not None:
+            checkpoint()
         HKp = loss.hvp(Y, f, Kp) / N
         Ap = HKp + lam * p
         KAp = matvec(HKp) + lam * Kp
@@ -124,7 +128,7 @@ def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
         g = -A / N + lam * c                    # RKHS gradient coefficients
         Kg = -KA / N + lam * f
         eta = min(0.1, math.sqrt(rel))
-        d, Kd, n_cg = _cg_k_inner(matvec, loss, Y, f, g, Kg, lam, eta, max_iter=1000)
+        d, Kd, n_cg = _cg_k_inner(matvec, loss, Y, f, g, Kg, lam, eta, max_iter=1000, checkpoint=checkpoint)
         total_cg += n_cg
         slope = float((Kd * g).sum())
         if not slope < 0:

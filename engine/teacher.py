@@ -16,11 +16,11 @@ from typing import Callable, Generator
 import torch
 
 from engine.cluster import Cluster
-from engine.events import Event, TeacherProgress
+from engine.events import Event, Progress, TeacherProgress
 from engine.kernels import Kernel
 from engine.losses import Loss
 from engine.nystrom import CentreRows, NystromFactor, NystromSolver, select_centres, solve_nystrom
-from engine.operators import build_operator
+from engine.operators import build_operator_iter
 from engine.solver import DualSolution, cd_hinge, solve_iter
 
 Tensor = torch.Tensor
@@ -85,14 +85,15 @@ class Teacher:
 
 def fit_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, *, tol: float = 1e-6,
                 max_iter: int = 200, budget_bytes: int = 4 * 2**30,
-                checkpoint: Callable[[], None] | None = None) -> Generator[TeacherProgress, None, Teacher]:
+                checkpoint: Callable[[], None] | None = None) -> Generator[Progress | TeacherProgress, None, Teacher]:
     """Solve the full-data problem on ``x`` (n, …) with labels ``Y`` (n, C) in x's dtype (float64 for
     certificates). Generator: yields :class:`TeacherProgress`, returns the :class:`Teacher`.
     Raises :class:`engine.operators.ResourceError` when the kernel operator exceeds ``budget_bytes``."""
     n = x.shape[0]
     # hinge on the CPU: greedy coordinate descent on K = ΦΦᵀ when it fits, far ahead of FISTA on Φ
     # (CIFAR-10, 10,000 images, λ = 1e-4: relative gap 1e-3 after 20 s of descent; FISTA at 1e-5: 8 % after 200 s)
-    op = build_operator(kernel, x, budget_bytes, dense_if_fits=cd_hinge(loss, x.device, x.dtype))
+    op = yield from build_operator_iter(kernel, x, budget_bytes, dense_if_fits=cd_hinge(loss, x.device, x.dtype),
+                                        checkpoint=checkpoint)
     sol = yield from solve_iter(op.matvec, Y, loss, lam, tol=tol, max_iter=max_iter, checkpoint=checkpoint,
                                 dense=op.dense)
     coef = sol.alpha / (lam * n)

@@ -78,6 +78,14 @@ class Kernel:
         blocks = [self._block(a[i:i + rows], b, i if same else None) for i in range(0, a.shape[0], rows)]
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0)
 
+    def symmetric_rows(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of k(x, x), (stop − start, n), with the diagonal entries computed as
+        k(x, x) itself computes them (a tiled build of the symmetric matrix equals the whole one)."""
+        x = self.prepare(x)
+        rows = self.tile_rows(x, x.shape[0])
+        blocks = [self._block(x[i:min(stop, i + rows)], x, i) for i in range(start, stop, rows)]
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
