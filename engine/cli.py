@@ -4,6 +4,8 @@
     dgkip-engine inspect  --data PATH                         dataset report, no run
     dgkip-engine evaluate --distilled DIR --data PATH          transfer to real networks
     dgkip-engine bench    --suite quick --out DIR             result tables and speed ratios
+    dgkip-engine cluster-job --config run.json --nproc-per-node N [--nodes K] --out JOB
+                                                              run.sh / job.slurm for other machines
     dgkip-engine sweep    --config base.json --grid lam=1e-2,1e-3 --grid ipc=1,10 --out DIR
                                                               one run per grid cell, one table
 
@@ -346,6 +348,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_job(args: argparse.Namespace) -> int:
+    """The job folder of :mod:`engine.cluster_job` (what Run › Export a cluster job… writes)."""
+    from engine.cluster_job import EXPORT_NAME, JobOptions, write_cluster_job
+
+    cfg = DistillConfig.load(args.config) if args.config else DistillConfig()
+    if args.data:
+        cfg = cfg.replace(data=args.data).validate()
+    job = write_cluster_job(cfg, args.out, JobOptions(nproc_per_node=args.nproc_per_node, nodes=args.nodes,
+                                                      cpus_per_task=args.cpus_per_task,
+                                                      gpus_per_node=args.gpus_per_node, time=args.time))
+    for note in job.notes:
+        _say(f"note: {note}")
+    _say(f"wrote {job.folder}: run ./run.sh there (or sbatch job.slurm); the export appears in "
+         f"{job.folder / EXPORT_NAME}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Every cell of the grid (spread over the ranks under torchrun), then sweep.md and sweep.json."""
     from engine.cluster import Cluster, launched_by_torchrun
@@ -434,6 +453,18 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")
     b.set_defaults(func=cmd_bench)
+
+    j = sub.add_parser("cluster-job", help="write config.json, run.sh (torchrun) and job.slurm for other machines")
+    j.add_argument("--config", help="the run's config (JSON, as saved by the GUI or --save-config)")
+    j.add_argument("--data", help="override the config's dataset")
+    j.add_argument("--nproc-per-node", dest="nproc_per_node", type=int, default=2)
+    j.add_argument("--nodes", type=int, default=1)
+    j.add_argument("--cpus-per-task", dest="cpus_per_task", type=int, default=0,
+                   help="Slurm CPUs per node task (default: one per process)")
+    j.add_argument("--gpus-per-node", dest="gpus_per_node", type=int, default=0)
+    j.add_argument("--time", default="04:00:00", help="Slurm time limit")
+    j.add_argument("--out", required=True, help="new (or empty) folder for the job")
+    j.set_defaults(func=cmd_cluster_job)
 
     s = sub.add_parser("sweep", help="one run per cell of a grid of settings; one table (Markdown + JSON)")
     s.add_argument("--config", help="the base config (JSON, as saved by the GUI or --save-config)")

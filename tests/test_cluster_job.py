@@ -133,3 +133,17 @@ def test_folder_rules_and_local_path_note(tmp_path):
     assert any("data = " in n and "other machine" in n for n in job.notes)
     assert str(data) in (job.folder / "README.txt").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no temporary folder left
+
+
+def test_cli_writes_the_same_job_and_refuses_with_exit_2(tmp_path, capsys):
+    from engine import cli
+    (tmp_path / "run.json").write_text(json.dumps(TINY))
+    assert cli.main(["cluster-job", "--config", str(tmp_path / "run.json"), "--nproc-per-node", "3", "--nodes", "2",
+                     "--out", str(tmp_path / "job")]) == 0
+    assert "wrote" in capsys.readouterr().err
+    assert DistillConfig.load(tmp_path / "job" / "config.json") == DistillConfig(**TINY)
+    assert "#SBATCH --nodes=2" in (tmp_path / "job" / "job.slurm").read_text()
+    assert "--nnodes=2 --nproc_per_node=3" in (tmp_path / "job" / "run.sh").read_text()
+    (tmp_path / "kip.json").write_text(json.dumps({**TINY, "mode": "kip", "loss": "squared"}))
+    assert cli.main(["cluster-job", "--config", str(tmp_path / "kip.json"), "--out", str(tmp_path / "kip")]) == 2
+    assert "mode: KIP" in capsys.readouterr().err and not (tmp_path / "kip").exists()
