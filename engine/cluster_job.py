@@ -163,14 +163,15 @@ Files
   run.sh       ./run.sh on one machine ({'set HEAD=<first node> and run it on every node' if options.nodes > 1 else 'torchrun --standalone'}); the other form is in its comments
   job.slurm    sbatch job.slurm from this folder (a template: check the partition, time, GPUs)
 
-The export appears in ./{EXPORT_NAME}/ beside these files, on the machine where rank 0 runs (the
-first node). Open it in DGKIP Studio like any other export (Run > Evaluate an exported set...), or
+The export appears in ./{EXPORT_NAME}/ beside these files, on the machine where rank 0 runs (one
+machine: this one; several: the node torchrun's rendezvous makes rank 0, so a shared file system is
+simplest). Open it in DGKIP Studio like any other export (Run > Evaluate an exported set...), or
 copy it back first. A non-empty ./{EXPORT_NAME}/ is never replaced unless ./run.sh --overwrite is given
 (and then only an earlier export).
 
-What is sharded: the Nystrom teacher. Each process reads only its rows of the training set (an .npz
+What is sharded: the Nystrom teacher. Each process keeps only its rows of the training set (an .npz
 dataset with uint8 images is read by row; other sources are read whole by every process, which then
-keeps its rows), computes its rows of K(X, Z) and its share of every gradient, Hessian-vector product
+cuts out its rows), computes its rows of K(X, Z) and its share of every gradient, Hessian-vector product
 and duality gap; the shares are all-reduced (gloo on CPU, NCCL on CUDA). Rank 0 then distils,
 certifies and exports alone; the other processes exit 0.
 
