@@ -292,7 +292,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+        return f"{v:.4g}"
     return printable(v).replace("|", "\\|")
 
 
