@@ -87,3 +87,20 @@ def test_what_torchrun_refuses_gets_the_error_dialog_and_nothing_is_written(qtbo
 def _one():
     from engine.cluster_job import JobOptions
     return JobOptions(nproc_per_node=1)
+
+
+def test_dialog_shows_every_control_unclipped_and_needs_a_folder(qtbot, window, tmp_path):
+    from clipping import clipped_widgets
+    dialog = ClusterJobDialog(str(tmp_path / "cluster-job"), parent=window)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert clipped_widgets(dialog) == []
+    ok = dialog.buttons.button(dialog.buttons.StandardButton.Ok)
+    assert ok.isEnabled() and dialog.nproc.value() == 2 and dialog.nodes.value() == 1
+    dialog.folder.setText("  ")
+    assert not ok.isEnabled()
+    dialog.folder.setText(str(tmp_path / "j"))
+    dialog.nodes.setValue(3)
+    folder, options = dialog.choice()
+    assert folder == tmp_path / "j" and (options.nodes, options.nproc_per_node, options.world) == (3, 2, 6)
