@@ -374,7 +374,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.data:
         base = base.replace(data=args.data).validate()
     axes = parse_grid(args.grid)
-    command = "dgkip-engine sweep " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "dgkip-engine sweep"
+    import shlex
+    command = "dgkip-engine " + shlex.join(getattr(args, "argv", None) or ["sweep"])
     cluster = Cluster.from_env() if launched_by_torchrun() else Cluster()
     try:
         table = sweep(base, axes, args.out, overwrite=args.overwrite, cluster=cluster, say=_say, command=command)
@@ -479,6 +480,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except (ConfigError, DatasetError, ResourceError, FileExistsError, ValueError) as exc:

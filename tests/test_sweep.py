@@ -100,7 +100,8 @@ def test_a_failing_cell_is_recorded_and_the_others_run(tmp_path, capsys):
     assert by["ipc=1_mode=kip"]["status"] == "failed" and "squared" in by["ipc=1_mode=kip"]["message"]
     assert by["ipc=500_mode=dgkip"]["status"] == "failed" and "500" in by["ipc=500_mode=dgkip"]["message"]
     assert by["ipc=500_mode=dgkip"]["export"] is None and not (out / "ipc=500_mode=dgkip").exists()
-    assert "| failed: " in (out / "sweep.md").read_text()
+    md = (out / "sweep.md").read_text()
+    assert "| failed: " in md and "`dgkip-engine sweep --config " in md and "--grid ipc=1,500 --grid mode=dgkip,kip" in md
 
 
 def _env() -> dict[str, str]:
