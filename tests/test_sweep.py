@@ -153,3 +153,34 @@ def test_torchrun_sweep_spreads_cells_over_ranks_and_writes_one_table(tmp_path):
         assert manifest["metrics"]["processes"] == 1             # each cell is an ordinary single-process run
         assert c["metrics"]["gap"] == manifest["metrics"]["gap"]
     assert "2 processes (cell i on rank i mod 2)" in (tmp_path / "sw" / "sweep.md").read_text()
+
+
+def test_a_rank_lost_in_a_sweep_is_named_and_the_finished_cells_are_tabled(tmp_path):
+    """Two env:// ranks (as a multi-node job without torchrun's agent); rank 1 is killed in its cell: rank 0
+    still writes the table of its own cells, marks rank 1's as lost, and exits 4."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    base = _base(tmp_path, steps=400)
+    procs = [subprocess.Popen([sys.executable, "-m", "engine", "sweep", "--config", base, "--grid", "ipc=1,2",
+                               "--out", "sw"], cwd=tmp_path,
+                              env={**_env(), "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r),
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "DGKIP_SWEEP_WAIT_S": "20"},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    try:
+        while True:
+            line = procs[1].stderr.readline()
+            assert line, "rank 1 ended before its cell"
+            if line.startswith("cell 2/2"):
+                break
+        procs[1].kill()
+        out, err = procs[0].communicate(timeout=120)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert procs[0].returncode == 4, err[-2000:]
+    assert "rank 1 stopped answering" in err
+    table = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [c["status"] for c in table["cells"]] == ["ok", "lost"]
+    assert "rank 1 did not report" in table["cells"][1]["message"]
