@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QMainWindow, 
 from engine import ResourceError
 from engine import data as engine_data
 from engine import distill, export
+from engine.cluster_job import EXPORT_NAME, JobOptions, write_cluster_job
 from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
 from engine.device import resolve_device
@@ -31,6 +32,7 @@ from engine.events import Done, Evaluation, Progress, Snapshot, Stage, Step, Tea
 from engine.result import DistillResult
 from engine.transfer import QUICK_EPOCHS, TransferProgress, TransferScore, TransferSummary
 from dgkip_gui import APP_NAME, open_dialog
+from dgkip_gui.cluster_job_dialog import ClusterJobDialog
 from dgkip_gui.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -202,6 +204,9 @@ class MainWindow(QMainWindow):
                                          "Train finite networks on the exported set and test them on the real data")
         self.act_open_export = self._action("open_export", "Evaluate an e&xported set…", self.evaluate_folder,
                                             ("Ctrl+Shift+T",), sp.SP_DirOpenIcon)
+        self.act_cluster_job = self._action("cluster_job", "Export a c&luster job…", self.export_cluster_job, (), None,
+                                            "Write the current settings, a torchrun command and a Slurm template "
+                                            "to run on other machines")
         self.act_export_transfer = self._action("export_transfer", "Export transfer table as CSV…",
                                                 self.export_transfer_csv)
         self.act_open_export.setIconText("Open export…")      # the shorter labels of the Transfer tab's buttons
@@ -277,6 +282,8 @@ class MainWindow(QMainWindow):
         run_menu.addActions([self.act_run, self.act_pause, self.act_stop, self.act_cancel])
         run_menu.addSeparator()
         run_menu.addActions([self.act_evaluate, self.act_open_export])
+        run_menu.addSeparator()
+        run_menu.addAction(self.act_cluster_job)
         help_menu = bar.addMenu("&Help")
         help_menu.addActions([self.act_log, self.act_about])
 
@@ -332,6 +339,7 @@ class MainWindow(QMainWindow):
         self.act_export.setEnabled(self.result is not None and not self.running)
         self.act_evaluate.setEnabled(self.export_info is not None and not self.busy)
         self.act_open_export.setEnabled(not self.busy)
+        self.act_cluster_job.setEnabled(not self.busy)
         self.act_export_transfer.setEnabled(self.evaluate_panel.table.rowCount() > 0 and not self.busy)
         self.settings.setEnabled(not self.busy)
         self.recent_menu.setEnabled(not self.busy and bool(self.recent_menu.actions()))
@@ -757,6 +765,47 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved the {what} to {saved}", 8000)
         return saved
 
+    # ------------------------------------------------------------------ cluster jobs
+    def export_cluster_job(self, folder: str | Path | None = None, options: JobOptions | None = None) -> Path | None:
+        """Write a cluster job (:func:`engine.cluster_job.write_cluster_job`) of the current settings, the
+        loaded dataset and test split included; the dialog asks for the folder and the layout when
+        ``folder`` is None. Settings torchrun would refuse, and a non-empty folder, get the error dialog.
+        The path of the job folder, or None when nothing was written."""
+        if self.busy:
+            return None
+        try:
+            config = self.settings.config()
+        except ConfigError as exc:
+            self.settings.show_error(exc)
+            self.left_tabs.setCurrentIndex(1)
+            self.statusBar().showMessage(f"Fix the settings first: {exc}", 8000)
+            return None
+        config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
+        if folder is None:
+            dialog = ClusterJobDialog(str(free_subfolder(Path(self.store.folder(EXPORTS)), "cluster-job")),
+                                      options, parent=self)
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return None
+            folder, options = dialog.choice()
+        try:
+            job = write_cluster_job(config, Path(folder).absolute(), options or JobOptions())
+        except (ConfigError, FileExistsError) as exc:
+            self.show_error(ErrorReport.from_exception(exc, "Cluster job refused"))
+            return None
+        except OSError as exc:
+            self.show_error(ErrorReport.from_exception(exc, "Could not write the cluster job",
+                                                       write_error_message(exc, folder, "the cluster job")))
+            return None
+        self.store.set_folder(EXPORTS, job.folder.parent)
+        notes = "".join(f"\n\n{n}" for n in job.notes)
+        self.inform("Cluster job written",
+                    f"The cluster job is in {job.folder}.\n\nOn the other machine run ./run.sh there (or sbatch "
+                    f"job.slurm); the export appears in {job.folder / EXPORT_NAME}. Open it here with "
+                    f"Run › Evaluate an exported set… like any other export.{notes}")
+        self.statusBar().showMessage(f"Wrote the cluster job to {job.folder}", 10000)
+        log.info("wrote a cluster job to %s", job.folder)
+        return job.folder
+
     # ------------------------------------------------------------------ transfer evaluation
     def open_export(self, path: str | Path, show: bool = True) -> bool:
         """Make ``path`` the export that Evaluate works on and show its saved results (``show``: switch to
@@ -924,6 +973,10 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
+
+    def inform(self, title: str, text: str) -> None:
+        """A message with an OK button (tests monkeypatch ``QMessageBox.information``)."""
+        QMessageBox.information(self, title, text)
 
     def show_error(self, report: ErrorReport) -> None:
         """Show the error dialog (non-modal, so no event loop is blocked) and log the report (bad input

@@ -4,6 +4,10 @@
     dgkip-engine inspect  --data PATH                         dataset report, no run
     dgkip-engine evaluate --distilled DIR --data PATH          transfer to real networks
     dgkip-engine bench    --suite quick --out DIR             result tables and speed ratios
+    dgkip-engine cluster-job --config run.json --nproc-per-node N [--nodes K] --out JOB
+                                                              run.sh / job.slurm for other machines
+    dgkip-engine sweep    --config base.json --grid lam=1e-2,1e-3 --grid ipc=1,10 --out DIR
+                                                              one run per grid cell, one table
 
 ``distill`` prints the memory and time estimate (:mod:`engine.estimate`) before the run starts and
 refuses a run that does not fit (its estimated peak over the memory budget, or over the memory this
@@ -17,7 +21,8 @@ whose target fails at the last moment to a recovery folder (its path is printed)
 Exit status: 0 success, 1 an internal error or a result that could be saved nowhere, 2 bad input
 (invalid setting, unreadable data, over the memory budget, unusable output folder), 3 the result was
 saved to a recovery folder instead of ``--out``, 4 a process of a torchrun job failed (the message
-names the rank; nothing is exported), 130 interrupted (a first Ctrl-C stops after the current step,
+names the rank; nothing is exported), 5 a sweep's table was written but some of its cells failed,
+130 interrupted (a first Ctrl-C stops after the current step,
 or lets the export finish, and still exports; a second aborts).
 
 Under ``torchrun --nproc_per_node=N -m engine distill …`` every process runs this command with the
@@ -51,6 +56,7 @@ BAD_INPUT = 2
 RECOVERED = 3       # the export's target failed; the result was saved to a recovery folder (printed)
 CLUSTER_FAILED = 4  # a rank of a torchrun job died, timed out or never connected
 EXPORT_FAILED = 1   # the result could not be saved anywhere
+SWEEP_CELLS_FAILED = 5  # a sweep's table was written, but some cells failed (their messages are in it)
 
 # CLI flag → config field (value types come from argparse)
 _OVERRIDES = ("data", "test_data", "ipc", "loss", "kernel", "lam", "steps", "lr", "seed", "device", "dtype",
@@ -342,6 +348,49 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_job(args: argparse.Namespace) -> int:
+    """The job folder of :mod:`engine.cluster_job` (what Run › Export a cluster job… writes)."""
+    from engine.cluster_job import EXPORT_NAME, JobOptions, write_cluster_job
+
+    cfg = DistillConfig.load(args.config) if args.config else DistillConfig()
+    if args.data:
+        cfg = cfg.replace(data=args.data).validate()
+    job = write_cluster_job(cfg, args.out, JobOptions(nproc_per_node=args.nproc_per_node, nodes=args.nodes,
+                                                      cpus_per_task=args.cpus_per_task,
+                                                      gpus_per_node=args.gpus_per_node, time=args.time))
+    for note in job.notes:
+        _say(f"note: {note}")
+    _say(f"wrote {job.folder}: run ./run.sh there (or sbatch job.slurm); the export appears in "
+         f"{job.folder / EXPORT_NAME}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Every cell of the grid (spread over the ranks under torchrun), then sweep.md and sweep.json."""
+    from engine.cluster import Cluster, launched_by_torchrun
+    from engine.sweep import SWEEP_MD, parse_grid, sweep
+
+    base = DistillConfig.load(args.config) if args.config else DistillConfig()
+    if args.data:
+        base = base.replace(data=args.data).validate()
+    axes = parse_grid(args.grid)
+    import shlex
+    command = "dgkip-engine " + shlex.join(getattr(args, "argv", None) or ["sweep"])
+    cluster = Cluster.from_env() if launched_by_torchrun() else Cluster()
+    try:
+        table = sweep(base, axes, args.out, overwrite=args.overwrite, cluster=cluster, say=_say, command=command)
+    finally:
+        cluster.close()
+    if not cluster.leader:
+        return 0
+    counts = table["counts"]
+    print(json.dumps({"table": str(Path(args.out).resolve() / SWEEP_MD), "cells": len(table["cells"]),
+                      "counts": counts}, indent=2))
+    if table["interrupted"]:
+        return 130
+    return SWEEP_CELLS_FAILED if any(s != "ok" for s in counts) else 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dgkip-engine", description="Certified dataset distillation (DGKIP), headless.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -405,11 +454,33 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")
     b.set_defaults(func=cmd_bench)
+
+    j = sub.add_parser("cluster-job", help="write config.json, run.sh (torchrun) and job.slurm for other machines")
+    j.add_argument("--config", help="the run's config (JSON, as saved by the GUI or --save-config)")
+    j.add_argument("--data", help="override the config's dataset")
+    j.add_argument("--nproc-per-node", dest="nproc_per_node", type=int, default=2)
+    j.add_argument("--nodes", type=int, default=1)
+    j.add_argument("--cpus-per-task", dest="cpus_per_task", type=int, default=0,
+                   help="Slurm CPUs per node task (default: one per process)")
+    j.add_argument("--gpus-per-node", dest="gpus_per_node", type=int, default=0)
+    j.add_argument("--time", default="04:00:00", help="Slurm time limit")
+    j.add_argument("--out", required=True, help="new (or empty) folder for the job")
+    j.set_defaults(func=cmd_cluster_job)
+
+    s = sub.add_parser("sweep", help="one run per cell of a grid of settings; one table (Markdown + JSON)")
+    s.add_argument("--config", help="the base config (JSON, as saved by the GUI or --save-config)")
+    s.add_argument("--data", help="override the base config's dataset")
+    s.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="a setting and its values, e.g. lam=1e-2,1e-3,1e-4 (repeat for more settings)")
+    s.add_argument("--out", required=True, help="new folder: one export per cell, sweep.md and sweep.json")
+    s.add_argument("--overwrite", action="store_true", help="replace an earlier sweep's cells in --out")
+    s.set_defaults(func=cmd_sweep)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except (ConfigError, DatasetError, ResourceError, FileExistsError, ValueError) as exc:

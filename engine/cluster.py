@@ -161,6 +161,25 @@ class Cluster:
         self._guard(dist.all_gather, parts, padded)
         return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)]).to(local.device)
 
+    def patient_group(self, timeout_s: float):
+        """A gloo group of every rank whose collectives wait up to ``timeout_s`` (for results that take
+        as long as the slowest rank's work, e.g. a sweep's cells). Every rank must call this at the same
+        point; None for one process."""
+        if self.world == 1:
+            return None
+        import torch.distributed as dist
+        return self._guard(dist.new_group, backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
+
+    def gather(self, obj, group=None) -> list | None:
+        """Every rank's picklable ``obj`` on rank 0, in rank order (``gather_object``); None on the
+        other ranks. ``group``: from :meth:`patient_group` (gloo, CPU objects)."""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+        out = [None] * self.world if self.leader else None
+        self._guard(dist.gather_object, obj, out, dst=0, group=group)
+        return out
+
     def barrier(self) -> None:
         if self.world > 1:
             import torch.distributed as dist
