@@ -182,7 +182,8 @@ def run_cell(cell: Cell, ipc: int, suite: Suite, loaded: Dataset) -> tuple[list[
         rows.append({"dataset": cell.label, "ipc": ipc, "method": "DGKIP", "loss": label, **r})
         _print_row(cell, ipc, label, r)
     r, res = _distil(base.replace(loss="squared", mode="kip"), loaded)
-    rows.append({"dataset": cell.label, "ipc": ipc, "method": "KIP", "loss": "squared", **r})
+    rows.append({"dataset": cell.label, "ipc": ipc, "method": "KIP", "loss": "squared", **r,
+                 "kip_ridge": res.config.kip_ridge})           # the resolved ridge convention (issue 17)
     sets[("KIP", "squared")] = res
     print(f"  {cell.label:18s} IPC {ipc:3d} KIP   squared        acc {r['distilled']:.4f} total {r['seconds']:.1f} s", flush=True)
 
@@ -366,7 +367,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         gap = "—" if r["gap"] != r["gap"] else f"{r['gap']:.3g}"
         rad = "—" if r["radius"] != r["radius"] else f"{r['radius']:.3g}"
         sps = "—" if r["steps_per_s"] != r["steps_per_s"] else f"{r['steps_per_s']:.0f}"
-        lines.append(f"| {r['dataset']} | {r['ipc']} | {r['method']} | {r['loss']} | {_pct(r['teacher'])} | "
+        method = r["method"] + (f" ({r['kip_ridge']} ridge)" if r.get("kip_ridge") else "")
+        lines.append(f"| {r['dataset']} | {r['ipc']} | {method} | {r['loss']} | {_pct(r['teacher'])} | "
                      f"**{_pct(r['distilled'])}** | {_pct(r['random'])} | {gap} | {rad} | {r['teacher_s']:.1f} | "
                      f"{r['seconds']:.1f} | {sps} | {r['peak_rss_mb']:.0f} |")
     nets = list(dict.fromkeys(n for t in report["transfer"] for n in t["networks"]))

@@ -337,7 +337,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
                 if redraw_every and (step - 1) % redraw_every == 0:       # RFAD: fresh random networks
                     kip_kernel = kernel.redraw(cfg.seed * 1_000_003 + step)
                 xb, Yb, fb = batches.next()
-                objective = kip_loss(kip_kernel, syn.xs, Ys, xb, Yb, cfg.lam, fb=fb)
+                objective = kip_loss(kip_kernel, syn.xs, Ys, xb, Yb, cfg.lam, fb=fb, ridge=cfg.kip_ridge)
                 fy = km = gap = float("nan")
             else:
                 Z, Kss = tw.scores_and_gram(syn.xs)
