@@ -408,12 +408,15 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         "teacher_iterations": sol.iterations, "teacher_solver": sol.solver, "teacher_seconds": timings["teacher"],
         "n_train": int(teacher.n), "n_support": teacher.n_support, "n_test": int(len(y_test_np)),
         "steps": step, "seconds": timings["total"], "processes": cluster.world,
+        "columns": int(Y_train.shape[1]),     # 1: a binary loss on two classes, solved as one column
         "steps_per_second": step / timings["distill"] if timings["distill"] > 0 else 0.0,
     }
     result = DistillResult(
         config=cfg, classes=list(ds.classes), images=to_nhwc(syn.xs), labels=syn.labels.cpu().numpy(),
-        targets=syn.targets().detach().to("cpu", torch.float32).numpy(),
-        alpha=cert.alpha.cpu().numpy(), preprocess=pre, metrics=metrics, curves=curves,
+        # a binary loss on two classes ran as one column: stored as the mirrored one-vs-rest pair, the
+        # form every reader of exports and the transfer evaluation expects (engine.losses)
+        targets=loss.expand_columns(syn.targets().detach(), n_classes).to("cpu", torch.float32).numpy(),
+        alpha=loss.expand_columns(cert.alpha, n_classes).cpu().numpy(), preprocess=pre, metrics=metrics, curves=curves,
         dataset=ds.describe(), timings=timings, device=describe(device))
     yield Done(reason, result, metrics)
 
