@@ -155,7 +155,7 @@ PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
         max_per_class=1000, eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
     "KIP baseline (squared, NTK)": lambda c, classes: c.replace(
         mode="kip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.01, lam=1e-3,
-        learn_labels=True, eval_every=100, classes=None),
+        kip_ridge="trace", learn_labels=True, eval_every=100, classes=None),
 }
 
 _INVALID_STYLE = "border: 2px solid #d93025; border-radius: 3px; background: #fff4f4;"

@@ -218,3 +218,9 @@ def test_kip_ridge_control_round_trips(panel):
         assert box.currentData() == ridge and panel.config() == config
     box.setCurrentIndex(box.findData("fixed"))
     assert panel.config().kip_ridge == "fixed" and panel.error is None
+
+
+def test_kip_preset_uses_the_published_ridge(panel):
+    panel.set_config(DistillConfig(kip_ridge="fixed"))
+    config = PRESETS["KIP baseline (squared, NTK)"](panel.config(), [])
+    assert config.mode == "kip" and config.kip_ridge == "trace"
