@@ -102,7 +102,8 @@ def compare(peer_python: str, datasets: Path, out: Path, steps: int, ipcs: list[
                                  "targets": "one-hot", "threads": "torch 1, XLA 1"}, "kernels": [], "runs": []}
     for d in sorted({1, 3, depth}):
         k = make_kernel("ntk-fc", depth=d)
-        a, b = x_pool[:200], x_pool[200:300]
+        half = len(x_pool) // 2
+        a, b = x_pool[:half][:200], x_pool[half:][:100]
         peer = _peer(peer_python, "kernel", {"a": flat(a).astype(np.float64), "b": flat(b).astype(np.float64),
                                              "depth": d})
         ours = k(to_nchw(a).double(), to_nchw(b).double()).numpy()

@@ -5,6 +5,9 @@ config, the CLI and the export; a version-1 recipe (written before the option) r
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +104,26 @@ def test_cli_flag_runs_exports_and_an_old_export_still_loads(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:            # argparse refuses an unknown convention
         main(["distill", "--data", "sample", "--out", str(tmp_path / "x"), "--kip-ridge", "mean"])
     assert exc.value.code == 2
+
+
+PEER_PYTHON = os.environ.get("DGKIP_PEER_PYTHON", "/work/exp/ntvenv/bin/python")
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.mark.skipif(not Path(PEER_PYTHON).is_file() or not (DATASETS / "mnist-train.npz").is_file()
+                    or not (DATASETS / "mnist-test.npz").is_file(),
+                    reason="needs MNIST in ../shared/datasets and a Python with neural-tangents (DGKIP_PEER_PYTHON)")
+def test_peer_reference_sees_our_kernel_data_and_loss(tmp_path):
+    """engine.kip_peer on a tiny MNIST pool: stax's kernels equal ours, and the peer's first KIP loss —
+    on the same pool, targets and initial images — equals ours under both ridge conventions."""
+    if subprocess.run([PEER_PYTHON, "-c", "import neural_tangents"], capture_output=True).returncode:
+        pytest.skip("the peer Python lacks neural-tangents")
+    from engine.kip_peer import compare
+
+    report = compare(PEER_PYTHON, DATASETS, tmp_path, steps=3, ipcs=[1], lams=[1e-2], depth=1, per_class=20)
+    assert all(k["max_rel_diff"] < 1e-10 for k in report["kernels"])
+    assert [r["ridge"] for r in report["runs"]] == ["trace", "fixed"]
+    for r in report["runs"]:
+        assert r["ours_loss0"] == pytest.approx(r["peer_loss0"], rel=1e-4)     # float32 on both sides
+    assert report["runs"][0]["ours_loss0"] != pytest.approx(report["runs"][1]["ours_loss0"], rel=1e-4)
+    assert (tmp_path / "kip_peer.md").read_text().count("\n| 1 |") == 2
