@@ -94,6 +94,10 @@ def test_cli_flag_runs_exports_and_an_old_export_still_loads(tmp_path, capsys):
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["config"]["kip_ridge"] == ridge and manifest["config"]["kip_batch"] == 50
         assert load_distilled(out).config.kip_ridge == ridge
+        m = manifest["metrics"]
+        assert m["kip_ridge"] == ridge and 0.0 <= m["kip_test_accuracy"] <= 1.0
+        if ridge == "fixed":          # KRR with λ·m is the certified squared-loss model itself
+            assert m["kip_test_accuracy"] == pytest.approx(m["distilled_test_accuracy"], abs=1e-12)
     # an export made before the option: its manifest's config has schema version 1 and no kip_ridge
     path = tmp_path / "trace" / "manifest.json"
     manifest = json.loads(path.read_text())
