@@ -24,12 +24,17 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "teacher_test_accuracy": ("Teacher test accuracy", "%", "Kernel model trained on all training images (the ceiling)."),
     "distilled_test_accuracy": ("Distilled-set test accuracy", "%",
                                 "Same kernel model trained on the distilled images only."),
+    "kip_test_accuracy": ("KIP model test accuracy", "%",
+                          "KIP mode: kernel ridge regression on the distilled images with KIP's own ridge (trace: "
+                          "λ·tr(K_SS)/m, as published; fixed: λ·m, then equal to the row above)."),
+    "kip_ridge": ("KIP ridge", "t", "KIP mode: the ridge convention the run used (trace or fixed)."),
     "random_subset_test_accuracy": ("Random-subset test accuracy", "%",
                                     "Same model trained on a random class-balanced real subset of the same size "
                                     "(the floor)."),
     "certified_consistency": ("Certified consistency", "%",
                               "Test points whose teacher prediction provably cannot change for the model trained "
-                              "on S (margin > √2·r·√k(x,x)). Beside it: the measured agreement."),
+                              "on S (margin > √2·r·√k(x,x); a binary loss on two classes, one score: |z| > r·√k(x,x)). "
+                              "Beside it: the measured agreement."),
     "radius": ("Radius bound r = √(2G/λ)", "n",
                "Certified upper bound on ‖w_S − w*‖ in the RKHS. Beside it: the measured distance."),
     "radius_for_half_certified": ("Radius that would certify half", "n",
@@ -64,6 +69,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "steps": ("Steps", "i", "Distillation steps taken."),
     "seconds": ("Total time", "s", "Wall time of the whole run."),
     "steps_per_second": ("Speed", "n", "Distillation steps per second."),
+    "columns": ("Label columns", "i", "Columns of the label matrix: 1 for a binary loss on two classes (one ±1 "
+                                      "score; the gap and radius are the one column's), else the classes."),
     "processes": ("Processes", "i", "Processes that shared the teacher (torchrun); 1 for a run in the app."),
 }
 COMPANIONS = {"certified_consistency": ("agreement_with_teacher", "measured agreement", "%"),

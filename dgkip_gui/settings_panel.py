@@ -55,6 +55,8 @@ HELP: dict[str, str] = {
     "eval_every": "Compute certificates and test accuracy every k steps (0 = at the end only).",
     "snapshot_every": "Send the synthetic images to the live view every k steps.",
     "kip_batch": "KIP mode: real target points per step, drawn without replacement (each real image once per epoch; all of them every step when the batch covers the data).",
+    "kip_ridge": "KIP mode: the ridge added to K_SS. Trace: λ·tr(K_SS)/m, as in published KIP (λ is its "
+                 "'reg'). Fixed: λ·m, the mean-form λ of the model the app certifies.",
     "teacher": "Exact: the teacher sees all n images through the n × n kernel. Nyström: the exact minimiser over "
                "the span of M centres, for datasets whose n × n kernel does not fit. Auto: exact when it fits "
                "the memory budget, else Nyström with the most centres that fit.",
@@ -71,6 +73,7 @@ LABELS: dict[str, dict[str, str]] = {
     "preprocess": {"standardize": "Standardise", "zca": "ZCA whitening"},
     "teacher": {"auto": "Auto (exact when it fits)", "exact": "Exact (n × n kernel)", "nystrom": "Nyström (M centres)"},
     "centre_selection": {"uniform": "Class-balanced uniform", "kmeans++": "Kernel k-means++"},
+    "kip_ridge": {"trace": "Trace-scaled (published KIP)", "fixed": "Fixed (λ·m)"},
 }
 
 
@@ -153,7 +156,7 @@ PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
         max_per_class=1000, eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
     "KIP baseline (squared, NTK)": lambda c, classes: c.replace(
         mode="kip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.01, lam=1e-3,
-        learn_labels=True, eval_every=100, classes=None),
+        kip_ridge="trace", learn_labels=True, eval_every=100, classes=None),
 }
 
 _INVALID_STYLE = "border: 2px solid #d93025; border-radius: 3px; background: #fff4f4;"
@@ -293,6 +296,7 @@ class SettingsPanel(QWidget):
             ("Evaluate every", self._spin("eval_every", 0, 1_000_000)),
             ("Snapshot every", self._spin("snapshot_every", 0, 1_000_000)),
             ("KIP batch", self._spin("kip_batch", 1, 10_000_000)),
+            ("KIP ridge", self._choice("kip_ridge", cfg.KIP_RIDGES)),
         ])
         self.advanced_toggle = QToolButton()
         self.advanced_toggle.setText("Advanced settings")

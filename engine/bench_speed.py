@@ -97,6 +97,7 @@ def step_rows() -> list[dict[str, Any]]:
         done = [e for e in run(cfg) if isinstance(e, Done)][-1]
         sps = done.metrics["steps_per_second"]
         rows.append({**case, "loss": cfg.loss, "kernel": cfg.kernel, "kernel_params": done.result.config.kernel_params,
+                     "kip_ridge": cfg.kip_ridge if cfg.mode == "kip" else None,
                      "steps": done.metrics["steps"], "ms_per_step": 1e3 / sps if sps else float("nan")})
         print(f"{case}: {rows[-1]['ms_per_step']:.2f} ms per step", flush=True)
     return rows
@@ -254,7 +255,8 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
               f"{r['fraction']:.2f} | {r['kernel_grad_ms']:.1f} | {r['fraction_grad']:.2f} |" for r in report["kernels"]]
     lines += ["", f"Distillation steps on the built-in sample ({STEPS} steps each, the run's own steps/s):", "",
               "| mode | loss | IPC | kernel | parameters | ms per step |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['mode']} | {r['loss']} | {r['ipc']} | {r['kernel']} | {json.dumps(r['kernel_params'])} | "
+    lines += [f"| {r['mode']}{' (' + r['kip_ridge'] + ' ridge)' if r.get('kip_ridge') else ''} | {r['loss']} | {r['ipc']} | "
+              f"{r['kernel']} | {json.dumps(r['kernel_params'])} | "
               f"{r['ms_per_step']:.2f} |" for r in report["steps"]]
     if report["peer"]:
         jax_version = report["peer"]["steps"][0]["jax"]

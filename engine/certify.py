@@ -116,7 +116,7 @@ class TestSet:
 
     @property
     def teacher_accuracy(self) -> float:
-        return float((self.teacher_scores.argmax(1) == self.y).double().mean())
+        return float((predicted_classes(self.teacher_scores) == self.y).double().mean())
 
 
 TRAIN_TOL, TRAIN_MAX_ITER = 1e-9, 100     # the m-point solve of the model trained on S
@@ -136,8 +136,26 @@ def predict(kernel, xs: Tensor, alpha: Tensor, lam: float, x: Tensor, rows: int 
         return torch.cat([kernel(x[i:i + rows], xs) @ alpha for i in range(0, x.shape[0], rows)]) / (lam * m)
 
 
+def predicted_classes(scores: Tensor) -> Tensor:
+    """argmax over the columns; one column (a binary loss on two classes): class 1 where the score is
+    positive, else class 0 — the argmax of the mirrored pair [−z, z], ties included."""
+    if scores.shape[1] == 1:
+        return (scores[:, 0] > 0).long()
+    return scores.argmax(1)
+
+
+def top_margin(scores: Tensor) -> tuple[Tensor, Tensor, float]:
+    """(margin, predicted class, factor): the gap between the two largest scores and the factor f with
+    |margin change| ≤ f·‖w_S − w*‖·√k(x, x) — √2 for two columns' difference (each moves by at most
+    ‖Δw_c‖√k, and ‖Δw_a‖ + ‖Δw_b‖ ≤ √2 ‖ΔW‖_F); one column: |z| and 1 (|Δz| ≤ ‖Δw‖√k)."""
+    if scores.shape[1] == 1:
+        return scores[:, 0].abs(), predicted_classes(scores), 1.0
+    top2 = scores.topk(2, dim=1)
+    return top2.values[:, 0] - top2.values[:, 1], top2.indices[:, 0], math.sqrt(2.0)
+
+
 def accuracy(scores: Tensor, y: Tensor) -> float:
-    return float((scores.argmax(1) == y).double().mean())
+    return float((predicted_classes(scores) == y).double().mean())
 
 
 MAX_EVAL_TEST = 10_000      # test points used for accuracies and certificates (seeded stratified sample)
@@ -170,12 +188,10 @@ def certify(teacher: Teacher, xs: Tensor, Ys: Tensor, test: TestSet, alpha0: Ten
     parts = gap_parts(loss, lam, teacher.w_norm2, Z, Ys, sol.alpha, Kss)
     r = radius(parts.gap, lam)
     scores = test.points.predict(kernel, xs, sol.alpha, lam, fs)
-    ts = test.teacher_scores
-    top2 = ts.topk(2, dim=1)
-    margin = top2.values[:, 0] - top2.values[:, 1]
-    scale = math.sqrt(2.0) * test.kdiag.clamp_min(0).sqrt()
+    margin, teacher_class, factor = top_margin(test.teacher_scores)
+    scale = factor * test.kdiag.clamp_min(0).sqrt()
     certified = margin > r * scale
-    teacher_right = top2.indices[:, 0] == test.y
+    teacher_right = teacher_class == test.y
     exact = gap_parts(loss, lam, teacher.w_norm2, Z, Ys, sol.alpha, Kss, certified=False)
     needed = margin / scale.clamp_min(torch.finfo(scale.dtype).tiny)     # per point: the largest certifying r
     return Certificate(
@@ -185,6 +201,6 @@ def certify(teacher: Teacher, xs: Tensor, Ys: Tensor, test: TestSet, alpha0: Ten
         error_lower=float((certified & ~teacher_right).double().mean()),
         error_upper=float(1.0 - (certified & teacher_right).double().mean()),
         alpha=sol.alpha, student_gap=sol.gap,
-        agreement=float((scores.argmax(1) == top2.indices[:, 0]).double().mean()),
+        agreement=float((predicted_classes(scores) == teacher_class).double().mean()),
         distance=math.sqrt(max(2.0 * exact.kernel_match / lam, 0.0)),
         radius_for_half=float(needed.median()))

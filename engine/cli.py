@@ -43,8 +43,8 @@ from typing import Any, Sequence
 
 from engine import __version__
 from engine.cluster import ClusterError
-from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INITS, KERNELS, LOSSES, MODES,
-                           PREPROCESS, TEACHERS, ConfigError, DistillConfig)
+from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INITS, KERNELS, KIP_RIDGES, LOSSES,
+                           MODES, PREPROCESS, TEACHERS, ConfigError, DistillConfig)
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
@@ -62,7 +62,7 @@ SWEEP_CELLS_FAILED = 5  # a sweep's table was written, but some cells failed (th
 _OVERRIDES = ("data", "test_data", "ipc", "loss", "kernel", "lam", "steps", "lr", "seed", "device", "dtype",
               "mode", "alpha_mode", "init", "init_from", "preprocess", "max_per_class", "eval_every",
               "holdout_fraction", "memory_budget_gb", "teacher_tol", "learn_labels", "teacher", "centres",
-              "centre_selection", "certify_exact")
+              "centre_selection", "certify_exact", "kip_ridge", "kip_batch")
 
 
 def _parse_value(text: str) -> Any:
@@ -408,7 +408,10 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--loss", choices=LOSSES)
     d.add_argument("--kernel", choices=KERNELS)
     d.add_argument("--kernel-param", dest="kernel_param", action="append", default=[], metavar="KEY=VALUE")
-    d.add_argument("--lam", type=float, help="mean-form ridge λ")
+    d.add_argument("--lam", type=float, help="ridge λ (mean form; KIP with --kip-ridge trace: the published reg)")
+    d.add_argument("--kip-ridge", dest="kip_ridge", choices=KIP_RIDGES,
+                   help="KIP's ridge on K_SS: trace = λ·tr(K_SS)/m as published (default), fixed = λ·m")
+    d.add_argument("--kip-batch", dest="kip_batch", type=int, help="KIP: real target points per step")
     d.add_argument("--steps", type=int)
     d.add_argument("--lr", type=float)
     d.add_argument("--classes", help="comma-separated class names to use")

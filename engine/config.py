@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.text import printable, shown
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2                  # 2: kip_ridge (issue 17); a version-1 config without it is "fixed"
 MAX_CONFIG_BYTES = 1 << 20          # a settings file is a few hundred bytes; refuse anything over 1 MiB
 MAX_COUNT = 2**31 - 1               # largest whole-number setting (ipc, steps, …): fits every index type
 MAX_SEED = 2**32 - 1                # numpy's and torch's seeds both accept 0 … 2³² − 1
@@ -33,6 +33,7 @@ DTYPES = ("float32", "float64")
 PREPROCESS = ("standardize", "zca")
 TEACHERS = ("auto", "exact", "nystrom")
 CENTRE_SELECTIONS = ("uniform", "kmeans++")
+KIP_RIDGES = ("trace", "fixed")      # engine.kip.RIDGES
 
 
 class ConfigError(ValueError):
@@ -113,6 +114,7 @@ _FIELDS: dict[str, _Spec] = {
     "alpha_mode": _choice(ALPHA_MODES), "init": _choice(INITS), "optimizer": _choice(OPTIMIZERS),
     "device": _choice(DEVICES), "dtype": _choice(DTYPES), "preprocess": _choice(PREPROCESS),
     "teacher": _choice(TEACHERS), "centre_selection": _choice(CENTRE_SELECTIONS),
+    "kip_ridge": _choice(KIP_RIDGES),
     "data": _Spec("path", example="'sample' or data/mnist-train.npz"),
     "test_data": _Spec("path", optional=True), "init_from": _Spec("path", optional=True, example="out/digits"),
     "holdout_fraction": _Spec("float", 0.0, 1.0, open_lo=True, open_hi=True, example="0.2"),
@@ -214,6 +216,9 @@ class DistillConfig:
     eval_every: int = 50                # certificates + kernel test accuracy every k steps (0 = end only)
     snapshot_every: int = 10            # image snapshot events every k steps
     kip_batch: int = 2000               # KIP: real target points per step (epochs without replacement)
+    # KIP's ridge on K_SS: "trace" = λ·tr(K_SS)/m (published KIP; λ is its ``reg``), "fixed" = λ·m (the
+    # mean-form λ, the model the app certifies). Configs of schema version 1 predate it and read as "fixed".
+    kip_ridge: str = "trace"
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "DistillConfig":
@@ -256,6 +261,8 @@ class DistillConfig:
         if unknown:
             raise ConfigError(printable(unknown[0]), f"unknown setting (known: {', '.join(sorted(known))})")
         data = dict(data)
+        if "kip_ridge" not in data and _is_int(data.get("schema_version")) and data["schema_version"] < 2:
+            data["kip_ridge"] = "fixed"                 # recipes written before the option ran KIP with λ·m
         if isinstance(data.get("classes"), list):       # class names written as JSON numbers: [3, 5]
             data["classes"] = [str(c) if _is_int(c) else c for c in data["classes"]]
         return cls(**data).validate()

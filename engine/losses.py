@@ -2,7 +2,14 @@
 
 Every loss works on label matrices ``Y`` (n, C) and margins/scores ``Z`` (n, C) and returns per-sample
 values (n,) summed over the C outputs. Binary losses (logistic, hinge, squared hinge) act one-vs-rest
-with ``Y`` in {−1, +1}; with β = α·y their dual feasible sets are boxes. Cross-entropy is natively
+with ``Y`` in {−1, +1}; with β = α·y their dual feasible sets are boxes. With exactly two classes a
+binary loss solves *one* column, y = +1 for class 1 and −1 for class 0 (the DGKIP paper's binary
+setting; issue 17): the one-vs-rest pair would be that column and its mirror image (targets
+[[1, −1], [−1, 1]]), which for a model without bias has W = [−w, w], so every primal, dual, gap and
+Fenchel–Young term of the pair is exactly twice the one column's and every RKHS distance (and so the
+radius √(2·gap/λ)) √2 times. Predictions are sign(score) → class 1 if positive, class 0 otherwise,
+which is the pair's argmax (ties to class 0 in both). :meth:`Loss.expand_columns` writes a one-column
+matrix back as the mirrored pair, the form exports and transfer read. Cross-entropy is natively
 multi-class with ``Y`` a probability vector per row (one-hot or soft). Squared loss accepts any real
 ``Y`` (learnable label vectors).
 
@@ -29,10 +36,24 @@ class Loss:
     smooth: bool = True            # twice differentiable (Newton teacher); hinge is not
     binary: bool = False           # one-vs-rest with labels ±1
 
+    def columns(self, num_classes: int) -> int:
+        """Columns of the label matrix: 1 for a binary loss on two classes, else ``num_classes``."""
+        return 1 if self.binary and num_classes == 2 else num_classes
+
     def targets(self, labels: Tensor, num_classes: int, dtype=torch.float64) -> Tensor:
-        """Label matrix (n, C) for integer class labels (n,)."""
+        """Label matrix (n, C) for integer class labels (n,); a binary loss on two classes: one column
+        (n, 1), +1 for class 1 and −1 for class 0 (module docstring)."""
+        if self.columns(num_classes) == 1:
+            return (2 * labels.long() - 1).to(dtype).unsqueeze(1)
         onehot = F.one_hot(labels.long(), num_classes).to(dtype)
         return 2 * onehot - 1 if self.binary else onehot
+
+    def expand_columns(self, M: Tensor, num_classes: int) -> Tensor:
+        """A one-column binary matrix (targets, α, scores) as the equivalent mirrored one-vs-rest pair
+        [−M, M] (n, 2); any other matrix unchanged."""
+        if self.columns(num_classes) == 1 and M.shape[1] == 1:
+            return torch.cat([-M, M], 1)
+        return M
 
     def value(self, Y: Tensor, Z: Tensor) -> Tensor:
         raise NotImplementedError

@@ -33,7 +33,9 @@ def _rkhs(result, cfg):
     k = make_kernel(cfg.kernel, **cfg.kernel_params)
     loss, lam = make_loss(cfg.loss), cfg.lam
     Y_d = loss.targets(torch.from_numpy(ds.y_train), len(ds.classes))
-    Y_s = torch.from_numpy(result.targets).double()
+    # the result stores a one-column binary problem as its mirrored pair [−y, y] (engine.losses): the
+    # run certified the one column, so the distance is measured on it
+    Y_s = torch.from_numpy(result.targets).double()[:, -Y_d.shape[1]:]
     K_dd, K_ss, K_sd = k(x_d), k(x_s), k(x_s, x_d)
     t = solve_dense(K_dd, Y_d, loss, lam, tol=1e-13, max_iter=200)
     s = solve_dense(K_ss, Y_s, loss, lam, tol=1e-13, max_iter=200)

@@ -241,15 +241,19 @@ def test_explicit_teacher_keeps_weights_when_solved_on_the_dense_matrix():
                                rtol=1e-10, atol=1e-12)
 
 
-def _kip_reference(kernel, xs, Ys, xb, Yb, lam):
-    """KIP's loss written out from kernel calls: ½·mean_b ‖Y_b − K_bS (K_SS + λ m I)⁻¹ Ỹ‖²."""
+def _kip_reference(kernel, xs, Ys, xb, Yb, lam, ridge):
+    """KIP's loss written out from kernel calls: ½·mean_b ‖Y_b − K_bS (K_SS + ρ I)⁻¹ Ỹ‖², ρ = λ m
+    ("fixed") or λ tr(K_SS)/m ("trace")."""
     m = xs.shape[0]
-    coef = torch.linalg.solve(kernel(xs) + lam * m * torch.eye(m, dtype=xs.dtype), Ys)
+    kss = kernel(xs)
+    rho = lam * m if ridge == "fixed" else lam * torch.trace(kss) / m
+    coef = torch.linalg.solve(kss + rho * torch.eye(m, dtype=xs.dtype), Ys)
     return 0.5 * ((Yb - kernel(xb, xs) @ coef) ** 2).sum(1).mean()
 
 
+@pytest.mark.parametrize("ridge", ["trace", "fixed"])
 @pytest.mark.parametrize("name, shape", [("rf-fc", (5,)), ("rf-conv", (2, 8, 8))])
-def test_kip_loss_with_cached_batch_features_matches_kernel_calls(name, shape):
+def test_kip_loss_with_cached_batch_features_matches_kernel_calls(name, shape, ridge):
     """KIP's explicit path (φ(x̃) once, the batch's features precomputed or computed without a graph)
     gives the loss and the gradient in x̃ of the plain kernel-call formula."""
     from engine.kip import kip_loss
@@ -261,10 +265,10 @@ def test_kip_loss_with_cached_batch_features_matches_kernel_calls(name, shape):
     for use_cache in (None, False, True):
         xs = data((4,) + shape, 4).requires_grad_(True)
         if use_cache is None:
-            value = _kip_reference(k, xs, Ys, xb, Yb, 1e-2)
+            value = _kip_reference(k, xs, Ys, xb, Yb, 1e-2, ridge)
         else:
             value = kip_loss(k, xs, Ys, None if use_cache else xb, Yb, 1e-2,
-                             fb=k.features(xb) if use_cache else None)
+                             fb=k.features(xb) if use_cache else None, ridge=ridge)
         value.backward()
         grads.append((value.detach(), xs.grad))
     for v, g in grads[1:]:

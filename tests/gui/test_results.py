@@ -85,3 +85,15 @@ def test_the_note_scrolls_where_the_area_is_short_and_is_whole_where_it_is_tall(
     view.resize(320, 700)
     qtbot.waitUntil(lambda: note.verticalScrollBar().maximum() == 0)       # tall enough: all of it shown
     assert note.height() < 350
+
+
+def test_kip_and_binary_metrics_have_their_own_rows():
+    """Issue 17: KIP's own accuracy and ridge, and the label-column count, are labelled rows; a DGKIP
+    run's metrics (without the KIP keys) show no KIP rows."""
+    from dgkip_gui.results_view import rows
+
+    shown = {label: value for label, value, _ in rows({"distilled_test_accuracy": 0.5381, "kip_test_accuracy": 0.937,
+                                                        "kip_ridge": "trace", "columns": 10})}
+    assert shown["KIP model test accuracy"] == "93.70 %" and shown["KIP ridge"] == "trace"
+    assert shown["Label columns"] == "10"
+    assert not any(label.startswith("KIP") for label, _, _ in rows({"distilled_test_accuracy": 0.9, "columns": 1}))

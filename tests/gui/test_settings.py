@@ -206,3 +206,21 @@ def test_disabled_fields_look_disabled_also_when_they_show_a_placeholder(qtbot, 
     value = panel._fields["lam"].widget
     assert not placeholder.text() and placeholder.placeholderText() and value.text()
     assert abs(darkest(placeholder) - darkest(value)) <= 24, (darkest(placeholder), darkest(value))
+
+
+def test_kip_ridge_control_round_trips(panel):
+    """Issue 17: the KIP ridge convention is a choice in the form, bound to DistillConfig.kip_ridge."""
+    box = panel._fields["kip_ridge"].widget
+    assert [box.itemData(i) for i in range(box.count())] == ["trace", "fixed"]
+    for ridge in ("fixed", "trace"):
+        config = DistillConfig(mode="kip", loss="squared", kip_ridge=ridge, kip_batch=500)
+        panel.set_config(config)
+        assert box.currentData() == ridge and panel.config() == config
+    box.setCurrentIndex(box.findData("fixed"))
+    assert panel.config().kip_ridge == "fixed" and panel.error is None
+
+
+def test_kip_preset_uses_the_published_ridge(panel):
+    panel.set_config(DistillConfig(kip_ridge="fixed"))
+    config = PRESETS["KIP baseline (squared, NTK)"](panel.config(), [])
+    assert config.mode == "kip" and config.kip_ridge == "trace"
