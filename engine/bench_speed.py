@@ -116,7 +116,7 @@ def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list
     for i in range(steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = kip_loss(kernel, xs, ys, xb, yb, float(data["lam"]))
+        loss = kip_loss(kernel, xs, ys, xb, yb, float(data["lam"]), ridge="trace")
         loss.backward()
         opt.step()
         if i == 0:

@@ -7,8 +7,8 @@ Run by a *separate* Python that has ``neural-tangents`` and ``jax`` (they are no
     PEER/bin/python engine/peer_kip.py kernel SHAPES.npz REPEATS
 
 ``step``: ``DATA.npz`` holds the real pool ``xb`` (b, d) float32, its targets ``yb`` (b, C), the
-initial support images ``xs`` (m, d), their labels ``ys`` (m, C), ``lam`` (mean-form λ; the ridge is
-λ·m·I, the engine's fixed convention) and ``lr``. The step is KIP's: neural-tangents' ``stax`` kernel
+initial support images ``xs`` (m, d), their labels ``ys`` (m, C), ``lam`` (the published ``reg``: the
+ridge is λ·tr(K_SS)/m·I, the engine's default ``kip_ridge = trace``) and ``lr``. The step is KIP's: neural-tangents' ``stax`` kernel
 of ``serial(Dense(W_std=√2, b_std=0.1), Relu, Dense(W_std=√2, b_std=0.1))`` (ntk), the kernel-ridge
 loss on the whole pool, its gradient in the support images by ``jax.value_and_grad``, one Adam update,
 all under one ``jax.jit``. Prints one JSON line: the loss at the initial images and the seconds of
@@ -52,7 +52,7 @@ def step(path: str, steps: int) -> None:
     def loss(x_support):
         k_ss = kernel_fn(x_support, x_support, "ntk")
         k_bs = kernel_fn(xb, x_support, "ntk")
-        coef = jnp.linalg.solve(k_ss + lam * m * jnp.eye(m), ys)
+        coef = jnp.linalg.solve(k_ss + lam * jnp.trace(k_ss) / m * jnp.eye(m), ys)
         return 0.5 * jnp.mean(jnp.sum((yb - k_bs @ coef) ** 2, axis=1))
 
     opt_init, opt_update, get_params = optimizers.adam(lr)
