@@ -9,23 +9,26 @@ with gradient g = y ∘ z − 1 where z = K α s are the scores of w(α). There 
 equality constraint: the box decouples and any block of coordinates can be optimised alone (unlike
 LIBSVM's pairs). Each outer iteration
 
-1. picks, per column, the ``q`` coordinates with the largest projected-gradient decrease pg²/K_ii;
-2. solves the q-coordinate sub-problem on K[W, W] to high accuracy by projected Newton (Newton steps
-   on the free coordinates by Cholesky, a projected backtracking search on the exact quadratic, and
-   a scalar coordinate-descent sweep where that search stalls);
+1. takes, per column, the next ``q`` coordinates that violate the optimality conditions (projected
+   gradient ≠ 0) in a fixed random permutation, cyclically (liblinear's random order, by blocks);
+2. solves the q-coordinate sub-problem on K[W, W] by Gauss–Seidel sweeps of exact scalar steps, each
+   an O(q) row update (not O(N));
 3. updates every score with one BLAS product K[U, :]ᵀ Δ over the union U of the columns' sets.
 
-Python runs O(1) operations per outer iteration, not per coordinate. The running scores accumulate
-rounding; the caller (engine.solver) certifies with an exact product K α and never reports a gap
-from them.
+Measured on MNIST 3 vs 5 (n = 11,552, ntk-fc depth 1, λ = 1e-3) to a relative gap of 1e-9, one
+column: 45 outer iterations with q = 256 (0.8 s), against about 320 when each block took the q most
+violating coordinates (pg²/K_ii, as greedy SMO would), and q = 128 or 512 slower than 256; a
+projected-Newton sub-solver (Cholesky on the free coordinates) cost more per block than the sweeps.
+
+The running scores accumulate rounding; the caller (engine.solver) certifies with an exact product
+K α and never reports a gap from them.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
 
-WORKING_SET = 512          # coordinates per column and outer iteration (the sub-problem's size)
-NEWTON_STEPS = 15          # projected Newton iterations per sub-problem at most
+WORKING_SET = 256          # coordinates per column and outer iteration (the sub-problem's size)
+SUB_SWEEPS = 10            # Gauss–Seidel sweeps per sub-problem at most
 
 
 def _projected(g: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -47,9 +50,11 @@ def _sweep(H: np.ndarray, r: np.ndarray, x: np.ndarray, order: np.ndarray) -> No
             r += H[i] * dx                   # H symmetric: a contiguous row
 
 
-def box_cd(H: np.ndarray, g: np.ndarray, b: np.ndarray, tol: float, max_sweeps: int = 10) -> np.ndarray:
-    """As :func:`box_qp`, by exact scalar coordinate minimisation: Gauss–Seidel sweeps over the
-    coordinates whose projected gradient exceeds ``tol`` (most violating first)."""
+def box_cd(H: np.ndarray, g: np.ndarray, b: np.ndarray, tol: float, max_sweeps: int = SUB_SWEEPS) -> np.ndarray:
+    """Approximately argmin over 0 ≤ x ≤ 1 of gᵀ(x − b) + ½ (x − b)ᵀ H (x − b) (H symmetric positive
+    semi-definite), from the feasible ``b``: Gauss–Seidel sweeps of exact scalar minimisation over the
+    coordinates whose projected gradient exceeds ``tol``, most violating first, until none does or
+    ``max_sweeps``. Every step decreases the objective. Returns x."""
     x = b.astype(np.float64, copy=True)
     r = g.astype(np.float64, copy=True)
     for _ in range(max_sweeps):
@@ -58,51 +63,6 @@ def box_cd(H: np.ndarray, g: np.ndarray, b: np.ndarray, tol: float, max_sweeps: 
         if order.size == 0:
             break
         _sweep(H, r, x, order[np.argsort(-pg[order])].tolist())
-    return x
-
-
-def box_qp(H: np.ndarray, g: np.ndarray, b: np.ndarray, tol: float, max_newton: int = NEWTON_STEPS) -> np.ndarray:
-    """argmin over 0 ≤ x ≤ 1 of gᵀ(x − b) + ½ (x − b)ᵀ H (x − b), H symmetric positive semi-definite,
-    started at the feasible ``b``; stops when max |projected gradient| ≤ ``tol``.
-
-    Semismooth Newton (primal–dual active set) on x = clip(x − ∇/diag H): coordinates whose scalar
-    step lands at a bound are fixed there, the others solve ∇ = 0 by Cholesky; the step to that point
-    is taken along the feasible segment with an exact line search, so every step decreases the
-    objective. Where a Newton point does not descend, one exact scalar coordinate sweep. Returns x."""
-    x = b.astype(np.float64, copy=True)
-    r = g.astype(np.float64, copy=True)                     # ∇ at x
-    hd = np.maximum(np.diagonal(H).copy(), 1e-300)
-    jitter = 1e-12 * float(hd.max(initial=1e-300))
-    for _ in range(max_newton):
-        pg = _projected(r, x)
-        if not np.abs(pg).max(initial=0.0) > tol:
-            return x
-        v = x - r / hd
-        target = np.clip(v, 0.0, 1.0)
-        free = np.flatnonzero((v > 0.0) & (v < 1.0))
-        d = target - x                                       # bounded coordinates go to their bound
-        if free.size:
-            fixed = np.flatnonzero((v <= 0.0) | (v >= 1.0))
-            # r(x + d)_F = r_F + H_F· d = 0 on the free coordinates
-            rhs = -(r[free] + H[np.ix_(free, fixed)] @ d[fixed])
-            try:
-                d[free] = cho_solve(cho_factor(H[np.ix_(free, free)] + jitter * np.eye(free.size),
-                                               check_finite=False), rhs, check_finite=False)
-            except (np.linalg.LinAlgError, ValueError):
-                d[free] = 0.0
-            d = np.clip(x + d, 0.0, 1.0) - x                  # stay feasible (the segment is then feasible)
-        slope = float(r @ d)
-        Hd = H @ d
-        curv = float(d @ Hd)
-        if slope < 0.0 and np.all(np.isfinite(d)):
-            t = 1.0 if curv <= 0.0 else min(1.0, -slope / curv)
-            x = np.clip(x + t * d, 0.0, 1.0)
-            r += t * Hd
-        else:                                                # no descent along the segment: scalar steps
-            before = x.copy()
-            _sweep(H, r, x, np.argsort(-np.abs(pg)))
-            if np.array_equal(before, x):
-                return x
     return x
 
 
@@ -116,7 +76,6 @@ class WorkingSetHinge:
         self.N, self.C = self.Y.shape
         self.s = 1.0 / (lam * self.N)
         self.q = int(min(max(q, 1), self.N))
-        self.diag = np.maximum(np.diagonal(K).copy(), 1e-300)
         self.beta = np.zeros_like(self.Y) if beta0 is None else np.clip(beta0, 0.0, 1.0).astype(np.float64)
         self.perm = np.random.default_rng(0).permutation(self.N)
         self.cursor = [0] * self.C
@@ -148,23 +107,19 @@ class WorkingSetHinge:
         """One outer iteration; returns the largest projected gradient before it (0: optimal)."""
         g = self.gradient()
         pg = _projected(g, self.beta)
-        score = pg * pg / self.diag[:, None]
         worst = float(np.abs(pg).max(initial=0.0))
         if worst == 0.0:
             return 0.0
         sets = []
         for c in range(self.C):
-            col = score[:, c]
-            if SELECT == "cyclic" and self.q < self.N:
-                vp = np.flatnonzero(np.roll(col[self.perm] > 0.0, -self.cursor[c]))[:self.q]
+            col = pg[:, c] != 0.0
+            if self.q < self.N:      # the next q violating coordinates of the permutation, from the cursor
+                vp = np.flatnonzero(np.roll(col[self.perm], -self.cursor[c]))[:self.q]
                 W = self.perm[(vp + self.cursor[c]) % self.N]
                 if vp.size:
                     self.cursor[c] = int((vp[-1] + 1 + self.cursor[c]) % self.N)
-            elif self.q < self.N:
-                W = np.argpartition(col, self.N - self.q)[self.N - self.q:]
-                W = W[col[W] > 0.0]
             else:
-                W = np.flatnonzero(col > 0.0)
+                W = np.flatnonzero(col)
             sets.append(np.sort(W))
         U = np.unique(np.concatenate(sets))
         if U.size == 0:
@@ -179,7 +134,7 @@ class WorkingSetHinge:
             H = (self.s * KU[np.ix_(pos, W)]) * yW[:, None] * yW[None, :]
             b = self.beta[W, c]
             sub_tol = max(1e-3 * float(np.abs(pg[W, c]).max()), 1e-14)
-            new = SUB_SOLVER(H, g[W, c], b, sub_tol)
+            new = box_cd(H, g[W, c], b, sub_tol)
             delta[pos, c] = (new - b) * yW
             self.beta[W, c] = new
             self.updates += W.size
@@ -187,6 +142,3 @@ class WorkingSetHinge:
         self.outer += 1
         return worst
 
-
-SUB_SOLVER = box_cd
-SELECT = "cyclic"
