@@ -71,11 +71,11 @@ class WorkingSetHinge:
     (N, C) ±1 and dual variables β = α y ∈ [0, 1] (``beta``, (N, C)). ``z`` are the running scores."""
 
     def __init__(self, K: np.ndarray, Y: np.ndarray, lam: float, beta0: np.ndarray | None = None,
-                 q: int = WORKING_SET):
+                 q: int | None = None):
         self.K, self.Y = K, np.ascontiguousarray(Y, dtype=np.float64)
         self.N, self.C = self.Y.shape
         self.s = 1.0 / (lam * self.N)
-        self.q = int(min(max(q, 1), self.N))
+        self.q = int(min(max(WORKING_SET if q is None else q, 1), self.N))
         self.beta = np.zeros_like(self.Y) if beta0 is None else np.clip(beta0, 0.0, 1.0).astype(np.float64)
         self.perm = np.random.default_rng(0).permutation(self.N)
         self.cursor = [0] * self.C
