@@ -181,3 +181,19 @@ def test_svm_bench_tables_on_a_small_problem(tmp_path, monkeypatch):
     md = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert md == bs.to_markdown(json.loads((tmp_path / "bench.json").read_text(encoding="utf-8")))
     assert "| MNIST 3 vs 5, one column |" in md
+
+
+def test_certificate_of_a_sparse_solution_is_the_full_products(small_blocks):
+    """Separated classes, few support vectors: the certificate (from the rows with α ≠ 0) is that of the
+    full product K α, recomputed here independently."""
+    from engine.solver import certificate
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 2, 300)
+    X = rng.standard_normal((300, 4)) + 4.0 * np.eye(2, 4)[labels]
+    K = make_kernel("rbf", bandwidth=3.0)(torch.from_numpy(X)).double()
+    Y = HINGE.targets(torch.from_numpy(labels), 2)[:, 1:]
+    sol = solve_dense(K, Y, HINGE, 1e-3, tol=1e-9)
+    assert 0 < int((sol.alpha != 0).sum()) < 150              # the sparse product path was taken
+    primal, dual, gap, z = certificate(HINGE, Y, sol.alpha, K @ sol.alpha, 1e-3)
+    assert torch.allclose(z, sol.z, rtol=0, atol=1e-12)
+    assert sol.gap == pytest.approx(gap, rel=1e-6, abs=1e-15) and sol.primal == pytest.approx(primal, rel=1e-12)
