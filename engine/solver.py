@@ -27,7 +27,7 @@ import torch
 
 from engine.events import TeacherProgress
 from engine.generators import drain
-from engine.hinge_cd import WorkingSetHinge
+from engine.hinge_cd import WorkingSetHinge, row_product
 from engine.losses import Loss, make_loss
 
 Tensor = torch.Tensor
@@ -191,11 +191,12 @@ def _fista_hinge(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
 
 
 def _exact_product(K: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """K A computed exactly from the rows of K where α ≠ 0 (K symmetric; zero rows add nothing)."""
+    """K A computed exactly from the rows of K where α ≠ 0 (K symmetric; zero rows add nothing), in
+    blocks of rows (bounded memory)."""
     rows = np.flatnonzero((A != 0).any(1))
     if rows.size > K.shape[0] // 2:
         return K @ A
-    return K[rows].T @ A[rows] if rows.size else np.zeros_like(A)
+    return row_product(K, rows, A[rows])
 
 
 def _cd_hinge(K: Tensor, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
