@@ -44,14 +44,20 @@ def _kkt(sol, Y, lam, eps):
     assert np.all(np.abs(yz[free] - 1) <= eps)
 
 
-def test_sub_problem_matches_lbfgsb():
+@pytest.mark.parametrize("solver", ["newton", "sweeps"])
+def test_sub_problem_matches_lbfgsb(solver):
     rng = np.random.default_rng(1)
-    for q in (1, 5, 40):
+    for q in (1, 5, 40, 41):
         M = rng.standard_normal((q, q + 3))
         H = M @ M.T / q
         g = rng.standard_normal(q) * 2
+        if q == 41:                                          # singular: a duplicated coordinate
+            H = np.pad(H[:40, :40], ((0, 1), (0, 1)))
+            H[40, :40] = H[:40, 40] = H[0, :40]
+            H[40, 40] = H[0, 0]
         b = rng.uniform(0, 1, q)
-        x = hcd.box_cd(H, g, b, tol=1e-13, max_sweeps=5000)
+        x = (hcd.box_qp(H, g, b, tol=1e-13, max_newton=200) if solver == "newton"
+             else hcd.box_cd(H, g, b, tol=1e-13, max_sweeps=5000))
         f = lambda v: float(g @ (v - b) + 0.5 * (v - b) @ H @ (v - b))
         ref = minimize(f, b, jac=lambda v: g + H @ (v - b), method="L-BFGS-B", bounds=[(0, 1)] * q,
                        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10000})
