@@ -80,6 +80,7 @@ from engine.operators import ResourceError, max_dense_points, operator_plan
 from engine.kip import uses_feature_cache
 from engine.nystrom import FEATURE_ROWS
 from engine.losses import make_loss
+from engine.hinge_cd import WORKING_SET
 from engine.solver import cd_hinge
 from engine.teacher import Teacher
 from engine.timing import best_of
@@ -104,7 +105,10 @@ HEAP_GROWTH_TILES = 4
 # units of the once-measured machine rates (so they carry over to faster or slower machines):
 SMOOTH_MATVECS = 80         # teacher kernel products, smooth losses (observed 49–83 Newton-CG products)
 HINGE_MATVECS = 2_000       # hinge by FISTA (features, GPU): iterations (observed 2,000)
-HINGE_UPDATES = 5           # hinge by coordinate descent (dense CPU kernel): updates per point and class
+HINGE_UPDATES = 2           # hinge by working-set coordinate descent (dense CPU kernel): coordinate updates
+# per point and class (measured 0.9 on the sample digits, 10 classes, and 1.2–1.3 on MNIST 3 vs 5, n = 11,552)
+HINGE_CERTIFICATES = 4      # its exact products K α (certificates; the first, at α = 0, is free)
+HINGE_NEWTON = 6            # semismooth Newton steps per sub-problem (observed 5–7)
 MATVEC_CALLS = 25           # small torch calls per teacher iteration besides the kernel product
 STEP_CALLS = {"smooth": 2_500, "squared-hinge": 7_500, "hinge": 16_000,   # per step, besides the kernel
               "joint": 1_400, "kip": 1_300}                               # (observed medians)
@@ -424,6 +428,9 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
     if storage != "nystrom":
         teacher_parts = [("teacher kernel operator (building)", cert, build),
                          ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]
+        if storage == "dense" and cd_hinge(make_loss(cfg.loss), run.cdev, torch.float64):
+            # the working-set solver's kernel rows, copied WORKING_SET at a time (engine.hinge_cd)
+            teacher_parts.append(("coordinate-descent kernel rows", cert, min(WORKING_SET, n) * n * CERT_BYTES))
     explicit = kernel.explicit              # the teacher is w* (p × k) after its solve, whatever the storage
     kept_teacher = ([("teacher weights", cert, p * k * CERT_BYTES)] if explicit
                     else [("teacher support rows (float64)", cert, rows_of * d * CERT_BYTES)])
@@ -642,15 +649,20 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
             t["exact certificate"] = n * per_image if explicit else block(n, n)
     hinge_cd = not features and storage != "nystrom" and cd_hinge(make_loss(cfg.loss), run.cdev, torch.float64)
     if cfg.loss == "hinge":
-        matvecs = SMOOTH_MATVECS if hinge_cd else min(HINGE_MATVECS, 50 * cfg.teacher_max_iter)
+        matvecs = HINGE_CERTIFICATES if hinge_cd else min(HINGE_MATVECS, 50 * cfg.teacher_max_iter)
     else:
         matvecs = min(SMOOTH_MATVECS, 11 * (cfg.teacher_max_iter + 1))
     product = (2 * n * p if features else n * n) * CERT_BYTES / rates["stream"]
     if storage != "nystrom":
         t["teacher kernel"] = n * per_image if features else block(n, n)
         t["teacher solve"] = matvecs * (product + MATVEC_CALLS * max(rates["call"], n * k * rates["element"]))
-    if hinge_cd:                     # one kernel row per update, a dozen O(n) NumPy calls
-        t["teacher solve"] += HINGE_UPDATES * n * k * (12 * rates["call"] + 6 * n * rates["element"])
+    if hinge_cd:                     # engine.hinge_cd: blocks of q coordinates per column
+        q = min(WORKING_SET, n)
+        updates = HINGE_UPDATES * n * k
+        per_update = (2 * n * CERT_BYTES / rates["stream"]                     # its kernel row: copy, product
+                      + HINGE_NEWTON * ((q * q / 3 + 4 * q) / rates["flops"] + 25 * rates["call"] / q))
+        per_block = 12 * n * k * rates["element"] + 20 * k * rates["call"]    # selection, scores (O(n k))
+        t["teacher solve"] += updates * per_update + updates / (q * k) * per_block
     # test set: teacher scores and k(x, x)
     t["test set"] = nt * per_image if explicit else block(nt, rows_of) + nt * per_image      # φ(x_test) once
     # distillation steps: forward + backward ≈ 3 forward passes, plus the step's small calls
