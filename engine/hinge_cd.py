@@ -194,7 +194,7 @@ class WorkingSetHinge:
         if U.size == 0:
             return 0.0
         delta = np.zeros((U.size, self.C))
-        with threadpool_limits(1, user_api="blas"):        # small factorisations: threads only contend
+        with threadpool_limits(1, user_api="blas"):   # small factorisations, memory-bound row products
             for c, W in enumerate(sets):
                 if W.size == 0:
                     continue
@@ -206,7 +206,7 @@ class WorkingSetHinge:
                 delta[np.searchsorted(U, W), c] = (new - b) * yW
                 self.beta[W, c] = new
                 self.updates += W.size
-        self.z += row_product(self.K, U, delta) * self.s
+            self.z += row_product(self.K, U, delta) * self.s
         self.outer += 1
         return worst
 
