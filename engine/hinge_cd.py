@@ -33,9 +33,6 @@ K α and never reports a gap from them.
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
-from scipy.linalg import cho_factor, cho_solve
-from scipy.linalg.blas import daxpy as _axpy
 
 WORKING_SET = 256          # coordinates per column and outer iteration (the sub-problem's size)
 NEWTON_STEPS = 15          # semismooth Newton steps per sub-problem at most
@@ -50,6 +47,7 @@ def _sweep(H: np.ndarray, r: np.ndarray, x: np.ndarray, order: list[int], hd: li
     """One Gauss–Seidel pass of exact coordinate minimisation over ``order`` (in place: x, r = ∇);
     ``hd``: the diagonal of H as Python floats. Scalars stay Python floats; the gradient update is one
     BLAS axpy on a contiguous row (H is symmetric)."""
+    from scipy.linalg.blas import daxpy as _axpy     # scipy and threadpoolctl load when first used
     for i in order:
         hii, ri, xi = hd[i], float(r[i]), float(x[i])
         if hii <= 0.0:
@@ -99,6 +97,8 @@ def box_qp(H: np.ndarray, g: np.ndarray, b: np.ndarray, tol: float, max_newton: 
     step lands at a bound are fixed there, the others solve ∇ = 0 by Cholesky; the step to that point
     is taken along the feasible segment with an exact line search, so every step decreases the
     objective. Where a Newton point does not descend, one exact scalar coordinate sweep. Returns x."""
+    from scipy.linalg import cho_factor, cho_solve
+
     x = b.astype(np.float64, copy=True)
     r = g.astype(np.float64, copy=True)                     # ∇ at x
     hd = np.maximum(np.diagonal(H).copy(), 1e-300)
@@ -175,6 +175,8 @@ class WorkingSetHinge:
 
     def step(self) -> float:
         """One outer iteration; returns the largest projected gradient before it (0: optimal)."""
+        from threadpoolctl import threadpool_limits
+
         g = self.gradient()
         pg = _projected(g, self.beta)
         worst = float(np.abs(pg).max(initial=0.0))
