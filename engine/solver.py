@@ -215,7 +215,7 @@ def _cd_hinge(K: Tensor, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
     y = Y.detach().cpu().numpy()
     beta0 = None if alpha0 is None else (loss.project(Y, alpha0) * Y).detach().cpu().numpy()
     ws = WorkingSetHinge(Kn, y, lam, beta0)
-    budget = max(1, max_iter) * N * C
+    budget = max(0, max_iter) * N * C               # max_iter = 0: certify the starting point only
     best, cert_s, last, failed_at = None, 0.0, t0, -1
     while True:
         t = time.perf_counter()
