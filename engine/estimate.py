@@ -82,6 +82,7 @@ from engine.operators import ResourceError, max_dense_points, operator_plan
 from engine.kip import uses_feature_cache
 from engine.nystrom import FEATURE_ROWS
 from engine.losses import make_loss
+from engine.hinge_cd import WORKING_SET
 from engine.solver import cd_hinge
 from engine.step_timing import measure
 from engine.teacher import Teacher
@@ -109,7 +110,14 @@ PROBE_SECONDS = 0.02       # modelled cost of a step-timing probe's step, teache
 # units of the once-measured machine rates (so they carry over to faster or slower machines):
 SMOOTH_MATVECS = 80         # teacher kernel products, smooth losses (observed 49–83 Newton-CG products)
 HINGE_MATVECS = 2_000       # hinge by FISTA (features, GPU): iterations (observed 2,000)
-HINGE_UPDATES = 5           # hinge by coordinate descent (dense CPU kernel): updates per point and class
+HINGE_UPDATES = 1           # hinge by working-set coordinate descent (dense CPU kernel): coordinate updates
+# per point and class (measured 0.93 on the sample digits, 10 classes, tolerance 1e-6; 0.64 and 0.88 on
+# MNIST 3 vs 5, n = 11,552, one column at 1e-6 and 1e-8). With these constants the model gave 2.9 s for
+# the 3-vs-5 teacher (two columns; measured 1.0 s at 1e-8) and 7.1 s for 10 classes at n = 10,000 (2.5 s)
+# on the shared 2-core machine: an upper-side estimate, the rates being measured with two contended threads
+HINGE_CERTIFICATES = 2      # its exact products K α in full-product equivalents (they read only the rows
+# where α ≠ 0; the first, at α = 0, is free)
+HINGE_NEWTON = 6            # semismooth Newton steps per sub-problem (observed 5–7)
 MATVEC_CALLS = 25           # small torch calls per teacher iteration besides the kernel product
 
 
@@ -426,6 +434,9 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
     if storage != "nystrom":
         teacher_parts = [("teacher kernel operator (building)", cert, build),
                          ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]
+        if storage == "dense" and cd_hinge(make_loss(cfg.loss), run.cdev, torch.float64):
+            # the working-set solver's kernel rows, copied WORKING_SET at a time (engine.hinge_cd)
+            teacher_parts.append(("coordinate-descent kernel rows", cert, min(WORKING_SET, n) * n * CERT_BYTES))
     explicit = kernel.explicit              # the teacher is w* (p × k) after its solve, whatever the storage
     kept_teacher = ([("teacher weights", cert, p * k * CERT_BYTES)] if explicit
                     else [("teacher support rows (float64)", cert, rows_of * d * CERT_BYTES)])
@@ -644,15 +655,20 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
             t["exact certificate"] = n * per_image if explicit else block(n, n)
     hinge_cd = not features and storage != "nystrom" and cd_hinge(make_loss(cfg.loss), run.cdev, torch.float64)
     if cfg.loss == "hinge":
-        matvecs = SMOOTH_MATVECS if hinge_cd else min(HINGE_MATVECS, 50 * cfg.teacher_max_iter)
+        matvecs = HINGE_CERTIFICATES if hinge_cd else min(HINGE_MATVECS, 50 * cfg.teacher_max_iter)
     else:
         matvecs = min(SMOOTH_MATVECS, 11 * (cfg.teacher_max_iter + 1))
     product = (2 * n * p if features else n * n) * CERT_BYTES / rates["stream"]
     if storage != "nystrom":
         t["teacher kernel"] = n * per_image if features else block(n, n)
         t["teacher solve"] = matvecs * (product + MATVEC_CALLS * max(rates["call"], n * k * rates["element"]))
-    if hinge_cd:                     # one kernel row per update, a dozen O(n) NumPy calls
-        t["teacher solve"] += HINGE_UPDATES * n * k * (12 * rates["call"] + 6 * n * rates["element"])
+    if hinge_cd:                     # engine.hinge_cd: blocks of q coordinates per column
+        q = min(WORKING_SET, n)
+        updates = HINGE_UPDATES * n * k
+        per_update = (n * CERT_BYTES / rates["stream"]                         # its kernel row: copy, product
+                      + HINGE_NEWTON * ((q * q / 3 + 4 * q) / rates["flops"] + 25 * rates["call"] / q))
+        per_block = 12 * n * k * rates["element"] + 20 * k * rates["call"]    # selection, scores (O(n k))
+        t["teacher solve"] += updates * per_update + updates / (q * k) * per_block
     # test set: teacher scores and k(x, x)
     t["test set"] = nt * per_image if explicit else block(nt, rows_of) + nt * per_image      # φ(x_test) once
     # distillation steps and certificates: measured on a problem of the run's shapes with up to
