@@ -103,7 +103,7 @@ def _pair(prob: dict[str, Any]) -> dict[str, Any]:
     n = len(y)
     loss = make_loss("hinge")
     Y1 = torch.from_numpy(np.where(y == 1, 1.0, -1.0)[:, None])            # one column: class 1 against 0
-    Y2 = loss.targets(prob["y"], 2)                                       # the two mirrored columns
+    Y2 = loss.expand_columns(loss.targets(prob["y"], 2), 2)               # the two mirrored columns
     Kn = K.numpy()
     times: dict[str, list[float]] = {f"ours_{tol:g}": [] for tol in TOLS}
     times.update(libsvm=[], mirrored=[])

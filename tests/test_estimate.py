@@ -58,7 +58,7 @@ def no_kernel_built(monkeypatch):
 
     def never(*args, **kwargs):
         raise AssertionError("a kernel was evaluated for a run that does not fit")
-    monkeypatch.setattr(engine.teacher, "build_operator", never)
+    monkeypatch.setattr(engine.teacher, "build_operator_iter", never)
     monkeypatch.setattr(Kernel, "__call__", never)
     monkeypatch.setattr(Kernel, "features", never)
 
@@ -351,7 +351,7 @@ def test_cli_refuses_before_any_kernel_is_built(tmp_path, capsys, monkeypatch):
 
     def never(*args, **kwargs):
         raise AssertionError("the kernel operator was built for a run that does not fit")
-    monkeypatch.setattr(engine.teacher, "build_operator", never)
+    monkeypatch.setattr(engine.teacher, "build_operator_iter", never)
     out = tmp_path / "o"
     rc = main(["distill", "--data", "sample", "--out", str(out), "--steps", "1", "--memory-budget-gb", "0.001"])
     captured = capsys.readouterr()

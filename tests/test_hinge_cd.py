@@ -69,9 +69,7 @@ def test_sub_problem_matches_lbfgsb(solver):
 @pytest.mark.parametrize("seed,classes", [(0, 2), (1, 2), (2, 3), (3, 4)])
 def test_working_set_matches_fista_and_kkt(small_blocks, seed, classes):
     K, labels = _problem(seed, classes=classes)
-    Y = HINGE.targets(labels, classes)
-    if classes == 2:
-        Y = Y[:, 1:]                                         # the binary problem: one column
+    Y = HINGE.targets(labels, classes)                       # two classes: one ±1 column
     cd = solve_dense(K, Y, HINGE, LAM, tol=1e-10)
     fista = solve(lambda V: K @ V, Y, HINGE, LAM, tol=1e-8, max_iter=400)
     assert cd.solver.startswith("coordinate descent") and fista.solver.startswith("fista")
@@ -123,7 +121,7 @@ def test_duplicate_points_and_contradicting_labels(small_blocks):
     K3 = K[idx][:, idx]
     lab = labels[idx].clone()
     lab[-10:] = 1 - lab[-10:]                               # the third copies carry the other label
-    Y = HINGE.targets(lab, 2)[:, 1:]
+    Y = HINGE.targets(lab, 2)
     cd = solve_dense(K3, Y, HINGE, LAM, tol=1e-10)
     fista = solve(lambda V: K3 @ V, Y, HINGE, LAM, tol=1e-8, max_iter=400)
     assert cd.rel_gap <= 1e-10
@@ -133,8 +131,8 @@ def test_duplicate_points_and_contradicting_labels(small_blocks):
 
 def test_two_mirrored_columns_are_the_one_column_problem_twice(small_blocks):
     K, labels = _problem(7, n=150)
-    one = solve_dense(K, HINGE.targets(labels, 2)[:, 1:], HINGE, LAM, tol=1e-11)
-    two = solve_dense(K, HINGE.targets(labels, 2), HINGE, LAM, tol=1e-11)
+    one = solve_dense(K, HINGE.targets(labels, 2), HINGE, LAM, tol=1e-11)
+    two = solve_dense(K, HINGE.expand_columns(HINGE.targets(labels, 2), 2), HINGE, LAM, tol=1e-11)
     assert two.primal == pytest.approx(2 * one.primal, rel=1e-9)
     assert torch.allclose(two.z[:, 1], one.z[:, 0], atol=1e-6) and torch.allclose(two.z[:, 0], -one.z[:, 0], atol=1e-6)
 
@@ -197,7 +195,7 @@ def test_certificate_of_a_sparse_solution_is_the_full_products(small_blocks):
     labels = rng.integers(0, 2, 300)
     X = rng.standard_normal((300, 4)) + 4.0 * np.eye(2, 4)[labels]
     K = make_kernel("rbf", bandwidth=3.0)(torch.from_numpy(X)).double()
-    Y = HINGE.targets(torch.from_numpy(labels), 2)[:, 1:]
+    Y = HINGE.targets(torch.from_numpy(labels), 2)
     sol = solve_dense(K, Y, HINGE, 1e-3, tol=1e-9)
     assert 0 < int((sol.alpha != 0).sum()) < 150              # the sparse product path was taken
     primal, dual, gap, z = certificate(HINGE, Y, sol.alpha, K @ sol.alpha, 1e-3)
