@@ -333,6 +333,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.suite == "speed":
         from engine.bench_speed import bench_speed
         report = bench_speed(args.out, command=command)
+    elif args.suite == "accuracy":
+        from engine.bench_accuracy import bench_accuracy
+        report = bench_accuracy(args.out, args.datasets, command=command)
     elif args.suite == "cluster":
         from engine.bench_cluster import bench_cluster
         report = bench_cluster(args.out, args.datasets, command=command)
@@ -400,7 +403,8 @@ def make_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="result tables and performance ratios (Markdown + JSON)")
-    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom", "estimate", "cluster", "speed"), default="quick")
+    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom", "estimate", "cluster", "speed", "accuracy"),
+                   default="quick")
     b.add_argument("--out", required=True, help="folder for bench.md and bench.json")
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")
