@@ -39,6 +39,10 @@ HELP: dict[str, str] = {
     "init": "Start the synthetic images from real images, from noise, or from k-means centres.",
     "steps": "Optimisation steps over the synthetic images.",
     "lr": "Learning rate of the optimiser that moves the synthetic images.",
+    "lr_schedule": "Step size over the run: constant, or cosine (decays from the learning rate towards 0 by the last step).",
+    "warmup_steps": "Raise the step size linearly from 0 over the first k steps (0 = no warm-up).",
+    "kip_weight": "DGKIP, squared loss: optimise (1 − w)·gap + w·KIP loss (0 = pure DGKIP, 1 = KIP's loss only). "
+                  "Trades the certificate for accuracy; the reported gap and radius stay the certified ones.",
     "optimizer": "Optimiser for the synthetic images.",
     "alpha_mode": "exact: solve for the synthetic dual variables each step; joint: gradient steps alongside the images.",
     "preprocess": "Pixel preprocessing before the kernel: per-feature standardisation or ZCA whitening.",
@@ -272,6 +276,9 @@ class SettingsPanel(QWidget):
         optimisation = self._group("Optimisation", [
             ("Steps", self._spin("steps", 1, 10_000_000)),
             ("Learning rate", self._number("lr", float)),
+            ("Step-size schedule", self._choice("lr_schedule", cfg.LR_SCHEDULES)),
+            ("Warm-up steps", self._spin("warmup_steps", 0, 10_000_000)),
+            ("KIP weight", self._number("kip_weight", float)),
             ("Preprocessing", self._choice("preprocess", cfg.PREPROCESS)),
             ("Device", self._choice("device", cfg.DEVICES)),
             ("Precision", self._choice("dtype", cfg.DTYPES)),

@@ -26,6 +26,7 @@ def panel(qtbot) -> SettingsPanel:
 def test_form_round_trips_the_config(panel):
     config = DistillConfig(mode="dgkip", loss="hinge", kernel="rbf", kernel_params={"bandwidth": 2.5}, lam=0.02,
                            ipc=7, steps=123, lr=0.05, learn_labels=False, preprocess="zca", device="cpu",
+                           lr_schedule="cosine", warmup_steps=10,
                            dtype="float64", seed=11, optimizer="sgd", max_per_class=50, eval_every=9)
     panel.set_config(config)
     assert panel.config() == config
