@@ -33,6 +33,9 @@ EVAL_EVERY = 20
 LAM = 1e-2                 # the mnist/quick suites' λ and lr (engine.bench)
 LR = 0.03
 FRONT = (0.1, 0.3, 0.5, 0.9, 1.0)
+CIFAR_VARIANTS = ("KIP (fixed ridge)", "DGKIP squared", "DGKIP cross-entropy", "squared + k-means init",
+                  "squared + learned labels", "cross-entropy + learned labels", "squared, kip_weight 0.5",
+                  "squared, kip_weight 0.9", "squared, kip_weight 1")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class AccCell:
     depth: int
     ipc: int
     threshold: float        # accuracy whose first step is reported
+    variants: tuple[str, ...] | None = None     # labels of the variants run on this cell (None = all)
 
 
 def cells(datasets_dir: str | Path) -> list[AccCell]:
@@ -50,7 +54,7 @@ def cells(datasets_dir: str | Path) -> list[AccCell]:
     mnist, cifar = str(d / "mnist-train.npz"), str(d / "cifar10-train-1.npz")
     out = [AccCell(f"MNIST depth {depth} IPC {ipc}", mnist, 200, depth, ipc, 0.85 if ipc == 1 else 0.90)
            for depth in (1, 3) for ipc in (1, 10)]
-    out.append(AccCell("CIFAR-10 depth 1 IPC 10", cifar, 200, 1, 10, 0.30))
+    out.append(AccCell("CIFAR-10 depth 1 IPC 10", cifar, 200, 1, 10, 0.30, CIFAR_VARIANTS))
     return out
 
 
@@ -69,13 +73,18 @@ def variants(front: tuple[float, ...] = FRONT) -> list[tuple[str, dict[str, Any]
     rows += [(f"squared, kip_weight {w:g}", dict(sq, kip_weight=w)) for w in front]
     rows += [(f"squared + k-means + cosine, kip_weight {w:g}", dict(sq, init="kmeans", lr_schedule="cosine", kip_weight=w))
              for w in (0.5,)]
+    rows += [("KIP + k-means init", dict(mode="kip", loss="squared", init="kmeans")),
+             ("squared + k-means, kip_weight 0.9", dict(sq, init="kmeans", kip_weight=0.9)),
+             ("squared, lr 0.1", dict(sq, lr=0.1)),
+             ("cross-entropy + learned labels + k-means", dict(ce, learn_labels=True, init="kmeans"))]
     return rows
 
 
 def run_one(cell: AccCell, label: str, overrides: dict[str, Any], dataset, steps: int, eval_every: int) -> dict[str, Any]:
-    cfg = DistillConfig(data=cell.data, max_per_class=cell.cap, ipc=cell.ipc, kernel="ntk-fc",
-                        kernel_params={"depth": cell.depth}, lam=LAM, lr=LR, steps=steps, eval_every=eval_every,
-                        snapshot_every=0, **overrides)
+    settings = dict(data=cell.data, max_per_class=cell.cap, ipc=cell.ipc, kernel="ntk-fc",
+                    kernel_params={"depth": cell.depth}, lam=LAM, lr=LR, steps=steps, eval_every=eval_every,
+                    snapshot_every=0)
+    cfg = DistillConfig(**{**settings, **overrides})
     t = time.perf_counter()
     curve, done = [], None
     for e in run(cfg, dataset=dataset):
@@ -153,6 +162,8 @@ def bench_accuracy(out: str | Path, datasets: str | Path, command: str = "", onl
             loaded[cell.data] = load_dataset(cell.data, holdout_fraction=DistillConfig.holdout_fraction,
                                              seed=DistillConfig.seed)
         for label, overrides in todo:
+            if cell.variants is not None and label not in cell.variants:
+                continue
             r = run_one(cell, label, overrides, loaded[cell.data], steps, eval_every)
             report["results"].append(r)
             reach = r["steps_to_threshold"]
@@ -161,4 +172,23 @@ def bench_accuracy(out: str | Path, datasets: str | Path, command: str = "", onl
             write()
     report["complete"] = True
     write()
+    return report
+
+
+def merge_reports(paths: list[str | Path], out: str | Path, command: str) -> dict[str, Any]:
+    """One report from several partial ones (the suite's cells run in separate processes): results in
+    the order of :func:`cells` and :func:`variants`; wall time = the longest part."""
+    parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    order_c = {c.label: i for i, c in enumerate(cells("."))}
+    order_v = {label: i for i, (label, _) in enumerate(variants())}
+    results = sorted((r for p in parts for r in p["results"]),
+                     key=lambda r: (order_c.get(r["cell"], 99), order_v.get(r["variant"], 99)))
+    report = dict(parts[0], command=command, results=results, complete=all(p["complete"] for p in parts))
+    report["settings"] = dict(parts[0]["settings"], cells=[c for p in parts for c in p["settings"]["cells"]])
+    report["seconds"] = max(p["seconds"] for p in parts)
+    report["peak_rss_mb"] = max(p["peak_rss_mb"] for p in parts)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    (out / "bench.md").write_text(to_markdown(report), encoding="utf-8")
     return report
