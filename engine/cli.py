@@ -38,8 +38,8 @@ from typing import Any, Sequence
 
 from engine import __version__
 from engine.cluster import ClusterError
-from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INITS, KERNELS, LOSSES, MODES,
-                           PREPROCESS, TEACHERS, ConfigError, DistillConfig)
+from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INITS, KERNELS, LOSSES, LR_SCHEDULES,
+                           MODES, PREPROCESS, TEACHERS, ConfigError, DistillConfig)
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
@@ -56,7 +56,7 @@ EXPORT_FAILED = 1   # the result could not be saved anywhere
 _OVERRIDES = ("data", "test_data", "ipc", "loss", "kernel", "lam", "steps", "lr", "seed", "device", "dtype",
               "mode", "alpha_mode", "init", "init_from", "preprocess", "max_per_class", "eval_every",
               "holdout_fraction", "memory_budget_gb", "teacher_tol", "learn_labels", "teacher", "centres",
-              "centre_selection", "certify_exact")
+              "centre_selection", "certify_exact", "lr_schedule", "warmup_steps", "kip_weight")
 
 
 def _parse_value(text: str) -> Any:
@@ -365,6 +365,11 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--lam", type=float, help="mean-form ridge λ")
     d.add_argument("--steps", type=int)
     d.add_argument("--lr", type=float)
+    d.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES,
+                   help="constant, or cosine decay of the step size towards 0 by the last step")
+    d.add_argument("--warmup-steps", dest="warmup_steps", type=int, help="linear step-size warm-up over the first k steps")
+    d.add_argument("--kip-weight", dest="kip_weight", type=float,
+                   help="DGKIP, squared loss: optimise (1 - w)*gap + w*KIP loss, w in [0, 1] (certificates unchanged)")
     d.add_argument("--classes", help="comma-separated class names to use")
     d.add_argument("--seed", type=int)
     d.add_argument("--device", choices=DEVICES)

@@ -114,3 +114,14 @@ def test_new_settings_are_validated():
     with pytest.raises(ConfigError, match="warmup_steps"):
         DistillConfig(warmup_steps=200, steps=200).validate()
     DistillConfig(kip_weight=0.3, loss="squared", lr_schedule="cosine", warmup_steps=10).validate()
+
+
+def test_cli_flags_reach_the_config(tmp_path):
+    from engine.cli import main
+
+    path = tmp_path / "c.json"
+    assert main(["distill", "--data", "sample", "--out", str(tmp_path / "o"), "--loss", "squared", "--lr-schedule",
+                 "cosine", "--warmup-steps", "2", "--kip-weight", "0.25", "--steps", "3", "--save-config", str(path)]) == 0
+    cfg = DistillConfig.load(path)
+    assert (cfg.lr_schedule, cfg.warmup_steps, cfg.kip_weight) == ("cosine", 2, 0.25)
+    assert main(["distill", "--data", "sample", "--out", str(tmp_path / "p"), "--kip-weight", "2"]) != 0
