@@ -138,23 +138,33 @@ def _pair_classes(classes: list[str]) -> list[str] | None:
     return classes[:2] if len(classes) >= 2 else None
 
 
+def _plain(c: DistillConfig) -> DistillConfig:
+    """The settings a preset does not name return to pure DGKIP at a constant step size."""
+    return c.replace(kip_weight=0.0, lr_schedule="constant", warmup_steps=0)
+
+
 PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
-    "Quick look": lambda c, classes: c.replace(
+    "Quick look": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="cross-entropy", kernel="ntk-fc", kernel_params={}, ipc=1, steps=100, lr=0.01,
         lam=1e-3, eval_every=25, snapshot_every=5, learn_labels=False, classes=None),
-    "MNIST pair, hinge": lambda c, classes: c.replace(
+    "MNIST pair, hinge": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="hinge", kernel="ntk-fc", kernel_params={}, ipc=5, steps=300, lr=0.01, lam=1e-3,
         eval_every=50, snapshot_every=10, learn_labels=False, classes=_pair_classes(classes)),
-    "Paper: cross-entropy NTK": lambda c, classes: c.replace(
+    "Paper: cross-entropy NTK": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="cross-entropy", kernel="ntk-fc", kernel_params={}, ipc=10, steps=1000, lr=0.01,
         lam=1e-3, preprocess="zca", eval_every=100, snapshot_every=10, learn_labels=False, classes=None),
     # CIFAR-10 on a 2-core CPU: 1,000 images per class, IPC 10 in under 5 minutes at 44.6 % kernel
     # accuracy against a 44.7 % teacher (docs/results.md); smaller λ makes DGKIP worse here
-    "Natural images (ConvNet features)": lambda c, classes: c.replace(
+    "Natural images (ConvNet features)": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="cross-entropy", kernel="rf-conv",
         kernel_params={"width": 128, "n_models": 2, "redraw_every": 0}, ipc=10, steps=300, lr=0.03, lam=1e-4,
         max_per_class=1000, eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
-    "KIP baseline (squared, NTK)": lambda c, classes: c.replace(
+    # issue 17: DGKIP's gap optimised with KIP's loss mixed in, (1 − w)·gap + w·KIP loss at w = 0.9 — within
+    # 0.1 point of KIP's kernel accuracy on MNIST at a certified radius below KIP's (docs/results.md)
+    "Certified, near KIP's accuracy": lambda c, classes: _plain(c).replace(
+        mode="dgkip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.03, lam=1e-2,
+        kip_weight=0.9, init="real", eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
+    "KIP baseline (squared, NTK)": lambda c, classes: _plain(c).replace(
         mode="kip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.01, lam=1e-3,
         learn_labels=True, eval_every=100, classes=None),
 }

@@ -207,3 +207,17 @@ def test_disabled_fields_look_disabled_also_when_they_show_a_placeholder(qtbot, 
     value = panel._fields["lam"].widget
     assert not placeholder.text() and placeholder.placeholderText() and value.text()
     assert abs(darkest(placeholder) - darkest(value)) <= 24, (darkest(placeholder), darkest(value))
+
+
+def test_presets_after_the_combined_objective_stay_valid(panel):
+    """A preset applied after one that mixes KIP's loss in returns to pure DGKIP (kip_weight needs the
+    squared loss and DGKIP mode, which the other presets change)."""
+    panel.set_dataset([str(d) for d in range(10)])
+    mixed = list(PRESETS).index("Certified, near KIP's accuracy") + 1
+    for index, name in enumerate(PRESETS, start=1):
+        panel.preset.activated.emit(mixed)
+        assert panel.config().kip_weight > 0 and panel.error is None
+        panel.preset.activated.emit(index)
+        assert panel.error is None, name
+        if index != mixed:
+            assert panel.config().kip_weight == 0 and panel.config().lr_schedule == "constant", name
