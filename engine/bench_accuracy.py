@@ -141,15 +141,17 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def bench_accuracy(out: str | Path, datasets: str | Path, command: str = "", only: list[str] | None = None,
                    steps: int = STEPS, eval_every: int = EVAL_EVERY,
-                   variant_list: list[tuple[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
-    """Run the cells (``only``: labels to keep), writing ``bench.json`` / ``bench.md`` after each."""
+                   variant_list: list[tuple[str, dict[str, Any]]] | None = None,
+                   cell_list: list[AccCell] | None = None) -> dict[str, Any]:
+    """Run the cells (``only``: labels to keep; ``cell_list``: instead of :func:`cells`), writing
+    ``bench.json`` / ``bench.md`` after each run."""
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = [c for c in cells(datasets) if only is None or c.label in only]
+    chosen = [c for c in (cell_list or cells(datasets)) if only is None or c.label in only]
     todo = variant_list if variant_list is not None else variants()
     report = {"suite": "accuracy", "command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-              "machine": machine(), "settings": {"cap": 200, "lam": LAM, "lr": LR, "steps": steps,
+              "machine": machine(), "settings": {"cap": chosen[0].cap if chosen else 200, "lam": LAM, "lr": LR, "steps": steps,
                                                  "eval_every": eval_every, "kernel": "ntk-fc",
                                                  "cells": [c.__dict__ for c in chosen]},
               "results": [], "complete": False}
