@@ -79,6 +79,7 @@ def variants(front: tuple[float, ...] = FRONT) -> list[tuple[str, dict[str, Any]
     rows += [("KIP + k-means init", dict(mode="kip", loss="squared", init="kmeans")),
              ("squared + k-means, kip_weight 0.9", dict(sq, init="kmeans", kip_weight=0.9)),
              ("squared, lr 0.1", dict(sq, lr=0.1)),
+             ("squared + learned labels, kip_weight 0.9", dict(sq, learn_labels=True, kip_weight=0.9)),
              ("cross-entropy + learned labels + k-means", dict(ce, learn_labels=True, init="kmeans"))]
     return rows
 
