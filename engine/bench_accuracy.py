@@ -36,7 +36,7 @@ FRONT = (0.1, 0.3, 0.5, 0.9, 1.0)
 # CIFAR-10 (d = 3,072) costs about 4× an MNIST step: the front's ends and middle, and label learning;
 # kip_weight 1 is KIP's own step (identical to KIP mode on every MNIST cell), so KIP mode stands for it
 CIFAR_VARIANTS = ("KIP (fixed ridge)", "DGKIP squared", "squared + learned labels", "squared, kip_weight 0.5",
-                  "squared, kip_weight 0.9")
+                  "squared, kip_weight 0.9", "squared + k-means, kip_weight 0.9")
 CIFAR_STEPS = 300
 
 
