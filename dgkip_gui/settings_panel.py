@@ -159,11 +159,12 @@ PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
         mode="dgkip", loss="cross-entropy", kernel="rf-conv",
         kernel_params={"width": 128, "n_models": 2, "redraw_every": 0}, ipc=10, steps=300, lr=0.03, lam=1e-4,
         max_per_class=1000, eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
-    # issue 17: DGKIP's gap optimised with KIP's loss mixed in, (1 − w)·gap + w·KIP loss at w = 0.9 — within
-    # 0.1 point of KIP's kernel accuracy on MNIST at a certified radius below KIP's (docs/results.md)
+    # issue 17: (1 − w)·gap + w·KIP loss at w = 0.9 from k-means centres — KIP's kernel accuracy on MNIST
+    # (within 0.2 points, or above it) at 0.76-0.84 of KIP's certified radius, and KIP's accuracy thresholds
+    # reached in fewer steps (docs/results.md, "Closing DGKIP's accuracy gap to KIP")
     "Certified, near KIP's accuracy": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.03, lam=1e-2,
-        kip_weight=0.9, init="real", eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
+        kip_weight=0.9, init="kmeans", eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
     "KIP baseline (squared, NTK)": lambda c, classes: _plain(c).replace(
         mode="kip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.01, lam=1e-3,
         learn_labels=True, eval_every=100, classes=None),
