@@ -40,6 +40,10 @@ HELP: dict[str, str] = {
     "init": "Start the synthetic images from real images, from noise, or from k-means centres.",
     "steps": "Optimisation steps over the synthetic images.",
     "lr": "Learning rate of the optimiser that moves the synthetic images.",
+    "lr_schedule": "Step size over the run: constant, or cosine (decays from the learning rate towards 0 by the last step).",
+    "warmup_steps": "Raise the step size linearly from 0 over the first k steps (0 = no warm-up).",
+    "kip_weight": "DGKIP, squared loss: optimise (1 − w)·gap + w·KIP loss (0 = pure DGKIP, 1 = KIP's loss only). "
+                  "Trades the certificate for accuracy; the reported gap and radius stay the certified ones.",
     "optimizer": "Optimiser for the synthetic images.",
     "alpha_mode": "exact: solve for the synthetic dual variables each step; joint: gradient steps alongside the images.",
     "preprocess": "Pixel preprocessing before the kernel: per-feature standardisation or ZCA whitening.",
@@ -138,23 +142,34 @@ def _pair_classes(classes: list[str]) -> list[str] | None:
     return classes[:2] if len(classes) >= 2 else None
 
 
+def _plain(c: DistillConfig) -> DistillConfig:
+    """The settings a preset does not name return to pure DGKIP at a constant step size."""
+    return c.replace(kip_weight=0.0, lr_schedule="constant", warmup_steps=0)
+
+
 PRESETS: dict[str, Callable[[DistillConfig, list[str]], DistillConfig]] = {
-    "Quick look": lambda c, classes: c.replace(
+    "Quick look": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="cross-entropy", kernel="ntk-fc", kernel_params={}, ipc=1, steps=100, lr=0.01,
         lam=1e-3, eval_every=25, snapshot_every=5, learn_labels=False, classes=None),
-    "MNIST pair, hinge": lambda c, classes: c.replace(
+    "MNIST pair, hinge": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="hinge", kernel="ntk-fc", kernel_params={}, ipc=5, steps=300, lr=0.01, lam=1e-3,
         eval_every=50, snapshot_every=10, learn_labels=False, classes=_pair_classes(classes)),
-    "Paper: cross-entropy NTK": lambda c, classes: c.replace(
+    "Paper: cross-entropy NTK": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="cross-entropy", kernel="ntk-fc", kernel_params={}, ipc=10, steps=1000, lr=0.01,
         lam=1e-3, preprocess="zca", eval_every=100, snapshot_every=10, learn_labels=False, classes=None),
     # CIFAR-10 on a 2-core CPU: 1,000 images per class, IPC 10 in under 5 minutes at 44.6 % kernel
     # accuracy against a 44.7 % teacher (docs/results.md); smaller λ makes DGKIP worse here
-    "Natural images (ConvNet features)": lambda c, classes: c.replace(
+    "Natural images (ConvNet features)": lambda c, classes: _plain(c).replace(
         mode="dgkip", loss="cross-entropy", kernel="rf-conv",
         kernel_params={"width": 128, "n_models": 2, "redraw_every": 0}, ipc=10, steps=300, lr=0.03, lam=1e-4,
         max_per_class=1000, eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
-    "KIP baseline (squared, NTK)": lambda c, classes: c.replace(
+    # issue 17: (1 − w)·gap + w·KIP loss at w = 0.9 from k-means centres — KIP's kernel accuracy within 0.2
+    # points (or above it) on four MNIST cells and a CIFAR-10 cell at 0.74-0.90 of KIP's certified radius,
+    # reaching 85 % / 90 % in as few steps as KIP or fewer (docs/results.md, "Closing DGKIP's accuracy gap to KIP")
+    "Certified, near KIP's accuracy": lambda c, classes: _plain(c).replace(
+        mode="dgkip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.03, lam=1e-2,
+        kip_weight=0.9, init="kmeans", eval_every=50, snapshot_every=10, learn_labels=False, classes=None),
+    "KIP baseline (squared, NTK)": lambda c, classes: _plain(c).replace(
         mode="kip", loss="squared", kernel="ntk-fc", kernel_params={}, ipc=10, steps=500, lr=0.01, lam=1e-3,
         kip_ridge="trace", learn_labels=True, eval_every=100, classes=None),
 }
@@ -276,6 +291,9 @@ class SettingsPanel(QWidget):
         optimisation = self._group("Optimisation", [
             ("Steps", self._spin("steps", 1, 10_000_000)),
             ("Learning rate", self._number("lr", float)),
+            ("Step-size schedule", self._choice("lr_schedule", cfg.LR_SCHEDULES)),
+            ("Warm-up steps", self._spin("warmup_steps", 0, 10_000_000)),
+            ("KIP weight", self._number("kip_weight", float)),
             ("Preprocessing", self._choice("preprocess", cfg.PREPROCESS)),
             ("Device", self._choice("device", cfg.DEVICES)),
             ("Precision", self._choice("dtype", cfg.DTYPES)),

@@ -44,7 +44,7 @@ from typing import Any, Sequence
 from engine import __version__
 from engine.cluster import ClusterError
 from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INITS, KERNELS, KIP_RIDGES, LOSSES,
-                           MODES, PREPROCESS, TEACHERS, ConfigError, DistillConfig)
+                           LR_SCHEDULES, MODES, PREPROCESS, TEACHERS, ConfigError, DistillConfig)
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
@@ -62,7 +62,8 @@ SWEEP_CELLS_FAILED = 5  # a sweep's table was written, but some cells failed (th
 _OVERRIDES = ("data", "test_data", "ipc", "loss", "kernel", "lam", "steps", "lr", "seed", "device", "dtype",
               "mode", "alpha_mode", "init", "init_from", "preprocess", "max_per_class", "eval_every",
               "holdout_fraction", "memory_budget_gb", "teacher_tol", "learn_labels", "teacher", "centres",
-              "centre_selection", "certify_exact", "kip_ridge", "kip_batch")
+              "centre_selection", "certify_exact", "kip_ridge", "kip_batch",
+              "lr_schedule", "warmup_steps", "kip_weight")
 
 
 def _parse_value(text: str) -> Any:
@@ -342,6 +343,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.suite == "svm":
         from engine.bench_svm import bench_svm
         report = bench_svm(args.out, args.datasets, command=command)
+    elif args.suite == "accuracy":
+        from engine.bench_accuracy import bench_accuracy
+        report = bench_accuracy(args.out, args.datasets, command=command)
     elif args.suite == "cluster":
         from engine.bench_cluster import bench_cluster
         report = bench_cluster(args.out, args.datasets, command=command)
@@ -417,6 +421,11 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--kip-batch", dest="kip_batch", type=int, help="KIP: real target points per step")
     d.add_argument("--steps", type=int)
     d.add_argument("--lr", type=float)
+    d.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES,
+                   help="constant, or cosine decay of the step size towards 0 by the last step")
+    d.add_argument("--warmup-steps", dest="warmup_steps", type=int, help="linear step-size warm-up over the first k steps")
+    d.add_argument("--kip-weight", dest="kip_weight", type=float,
+                   help="DGKIP, squared loss: optimise (1 - w)*gap + w*KIP loss, w in [0, 1] (certificates unchanged)")
     d.add_argument("--classes", help="comma-separated class names to use")
     d.add_argument("--seed", type=int)
     d.add_argument("--device", choices=DEVICES)
@@ -455,7 +464,8 @@ def make_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="result tables and performance ratios (Markdown + JSON)")
-    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom", "estimate", "cluster", "speed", "svm"), default="quick")
+    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom", "estimate", "cluster", "speed",
+                                       "svm", "accuracy"), default="quick")
     b.add_argument("--out", required=True, help="folder for bench.md and bench.json")
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")

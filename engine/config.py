@@ -28,6 +28,7 @@ KERNELS = ("linear", "rbf", "nngp-fc", "ntk-fc", "nngp-conv", "ntk-conv", "rf-fc
 ALPHA_MODES = ("joint", "exact")
 INITS = ("real", "noise", "kmeans")
 OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float64")
 PREPROCESS = ("standardize", "zca")
@@ -112,6 +113,9 @@ def _choice(options: tuple[str, ...]) -> _Spec:
 _FIELDS: dict[str, _Spec] = {
     "mode": _choice(MODES), "loss": _choice(LOSSES), "kernel": _choice(KERNELS),
     "alpha_mode": _choice(ALPHA_MODES), "init": _choice(INITS), "optimizer": _choice(OPTIMIZERS),
+    "lr_schedule": _choice(LR_SCHEDULES),
+    "warmup_steps": _Spec("int", 0, MAX_COUNT, example="0 (no warm-up) or 50"),
+    "kip_weight": _Spec("float", 0.0, 1.0, example="0 (pure DGKIP), 0.5, or 1 (KIP's loss only, still certified)"),
     "device": _choice(DEVICES), "dtype": _choice(DTYPES), "preprocess": _choice(PREPROCESS),
     "teacher": _choice(TEACHERS), "centre_selection": _choice(CENTRE_SELECTIONS),
     "kip_ridge": _choice(KIP_RIDGES),
@@ -197,6 +201,8 @@ class DistillConfig:
     steps: int = 200
     optimizer: str = "adam"
     lr: float = 0.01
+    lr_schedule: str = "constant"       # "constant", or "cosine": decays from lr towards 0 over the steps
+    warmup_steps: int = 0               # linear warm-up of the step size over the first k steps
     alpha_mode: str = "exact"           # "exact" inner maximisation or "joint" gradient steps
     learn_labels: bool = False          # squared / cross-entropy only
     init: str = "real"
@@ -219,6 +225,7 @@ class DistillConfig:
     # KIP's ridge on K_SS: "trace" = λ·tr(K_SS)/m (published KIP; λ is its ``reg``), "fixed" = λ·m (the
     # mean-form λ, the model the app certifies). Configs of schema version 1 predate it and read as "fixed".
     kip_ridge: str = "trace"
+    kip_weight: float = 0.0             # DGKIP: optimise (1 − w)·gap + w·KIP loss (squared loss); certificates unchanged
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "DistillConfig":
@@ -238,6 +245,15 @@ class DistillConfig:
             raise ConfigError("loss", "KIP mode is defined for the squared loss only; choose 'squared'")
         if self.learn_labels and self.loss not in ("squared", "cross-entropy"):
             raise ConfigError("learn_labels", "label learning needs the squared or cross-entropy loss")
+        if self.kip_weight > 0 and self.mode != "dgkip":
+            raise ConfigError("kip_weight", f"{self.kip_weight:g} mixes KIP's loss into DGKIP's objective; in KIP "
+                              "mode it has no meaning — set it to 0, or choose mode 'dgkip'")
+        if self.kip_weight > 0 and self.loss != "squared":
+            raise ConfigError("kip_weight", "the combined objective adds KIP's squared-loss kernel ridge loss, so "
+                              "it needs the squared loss; choose 'squared' or set kip_weight to 0")
+        if self.warmup_steps >= self.steps and self.warmup_steps > 0:
+            raise ConfigError("warmup_steps", f"{self.warmup_steps} warm-up steps leave none of the {self.steps} "
+                              "steps at the full step size; use fewer warm-up steps than steps")
         if self.teacher == "exact" and self.centres is not None:
             raise ConfigError("centres", f"{self.centres} centres were given but the teacher is 'exact' (all "
                               "points); leave centres empty, or choose the 'nystrom' or 'auto' teacher")

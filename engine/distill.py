@@ -117,6 +117,18 @@ def step_flops(kernel: Kernel, m: int, chw: tuple[int, ...], rows: int, p: int =
     return (m + real_images) * flops + 10.0 * m * rows * p
 
 
+def lr_factor(step: int, steps: int, schedule: str, warmup: int = 0) -> float:
+    """The step-size multiplier of (1-based) step ``step`` of ``steps``: a linear warm-up
+    ``step / warmup`` over the first ``warmup`` steps, then 1 ("constant") or the half cosine
+    ``(1 + cos(π·(step − warmup − 1) / (steps − warmup))) / 2`` ("cosine"), which is 1 at the first
+    step after the warm-up and stays above 0 at the last step."""
+    if warmup and step <= warmup:
+        return step / warmup
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup - 1) / max(1, steps - warmup)))
+    return 1.0
+
+
 def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray, n_classes: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(m, H, W, C) float32 preprocessed images and (m,) labels, grouped by class."""
@@ -293,12 +305,14 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # KIP samples real target batches: their images, or, for an explicit kernel whose networks are never
     # redrawn, their features φ(x) computed once here (each step then costs the same whatever n is).
     redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
+    # DGKIP with kip_weight > 0 also takes KIP's loss on real batches (the combined objective)
+    uses_kip = cfg.mode == "kip" or cfg.kip_weight > 0
     x_work = f_work = None
-    if uses_feature_cache(cfg.mode, kernel):
+    if uses_feature_cache("kip" if uses_kip else cfg.mode, kernel):
         f_work = yield from _feature_cache(kernel, x_train_np, device, dtype, control)
-    elif cfg.mode == "kip":
+    elif uses_kip:
         x_work = to_nchw(x_train_np).to(device, dtype)
-    Y_work = Y_train.to(device, dtype) if cfg.mode == "kip" else None
+    Y_work = Y_train.to(device, dtype) if uses_kip else None
     yield Stage("distill", f"{cfg.mode.upper()}: {cfg.ipc} image(s) per class, {cfg.steps} steps on {describe(device)}")
     # built before the clock starts: the first torch.optim optimizer imports torch._dynamo (1.2-2.7 s measured)
     optimizer = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(syn.parameters(), lr=cfg.lr)
@@ -312,9 +326,10 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # never does: the teacher's explicit weights w* live in the feature space of the networks drawn
     # from the kernel's own seed, which the certificates and evaluations also use.
     kip_kernel = kernel
-    n_work = Y_work.shape[0] if cfg.mode == "kip" else 0
+    n_work = Y_work.shape[0] if uses_kip else 0
     b = min(cfg.kip_batch, n_work)
-    batches = _EpochBatches([x_work, Y_work, f_work], b, cfg.seed) if cfg.mode == "kip" else None
+    batches = _EpochBatches([x_work, Y_work, f_work], b, cfg.seed) if uses_kip else None
+    w_kip = cfg.kip_weight
     chw = tuple(syn.xs.shape[1:])
     if cfg.mode == "kip":
         p = f_work.shape[1] if f_work is not None else 0
@@ -331,6 +346,9 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
             reason, step = "stopped", step - 1
             break
         with torch_threads(threads):                  # small steps: one thread (see engine.device)
+            if cfg.lr_schedule != "constant" or cfg.warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.lr_schedule, cfg.warmup_steps)
             optimizer.zero_grad(set_to_none=True)
             Ys = syn.targets()
             if cfg.mode == "kip":
@@ -354,6 +372,10 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
                 objective = fy_t + km_t
                 fy, km = fy_t.item(), km_t.item()
                 gap = fy + km
+                if w_kip > 0:      # the combined objective: only what is optimised changes, not what is certified
+                    xb, Yb, fb = batches.next()     # KIP's loss with the fixed ridge λ·m: the model DGKIP certifies
+                    objective = (1.0 - w_kip) * objective + w_kip * kip_loss(kernel, syn.xs, Ys, xb, Yb, cfg.lam, fb=fb,
+                                                                             ridge="fixed")
             objective.backward()
             optimizer.step()
             obj = objective.item()

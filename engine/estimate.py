@@ -463,24 +463,25 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
     same = run.work_dtype == torch.float64 and run.device == run.cdev
     cast = 0 if same else (p * k if explicit else rows_of * (d + k)) * ew
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
-    cached = uses_feature_cache(cfg.mode, kernel)
+    kipish = cfg.mode == "kip" or cfg.kip_weight > 0       # DGKIP's combined objective also takes KIP batches
+    cached = uses_feature_cache("kip" if kipish else cfg.mode, kernel)
     if cached:                # fixed networks: φ(x_train) computed once, in tiles, then concatenated
         tile = min(n, 2048)
         stages.append(("KIP feature cache", alive + [
             ("KIP feature tiles and their concatenation", work, 2 * n * p * ew),
             ("one tile's features", work, _feature_bytes(kernel, tile, s.chw, p, run.work_dtype, False))]))
         alive.append(("KIP features of x_train", work, n * (p + k) * ew))
-    elif cfg.mode == "kip":
+    elif kipish:
         alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
     b = min(cfg.kip_batch, n)
-    pairs = (b if cfg.mode == "kip" else rows_of) * m + m * m
+    pairs = ((b if cfg.mode == "kip" else rows_of) + (b if cfg.mode != "kip" and kipish else 0)) * m + m * m
     if kernel.explicit:       # only x̃'s features keep a graph (computed once per step); the batch is constant
         graph = _feature_bytes(kernel, m, s.chw, p, run.work_dtype, True)
-        if cfg.mode == "kip":
+        if kipish:
             graph += (0 if cached else _feature_bytes(kernel, b, s.chw, p, run.work_dtype, False)) + b * (m + p) * ew
     else:
         graph = _bytes_per_pair(kernel, s.chw, run.work_dtype, True) * pairs
-    graph += (b * d * ew if cfg.mode == "kip" and not cached else 0) + 6 * m * d * ew   # batch rows, images + Adam
+    graph += (b * d * ew if kipish and not cached else 0) + 6 * m * d * ew   # batch rows, images + Adam
     kmeans = 3 * s.largest * d * 4 if cfg.init == "kmeans" and not cfg.init_from else 0
     stages.append(("distillation step", alive + [("step autograd graph", work, max(graph, kmeans))]))
 
@@ -689,6 +690,9 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
         return 0.0 if explicit else block(m, r)
 
     extra_rows = max(0.0, step_rows(work_rows) - step_rows(timing.rows))
+    if cfg.mode != "kip" and cfg.kip_weight > 0:    # the combined objective adds KIP's loss on a real batch
+        kip_rows = (lambda r: r * m * pair) if explicit else (lambda r: block(r, m))
+        extra_rows += max(0.0, kip_rows(b) - kip_rows(min(b, timing.rows)))
     t["steps"] = cfg.steps * (timing.step_s + 3 * extra_rows)       # backward ≈ 2 forward passes
     if cfg.mode == "kip" and explicit and uses_feature_cache(cfg.mode, kernel):
         t["KIP features of x_train"] = n * per_image

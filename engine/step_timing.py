@@ -11,8 +11,8 @@ returns the median step after the first two and the time of the final certificat
 the modelled cost of the rows the real run has beyond these (:mod:`engine.estimate`).
 
 Results are kept per setting that changes that work (mode, loss, kernel and its parameters, image
-shape, classes, images per class, rows, dtype, optimizer, label learning, dual mode, snapshots,
-threads), so an edit of λ, the step count or the learning rate costs nothing. One measurement takes
+shape, classes, images per class, rows, dtype, optimizer, label learning, dual mode, whether KIP's
+loss is mixed in, KIP's ridge, snapshots, threads), so an edit of λ, the step count or the learning rate costs nothing. One measurement takes
 0.05–0.3 s on the built-in sample's shapes (plus torch's one-off optimizer import, 1–3 s, the first
 time in a process; the run it precedes then no longer pays it).
 """
@@ -55,7 +55,8 @@ def measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, rows:
     test_per_class = max(1, min(test_rows, MAX_TEST) // n_classes)
     key = (cfg.mode, cfg.loss, cfg.kernel, repr(sorted(cfg.kernel_params.items())), tuple(chw), n_classes,
            per_class, test_per_class, cfg.ipc, cfg.dtype, cfg.optimizer, cfg.learn_labels, cfg.alpha_mode,
-           cfg.preprocess, min(cfg.kip_batch, per_class * n_classes), cfg.snapshot_every, torch.get_num_threads())
+           cfg.preprocess, min(cfg.kip_batch, per_class * n_classes), cfg.kip_weight > 0, cfg.kip_ridge,
+           cfg.snapshot_every, torch.get_num_threads())
     epoch = _EPOCH
     with _LOCK:                              # one probe at a time (the app asks from a background thread)
         if key not in _MEASURED:

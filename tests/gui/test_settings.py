@@ -26,6 +26,7 @@ def panel(qtbot) -> SettingsPanel:
 def test_form_round_trips_the_config(panel):
     config = DistillConfig(mode="dgkip", loss="hinge", kernel="rbf", kernel_params={"bandwidth": 2.5}, lam=0.02,
                            ipc=7, steps=123, lr=0.05, learn_labels=False, preprocess="zca", device="cpu",
+                           lr_schedule="cosine", warmup_steps=10,
                            dtype="float64", seed=11, optimizer="sgd", max_per_class=50, eval_every=9)
     panel.set_config(config)
     assert panel.config() == config
@@ -224,3 +225,17 @@ def test_kip_preset_uses_the_published_ridge(panel):
     panel.set_config(DistillConfig(kip_ridge="fixed"))
     config = PRESETS["KIP baseline (squared, NTK)"](panel.config(), [])
     assert config.mode == "kip" and config.kip_ridge == "trace"
+
+
+def test_presets_after_the_combined_objective_stay_valid(panel):
+    """A preset applied after one that mixes KIP's loss in returns to pure DGKIP (kip_weight needs the
+    squared loss and DGKIP mode, which the other presets change)."""
+    panel.set_dataset([str(d) for d in range(10)])
+    mixed = list(PRESETS).index("Certified, near KIP's accuracy") + 1
+    for index, name in enumerate(PRESETS, start=1):
+        panel.preset.activated.emit(mixed)
+        assert panel.config().kip_weight > 0 and panel.error is None
+        panel.preset.activated.emit(index)
+        assert panel.error is None, name
+        if index != mixed:
+            assert panel.config().kip_weight == 0 and panel.config().lr_schedule == "constant", name
