@@ -70,14 +70,15 @@ def test_one_column_certificates_are_the_pair_s_over_the_exact_factors(two_class
         certs[cols] = (certify(teacher, xs, Ys, test), test, teacher)
     one, two = certs[1][0], certs[2][0]
     assert one.gap > 1e-4                                          # a real, non-zero gap to compare
-    # both m-point solves stop at relative gap 1e-9 (certify.TRAIN_TOL): their α differ by ~1e-5
-    # relative, which moves the certified gap by a few 1e-7 (3.5e-7 seen for squared hinge)
-    assert two.gap == pytest.approx(2 * one.gap, rel=2e-6)
-    assert two.fenchel_young == pytest.approx(2 * one.fenchel_young, rel=1e-6, abs=1e-12)
-    assert two.kernel_match == pytest.approx(2 * one.kernel_match, rel=1e-6, abs=1e-12)
-    assert two.radius == pytest.approx(math.sqrt(2) * one.radius, rel=1e-6)
+    # the two teachers are solved separately to relative gap 1e-10, so their w* agree to ~1e-5 relative
+    # (√gap), which moves the certificate's parts at the teacher by ~1e-6 (2.2e-6 seen for squared
+    # hinge's Fenchel–Young part, 3.5e-7 for its total), whatever the m-point solve's tolerance
+    assert two.gap == pytest.approx(2 * one.gap, rel=1e-5)
+    assert two.fenchel_young == pytest.approx(2 * one.fenchel_young, rel=1e-5, abs=1e-12)
+    assert two.kernel_match == pytest.approx(2 * one.kernel_match, rel=1e-5, abs=1e-12)
+    assert two.radius == pytest.approx(math.sqrt(2) * one.radius, rel=5e-6)
     assert two.distance == pytest.approx(math.sqrt(2) * one.distance, rel=1e-5)
-    assert two.radius_for_half == pytest.approx(math.sqrt(2) * one.radius_for_half, rel=1e-6)
+    assert two.radius_for_half == pytest.approx(math.sqrt(2) * one.radius_for_half, rel=5e-6)
     # the same predictions, the same certified points
     for attr in ("distilled_accuracy", "certified_consistency", "error_lower", "error_upper", "agreement"):
         assert getattr(one, attr) == getattr(two, attr), attr
