@@ -48,7 +48,7 @@ fits, and the budget that would do — when raising it helps at all.
 - certificate: k(x̃, x_teacher) in float64 without autograd, plus the test-set predictions.
 
 ``seconds_hint`` (CPU only, else ``None``) is rounded to two significant figures. The distillation steps
-and certificates are *measured*: :mod:`engine.step_timing` runs a dozen real steps and one certificate
+and certificates are *measured*: :mod:`engine.step_timing` runs up to two dozen real steps and one certificate
 on random pixels of the run's shapes with up to 2,048 rows (cached per setting that changes a step's
 work), and the rows beyond those are added at a per-entry cost. Everything else is modelled: kernel
 entries (teacher n², test rows) at a per-entry cost from the kernel's structure (an inner product at
@@ -104,7 +104,11 @@ NYSTROM_PASSES = {"smooth": 120, "hinge": 2_000}  # passes over K(X, Z) (two pro
 # without this term (n = 4,000 and 6,000 measured 0.31 and 0.37 × K above the same model).
 HEAP_GROWTH_TILES = 4
 
-PROBE_SECONDS = 0.02       # modelled cost of a step-timing probe's step, teacher solve and test rows, at most
+PROBE_SECONDS = 0.05       # modelled cost of a step-timing probe's step, teacher solve and test rows, at most
+# A step's rows beyond the probe's cost this many modelled forward entries each (forward and backward):
+# measured 1.17 on MNIST, 3,000 rows against the probe's 730 (ntk-fc, IPC 10, cross-entropy; 19.0 ms
+# against 12.6 ms a step); 1.5 leans to the safe side
+EXTRA_ROW_FACTOR = 1.5
 
 # Time model constants, calibrated on the sample digits (1,438 × 8×8 images) on a 2-core CPU, in
 # units of the once-measured machine rates (so they carry over to faster or slower machines):
@@ -678,7 +682,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
     work_rows = b if cfg.mode == "kip" else rows_of
     # the probe's rows: as many as the run has, within PROBE_SECONDS of modelled teacher, step and test work
     pair_cost = per_image + pair if explicit else pair
-    probe_rows = int(min(work_rows, PROBE_SECONDS / max(1e-12, 3 * m * pair_cost),
+    probe_rows = int(min(work_rows, PROBE_SECONDS / max(1e-12, EXTRA_ROW_FACTOR * m * pair_cost),
                          math.sqrt(PROBE_SECONDS / max(1e-12, pair_cost))))
     probe_test = int(min(nt, PROBE_SECONDS / max(1e-12, m * pair_cost)))
     timing = measure(cfg, s.chw, k, probe_rows, probe_test)
@@ -693,7 +697,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
     if cfg.mode != "kip" and cfg.kip_weight > 0:    # the combined objective adds KIP's loss on a real batch
         kip_rows = (lambda r: r * m * pair) if explicit else (lambda r: block(r, m))
         extra_rows += max(0.0, kip_rows(b) - kip_rows(min(b, timing.rows)))
-    t["steps"] = cfg.steps * (timing.step_s + 3 * extra_rows)       # backward ≈ 2 forward passes
+    t["steps"] = cfg.steps * (timing.step_s + EXTRA_ROW_FACTOR * extra_rows)
     if cfg.mode == "kip" and explicit and uses_feature_cache(cfg.mode, kernel):
         t["KIP features of x_train"] = n * per_image
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1

@@ -70,7 +70,8 @@ def operator_plan(n: int, *, explicit: bool, p: int | None, element_size: int, b
     return "dense", need
 
 
-PROGRESS_TILES = 50      # the kernel build reports progress (and checks for Cancel) at least this often
+PROGRESS_TILES = 50      # the kernel build reports progress (and checks for Cancel) at least this often,
+MIN_TILE_ROWS = 64       # in tiles of at least this many rows (thinner products run far below BLAS speed)
 
 
 @torch.no_grad()
@@ -79,13 +80,13 @@ def build_operator_iter(kernel: Kernel, x: torch.Tensor, budget_bytes: int, pref
                         ) -> Generator[Progress, None, KernelOperator]:
     """Kernel operator of the rows of ``x`` (n, …) in x's dtype/device, refusing when over budget
     (the rule is :func:`operator_plan`). A generator: the features Φ (n, p) or the dense K (n, n) are
-    computed in row tiles (at least :data:`PROGRESS_TILES` of them, within the kernel's own tile
-    size), with ``checkpoint()`` before each and a :class:`Progress` ("teacher-features" or
+    computed in row tiles (:data:`PROGRESS_TILES` of them, or of :data:`MIN_TILE_ROWS` rows when
+    that is more, within the kernel's own tile size), with ``checkpoint()`` before each and a :class:`Progress` ("teacher-features" or
     "teacher-kernel", rows done, n) after it; returns the :class:`KernelOperator` (``op = yield from build_operator_iter(...)``)."""
     n = x.shape[0]
     t0 = time.perf_counter()
     explicit = kernel.explicit and prefer_features
-    rows = max(1, min(-(-n // PROGRESS_TILES), kernel.tile_rows(kernel.prepare(x[:1]), n)))
+    rows = max(1, min(max(-(-n // PROGRESS_TILES), MIN_TILE_ROWS), kernel.tile_rows(kernel.prepare(x), n)))
 
     def tiles(stage: str, block: Callable[[slice], torch.Tensor], out: torch.Tensor | None
               ) -> Generator[Progress, None, list]:

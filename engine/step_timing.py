@@ -7,7 +7,8 @@ real thing: :func:`measure` runs :func:`engine.distill.run` itself for :data:`ST
 least :data:`MIN_STEPS`, when they take over :data:`STEP_SECONDS`) on random
 pixels of the configured shape, classes and images per class, with as many teacher (KIP: target) rows
 as the real run has, up to :data:`MAX_ROWS`, and as many test images, up to :data:`MAX_TEST`; it
-returns the median step after the first two and the time of the final certificate. The estimate adds
+returns the mean step after the first two (image snapshots included, as in a run) and the time of the
+final certificate. The estimate adds
 the modelled cost of the rows the real run has beyond these (:mod:`engine.estimate`).
 
 Results are kept per setting that changes that work (mode, loss, kernel and its parameters, image
@@ -31,14 +32,14 @@ from engine.data import Dataset, DatasetReport
 
 MAX_ROWS = 2048      # teacher (or KIP target) rows of the measured problem at most
 MAX_TEST = 512       # test images of the measured certificate at most
-STEPS = 12           # steps run at most; the first two (warm-up) are not counted
+STEPS = 24           # steps run at most; the first two (warm-up) are not counted
 MIN_STEPS = 4        # steps run at least
 STEP_SECONDS = 0.25  # the steps stop (with MIN_STEPS done) once they have taken this long
 
 
 @dataclass(frozen=True)
 class StepTiming:
-    """``step_s``: median seconds of one step with ``rows`` teacher (KIP: target) rows;
+    """``step_s``: mean seconds of one step with ``rows`` teacher (KIP: target) rows;
     ``certificate_s``: seconds of one certificate with ``rows`` rows and ``test_rows`` test images."""
     step_s: float
     certificate_s: float
@@ -108,8 +109,8 @@ def _measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, per_
                 certificate = time.perf_counter() - last_step
     finally:
         _ACTIVE = None
-    per_step = [b - a for a, b in zip(elapsed[1:], elapsed[2:])]
-    return StepTiming(statistics.median(per_step), certificate or 0.0, rows, test_per_class * n_classes)
+    per_step = [b - a for a, b in zip(elapsed[1:], elapsed[2:])]       # mean: snapshots are part of the steps
+    return StepTiming(statistics.mean(per_step), certificate or 0.0, rows, test_per_class * n_classes)
 
 
 def _random_dataset(chw: tuple[int, int, int], n_classes: int, per_class: int, test_per_class: int) -> Dataset:

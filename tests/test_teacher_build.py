@@ -2,6 +2,7 @@
 between the solver's kernel products, the tiled matrix equal to the whole one."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -13,7 +14,7 @@ from engine.events import Progress, TeacherProgress
 from engine.generators import drain
 from engine.kernels import make_kernel
 from engine.losses import make_loss
-from engine.operators import PROGRESS_TILES, build_operator_iter
+from engine.operators import MIN_TILE_ROWS, PROGRESS_TILES, build_operator_iter
 from engine.teacher import fit_teacher
 
 
@@ -34,8 +35,18 @@ def test_tiled_build_equals_the_whole_kernel_and_reports_progress(name):
         whole = kernel(x)
     torch.testing.assert_close(op.dense, whole, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(op.dense.diagonal(), kernel.diag(x), rtol=1e-12, atol=1e-12)
-    assert len(events) >= PROGRESS_TILES and all(isinstance(e, Progress) for e in events)
+    assert len(events) == math.ceil(230 / MIN_TILE_ROWS) and all(isinstance(e, Progress) for e in events)
     assert [e.done for e in events] == sorted(e.done for e in events) and events[-1].done == events[-1].total == 230
+
+
+def test_tiles_are_neither_one_row_nor_fewer_than_the_progress_count():
+    """Tiles of one row ran the teacher's K build 10× slower (2,000 single-row products); large n
+    gets PROGRESS_TILES tiles, small n tiles of MIN_TILE_ROWS rows."""
+    for n, tiles in ((1000, math.ceil(1000 / MIN_TILE_ROWS)), (PROGRESS_TILES * 100, PROGRESS_TILES)):
+        x, _ = _data(n, 4)
+        events = []
+        drain(build_operator_iter(make_kernel("ntk-fc"), x, 2**32), events.append)
+        assert len(events) == tiles, (n, len(events))
 
 
 def test_cancel_during_the_kernel_build_stops_at_the_next_tile():
