@@ -343,6 +343,13 @@ def _pct(v: float) -> str:
     return "—" if v != v else f"{100 * v:.1f}"
 
 
+def _resolved_params(kernel: str, params) -> list[tuple[str, Any]]:
+    """The kernel's parameters with its defaults filled in (a suite that sets none ran the defaults:
+    ntk-fc depth 1, not 3); a data-dependent default (RBF bandwidth) reads 'from the data'."""
+    resolved = make_kernel(kernel, **dict(params)).params()
+    return [(k, "from the data" if v is None else v) for k, v in resolved.items()]
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     mach = report["machine"]
@@ -355,8 +362,8 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, {mach['platform']}, "
              f"Python {mach['python']}, torch {mach['torch']} ({mach['threads']} threads), GPU: {mach['cuda'] or 'none'}  ",
              f"Wall time: {report['seconds']:.0f} s; peak memory (process): {report['peak_rss_mb']:.0f} MiB", "",
-             f"Settings: kernel {s['kernel']}"
-             + ("" if not s.get("kernel_params") else " (" + ", ".join(f"{k} = {v}" for k, v in s["kernel_params"]) + ")")
+             f"Settings: kernel {s['kernel']} ("
+             + ", ".join(f"{k} = {v}" for k, v in _resolved_params(s['kernel'], s.get("kernel_params", ()))) + ")"
              + f", λ = {s['lam']:g} (mean form), {s['steps']} Adam steps at lr {s['lr']:g}, "
              "synthetic images initialised from a class-balanced real sample, "
              + ("ZCA-whitened" if dict(s.get("config", ())).get("preprocess") == "zca" else "standardised")

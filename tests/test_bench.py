@@ -27,3 +27,9 @@ def test_bench_writes_complete_tables(tmp_path):
     md = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert md == to_markdown(json.loads((tmp_path / "bench.json").read_text(encoding="utf-8")))
     assert "| digits (sample) | 1 | DGKIP | hinge |" in md and "Transfer test accuracy" in md
+    # the settings line names the kernel's resolved parameters, defaults included (issue 17: the page
+    # once said depth 3 where the suite, setting none, ran depth 1)
+    kernel = report["settings"]["kernel"]
+    from engine.kernels import make_kernel
+    for key, value in make_kernel(kernel, **dict(report["settings"].get("kernel_params", ()))).params().items():
+        assert f"{key} = {'from the data' if value is None else value}" in md.split("Settings:")[1].split("\n")[0]
