@@ -540,16 +540,22 @@ class MainWindow(QMainWindow):
         self.load_dataset(path)
 
     # ------------------------------------------------------------------ runs
-    def start_run(self) -> bool:
-        """Start distilling the loaded dataset with the form's settings. False when that is not possible."""
-        if self.busy or self.dataset is None:
-            return False
+    def _form_config(self) -> DistillConfig | None:
+        """The form's settings, or None after showing what to fix (the field marked, Settings shown)."""
         try:
-            config = self.settings.config()
+            return self.settings.config()
         except ConfigError as exc:
             self.settings.show_error(exc)
             self.left_tabs.setCurrentIndex(1)
             self.statusBar().showMessage(f"Fix the settings first: {exc}", 8000)
+            return None
+
+    def start_run(self) -> bool:
+        """Start distilling the loaded dataset with the form's settings. False when that is not possible."""
+        if self.busy or self.dataset is None:
+            return False
+        config = self._form_config()
+        if config is None:
             return False
         self.settings.update_estimate()         # the estimate of exactly these settings, not a pending one
         if self.settings.refusal is not None:
@@ -773,12 +779,8 @@ class MainWindow(QMainWindow):
         The path of the job folder, or None when nothing was written."""
         if self.busy:
             return None
-        try:
-            config = self.settings.config()
-        except ConfigError as exc:
-            self.settings.show_error(exc)
-            self.left_tabs.setCurrentIndex(1)
-            self.statusBar().showMessage(f"Fix the settings first: {exc}", 8000)
+        config = self._form_config()
+        if config is None:
             return None
         config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
         if folder is None:

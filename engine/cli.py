@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,6 +46,7 @@ from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INIT
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
+from engine.interrupts import FirstInterruptWindsDown
 from engine.operators import ResourceError
 from engine.text import printable
 
@@ -146,33 +145,21 @@ def _print_problems(report, shown_files: int = 5) -> None:
         _say(f"  … {len(problems) - shown_files} more (the export's manifest.json lists every one)")
 
 
-class _Interrupts:
+class _Interrupts(FirstInterruptWindsDown):
     """SIGINT during a run and its export: the first stops the run after the current step (or lets
     the export finish), the second raises ``KeyboardInterrupt`` (the export's temporary folder is
     removed on the way out). Installed only on the main thread."""
 
     def __init__(self, control: RunControl) -> None:
-        self.control, self.count, self.exporting = control, 0, False
-        self._previous = None
+        super().__init__()
+        self.control, self.exporting = control, False
 
-    def __call__(self, signum, frame) -> None:
-        self.count += 1
-        if self.count > 1:
-            raise KeyboardInterrupt
+    def first(self) -> None:
         if self.exporting:
             _say("\nfinishing the export (Ctrl-C again to abort)…")
         else:
             _say("\nstopping after the current step; the result is still exported (Ctrl-C again to abort)…")
             self.control.stop()
-
-    def __enter__(self) -> "_Interrupts":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def cmd_distill(args: argparse.Namespace) -> int:

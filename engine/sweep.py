@@ -25,14 +25,13 @@ import json
 import math
 import os
 import re
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from engine.config import _FIELDS, ConfigError, DistillConfig
+from engine.interrupts import FirstInterruptWindsDown
 from engine.text import printable, shown
 
 SWEEP_JSON, SWEEP_MD = "sweep.json", "sweep.md"
@@ -140,27 +139,16 @@ class CellResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-class _StopAfterCell:
+class _StopAfterCell(FirstInterruptWindsDown):
     """SIGINT: the first stops after the current cell, the second raises KeyboardInterrupt."""
 
     def __init__(self, say: Callable[[str], None]) -> None:
-        self.count, self.say, self._previous = 0, say, None
+        super().__init__()
+        self.say = say
 
-    def __call__(self, signum, frame) -> None:
-        self.count += 1
-        if self.count > 1:
-            raise KeyboardInterrupt
+    def first(self) -> None:
         self.say("\nstopping after the current cell; the table of the finished cells is still written "
                  "(Ctrl-C again to abandon this cell)…")
-
-    def __enter__(self) -> "_StopAfterCell":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def check_out(out: Path, names: list[str], overwrite: bool) -> None:
