@@ -77,7 +77,7 @@ LABELS: dict[str, dict[str, str]] = {
     "preprocess": {"standardize": "Standardise", "zca": "ZCA whitening"},
     "teacher": {"auto": "Auto (exact when it fits)", "exact": "Exact (n × n kernel)", "nystrom": "Nyström (M centres)"},
     "centre_selection": {"uniform": "Class-balanced uniform", "kmeans++": "Kernel k-means++"},
-    "kip_ridge": {"trace": "Trace-scaled (published KIP)", "fixed": "Fixed (λ·m)"},
+    "kip_ridge": {"trace": "Trace (published)", "fixed": "Fixed (λ·m)"},
 }
 
 

@@ -64,7 +64,7 @@ def cells(datasets_dir: str | Path) -> list[AccCell]:
 def variants(front: tuple[float, ...] = FRONT) -> list[tuple[str, dict[str, Any]]]:
     """(label, DistillConfig overrides) of every run of a cell, KIP first."""
     sq, ce = dict(loss="squared"), dict(loss="cross-entropy")
-    rows = [("KIP (fixed ridge)", dict(mode="kip", loss="squared")),
+    rows = [("KIP (fixed ridge)", dict(mode="kip", loss="squared", kip_ridge="fixed")),
             ("DGKIP squared", sq), ("DGKIP cross-entropy", ce),
             ("squared + k-means init", dict(sq, init="kmeans")),
             ("squared + cosine lr", dict(sq, lr_schedule="cosine")),
@@ -76,7 +76,7 @@ def variants(front: tuple[float, ...] = FRONT) -> list[tuple[str, dict[str, Any]
     rows += [(f"squared, kip_weight {w:g}", dict(sq, kip_weight=w)) for w in front]
     rows += [(f"squared + k-means + cosine, kip_weight {w:g}", dict(sq, init="kmeans", lr_schedule="cosine", kip_weight=w))
              for w in (0.5,)]
-    rows += [("KIP + k-means init", dict(mode="kip", loss="squared", init="kmeans")),
+    rows += [("KIP + k-means init", dict(mode="kip", loss="squared", init="kmeans", kip_ridge="fixed")),
              ("squared + k-means, kip_weight 0.9", dict(sq, init="kmeans", kip_weight=0.9)),
              ("squared, lr 0.1", dict(sq, lr=0.1)),
              ("squared + learned labels, kip_weight 0.9", dict(sq, learn_labels=True, kip_weight=0.9)),
