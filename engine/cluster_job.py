@@ -169,14 +169,14 @@ simplest). Open it in DGKIP Studio like any other export (Run > Evaluate an expo
 copy it back first. A non-empty ./{EXPORT_NAME}/ is never replaced unless ./run.sh --overwrite is given
 (and then only an earlier export).
 
-What is sharded: the Nystrom teacher. Each process keeps only its rows of the training set (an .npz
+What is sharded: the Nyström teacher. Each process keeps only its rows of the training set (an .npz
 dataset with uint8 images is read by row; other sources are read whole by every process, which then
 cuts out its rows), computes its rows of K(X, Z) and its share of every gradient, Hessian-vector product
 and duality gap; the shares are all-reduced (gloo on CPU, NCCL on CUDA). Rank 0 then distils,
 certifies and exports alone; the other processes exit 0.
 
 Refused under torchrun (the job would stop at once): KIP mode, the exact teacher (teacher = 'exact')
-and certify_exact. teacher = 'auto' becomes the Nystrom teacher.
+and certify_exact. teacher = 'auto' becomes the Nyström teacher.
 
 Faults: a process that dies, hangs or cannot connect stops the job with exit status 4 and a message
 naming the rank; nothing is exported. Each collective waits at most DGKIP_DIST_TIMEOUT_S seconds
@@ -200,7 +200,7 @@ def write_cluster_job(cfg: DistillConfig, folder: str | os.PathLike, options: Jo
     notes = [f"{name} = {printable(value)} is a path on this machine: the other machine must see it at the same "
              "path (or edit config.json)" for name, value in local_paths(cfg)]
     if cfg.teacher == "auto" and options.world > 1:
-        notes.append("teacher 'auto' runs the Nystrom teacher under torchrun (the sharded one)")
+        notes.append("teacher 'auto' runs the Nyström teacher under torchrun (the sharded one)")
     texts = {"config.json": cfg.to_json() + "\n", "run.sh": run_sh(options), "job.slurm": job_slurm(options),
              "README.txt": readme(cfg, options, notes)}
     target.parent.mkdir(parents=True, exist_ok=True)
