@@ -32,10 +32,22 @@ K α and never reports a gap from them.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 WORKING_SET = 256          # coordinates per column and outer iteration (the sub-problem's size)
 NEWTON_STEPS = 15          # semismooth Newton steps per sub-problem at most
+
+
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (numpy's and scipy's), made once: building it
+    inspects every loaded library (1.7 ms, against 0.02 ms to apply a limit with it), and a solve
+    limits the threads once per outer iteration."""
+    import scipy.linalg  # noqa: F401 - scipy's own BLAS must be loaded to be seen
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
 
 
 def _projected(g: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -175,8 +187,6 @@ class WorkingSetHinge:
 
     def step(self) -> float:
         """One outer iteration; returns the largest projected gradient before it (0: optimal)."""
-        from threadpoolctl import threadpool_limits
-
         g = self.gradient()
         pg = _projected(g, self.beta)
         worst = float(np.abs(pg).max(initial=0.0))
@@ -197,7 +207,7 @@ class WorkingSetHinge:
         if U.size == 0:
             return 0.0
         delta = np.zeros((U.size, self.C))
-        with threadpool_limits(1, user_api="blas"):   # small factorisations, memory-bound row products
+        with _blas_controller().limit(limits=1, user_api="blas"):   # small factorisations, memory-bound rows
             for c, W in enumerate(sets):
                 if W.size == 0:
                     continue
