@@ -514,7 +514,11 @@ def test_time_hint_measures_the_step_and_is_kept_per_setting(plenty, monkeypatch
     assert timing.rows <= 1438 + 10 and timing.test_rows <= step_timing.MAX_TEST   # whole classes
     longer = estimate_run(base.replace(steps=1000, lam=1e-2, lr=0.1), report)
     assert len(calls) == 1                                           # reused
-    assert longer.seconds_hint > 5 * first.seconds_hint              # ten times the steps
+    # 900 more steps and 18 more certificates (eval_every 50), each at its measured time; the hints
+    # are rounded to two significant figures
+    expected = 900 * timing.step_s + 18 * timing.certificate_s
+    tolerance = 0.05 * (longer.seconds_hint + first.seconds_hint)
+    assert abs((longer.seconds_hint - first.seconds_hint) - expected) <= tolerance, (first, longer, timing)
     estimate_run(base.replace(ipc=3), report)
     assert len(calls) == 2                                           # a different step: measured
     monkeypatch.setattr(step_timing, "STEP_SECONDS", 0.0)            # stop after MIN_STEPS …
