@@ -28,47 +28,31 @@ import numpy as np
 
 
 def _kernel_fn(arch: str, depth: int, filter_size: int = 3):
+    if arch == "fc":
+        from peer_kip_train import _kernel_fn as fc_kernel_fn      # beside this script, run by the same Python
+        return fc_kernel_fn(depth)
     from neural_tangents import stax
     std = dict(W_std=2 ** 0.5, b_std=0.1)                     # the kernel does not depend on out_dim
-    if arch == "fc":
-        layers = [stax.Dense(1, **std), stax.Relu()] * depth + [stax.Dense(1, **std)]
-    else:
-        layers = ([stax.Conv(1, (filter_size, filter_size), padding="SAME", **std), stax.Relu()] * depth
-                  + [stax.Flatten(), stax.Dense(1, **std)])
+    layers = ([stax.Conv(1, (filter_size, filter_size), padding="SAME", **std), stax.Relu()] * depth
+              + [stax.Flatten(), stax.Dense(1, **std)])
     return stax.serial(*layers)[2]
 
 
 def step(path: str, steps: int) -> None:
     import jax
     import jax.numpy as jnp
-    from jax.example_libraries import optimizers
+    from peer_kip_train import kip_update                         # beside this script: KIP's step, once
 
     data = np.load(path)
     xb, yb, xs, ys = (jnp.asarray(data[k]) for k in ("xb", "yb", "xs", "ys"))
-    lam, lr = float(data["lam"]), float(data["lr"])
-    kernel_fn = _kernel_fn("fc", 1)
-    m = xs.shape[0]
-
-    def loss(x_support):
-        k_ss = kernel_fn(x_support, x_support, "ntk")
-        k_bs = kernel_fn(xb, x_support, "ntk")
-        coef = jnp.linalg.solve(k_ss + lam * jnp.trace(k_ss) / m * jnp.eye(m), ys)
-        return 0.5 * jnp.mean(jnp.sum((yb - k_bs @ coef) ** 2, axis=1))
-
-    opt_init, opt_update, get_params = optimizers.adam(lr)
-
-    @jax.jit
-    def update(i, state):
-        value, grad = jax.value_and_grad(loss)(get_params(state))
-        return value, opt_update(i, grad, state)
-
+    opt_init, update, _ = kip_update(xb, yb, float(data["lam"]), float(data["lr"]), xs.shape[0], 1, "trace")
     state = opt_init(xs)
-    first, state = update(0, state)                # compiles
+    first, state = update(0, state, ys)            # compiles
     first.block_until_ready()
     seconds = []
     for i in range(1, steps + 1):
         t0 = time.perf_counter()
-        value, state = update(i, state)
+        value, state = update(i, state, ys)
         value.block_until_ready()
         seconds.append(time.perf_counter() - t0)
     print(json.dumps({"loss0": float(first), "seconds": seconds, "jax": jax.__version__}))

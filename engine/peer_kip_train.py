@@ -49,19 +49,16 @@ def kernel(inp: str, out: str) -> None:
     np.savez(out, ntk=np.asarray(k.ntk), nngp=np.asarray(k.nngp), jax=jax.__version__)
 
 
-def train(inp: str, out: str) -> None:
+def kip_update(xb, yb, lam: float, lr: float, m: int, depth: int, ridge: str):
+    """KIP's jit-compiled step on the pool (xb, yb) for m support images: (opt_init, update, get_params)
+    with ``update(i, state) -> (loss before the step, new state)`` (also timed by engine/peer_kip.py)."""
     import jax
     import jax.numpy as jnp
     from jax.example_libraries import optimizers
 
-    data = np.load(inp)
-    xb, yb, xs, ys = (jnp.asarray(data[k], jnp.float32) for k in ("xb", "yb", "xs", "ys"))
-    lam, lr, steps = float(data["lam"]), float(data["lr"]), int(data["steps"])
-    ridge = str(data["ridge"])
-    kernel_fn = _kernel_fn(int(data["depth"]))
-    m = xs.shape[0]
+    kernel_fn = _kernel_fn(depth)
 
-    def loss(x_support):
+    def loss(x_support, ys):
         k_ss = kernel_fn(x_support, x_support, "ntk")
         k_bs = kernel_fn(xb, x_support, "ntk")
         if ridge == "trace":                          # the published KIP: reg · tr(K_SS) / m
@@ -76,17 +73,28 @@ def train(inp: str, out: str) -> None:
     opt_init, opt_update, get_params = optimizers.adam(lr)
 
     @jax.jit
-    def step(i, state):
-        value, grad = jax.value_and_grad(loss)(get_params(state))
+    def update(i, state, ys):
+        value, grad = jax.value_and_grad(loss)(get_params(state), ys)
         return value, opt_update(i, grad, state)
 
+    return opt_init, update, get_params
+
+
+def train(inp: str, out: str) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    data = np.load(inp)
+    xb, yb, xs, ys = (jnp.asarray(data[k], jnp.float32) for k in ("xb", "yb", "xs", "ys"))
+    lam, lr, steps = float(data["lam"]), float(data["lr"]), int(data["steps"])
+    opt_init, step, get_params = kip_update(xb, yb, lam, lr, xs.shape[0], int(data["depth"]), str(data["ridge"]))
     state = opt_init(xs)
     losses, seconds = [], []
-    value, state = step(0, state)                  # compiles (not timed)
+    value, state = step(0, state, ys)              # compiles (not timed)
     losses.append(float(value))
     for i in range(1, steps):
         t0 = time.perf_counter()
-        value, state = step(i, state)
+        value, state = step(i, state, ys)
         value.block_until_ready()
         seconds.append(time.perf_counter() - t0)
         losses.append(float(value))
