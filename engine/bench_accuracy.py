@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.bench import machine
+from engine.bench import _pct, machine
 from engine.config import DistillConfig
 from engine.data import load_dataset
 from engine.distill import run
@@ -105,10 +105,6 @@ def run_one(cell: AccCell, label: str, overrides: dict[str, Any], dataset, steps
             "steps_to_threshold": reach, "threshold": cell.threshold, "best_accuracy": best[1], "best_step": best[0],
             "curve": curve, "seconds": time.perf_counter() - t, "steps": steps,
             "kernel_params": done.result.config.kernel_params}      # resolved
-
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.1f}"
 
 
 def to_markdown(report: dict[str, Any]) -> str:

@@ -116,7 +116,7 @@ class TestSet:
 
     @property
     def teacher_accuracy(self) -> float:
-        return float((predicted_classes(self.teacher_scores) == self.y).double().mean())
+        return accuracy(self.teacher_scores, self.y)
 
 
 TRAIN_TOL, TRAIN_MAX_ITER = 1e-9, 100     # the m-point solve of the model trained on S

@@ -17,7 +17,6 @@ written atomically: the files appear together or not at all.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,8 +221,3 @@ def write_cluster_job(cfg: DistillConfig, folder: str | os.PathLike, options: Jo
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return ClusterJob(target, [target / name for name in FILES], notes)
-
-
-def shell_command(job: ClusterJob) -> str:
-    """How to start the job, for messages."""
-    return f"cd {shlex.quote(str(job.folder))} && ./run.sh"

@@ -30,7 +30,7 @@ from engine.estimate import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import Kernel, make_kernel
 from engine.kernels.base import default_sample
-from engine.kip import kip_loss, kip_ridge_value, uses_feature_cache
+from engine.kip import kip_loss, kip_ridge_value, uses_feature_cache, uses_kip_batches
 from engine.losses import Loss, make_loss
 from engine.result import DistillResult
 from engine.solver import solve_dense
@@ -306,9 +306,9 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     # redrawn, their features φ(x) computed once here (each step then costs the same whatever n is).
     redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
     # DGKIP with kip_weight > 0 also takes KIP's loss on real batches (the combined objective)
-    uses_kip = cfg.mode == "kip" or cfg.kip_weight > 0
+    uses_kip = uses_kip_batches(cfg)
     x_work = f_work = None
-    if uses_feature_cache("kip" if uses_kip else cfg.mode, kernel):
+    if uses_feature_cache(cfg, kernel):
         f_work = yield from _feature_cache(kernel, x_train_np, device, dtype, control)
     elif uses_kip:
         x_work = to_nchw(x_train_np).to(device, dtype)

@@ -79,7 +79,7 @@ from engine.kernels.conv import ConvNetworkKernel
 from engine.kernels.fc import FCNetworkKernel, LinearKernel, RBFKernel
 from engine.kernels.random_features import RandomConvKernel, RandomFCKernel, RandomFeatureKernel
 from engine.operators import ResourceError, max_dense_points, operator_plan
-from engine.kip import uses_feature_cache
+from engine.kip import uses_feature_cache, uses_kip_batches
 from engine.nystrom import FEATURE_ROWS
 from engine.losses import make_loss
 from engine.hinge_cd import WORKING_SET
@@ -467,8 +467,8 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
     same = run.work_dtype == torch.float64 and run.device == run.cdev
     cast = 0 if same else (p * k if explicit else rows_of * (d + k)) * ew
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
-    kipish = cfg.mode == "kip" or cfg.kip_weight > 0       # DGKIP's combined objective also takes KIP batches
-    cached = uses_feature_cache("kip" if kipish else cfg.mode, kernel)
+    kipish = uses_kip_batches(cfg)               # DGKIP's combined objective also takes KIP batches
+    cached = uses_feature_cache(cfg, kernel)
     if cached:                # fixed networks: φ(x_train) computed once, in tiles, then concatenated
         tile = min(n, 2048)
         stages.append(("KIP feature cache", alive + [
@@ -690,7 +690,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
     def step_rows(r: int) -> float:
         """The part of one step's forward pass that grows with its ``r`` real rows."""
         if cfg.mode == "kip":
-            return r * m * pair if explicit and uses_feature_cache(cfg.mode, kernel) else block(r, m)
+            return r * m * pair if uses_feature_cache(cfg, kernel) else block(r, m)
         return 0.0 if explicit else block(m, r)
 
     extra_rows = max(0.0, step_rows(work_rows) - step_rows(timing.rows))
@@ -698,7 +698,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
         kip_rows = (lambda r: r * m * pair) if explicit else (lambda r: block(r, m))
         extra_rows += max(0.0, kip_rows(b) - kip_rows(min(b, timing.rows)))
     t["steps"] = cfg.steps * (timing.step_s + EXTRA_ROW_FACTOR * extra_rows)
-    if cfg.mode == "kip" and explicit and uses_feature_cache(cfg.mode, kernel):
+    if uses_feature_cache(cfg, kernel):
         t["KIP features of x_train"] = n * per_image
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1
     extra_test = (nt - timing.test_rows) * m * pair if explicit else block(nt, m) - block(timing.test_rows, m)

@@ -163,7 +163,7 @@ class WorkingSetHinge:
         self.cursor = [0] * self.C
         self.updates = 0            # coordinates passed to sub-problems, summed over columns
         self.outer = 0
-        self.set_scores(self.K @ self.alpha if beta0 is not None and beta0.any() else np.zeros_like(self.Y))
+        self.z = np.zeros_like(self.Y)   # the scores of β; the caller sets them (set_scores) before a step
 
     @property
     def alpha(self) -> np.ndarray:
@@ -180,8 +180,9 @@ class WorkingSetHinge:
         """(gap, primal) from the running scores: an estimate for deciding when to certify, never a
         certificate."""
         yz = self.Y * self.z
-        hinge = np.maximum(1.0 - yz, 0.0).sum() / self.N
-        fy = (np.maximum(1.0 - yz, 0.0) - self.beta + self.beta * yz).sum() / self.N
+        slack = np.maximum(1.0 - yz, 0.0)
+        hinge = slack.sum() / self.N
+        fy = (slack - self.beta + self.beta * yz).sum() / self.N
         quad = float((self.alpha * self.z).sum()) / self.N          # λ‖w‖² = αᵀKα/(λN²) = Σ α z / N
         return max(float(fy), 0.0), float(hinge) + 0.5 * quad
 

@@ -23,10 +23,17 @@ import torch
 from engine.kernels import Kernel
 
 
-def uses_feature_cache(mode: str, kernel: Kernel) -> bool:
-    """Whether a run caches φ(x_train) once for KIP's real batches: KIP with an explicit kernel whose
-    networks are never redrawn (the distiller and the run estimate both follow this rule)."""
-    return mode == "kip" and kernel.explicit and not getattr(kernel, "redraw_every", 0)
+def uses_kip_batches(config) -> bool:
+    """Whether a run (a DistillConfig) takes KIP's real batches: KIP mode, or DGKIP's combined
+    objective (``kip_weight`` > 0)."""
+    return config.mode == "kip" or config.kip_weight > 0
+
+
+def uses_feature_cache(config, kernel: Kernel) -> bool:
+    """Whether a run caches φ(x_train) once for KIP's real batches: it takes them
+    (:func:`uses_kip_batches`) with an explicit kernel whose networks are never redrawn (the distiller
+    and the run estimate both follow this rule)."""
+    return uses_kip_batches(config) and kernel.explicit and not getattr(kernel, "redraw_every", 0)
 
 
 RIDGES = ("trace", "fixed")

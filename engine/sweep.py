@@ -180,7 +180,6 @@ def run_cell(cell: CellResult, cfg: DistillConfig, out: Path, overwrite: bool, s
 
     t0 = time.perf_counter()
     try:
-        cfg = cfg.validate()
         done = None
         for event in run(cfg, RunControl()):
             if isinstance(event, Done):
