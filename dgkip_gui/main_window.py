@@ -540,6 +540,10 @@ class MainWindow(QMainWindow):
         self.load_dataset(path)
 
     # ------------------------------------------------------------------ runs
+    def _with_data(self, config: DistillConfig) -> DistillConfig:
+        """``config`` naming the loaded dataset and test split (what a run, a job or a saved file uses)."""
+        return config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
+
     def _form_config(self) -> DistillConfig | None:
         """The form's settings, or None after showing what to fix (the field marked, Settings shown)."""
         try:
@@ -563,7 +567,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{self.settings.refusal}: pick an alternative under Settings.", 8000)
             return False
         self.settings.time_estimator.cancel()   # its step measurement must not share the CPU with the run
-        config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
+        config = self._with_data(config)
         self.store.set_config(config)
         control = RunControl()
         self._control, self._run_config = control, config
@@ -782,7 +786,7 @@ class MainWindow(QMainWindow):
         config = self._form_config()
         if config is None:
             return None
-        config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
+        config = self._with_data(config)
         if folder is None:
             dialog = ClusterJobDialog(str(free_subfolder(Path(self.store.folder(EXPORTS)), "cluster-job")),
                                       options, parent=self)
@@ -959,7 +963,7 @@ class MainWindow(QMainWindow):
                                               str(Path(self.store.folder(EXPORTS)) / "run.json"), SETTINGS_FILES)
         if not path:
             return
-        config = config.replace(data=self.dataset_path or config.data, test_data=self.test_path)
+        config = self._with_data(config)
         try:
             config.save(path)
         except OSError as exc:
@@ -1041,7 +1045,7 @@ class MainWindow(QMainWindow):
             self.store.set_layout(name, splitter.saveState())
         config = self.settings.valid_config()
         if config is not None:
-            self.store.set_config(config.replace(data=self.dataset_path or config.data, test_data=self.test_path))
+            self.store.set_config(self._with_data(config))
         self.store.sync()
 
 
