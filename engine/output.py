@@ -114,15 +114,22 @@ def target_state(target: Path, overwrite: bool) -> bool:
     return True
 
 
-def check_target_location(target: str | os.PathLike, *, overwrite: bool = False,
-                          needed_bytes: int = 0) -> list[str]:
-    """Everything that can be known about ``target`` before a run: see the module docstring.
-    Raises ``FileExistsError`` or :class:`ExportError`; returns notes to show (leftovers found)."""
+def check_target_name(target: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """The checks of :func:`check_target_location` that concern ``target`` itself (its name and what is
+    there now), not the folder it goes into; returns the absolute path."""
     if "\0" in os.fspath(target):
         raise ExportError(repr(os.fspath(target)), "contains a NUL character", "choose another folder name")
     target = Path(os.path.abspath(target))
     _check_names(target)
     target_state(target, overwrite)
+    return target
+
+
+def check_target_location(target: str | os.PathLike, *, overwrite: bool = False,
+                          needed_bytes: int = 0) -> list[str]:
+    """Everything that can be known about ``target`` before a run: see the module docstring.
+    Raises ``FileExistsError`` or :class:`ExportError`; returns notes to show (leftovers found)."""
+    target = check_target_name(target, overwrite=overwrite)
     base = _nearest_existing(target.parent)
     if not base.is_dir():
         raise ExportError(target, f"{printable(base)} is a file, so no folder can be created below it",

@@ -154,7 +154,7 @@ class _StopAfterCell(FirstInterruptWindsDown):
 def check_out(out: Path, names: list[str], overwrite: bool) -> None:
     """The sweep folder: new or empty, or (``overwrite``) an earlier sweep's; every cell's export
     location as the exporter checks it. Raises ``FileExistsError`` / :class:`engine.output.ExportError`."""
-    from engine.output import check_target_location
+    from engine.output import check_target_location, check_target_name
 
     if out.exists():
         if not out.is_dir():
@@ -166,8 +166,8 @@ def check_out(out: Path, names: list[str], overwrite: bool) -> None:
             if not (out / SWEEP_JSON).is_file():
                 raise FileExistsError(f"{printable(out)} is not an earlier sweep (no {SWEEP_JSON}), so it is never "
                                       "replaced — choose a new folder name")
-    for name in names:
-        check_target_location(out / name, overwrite=overwrite)
+    for i, name in enumerate(names):      # the cells share one parent: its writability and space once
+        (check_target_name if i else check_target_location)(out / name, overwrite=overwrite)
 
 
 def run_cell(cell: CellResult, cfg: DistillConfig, out: Path, overwrite: bool, say: Callable[[str], None]) -> None:
