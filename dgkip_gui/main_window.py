@@ -561,7 +561,7 @@ class MainWindow(QMainWindow):
         config = self._form_config()
         if config is None:
             return False
-        self.settings.update_estimate()         # the estimate of exactly these settings, not a pending one
+        self.settings.update_estimate(timed=False)   # the estimate of exactly these settings, not a pending one
         if self.settings.refusal is not None:
             self.left_tabs.setCurrentIndex(1)
             self.statusBar().showMessage(f"{self.settings.refusal}: pick an alternative under Settings.", 8000)

@@ -638,9 +638,10 @@ class SettingsPanel(QWidget):
                                     else "Undo a preset, reset or alternative (nothing to undo)")
 
     # -- resource estimate -------------------------------------------------------
-    def update_estimate(self) -> None:
+    def update_estimate(self, timed: bool = True) -> None:
         """Show ``engine.estimate.estimate_run`` for the current config now (edits schedule it): peak
-        memory, rough time, and whether the run fits, or will be refused with its alternatives."""
+        memory, rough time, and whether the run fits, or will be refused with its alternatives. With
+        ``timed`` False (a run is about to start) no time measurement is asked for."""
         self._estimate_timer.stop()
         config = self.valid_config()
         estimate = None
@@ -657,7 +658,7 @@ class SettingsPanel(QWidget):
         else:
             self.estimate.show_estimate(estimate)
             self._timed_config = config if estimate.fits and estimate.device.startswith("cpu") else None
-            if self._timed_config is not None:
+            if self._timed_config is not None and timed:
                 self.time_estimator.request(config, self._report)
         self.estimate_changed.emit()
 

@@ -37,30 +37,31 @@ class TimeEstimator(QObject):
         self._generation += 1
         generation = self._generation
         step_timing.cancel()                       # an older request's probe is of no use now
-        thread = threading.Thread(target=self._work, args=(generation, config, report), daemon=True,
+        thread = threading.Thread(target=self._work, args=(generation, step_timing.epoch(), config, report), daemon=True,
                                   name="dgkip-time-estimate")
         self._thread = thread
         thread.start()
 
     def cancel(self, wait_s: float = 5.0) -> None:
-        """Drop pending answers and stop the measurement; wait up to ``wait_s`` for it to end."""
+        """Drop pending answers and stop the measurement. Waits (up to ``wait_s``) only while a probe
+        runs, until its current step ends; a request that has not reached its probe never starts it
+        (:func:`engine.step_timing.requested_at`), so the GUI thread does not wait for it."""
         self._generation += 1
+        step_timing.cancel()
         deadline = time.monotonic() + wait_s
-        while True:                   # again until it ends: a request may only now be reaching its probe
-            step_timing.cancel()
-            if self._thread is None or not self._thread.is_alive() or time.monotonic() > deadline:
-                return
-            self._thread.join(0.02)
+        while step_timing.running() and self.busy and time.monotonic() < deadline:
+            self._thread.join(0.005)
 
     @property
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _work(self, generation: int, config: DistillConfig, report: Any) -> None:
+    def _work(self, generation: int, epoch: int, config: DistillConfig, report: Any) -> None:
         if generation != self._generation:
             return
         try:
-            estimate: RunEstimate = estimate_run(config, report)
+            with step_timing.requested_at(epoch):
+                estimate: RunEstimate = estimate_run(config, report)
         except Cancelled:
             return
         except Exception as exc:  # noqa: BLE001 - a time hint must never break the form

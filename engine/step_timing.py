@@ -58,11 +58,37 @@ def measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, rows:
            per_class, test_per_class, cfg.ipc, cfg.dtype, cfg.optimizer, cfg.learn_labels, cfg.alpha_mode,
            cfg.preprocess, min(cfg.kip_batch, per_class * n_classes), cfg.kip_weight > 0, cfg.kip_ridge,
            cfg.snapshot_every, torch.get_num_threads())
-    epoch = _EPOCH
+    epoch = getattr(_REQUEST, "epoch", None)
+    epoch = _EPOCH if epoch is None else epoch
     with _LOCK:                              # one probe at a time (the app asks from a background thread)
         if key not in _MEASURED:
             _MEASURED[key] = _measure(cfg, tuple(chw), n_classes, per_class, test_per_class, epoch)
         return _MEASURED[key]
+
+
+def epoch() -> int:
+    """The current cancel count: a probe asked for with :func:`requested_at` this value is abandoned
+    by any later :func:`cancel`, even one made before the probe starts."""
+    return _EPOCH
+
+
+def running() -> bool:
+    """Whether a probe is running now (using the CPU and torch's thread setting)."""
+    return _ACTIVE is not None
+
+
+class requested_at:
+    """``with requested_at(e): estimate_run(...)`` on a worker thread: the probes it makes belong to
+    the request made at :func:`epoch` ``e`` and are cancelled by any :func:`cancel` since."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __enter__(self) -> None:
+        _REQUEST.epoch = self.epoch
+
+    def __exit__(self, *exc) -> None:
+        _REQUEST.epoch = None
 
 
 def cancel() -> None:
@@ -79,6 +105,7 @@ _MEASURED: dict[tuple, StepTiming] = {}
 _LOCK = threading.Lock()
 _ACTIVE = None        # the running probe's RunControl
 _EPOCH = 0            # cancel() count: a probe asked for before the latest cancel() does not start
+_REQUEST = threading.local()   # the epoch a worker thread's request was made at (requested_at)
 
 
 def _measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, per_class: int,
