@@ -41,8 +41,7 @@ from typing import Any, Sequence
 
 from engine import __version__
 from engine.cluster import ClusterError
-from engine.config import (ALPHA_MODES, CENTRE_SELECTIONS, DEVICES, DTYPES, INITS, KERNELS, KIP_RIDGES, LOSSES,
-                           LR_SCHEDULES, MODES, PREPROCESS, TEACHERS, ConfigError, DistillConfig)
+from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
@@ -56,14 +55,6 @@ RECOVERED = 3       # the export's target failed; the result was saved to a reco
 CLUSTER_FAILED = 4  # a rank of a torchrun job died, timed out or never connected
 EXPORT_FAILED = 1   # the result could not be saved anywhere
 SWEEP_CELLS_FAILED = 5  # a sweep's table was written, but some cells failed (their messages are in it)
-
-# CLI flag → config field (value types come from argparse)
-_OVERRIDES = ("data", "test_data", "ipc", "loss", "kernel", "lam", "steps", "lr", "seed", "device", "dtype",
-              "mode", "alpha_mode", "init", "init_from", "preprocess", "max_per_class", "eval_every",
-              "holdout_fraction", "memory_budget_gb", "teacher_tol", "learn_labels", "teacher", "centres",
-              "centre_selection", "certify_exact", "kip_ridge", "kip_batch",
-              "lr_schedule", "warmup_steps", "kip_weight")
-
 
 def _parse_value(text: str) -> Any:
     try:
@@ -82,15 +73,59 @@ def _kernel_params(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`DistillConfig` field, generated from its declaration
+    (:data:`engine.config.SETTINGS`): ``--max-per-class N`` sets ``max_per_class``. Choices are checked
+    by argparse, numbers typed; a flag not given leaves the config file's value (its default is None)."""
+    for setting in SETTINGS.values():
+        flag = setting.cli_flag
+        if flag is None:
+            continue
+        default = getattr(DistillConfig(), setting.name)
+        shown_default = f" (default: {default})" if default not in (None, {}, "") else ""
+        help_text = (setting.help + shown_default).replace("%", "%%")     # argparse formats help with %
+        kind = setting.kind
+        if kind == "choice":
+            parser.add_argument(flag, dest=setting.name, choices=setting.spec.options(), help=help_text)
+        elif kind == "bool":
+            parser.add_argument(flag, dest=setting.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        elif kind in ("int", "float"):
+            parser.add_argument(flag, dest=setting.name, type=int if kind == "int" else float, help=help_text)
+        elif kind == "params":
+            parser.add_argument(flag, dest=setting.name, action="append", default=[], metavar="KEY=VALUE",
+                                help=help_text + " Repeat for more parameters, e.g. depth=3.")
+        elif kind in ("path", "names"):
+            parser.add_argument(flag, dest=setting.name, help=help_text)
+        else:
+            raise TypeError(f"setting {setting.name!r} of kind {kind!r} has a flag but no CLI form; give it "
+                            "flag=None or teach add_setting_flags its kind")
+
+
+def config_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the setting flags given in ``args`` set (not yet validated): classes split at
+    commas, kernel parameters parsed from KEY=VALUE (numbers and true/false as JSON)."""
+    changes: dict[str, Any] = {}
+    for setting in SETTINGS.values():
+        value = getattr(args, setting.name, None)
+        if setting.cli_flag is None or value is None or value == [] or value == "" and setting.kind == "names":
+            continue
+        if setting.kind == "names":
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        elif setting.kind == "params":
+            value = _kernel_params(value)
+        changes[setting.name] = value
+    return changes
+
+
 def build_config(args: argparse.Namespace) -> DistillConfig:
-    """Config file (if any) overridden by the flags that were given."""
+    """Config file (if any) overridden by the flags that were given. ``--kernel-param`` adds to the
+    file's kernel parameters unless ``--kernel`` changes the kernel (whose parameters then start empty)."""
     cfg = DistillConfig.load(args.config) if args.config else DistillConfig()
-    changes = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k, None) is not None}
-    if args.classes:
-        changes["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
-    if args.kernel_param:
+    changes = config_changes(args)
+    if "kernel_params" in changes:
         base = dict(cfg.kernel_params) if "kernel" not in changes else {}
-        changes["kernel_params"] = {**base, **_kernel_params(args.kernel_param)}
+        changes["kernel_params"] = {**base, **changes["kernel_params"]}
     elif "kernel" in changes and changes["kernel"] != cfg.kernel:
         changes["kernel_params"] = {}
     return cfg.replace(**changes).validate()
@@ -391,48 +426,11 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("distill", help="distil a dataset and export the result")
-    d.add_argument("--data", help="dataset folder or file, or 'sample' (built-in digits)")
-    d.add_argument("--test-data", dest="test_data", help="explicit test split (folder or file)")
     d.add_argument("--out", required=True, help="new folder for the export")
     d.add_argument("--config", help="JSON config (as saved by the GUI or --save-config); flags override it")
     d.add_argument("--save-config", dest="save_config", help="write the effective config to this JSON file")
     d.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    d.add_argument("--mode", choices=MODES)
-    d.add_argument("--ipc", type=int, help="synthetic images per class")
-    d.add_argument("--loss", choices=LOSSES)
-    d.add_argument("--kernel", choices=KERNELS)
-    d.add_argument("--kernel-param", dest="kernel_param", action="append", default=[], metavar="KEY=VALUE")
-    d.add_argument("--lam", type=float, help="ridge λ (mean form; KIP with --kip-ridge trace: the published reg)")
-    d.add_argument("--kip-ridge", dest="kip_ridge", choices=KIP_RIDGES,
-                   help="KIP's ridge on K_SS: trace = λ·tr(K_SS)/m as published (default), fixed = λ·m")
-    d.add_argument("--kip-batch", dest="kip_batch", type=int, help="KIP: real target points per step")
-    d.add_argument("--steps", type=int)
-    d.add_argument("--lr", type=float)
-    d.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES,
-                   help="constant, or cosine decay of the step size towards 0 by the last step")
-    d.add_argument("--warmup-steps", dest="warmup_steps", type=int, help="linear step-size warm-up over the first k steps")
-    d.add_argument("--kip-weight", dest="kip_weight", type=float,
-                   help="DGKIP, squared loss: optimise (1 - w)*gap + w*KIP loss, w in [0, 1] (certificates unchanged)")
-    d.add_argument("--classes", help="comma-separated class names to use")
-    d.add_argument("--seed", type=int)
-    d.add_argument("--device", choices=DEVICES)
-    d.add_argument("--dtype", choices=DTYPES)
-    d.add_argument("--alpha-mode", dest="alpha_mode", choices=ALPHA_MODES)
-    d.add_argument("--init", choices=INITS)
-    d.add_argument("--init-from", dest="init_from", help="continue from an exported distilled folder")
-    d.add_argument("--preprocess", choices=PREPROCESS)
-    d.add_argument("--max-per-class", dest="max_per_class", type=int)
-    d.add_argument("--holdout-fraction", dest="holdout_fraction", type=float)
-    d.add_argument("--eval-every", dest="eval_every", type=int)
-    d.add_argument("--memory-budget-gb", dest="memory_budget_gb", type=float)
-    d.add_argument("--teacher-tol", dest="teacher_tol", type=float)
-    d.add_argument("--learn-labels", dest="learn_labels", action="store_true", default=None)
-    d.add_argument("--teacher", choices=TEACHERS,
-                   help="auto (default): the exact teacher when its kernel fits the budget, else Nyström")
-    d.add_argument("--centres", type=int, help="Nyström centres M (default: the largest number that fits)")
-    d.add_argument("--centre-selection", dest="centre_selection", choices=CENTRE_SELECTIONS)
-    d.add_argument("--certify-exact", dest="certify_exact", action="store_true", default=None,
-                   help="Nyström teacher: also certify the distance to the exact full-data teacher (one pass over n × n)")
+    add_setting_flags(d)
     d.set_defaults(func=cmd_distill)
 
     i = sub.add_parser("inspect", help="print the dataset report")

@@ -9,9 +9,9 @@ import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from engine.text import printable, shown
 
@@ -23,8 +23,6 @@ MAX_PATH_CHARS = 4096               # PATH_MAX on Linux
 MAX_CLASSES = 100_000               # a class list longer than this is a mistake (ImageNet-21k has 21,841)
 
 MODES = ("dgkip", "kip")
-LOSSES = ("squared", "logistic", "hinge", "squared-hinge", "cross-entropy")
-KERNELS = ("linear", "rbf", "nngp-fc", "ntk-fc", "nngp-conv", "ntk-conv", "rf-fc", "rf-conv")
 ALPHA_MODES = ("joint", "exact")
 INITS = ("real", "noise", "kmeans")
 OPTIMIZERS = ("adam", "sgd")
@@ -35,6 +33,31 @@ PREPROCESS = ("standardize", "zca")
 TEACHERS = ("auto", "exact", "nystrom")
 CENTRE_SELECTIONS = ("uniform", "kmeans++")
 KIP_RIDGES = ("trace", "fixed")      # engine.kip.RIDGES
+# LOSSES and KERNELS are the names in engine.losses' and engine.kernels' registries, read when asked
+# for (module __getattr__ below), so a kernel added with engine.kernels.register passes validation.
+
+GROUPS = ("Method", "Distilled set", "Optimisation", "Advanced")    # the settings form's sections, in order
+
+
+def _loss_names() -> tuple[str, ...]:
+    from engine.losses import loss_names        # imported when first needed: the config itself needs no torch
+
+    return tuple(loss_names())
+
+
+def _kernel_names() -> tuple[str, ...]:
+    from engine.kernels import kernel_names
+
+    return tuple(kernel_names())
+
+
+def __getattr__(name: str) -> Any:
+    """``LOSSES`` and ``KERNELS``: the registries' names now (a registered kernel is included)."""
+    if name == "LOSSES":
+        return _loss_names()
+    if name == "KERNELS":
+        return _kernel_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ConfigError(ValueError):
@@ -67,6 +90,11 @@ class _Spec:
     optional: bool = False
     choices: tuple[str, ...] = ()
     example: str = ""
+    registry: Callable[[], tuple[str, ...]] | None = None     # choices read from a registry at each check
+
+    def options(self) -> tuple[str, ...]:
+        """The allowed values of a "choice": the registry's names now, else :attr:`choices`."""
+        return self.registry() if self.registry is not None else self.choices
 
     def _range(self) -> str:
         def number(v: float) -> str:
@@ -84,8 +112,9 @@ class _Spec:
             return
         empty = " (or empty)" if self.optional else ""
         if self.kind == "choice":
-            if not isinstance(v, str) or v not in self.choices:
-                raise ConfigError(name, f"{shown(v)} is not one of {', '.join(self.choices)}")
+            options = self.options()
+            if not isinstance(v, str) or v not in options:
+                raise ConfigError(name, f"{shown(v)} is not one of {', '.join(options)}")
         elif self.kind == "bool":
             if not isinstance(v, bool):
                 raise ConfigError(name, f"must be true or false (got {shown(v)})")
@@ -110,34 +139,54 @@ def _choice(options: tuple[str, ...]) -> _Spec:
     return _Spec("choice", choices=options)
 
 
-_FIELDS: dict[str, _Spec] = {
-    "mode": _choice(MODES), "loss": _choice(LOSSES), "kernel": _choice(KERNELS),
-    "alpha_mode": _choice(ALPHA_MODES), "init": _choice(INITS), "optimizer": _choice(OPTIMIZERS),
-    "lr_schedule": _choice(LR_SCHEDULES),
-    "warmup_steps": _Spec("int", 0, MAX_COUNT, example="0 (no warm-up) or 50"),
-    "kip_weight": _Spec("float", 0.0, 1.0, example="0 (pure DGKIP), 0.5, or 1 (KIP's loss only, still certified)"),
-    "device": _choice(DEVICES), "dtype": _choice(DTYPES), "preprocess": _choice(PREPROCESS),
-    "teacher": _choice(TEACHERS), "centre_selection": _choice(CENTRE_SELECTIONS),
-    "kip_ridge": _choice(KIP_RIDGES),
-    "data": _Spec("path", example="'sample' or data/mnist-train.npz"),
-    "test_data": _Spec("path", optional=True), "init_from": _Spec("path", optional=True, example="out/digits"),
-    "holdout_fraction": _Spec("float", 0.0, 1.0, open_lo=True, open_hi=True, example="0.2"),
-    "max_per_class": _Spec("int", 1, MAX_COUNT, optional=True, example="1000"),
-    "ipc": _Spec("int", 1, MAX_COUNT, example="10"),
-    "lam": _Spec("float", 0.0, 1e6, open_lo=True, example="0.001"),
-    "steps": _Spec("int", 1, MAX_COUNT, example="200"),
-    "lr": _Spec("float", 0.0, 1e6, open_lo=True, example="0.01"),
-    "learn_labels": _Spec("bool"), "certify_exact": _Spec("bool"),
-    "seed": _Spec("int", 0, MAX_SEED, example="0"),
-    "zca_reg": _Spec("float", 0.0, 1e6, open_lo=True, example="0.1"),
-    "teacher_tol": _Spec("float", 0.0, 1.0, open_lo=True, example="1e-6"),
-    "teacher_max_iter": _Spec("int", 1, MAX_COUNT, example="200"),
-    "centres": _Spec("int", 2, MAX_COUNT, optional=True, example="4096"),
-    "memory_budget_gb": _Spec("float", 0.0, 2.0**20, open_lo=True, example="4"),
-    "eval_every": _Spec("int", 0, MAX_COUNT, example="50 (0 = at the end only)"),
-    "snapshot_every": _Spec("int", 0, MAX_COUNT, example="10"),
-    "kip_batch": _Spec("int", 1, MAX_COUNT, example="2000"),
-}
+def _registry_choice(names: Callable[[], tuple[str, ...]]) -> _Spec:
+    return _Spec("choice", registry=names)
+
+
+@dataclass(frozen=True, eq=False)
+class Setting:
+    """The one declaration of a :class:`DistillConfig` field, from which validation, the settings form
+    (``dgkip_gui.settings_panel``) and the CLI flags (``engine.cli``) are generated.
+
+    ``label`` names it in the form, ``help`` explains it (the form's tooltip, the flag's help);
+    ``spec`` is its type and range (``None``: checked by its own rule in :meth:`DistillConfig.validate`,
+    with ``kind`` saying what it holds: "names" a list of class names, "params" a kernel-parameter
+    mapping, "version" the schema version); ``group`` is the form section (one of :data:`GROUPS`,
+    ``None``: not on the form); ``choice_labels`` are the form's words for a choice's values.
+    ``flag`` is the CLI flag ("" = ``--`` + the name with dashes, ``None`` = none). Form hints:
+    ``widget`` overrides the widget the kind implies ("fraction": a 0.01 … 0.99 spin box),
+    ``form_max`` caps a spin box below the spec's bound, ``placeholder`` is an empty field's hint,
+    ``wide`` puts a check box across both form columns. ``name`` is filled in from the field."""
+
+    label: str
+    help: str
+    spec: _Spec | None = None
+    kind_: str = ""
+    group: str | None = None
+    choice_labels: Mapping[str, str] = field(default_factory=dict)
+    flag: str | None = ""
+    widget: str = ""
+    form_max: int | None = None
+    placeholder: str = ""
+    wide: bool = False
+    name: str = ""
+
+    @property
+    def kind(self) -> str:
+        """"int", "float", "bool", "choice", "path", or (no spec) "names", "params", "version"."""
+        return self.spec.kind if self.spec is not None else self.kind_
+
+    @property
+    def cli_flag(self) -> str | None:
+        """The CLI flag that sets this field, e.g. ``--max-per-class`` (``None``: not settable there)."""
+        if self.flag is None:
+            return None
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+def _setting(default: Any = MISSING, *, factory: Callable[[], Any] | Any = MISSING, **declaration: Any) -> Any:
+    """A :class:`DistillConfig` field with its default and its :class:`Setting` declaration."""
+    return field(default=default, default_factory=factory, metadata={"setting": Setting(**declaration)})
 
 
 def _check_classes(classes: Any) -> None:
@@ -184,48 +233,155 @@ def _check_kernel_params(kernel: str, params: Any) -> None:
 @dataclass
 class DistillConfig:
     """Everything that defines a run. Units: ``lam`` is the mean-form ridge λ (dimensionless),
-    ``lr`` is in preprocessed-pixel units per step, ``memory_budget_gb`` in GiB."""
+    ``lr`` is in preprocessed-pixel units per step, ``memory_budget_gb`` in GiB.
 
-    schema_version: int = SCHEMA_VERSION
-    mode: str = "dgkip"                 # "dgkip" (duality gap at the teacher) or "kip" (KRR target loss)
-    data: str = "sample"                # dataset path, or "sample" for the built-in digits
-    test_data: str | None = None        # explicit test split; None = the dataset's own or a held-out part
-    holdout_fraction: float = 0.2       # stratified test fraction when no test split exists
-    max_per_class: int | None = None    # cap on real training images per class (None = all)
-    classes: list[str] | None = None    # class names to use (None = all)
-    ipc: int = 1                        # synthetic images per class
-    loss: str = "cross-entropy"
-    kernel: str = "ntk-fc"
-    kernel_params: dict[str, Any] = field(default_factory=dict)
-    lam: float = 1e-3
-    steps: int = 200
-    optimizer: str = "adam"
-    lr: float = 0.01
-    lr_schedule: str = "constant"       # "constant", or "cosine": decays from lr towards 0 over the steps
-    warmup_steps: int = 0               # linear warm-up of the step size over the first k steps
-    alpha_mode: str = "exact"           # "exact" inner maximisation or "joint" gradient steps
-    learn_labels: bool = False          # squared / cross-entropy only
-    init: str = "real"
-    init_from: str | None = None        # an exported distilled folder to continue from (overrides init)
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "float32"
-    preprocess: str = "standardize"
-    zca_reg: float = 0.1                # ZCA regulariser, relative to the mean eigenvalue
-    teacher_tol: float = 1e-6           # certified relative duality gap of the teacher
-    teacher_max_iter: int = 200
-    teacher: str = "auto"               # "exact" (all n points), "nystrom" (M centres) or "auto" (exact when it fits)
-    centres: int | None = None          # Nyström centres M (None = the largest number that fits the budget)
-    centre_selection: str = "uniform"   # class-balanced uniform sample, or kernel k-means++ seeding
-    certify_exact: bool = False         # Nyström: also bound the distance to the exact full-data teacher
-    memory_budget_gb: float = 4.0
-    eval_every: int = 50                # certificates + kernel test accuracy every k steps (0 = end only)
-    snapshot_every: int = 10            # image snapshot events every k steps
-    kip_batch: int = 2000               # KIP: real target points per step (epochs without replacement)
-    # KIP's ridge on K_SS: "trace" = λ·tr(K_SS)/m (published KIP; λ is its ``reg``), "fixed" = λ·m (the
-    # mean-form λ, the model the app certifies). Configs of schema version 1 predate it and read as "fixed".
-    kip_ridge: str = "trace"
-    kip_weight: float = 0.0             # DGKIP: optimise (1 − w)·gap + w·KIP loss (squared loss); certificates unchanged
+    Each field is declared once, with its :class:`Setting` (label, help, type and range, form section,
+    CLI flag); :data:`SETTINGS` lists them in this order, which is also the settings form's order."""
+
+    schema_version: int = _setting(
+        SCHEMA_VERSION, label="Schema version", kind_="version", flag=None,
+        help="Version of the settings format this config was written in (set by the app, not by hand).")
+    data: str = _setting(
+        "sample", label="Dataset", spec=_Spec("path", example="'sample' or data/mnist-train.npz"),
+        help="Dataset folder or file, or 'sample' for the built-in handwritten digits.")
+    test_data: str | None = _setting(
+        None, label="Test data", spec=_Spec("path", optional=True),
+        help="Explicit test split (folder or file); empty = the dataset's own, or a held-out part of it.")
+    init_from: str | None = _setting(
+        None, label="Continue from", spec=_Spec("path", optional=True, example="out/digits"),
+        help="An exported distilled folder to continue from (overrides the initialisation).")
+    # -- the form's "Method" section
+    mode: str = _setting(
+        "dgkip", label="Mode", spec=_choice(MODES), group="Method",
+        choice_labels={"dgkip": "DGKIP (duality gap)", "kip": "KIP (KRR loss)"},
+        help="DGKIP minimises the certified duality gap at the teacher; KIP minimises the kernel ridge "
+             "regression loss (squared loss only).")
+    loss: str = _setting(
+        "cross-entropy", label="Loss", spec=_registry_choice(_loss_names), group="Method",
+        help="Convex loss of the kernel model being distilled (hinge = SVM, cross-entropy = multinomial logistic).")
+    kernel: str = _setting(
+        "ntk-fc", label="Kernel", spec=_registry_choice(_kernel_names), group="Method",
+        help="Kernel of the model: NTK/NNGP of an infinitely wide ReLU network, RBF, linear or random features.")
+    kernel_params: dict[str, Any] = _setting(
+        factory=dict, label="Kernel parameters", kind_="params", group="Method", flag="--kernel-param",
+        help="Parameters of the chosen kernel; one left unset (or empty) takes the engine's default.")
+    lam: float = _setting(
+        1e-3, label="λ (ridge)", spec=_Spec("float", 0.0, 1e6, open_lo=True, example="0.001"), group="Method",
+        help="Ridge strength λ (mean form); the radius bound is √(2·gap/λ). KIP with the trace ridge: the "
+             "published 'reg'.")
+    teacher: str = _setting(
+        "auto", label="Teacher", spec=_choice(TEACHERS), group="Method",
+        choice_labels={"auto": "Auto (exact when it fits)", "exact": "Exact (n × n kernel)",
+                       "nystrom": "Nyström (M centres)"},
+        help="Exact: the teacher sees all n images through the n × n kernel. Nyström: the exact minimiser over "
+             "the span of M centres, for datasets whose n × n kernel does not fit. Auto: exact when it fits "
+             "the memory budget, else Nyström with the most centres that fit.")
+    centres: int | None = _setting(
+        None, label="Nyström centres", spec=_Spec("int", 2, MAX_COUNT, optional=True, example="4096"),
+        group="Method", placeholder="most that fit",
+        help="Nyström centres M (empty = the most that fit the memory budget). More centres: a stronger "
+             "teacher, more memory (n × M) and time.")
+    # -- "Distilled set"
+    ipc: int = _setting(
+        1, label="Images per class", spec=_Spec("int", 1, MAX_COUNT, example="10"), group="Distilled set",
+        form_max=10_000, help="Synthetic images per class: the distilled set holds IPC × classes images.")
+    init: str = _setting(
+        "real", label="Initialise from", spec=_choice(INITS), group="Distilled set",
+        help="Start the synthetic images from real images, from noise, or from k-means centres.")
+    learn_labels: bool = _setting(
+        False, label="Learn labels", spec=_Spec("bool"), group="Distilled set",
+        help="Also learn the synthetic label vectors (squared and cross-entropy losses only).")
+    classes: list[str] | None = _setting(
+        None, label="Classes", kind_="names", group="Distilled set",
+        help="Classes to distil (at least two); all checked means every class. On the command line: "
+             "comma-separated names.")
+    # -- "Optimisation"
+    steps: int = _setting(
+        200, label="Steps", spec=_Spec("int", 1, MAX_COUNT, example="200"), group="Optimisation",
+        form_max=10_000_000, help="Optimisation steps over the synthetic images.")
+    lr: float = _setting(
+        0.01, label="Learning rate", spec=_Spec("float", 0.0, 1e6, open_lo=True, example="0.01"),
+        group="Optimisation", help="Learning rate of the optimiser that moves the synthetic images.")
+    lr_schedule: str = _setting(
+        "constant", label="Step-size schedule", spec=_choice(LR_SCHEDULES), group="Optimisation",
+        help="Step size over the run: constant, or cosine (decays from the learning rate towards 0 by the "
+             "last step).")
+    warmup_steps: int = _setting(
+        0, label="Warm-up steps", spec=_Spec("int", 0, MAX_COUNT, example="0 (no warm-up) or 50"),
+        group="Optimisation", form_max=10_000_000,
+        help="Raise the step size linearly from 0 over the first k steps (0 = no warm-up).")
+    kip_weight: float = _setting(
+        0.0, label="KIP weight", group="Optimisation",
+        spec=_Spec("float", 0.0, 1.0, example="0 (pure DGKIP), 0.5, or 1 (KIP's loss only, still certified)"),
+        help="DGKIP, squared loss: optimise (1 − w)·gap + w·KIP loss (0 = pure DGKIP, 1 = KIP's loss only). "
+             "Trades the certificate for accuracy; the reported gap and radius stay the certified ones.")
+    preprocess: str = _setting(
+        "standardize", label="Preprocessing", spec=_choice(PREPROCESS), group="Optimisation",
+        choice_labels={"standardize": "Standardise", "zca": "ZCA whitening"},
+        help="Pixel preprocessing before the kernel: per-feature standardisation or ZCA whitening.")
+    device: str = _setting(
+        "auto", label="Device", spec=_choice(DEVICES), group="Optimisation",
+        help="Where the engine computes: auto picks CUDA, then Apple MPS, then the CPU.")
+    dtype: str = _setting(
+        "float32", label="Precision", spec=_choice(DTYPES), group="Optimisation",
+        help="float64 is slower but gives tighter certificates.")
+    seed: int = _setting(
+        0, label="Seed", spec=_Spec("int", 0, MAX_SEED, example="0"), group="Optimisation",
+        help="Random seed for initialisation and sampling: the same seed gives the same result.")
+    # -- "Advanced" (folded away in the form)
+    optimizer: str = _setting(
+        "adam", label="Optimiser", spec=_choice(OPTIMIZERS), group="Advanced",
+        help="Optimiser for the synthetic images.")
+    alpha_mode: str = _setting(
+        "exact", label="Dual variables", spec=_choice(ALPHA_MODES), group="Advanced",
+        help="exact: solve for the synthetic dual variables each step; joint: gradient steps alongside the images.")
+    zca_reg: float = _setting(
+        0.1, label="ZCA regulariser", spec=_Spec("float", 0.0, 1e6, open_lo=True, example="0.1"), group="Advanced",
+        help="ZCA regulariser relative to the mean eigenvalue (larger = milder whitening).")
+    holdout_fraction: float = _setting(
+        0.2, label="Test hold-out", spec=_Spec("float", 0.0, 1.0, open_lo=True, open_hi=True, example="0.2"),
+        group="Advanced", widget="fraction",
+        help="Fraction held out as test data when the dataset has no test split (applies on load).")
+    max_per_class: int | None = _setting(
+        None, label="Max images per class", spec=_Spec("int", 1, MAX_COUNT, optional=True, example="1000"),
+        group="Advanced", placeholder="all",
+        help="Cap on real training images per class (empty = all); lowers memory and time.")
+    teacher_tol: float = _setting(
+        1e-6, label="Teacher tolerance", spec=_Spec("float", 0.0, 1.0, open_lo=True, example="1e-6"),
+        group="Advanced", help="Relative duality gap at which the full-data (teacher) solve stops.")
+    teacher_max_iter: int = _setting(
+        200, label="Teacher iterations", spec=_Spec("int", 1, MAX_COUNT, example="200"), group="Advanced",
+        form_max=1_000_000, help="Iteration cap of the teacher solve.")
+    centre_selection: str = _setting(
+        "uniform", label="Centre selection", spec=_choice(CENTRE_SELECTIONS), group="Advanced",
+        choice_labels={"uniform": "Class-balanced uniform", "kmeans++": "Kernel k-means++"},
+        help="How the Nyström centres are chosen: a class-balanced uniform sample, or kernel "
+             "k-means++ seeding (spread out; one kernel column per centre).")
+    certify_exact: bool = _setting(
+        False, label="Certify the distance to the exact teacher", spec=_Spec("bool"), group="Advanced", wide=True,
+        help="Nyström teacher: after distilling, bound the distance to the exact full-data teacher "
+             "(one pass over the n × n kernel, never stored; Stop skips it).")
+    memory_budget_gb: float = _setting(
+        4.0, label="Memory budget (GiB)", spec=_Spec("float", 0.0, 2.0**20, open_lo=True, example="4"),
+        group="Advanced", help="Largest memory the run may use, in GiB (kernel blocks are tiled to fit).")
+    eval_every: int = _setting(
+        50, label="Evaluate every", spec=_Spec("int", 0, MAX_COUNT, example="50 (0 = at the end only)"),
+        group="Advanced", form_max=1_000_000,
+        help="Compute certificates and test accuracy every k steps (0 = at the end only).")
+    snapshot_every: int = _setting(
+        10, label="Snapshot every", spec=_Spec("int", 0, MAX_COUNT, example="10"), group="Advanced",
+        form_max=1_000_000, help="Send the synthetic images to the live view every k steps.")
+    kip_batch: int = _setting(
+        2000, label="KIP batch", spec=_Spec("int", 1, MAX_COUNT, example="2000"), group="Advanced",
+        form_max=10_000_000,
+        help="KIP mode: real target points per step, drawn without replacement (each real image once per "
+             "epoch; all of them every step when the batch covers the data).")
+    # Configs of schema version 1 predate kip_ridge and read as "fixed" (from_dict).
+    kip_ridge: str = _setting(
+        "trace", label="KIP ridge", spec=_choice(KIP_RIDGES), group="Advanced",
+        choice_labels={"trace": "Trace (published)", "fixed": "Fixed (λ·m)"},
+        help="KIP mode: the ridge added to K_SS. Trace: λ·tr(K_SS)/m, as in published KIP (λ is its "
+             "'reg'). Fixed: λ·m, the mean-form λ of the model the app certifies.")
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> "DistillConfig":
@@ -238,7 +394,7 @@ class DistillConfig:
             raise ConfigError("schema_version", f"{self.schema_version} is newer than this app "
                               f"({SCHEMA_VERSION}); update DGKIP Studio")
         for name, spec in _FIELDS.items():
-            spec.check(name, getattr(self, name))
+            spec.check(name, getattr(self, name))      # every field's type and range, in declaration order
         _check_classes(self.classes)
         _check_kernel_params(self.kernel, self.kernel_params)
         if self.mode == "kip" and self.loss != "squared":
@@ -320,3 +476,27 @@ class DistillConfig:
 
     def replace(self, **changes: Any) -> "DistillConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _declarations(cls: type = DistillConfig) -> dict[str, Setting]:
+    """Each field's :class:`Setting` (its name filled in), in declaration order; a field declared without
+    one is a programming error, refused when this module is imported."""
+    settings = {}
+    for f in dataclasses.fields(cls):
+        setting = f.metadata.get("setting")
+        if not isinstance(setting, Setting):
+            raise TypeError(f"{cls.__name__}.{f.name} has no Setting declaration; declare it with "
+                            f"_setting(default, label=..., help=..., spec=...) so that validation, the form "
+                            f"and the CLI know it")
+        if setting.group is not None and setting.group not in GROUPS:
+            raise TypeError(f"{cls.__name__}.{f.name}: group {setting.group!r} is not one of {', '.join(GROUPS)}")
+        if setting.spec is None and setting.kind_ not in ("names", "params", "version"):
+            raise TypeError(f"{cls.__name__}.{f.name}: give it a spec (type and range) or a kind_ with its own rule")
+        settings[f.name] = dataclasses.replace(setting, name=f.name)
+    return settings
+
+
+SETTINGS: dict[str, Setting] = _declarations()
+# name → type and range of every field with a spec (the sweep's grid keys); classes, kernel_params and
+# schema_version have their own rules in DistillConfig.validate
+_FIELDS: dict[str, _Spec] = {name: s.spec for name, s in SETTINGS.items() if s.spec is not None}

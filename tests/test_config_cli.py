@@ -63,3 +63,105 @@ def test_memory_budget_refusal(tmp_path, capsys):
                "--memory-budget-gb", "0.001"])
     assert rc == 2
     assert "memory budget" in capsys.readouterr().err
+
+
+def _other_value(name: str):
+    """A valid value of setting ``name`` that differs from its default, and its command-line spelling."""
+    from engine.config import SETTINGS
+
+    setting, default = SETTINGS[name], getattr(DistillConfig(), name)
+    spec = setting.spec
+    if setting.kind == "choice":
+        value = next(o for o in spec.options() if o != default)
+        return value, [value]
+    if setting.kind == "int":
+        value = (default if default is not None else int(spec.lo)) + 1
+        return value, [str(value)]
+    if setting.kind == "float":
+        value = default / 2 if default else 0.5
+        return value, [repr(value)]
+    if setting.kind == "path":
+        return "some/folder", ["some/folder"]
+    if setting.kind == "names":
+        return ["cat", "dog"], ["cat, dog"]
+    if setting.kind == "params":
+        return {"depth": 3, "bias": 0.5}, ["depth=3", "--kernel-param", "bias=0.5"]
+    raise AssertionError(f"{name}: no command-line test value for kind {setting.kind!r}")
+
+
+def test_every_config_field_has_a_working_cli_flag():
+    """Each DistillConfig field is declared once (engine.config.SETTINGS) and settable from the command
+    line: its flag exists on ``distill`` and parsing it sets that field, and only that field. Only the
+    schema version, which the app writes, has no flag."""
+    import dataclasses
+
+    from engine.cli import config_changes, make_parser
+    from engine.config import SETTINGS
+
+    parser = make_parser()
+    names = [f.name for f in dataclasses.fields(DistillConfig)]
+    assert list(SETTINGS) == names
+    assert [n for n in names if SETTINGS[n].cli_flag is None] == ["schema_version"]
+    for name in names:
+        flag = SETTINGS[name].cli_flag
+        if flag is None:
+            continue
+        if SETTINGS[name].kind == "bool":
+            for spelling, value in ((flag, True), ("--no-" + flag[2:], False)):
+                args = parser.parse_args(["distill", "--out", "o", spelling])
+                assert config_changes(args) == {name: value}, spelling
+            continue
+        value, words = _other_value(name)
+        args = parser.parse_args(["distill", "--out", "o", flag, *words])
+        changes = config_changes(args)
+        assert changes == {name: value}, (flag, changes)
+        assert getattr(DistillConfig().replace(**changes), name) == value
+    # the established spellings still work
+    args = parser.parse_args(["distill", "--out", "o", "--max-per-class", "7", "--kernel-param", "depth=2",
+                              "--learn-labels", "--test-data", "t.npz"])
+    assert config_changes(args) == {"max_per_class": 7, "kernel_params": {"depth": 2}, "learn_labels": True,
+                                    "test_data": "t.npz"}
+
+
+def test_new_settings_reach_the_run_from_the_cli(tmp_path, capsys):
+    """The settings that had no flag before (optimizer, zca_reg, teacher_max_iter, snapshot_every,
+    kip_batch) reach the saved config of a run."""
+    rc = main(["distill", "--data", "sample", "--out", str(tmp_path / "o"), "--steps", "2", "--max-per-class", "20",
+               "--optimizer", "sgd", "--zca-reg", "0.25", "--teacher-max-iter", "50", "--snapshot-every", "1",
+               "--kip-batch", "300", "--save-config", str(tmp_path / "run.json")])
+    assert rc == 0, capsys.readouterr().err
+    saved = DistillConfig.load(tmp_path / "run.json")
+    assert (saved.optimizer, saved.zca_reg, saved.teacher_max_iter, saved.snapshot_every, saved.kip_batch) == \
+        ("sgd", 0.25, 50, 1, 300)
+
+
+def test_a_registered_kernel_is_a_valid_choice():
+    """Kernel and loss names come from the engines' registries: a kernel added with
+    engine.kernels.register passes validation and is offered by the CLI."""
+    from engine import config
+    from engine import kernels
+    from engine.cli import make_parser
+    from engine.losses import loss_names
+
+    assert config.LOSSES == tuple(loss_names()) and config.KERNELS == tuple(kernels.kernel_names())
+    with pytest.raises(ConfigError, match="kernel: 'mine' is not one of"):
+        DistillConfig(kernel="mine").validate()
+    kernels.register("mine", kernels._REGISTRY["linear"])
+    try:
+        assert DistillConfig(kernel="mine").validate().kernel == "mine"
+        assert "mine" in config.KERNELS
+        assert make_parser().parse_args(["distill", "--out", "o", "--kernel", "mine"]).kernel == "mine"
+    finally:
+        del kernels._REGISTRY["mine"]
+
+
+def test_a_field_without_a_declaration_is_refused():
+    """A DistillConfig field added without its Setting cannot go unnoticed: the declarations refuse it."""
+    import dataclasses
+
+    from engine import config
+
+    bare = dataclasses.make_dataclass("Bare", [("extra", int, dataclasses.field(default=0))],
+                                      bases=(config.DistillConfig,))
+    with pytest.raises(TypeError, match="extra has no Setting declaration"):
+        config._declarations(bare)
