@@ -1,6 +1,10 @@
 """The run settings form, bound to :class:`engine.config.DistillConfig` (the single source of truth).
 
-Every widget maps to one config field. :meth:`SettingsPanel.config` builds and validates a config
+Every widget maps to one config field, and the form is generated from the fields' declarations
+(:data:`engine.config.SETTINGS`): each row's section, label, tooltip, widget and range come from it
+(a choice is a combo box, a whole number a spin box or, when it may be empty, a text field, a number a
+text field, a flag a check box). The chosen kernel's parameters and the class list are built by hand,
+with their label and help from the same declarations. :meth:`SettingsPanel.config` builds and validates a config
 from the widgets; a :class:`ConfigError` marks the offending field red and shows its message inline.
 Fields the form does not show (``data``, ``test_data``...) are carried over from the last config set.
 """
@@ -27,58 +31,9 @@ from dgkip_gui.wheel_guard import guard_wheel
 
 log = logging.getLogger(__name__)
 
-HELP: dict[str, str] = {
-    "mode": "DGKIP minimises the certified duality gap at the teacher; KIP minimises the kernel ridge "
-            "regression loss (squared loss only).",
-    "loss": "Convex loss of the kernel model being distilled (hinge = SVM, cross-entropy = multinomial logistic).",
-    "kernel": "Kernel of the model: NTK/NNGP of an infinitely wide ReLU network, RBF, linear or random features.",
-    "kernel_params": "Parameters of the chosen kernel; leave a field empty for the engine's default.",
-    "lam": "Ridge strength λ (mean form); the radius bound is √(2·gap/λ).",
-    "ipc": "Synthetic images per class: the distilled set holds IPC × classes images.",
-    "classes": "Classes to distil (at least two); all checked means every class.",
-    "learn_labels": "Also learn the synthetic label vectors (squared and cross-entropy losses only).",
-    "init": "Start the synthetic images from real images, from noise, or from k-means centres.",
-    "steps": "Optimisation steps over the synthetic images.",
-    "lr": "Learning rate of the optimiser that moves the synthetic images.",
-    "lr_schedule": "Step size over the run: constant, or cosine (decays from the learning rate towards 0 by the last step).",
-    "warmup_steps": "Raise the step size linearly from 0 over the first k steps (0 = no warm-up).",
-    "kip_weight": "DGKIP, squared loss: optimise (1 − w)·gap + w·KIP loss (0 = pure DGKIP, 1 = KIP's loss only). "
-                  "Trades the certificate for accuracy; the reported gap and radius stay the certified ones.",
-    "optimizer": "Optimiser for the synthetic images.",
-    "alpha_mode": "exact: solve for the synthetic dual variables each step; joint: gradient steps alongside the images.",
-    "preprocess": "Pixel preprocessing before the kernel: per-feature standardisation or ZCA whitening.",
-    "zca_reg": "ZCA regulariser relative to the mean eigenvalue (larger = milder whitening).",
-    "holdout_fraction": "Fraction held out as test data when the dataset has no test split (applies on load).",
-    "max_per_class": "Cap on real training images per class (empty = all); lowers memory and time.",
-    "device": "Where the engine computes: auto picks CUDA, then Apple MPS, then the CPU.",
-    "dtype": "float64 is slower but gives tighter certificates.",
-    "seed": "Random seed for initialisation and sampling: the same seed gives the same result.",
-    "memory_budget_gb": "Largest memory the run may use, in GiB (kernel blocks are tiled to fit).",
-    "teacher_tol": "Relative duality gap at which the full-data (teacher) solve stops.",
-    "teacher_max_iter": "Iteration cap of the teacher solve.",
-    "eval_every": "Compute certificates and test accuracy every k steps (0 = at the end only).",
-    "snapshot_every": "Send the synthetic images to the live view every k steps.",
-    "kip_batch": "KIP mode: real target points per step, drawn without replacement (each real image once per epoch; all of them every step when the batch covers the data).",
-    "kip_ridge": "KIP mode: the ridge added to K_SS. Trace: λ·tr(K_SS)/m, as in published KIP (λ is its "
-                 "'reg'). Fixed: λ·m, the mean-form λ of the model the app certifies.",
-    "teacher": "Exact: the teacher sees all n images through the n × n kernel. Nyström: the exact minimiser over "
-               "the span of M centres, for datasets whose n × n kernel does not fit. Auto: exact when it fits "
-               "the memory budget, else Nyström with the most centres that fit.",
-    "centres": "Nyström centres M (empty = the most that fit the memory budget). More centres: a stronger "
-               "teacher, more memory (n × M) and time.",
-    "centre_selection": "How the Nyström centres are chosen: a class-balanced uniform sample, or kernel "
-                        "k-means++ seeding (spread out; one kernel column per centre).",
-    "certify_exact": "Nyström teacher: after distilling, bound the distance to the exact full-data teacher "
-                     "(one pass over the n × n kernel, never stored; Stop skips it).",
-}
-
-LABELS: dict[str, dict[str, str]] = {
-    "mode": {"dgkip": "DGKIP (duality gap)", "kip": "KIP (KRR loss)"},
-    "preprocess": {"standardize": "Standardise", "zca": "ZCA whitening"},
-    "teacher": {"auto": "Auto (exact when it fits)", "exact": "Exact (n × n kernel)", "nystrom": "Nyström (M centres)"},
-    "centre_selection": {"uniform": "Class-balanced uniform", "kmeans++": "Kernel k-means++"},
-    "kip_ridge": {"trace": "Trace (published)", "fixed": "Fixed (λ·m)"},
-}
+# each field's tooltip: the help text of its declaration (engine.config.SETTINGS)
+HELP: dict[str, str] = {name: setting.help for name, setting in cfg.SETTINGS.items()}
+SPIN_MAX = 2**31 - 1        # QSpinBox holds a C int: a larger bound (the seed's 2³² − 1) is capped here
 
 
 KERNEL_PARAM_HELP: dict[str, str] = {
@@ -255,67 +210,14 @@ class SettingsPanel(QWidget):
         self.undo_button = QToolButton(text="Undo")
         self.undo_button.clicked.connect(self.undo)
 
-        method = self._group("Method", [
-            ("Mode", self._choice("mode", cfg.MODES)),
-            ("Loss", self._choice("loss", cfg.LOSSES)),
-            ("Kernel", self._choice("kernel", cfg.KERNELS)),
-        ])
-        self.kernel_form = QFormLayout()
+        self.kernel_form = QFormLayout()          # the chosen kernel's parameters (_show_kernel_params)
         self.kernel_form.setContentsMargins(16, 0, 0, 0)
-        method.layout().addRow(self.kernel_form)
-        method.layout().addRow("λ (ridge)", self._number("lam", float))
-        method.layout().addRow("Teacher", self._choice("teacher", cfg.TEACHERS))
-        centres = self._number("centres", int, optional=True)
-        centres.setPlaceholderText("most that fit")
-        method.layout().addRow("Nyström centres", centres)
-
-        distilled = self._group("Distilled set", [
-            ("Images per class", self._spin("ipc", 1, 10_000)),
-            ("Initialise from", self._choice("init", cfg.INITS)),
-            ("", self._check("learn_labels", "Learn labels")),
-        ])
-        self.class_list = QListWidget()
-        self.class_list.setToolTip(HELP["classes"])
-        self.class_list.setMaximumHeight(110)
-        self.class_list.itemChanged.connect(self._edited)
-        self.class_hint = QLabel("Load a dataset to choose its classes.")
-        self.class_hint.setWordWrap(True)
-        self.class_hint.setStyleSheet("color: #666;")
-        classes_box = QVBoxLayout()
-        classes_box.addWidget(self.class_hint)
-        classes_box.addWidget(self.class_list)
-        self.class_list.hide()
-        distilled.layout().addRow("Classes", classes_box)
-        self._fields["classes"] = _Binding(self.class_list, self._get_classes, self._set_classes)
-
-        optimisation = self._group("Optimisation", [
-            ("Steps", self._spin("steps", 1, 10_000_000)),
-            ("Learning rate", self._number("lr", float)),
-            ("Step-size schedule", self._choice("lr_schedule", cfg.LR_SCHEDULES)),
-            ("Warm-up steps", self._spin("warmup_steps", 0, 10_000_000)),
-            ("KIP weight", self._number("kip_weight", float)),
-            ("Preprocessing", self._choice("preprocess", cfg.PREPROCESS)),
-            ("Device", self._choice("device", cfg.DEVICES)),
-            ("Precision", self._choice("dtype", cfg.DTYPES)),
-            ("Seed", self._spin("seed", 0, 2**31 - 1)),
-        ])
-
-        self.advanced = self._group("", [
-            ("Optimiser", self._choice("optimizer", cfg.OPTIMIZERS)),
-            ("Dual variables", self._choice("alpha_mode", cfg.ALPHA_MODES)),
-            ("ZCA regulariser", self._number("zca_reg", float)),
-            ("Test hold-out", self._fraction("holdout_fraction")),
-            ("Max images per class", self._number("max_per_class", int, optional=True)),
-            ("Teacher tolerance", self._number("teacher_tol", float)),
-            ("Teacher iterations", self._spin("teacher_max_iter", 1, 1_000_000)),
-            ("Centre selection", self._choice("centre_selection", cfg.CENTRE_SELECTIONS)),
-            (None, self._check("certify_exact", "Certify the distance to the exact teacher")),
-            ("Memory budget (GiB)", self._number("memory_budget_gb", float)),
-            ("Evaluate every", self._spin("eval_every", 0, 1_000_000)),
-            ("Snapshot every", self._spin("snapshot_every", 0, 1_000_000)),
-            ("KIP batch", self._spin("kip_batch", 1, 10_000_000)),
-            ("KIP ridge", self._choice("kip_ridge", cfg.KIP_RIDGES)),
-        ])
+        groups = {title: self._group(title) for title in cfg.GROUPS}
+        for setting in cfg.SETTINGS.values():     # declaration order is the form's order
+            if setting.group is not None:
+                self._add_row(groups[setting.group].layout(), setting)
+        self.advanced = groups.pop("Advanced")
+        self.advanced.setTitle("")                # folded under the "Advanced settings" toggle instead
         self.advanced_toggle = QToolButton()
         self.advanced_toggle.setText("Advanced settings")
         self.advanced_toggle.setCheckable(True)
@@ -349,7 +251,7 @@ class SettingsPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(preset_row)
         layout.addWidget(self.message)
-        for group in (method, distilled, optimisation):
+        for group in groups.values():
             layout.addWidget(group)
         layout.addWidget(self.advanced_toggle)
         layout.addWidget(self.advanced)
@@ -379,41 +281,62 @@ class SettingsPanel(QWidget):
         self.setPalette(palette)
 
     # -- widget factories --------------------------------------------------------
-    def _group(self, title: str, rows: list[tuple[str | None, QWidget]]) -> QGroupBox:
-        """A titled form; a row labelled ``None`` spans both columns (a long check box)."""
+    def _group(self, title: str) -> QGroupBox:
+        """An empty titled form that fields grow into the panel's width."""
         box = QGroupBox(title)
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        for label, widget in rows:
-            if label is None:
-                form.addRow(widget)
-            else:
-                form.addRow(label, widget)
         return box
+
+    def _add_row(self, form: QFormLayout, setting: cfg.Setting) -> None:
+        """The row of ``setting`` in its section: label and widget, a check box (across both columns when
+        the declaration says ``wide``), or the hand-made kernel-parameter form and class list."""
+        if setting.kind == "params":
+            form.addRow(self.kernel_form)
+        elif setting.kind == "names":
+            form.addRow(setting.label, self._classes(setting))
+        elif setting.kind == "bool":
+            box = self._check(setting)
+            if setting.wide:
+                form.addRow(box)
+            else:
+                form.addRow("", box)
+        else:
+            form.addRow(setting.label, self._widget(setting))
+
+    def _widget(self, setting: cfg.Setting) -> QWidget:
+        """The editor the declaration implies: its ``widget`` hint, else by kind and range."""
+        kind, spec, name = setting.widget or setting.kind, setting.spec, setting.name
+        if kind == "choice":
+            return self._choice(setting)
+        if kind == "fraction":
+            return self._fraction(name)
+        if kind == "int" and not spec.optional:
+            high = min(int(spec.hi), setting.form_max or SPIN_MAX, SPIN_MAX)
+            return self._spin(name, int(spec.lo), high)
+        if kind in ("int", "float"):
+            return self._number(name, int if kind == "int" else float, spec.optional, setting.placeholder)
+        raise TypeError(f"setting {name!r}: the settings form has no {kind!r} editor; declare it with "
+                        "group=None (not on the form) or a widget hint the form knows")
 
     def _bind(self, name: str, widget: QWidget, get: Callable[[], Any], set_: Callable[[Any], None]) -> QWidget:
         widget.setToolTip(HELP[name])
         self._fields[name] = _Binding(widget, get, set_)
         return widget
 
-    def _choice(self, name: str, options: tuple[str, ...]) -> QComboBox:
+    def _choice(self, setting: cfg.Setting) -> QComboBox:
+        """A combo box of the setting's choices (its ``choice_labels`` shown, the values as item data)."""
         box = narrow(QComboBox())
-        labels = LABELS.get(name, {})
-        for option in options:
-            box.addItem(labels.get(option, option), option)
-        if name == "kernel":
-            available = set(kernel_names())
-            for i, option in enumerate(options):
-                if option not in available:
-                    box.model().item(i).setEnabled(False)
-                    box.setItemData(i, "Not available in this engine build", Qt.ItemDataRole.ToolTipRole)
+        for option in setting.spec.options():
+            box.addItem(setting.choice_labels.get(option, option), option)
+        if setting.name == "kernel":
             box.currentIndexChanged.connect(self._kernel_changed)
         box.currentIndexChanged.connect(self._edited)
 
         def set_(value: Any) -> None:
             index = box.findData(value)
             box.setCurrentIndex(max(index, 0))
-        self._bind(name, box, box.currentData, set_)
+        self._bind(setting.name, box, box.currentData, set_)
         return box
 
     def _spin(self, name: str, low: int, high: int) -> QSpinBox:
@@ -433,21 +356,36 @@ class SettingsPanel(QWidget):
         self._bind(name, spin, spin.value, lambda v: spin.setValue(float(v)))
         return spin
 
-    def _number(self, name: str, kind: type, optional: bool = False) -> QLineEdit:
+    def _number(self, name: str, kind: type, optional: bool = False, placeholder: str = "") -> QLineEdit:
         edit = QLineEdit()
         edit.setAcceptDrops(False)   # a dataset dropped on the form goes to the window, not into a field
         if optional:
-            edit.setPlaceholderText("all")
+            edit.setPlaceholderText(placeholder or "empty")
         edit.textEdited.connect(self._edited)
         self._bind(name, edit, lambda: _parse_number(name, edit.text(), kind, optional),
                    lambda v: edit.setText(_format_value(v)))
         return edit
 
-    def _check(self, name: str, text: str) -> QCheckBox:
-        box = QCheckBox(text)
+    def _check(self, setting: cfg.Setting) -> QCheckBox:
+        box = QCheckBox(setting.label)
         box.toggled.connect(self._edited)
-        self._bind(name, box, box.isChecked, lambda v: box.setChecked(bool(v)))
+        self._bind(setting.name, box, box.isChecked, lambda v: box.setChecked(bool(v)))
         return box
+
+    def _classes(self, setting: cfg.Setting) -> QVBoxLayout:
+        """The class checklist (filled by :meth:`set_dataset`; a hint until a dataset is loaded)."""
+        self.class_list = QListWidget()
+        self.class_list.setMaximumHeight(110)
+        self.class_list.itemChanged.connect(self._edited)
+        self.class_hint = QLabel("Load a dataset to choose its classes.")
+        self.class_hint.setWordWrap(True)
+        self.class_hint.setStyleSheet("color: #666;")
+        classes_box = QVBoxLayout()
+        classes_box.addWidget(self.class_hint)
+        classes_box.addWidget(self.class_list)
+        self.class_list.hide()
+        self._bind(setting.name, self.class_list, self._get_classes, self._set_classes)
+        return classes_box
 
     # -- classes -----------------------------------------------------------------
     def _get_classes(self) -> list[str] | None:

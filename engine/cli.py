@@ -95,8 +95,11 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         elif kind == "params":
             parser.add_argument(flag, dest=setting.name, action="append", default=[], metavar="KEY=VALUE",
                                 help=help_text + " Repeat for more parameters, e.g. depth=3.")
-        elif kind in ("path", "names"):
-            parser.add_argument(flag, dest=setting.name, help=help_text)
+        elif kind == "names":
+            parser.add_argument(flag, dest=setting.name, metavar="A,B,...",
+                                help=help_text + " Comma-separated names, e.g. cat,dog.")
+        elif kind == "path":
+            parser.add_argument(flag, dest=setting.name, metavar="PATH", help=help_text)
         else:
             raise TypeError(f"setting {setting.name!r} of kind {kind!r} has a flag but no CLI form; give it "
                             "flag=None or teach add_setting_flags its kind")

@@ -293,8 +293,7 @@ class DistillConfig:
         help="Also learn the synthetic label vectors (squared and cross-entropy losses only).")
     classes: list[str] | None = _setting(
         None, label="Classes", kind_="names", group="Distilled set",
-        help="Classes to distil (at least two); all checked means every class. On the command line: "
-             "comma-separated names.")
+        help="Classes to distil (at least two); all checked means every class.")
     # -- "Optimisation"
     steps: int = _setting(
         200, label="Steps", spec=_Spec("int", 1, MAX_COUNT, example="200"), group="Optimisation",
