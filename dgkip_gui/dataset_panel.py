@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderVi
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from engine.data import Dataset
+from engine.data.report import format_bytes
 from dgkip_gui.image_grid import mosaic, to_qimage
 from dgkip_gui.problems_view import ProblemsView
 from dgkip_gui.settings_store import SAMPLE
-from dgkip_gui.system_info import format_bytes
 
 THUMBS_PER_CLASS = 4
 THUMB_HEIGHT = 26

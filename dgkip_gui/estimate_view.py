@@ -12,8 +12,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from engine.estimate import RunEstimate, format_seconds
+from engine.data.report import format_bytes
 from dgkip_gui.elided import ElidedLabel
-from dgkip_gui.system_info import format_bytes
 
 FITS, REFUSED = "#1e6b2e", "#b3261e"
 

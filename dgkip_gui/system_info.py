@@ -12,24 +12,19 @@ import torch
 from PySide6.QtCore import qVersion
 
 import engine
+from engine.data.report import format_bytes
+from engine.device import resolve_device
 from dgkip_gui import __version__
 
 
-def resolve_device(requested: str = "auto") -> str:
-    """The torch device a run with ``DistillConfig.device == requested`` uses ("cpu", "cuda", "mps")."""
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def device_description(requested: str = "auto") -> str:
-    """One line naming the device, e.g. ``"cuda: NVIDIA H200"`` or ``"cpu: 2 threads"``."""
-    device = resolve_device(requested)
+    """One line naming the device a run with ``DistillConfig.device == requested`` uses, e.g.
+    ``"cuda: NVIDIA H200"`` or ``"cpu: 2 threads"``; a device this machine lacks reads ``"cuda: not
+    available"`` (a run would refuse it; :func:`engine.device.resolve_device` says so)."""
+    try:
+        device = resolve_device(requested).type
+    except RuntimeError:
+        return f"{requested}: not available"
     if device == "cuda" and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
     if device == "cpu":
@@ -86,12 +81,3 @@ def memory_description() -> str:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         parts.append(f"GPU {format_bytes(torch.cuda.memory_allocated())}")
     return " · ".join(parts)
-
-
-def format_bytes(n: float) -> str:
-    """``1536`` → ``"1.5 KiB"``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"

@@ -54,11 +54,13 @@ class Problem:
         return f"{self.severity}: {_compose(self.path, self.message, self.fix)}"
 
 
-def format_bytes(n: int) -> str:
-    """``1536`` → ``"1.5 KiB"``."""
+def format_bytes(n: float) -> str:
+    """A size in bytes for people: ``512`` → ``"512 bytes"``, ``1536`` → ``"1.5 KiB"``, ``3 * 2**30`` →
+    ``"3.0 GiB"`` (binary units up to GiB, thousands separated; a negative size keeps its sign). The one
+    formatter of the engine's messages and the GUI's (``dgkip_gui`` imports it)."""
     value, unit = float(n), "bytes"
     for bigger in ("KiB", "MiB", "GiB"):
-        if value < 1024:
+        if abs(value) < 1024:
             break
         value, unit = value / 1024, bigger
     return f"{int(value):,} bytes" if unit == "bytes" else f"{value:,.1f} {unit}"

@@ -39,3 +39,22 @@ def test_rate_meter_and_durations():
         meter.add(step, 0.5 * step)
     assert meter.rate() == pytest.approx(2.0)
     assert format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
+
+
+def test_status_bar_device_follows_the_engine(monkeypatch):
+    """The status bar names the device by the engine's rule (engine.device.resolve_device): a device the
+    machine lacks is said to be unavailable (a run would refuse it), not shown as if it would be used."""
+    import torch
+
+    from dgkip_gui.system_info import device_description
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_description("cuda") == "cuda: not available"
+    assert device_description("cpu").startswith("cpu: ")
+
+
+def test_one_byte_formatter_for_engine_and_gui():
+    from engine.data.report import format_bytes
+
+    assert [format_bytes(n) for n in (512, 1536, 3 * 2**30, -2048)] == ["512 bytes", "1.5 KiB", "3.0 GiB",
+                                                                        "-2.0 KiB"]

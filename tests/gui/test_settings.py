@@ -134,7 +134,7 @@ def test_estimate_shows_memory_and_refusal(qtbot, window):
     window.left_tabs.setCurrentIndex(1)                         # the Settings tab
     view = window.settings.estimate
     qtbot.waitUntil(view.isVisible, timeout=5_000)
-    assert re.search(r"Estimated memory \d[\d,.]* (B|KiB|MiB|GiB)", view.line.text()), view.line.text()
+    assert re.search(r"Estimated memory \d[\d,.]* (bytes|KiB|MiB|GiB)", view.line.text()), view.line.text()
     assert "fits the memory budget" in view.line.text() and "#1e6b2e" in view.line.styleSheet()
     assert not view.details.isVisible()
     view.details_button.click()
