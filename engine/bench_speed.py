@@ -37,6 +37,7 @@ from engine.config import DistillConfig
 from engine.distill import run
 from engine.events import Done
 from engine.kernels import make_kernel
+from engine.layout import to_nchw
 
 KERNEL_SHAPE = (2000, 784)
 KERNELS = [("nngp-fc", {"depth": 1}), ("ntk-fc", {"depth": 1}), ("nngp-fc", {"depth": 3}), ("ntk-fc", {"depth": 3})]
@@ -208,7 +209,7 @@ def peer_rows(peer_python: str) -> dict[str, list[dict[str, Any]]]:
             np.savez(path, a=a, b=b, arch=arch, depth=depth, filter_size=3, ntk=int(ntk))
             name = ("ntk-" if ntk else "nngp-") + arch
             kernel = make_kernel(name, depth=depth)
-            ta, tb = (torch.from_numpy(v).permute(0, 3, 1, 2).contiguous() for v in (a, b))
+            ta, tb = to_nchw(a), to_nchw(b)
             ours, peer = [], []
             for _ in range(PEER_ROUNDS):
                 answer = _peer(peer_python, ["kernel", str(path), "1"], 1)

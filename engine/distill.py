@@ -30,6 +30,7 @@ from engine.estimate import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import Kernel, make_kernel
 from engine.kernels.base import default_sample
+from engine.layout import to_nchw, to_nhwc    # noqa: F401 - also imported from here
 from engine.kip import kip_loss, kip_ridge_value, uses_feature_cache, uses_kip_batches
 from engine.losses import Loss, make_loss
 from engine.result import DistillResult
@@ -37,15 +38,6 @@ from engine.solver import solve_dense
 from engine.exact_gap import exact_teacher_gap
 from engine.teacher import Teacher, fit_nystrom_teacher, fit_teacher
 
-
-
-def to_nchw(x: np.ndarray) -> torch.Tensor:
-    """(N, H, W, C) float32 NumPy → (N, C, H, W) tensor."""
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(0, 3, 1, 2)))
-
-
-def to_nhwc(x: torch.Tensor) -> np.ndarray:
-    return x.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def budget_bytes(cfg: DistillConfig) -> int:

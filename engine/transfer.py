@@ -51,6 +51,7 @@ from torch import nn
 
 from engine.control import RunControl
 from engine.generators import drain
+from engine.layout import to_nchw
 from engine.networks import NETWORKS, make_network
 
 _RECIPE = {
@@ -125,9 +126,10 @@ class _Data:
 
 
 def _nchw(x: np.ndarray, what: str) -> torch.Tensor:
+    """(N, H, W, C) images → float32 (N, C, H, W) tensor; another shape is a ValueError naming ``what``."""
     if x.ndim != 4:
         raise ValueError(f"{what} must be images shaped (N, H, W, C); got shape {x.shape}")
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
+    return to_nchw(x)
 
 
 def label_loss_for(targets: np.ndarray | None, y: np.ndarray) -> str:
