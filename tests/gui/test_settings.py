@@ -239,3 +239,31 @@ def test_presets_after_the_combined_objective_stay_valid(panel):
         assert panel.error is None, name
         if index != mixed:
             assert panel.config().kip_weight == 0 and panel.config().lr_schedule == "constant", name
+
+
+def test_form_rows_come_from_the_declarations(panel):
+    """Each setting declared for a form section has its row in that section, labelled and explained by
+    its declaration (engine.config.SETTINGS); a choice box offers exactly the declared choices; a setting
+    declared off the form has no widget."""
+    from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox
+
+    from engine.config import SETTINGS
+
+    for name, setting in SETTINGS.items():
+        if setting.group is None or setting.kind == "params":
+            assert name not in panel._fields, name
+            continue
+        widget = panel._fields[name].widget
+        assert widget.toolTip() == setting.help, name
+        box = widget.parentWidget()
+        while not isinstance(box, QGroupBox):
+            box = box.parentWidget()
+        assert box.title() == ("" if setting.group == "Advanced" else setting.group), name
+        assert (box is panel.advanced) == (setting.group == "Advanced"), name
+        if isinstance(widget, QCheckBox):
+            assert widget.text() == setting.label, name
+        elif setting.kind != "names":
+            form = box.layout()
+            assert isinstance(form, QFormLayout) and form.labelForField(widget).text() == setting.label, name
+        if isinstance(widget, QComboBox):
+            assert [widget.itemData(i) for i in range(widget.count())] == list(setting.spec.options()), name
