@@ -2,6 +2,12 @@
 
 The GUI form is bound to it, the CLI reads it, and every export's ``manifest.json`` stores it, so a
 run can be reproduced from the manifest alone.
+
+Each field is declared once, with its default and its :class:`Setting` (label, help, type and range,
+settings-form section, CLI flag); :data:`SETTINGS` collects them. Validation (:meth:`DistillConfig.validate`),
+the settings form (``dgkip_gui.settings_panel``) and the ``distill`` flags (``engine.cli``) are generated
+from them, so a new setting is one ``_setting(...)`` line here (plus a cross-field rule in ``validate``
+if it has one).
 """
 from __future__ import annotations
 
@@ -150,7 +156,7 @@ class Setting:
 
     ``label`` names it in the form, ``help`` explains it (the form's tooltip, the flag's help);
     ``spec`` is its type and range (``None``: checked by its own rule in :meth:`DistillConfig.validate`,
-    with ``kind`` saying what it holds: "names" a list of class names, "params" a kernel-parameter
+    with ``kind_`` saying what it holds: "names" a list of class names, "params" a kernel-parameter
     mapping, "version" the schema version); ``group`` is the form section (one of :data:`GROUPS`,
     ``None``: not on the form); ``choice_labels`` are the form's words for a choice's values.
     ``flag`` is the CLI flag ("" = ``--`` + the name with dashes, ``None`` = none). Form hints:
