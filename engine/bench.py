@@ -47,12 +47,12 @@ from engine.device import step_threads, torch_threads
 from engine.distill import prepare_dataset, run, step_flops, stratified_cap, to_nchw
 from engine.events import Done
 from engine.kernels import Kernel, make_kernel
-from engine.losses import make_loss
+from engine.losses import loss_names, make_loss
 from engine.result import DistillResult
 from engine.timing import best_of, peak_rss_mb
 from engine.transfer import QUICK_EPOCHS, TransferSummary, evaluate_transfer
 
-LOSSES = ("squared", "logistic", "hinge", "squared-hinge", "cross-entropy")
+LOSSES = tuple(loss_names())           # the bench grid covers every loss of the registry
 TRANSFER_LOSS = "cross-entropy"      # the DGKIP set whose images are transferred (chosen a priori)
 
 
