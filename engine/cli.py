@@ -77,11 +77,12 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per :class:`DistillConfig` field, generated from its declaration
     (:data:`engine.config.SETTINGS`): ``--max-per-class N`` sets ``max_per_class``. Choices are checked
     by argparse, numbers typed; a flag not given leaves the config file's value (its default is None)."""
+    defaults = DistillConfig()
     for setting in SETTINGS.values():
         flag = setting.cli_flag
         if flag is None:
             continue
-        default = getattr(DistillConfig(), setting.name)
+        default = getattr(defaults, setting.name)
         shown_default = f" (default: {default})" if default not in (None, {}, "") else ""
         help_text = (setting.help + shown_default).replace("%", "%%")     # argparse formats help with %
         kind = setting.kind
@@ -111,7 +112,7 @@ def config_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     for setting in SETTINGS.values():
         value = getattr(args, setting.name, None)
-        if setting.cli_flag is None or value is None or value == [] or value == "" and setting.kind == "names":
+        if setting.cli_flag is None or value is None or value == [] or (value == "" and setting.kind == "names"):
             continue
         if setting.kind == "names":
             value = [c.strip() for c in value.split(",") if c.strip()]
