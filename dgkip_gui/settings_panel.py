@@ -6,8 +6,9 @@ Every widget maps to one config field, and the form is generated from the fields
 text field, a flag a check box). Two rows are built by hand: the class checklist (label and tooltip
 from its declaration) and the chosen kernel's parameters (one text field per parameter the engine's
 kernel takes, explained by :data:`KERNEL_PARAM_HELP`). :meth:`SettingsPanel.config` builds and
-validates a config from the widgets; a :class:`ConfigError` marks the offending field red and shows its message inline.
-Fields the form does not show (``data``, ``test_data``...) are carried over from the last config set.
+validates a config from the widgets; a :class:`ConfigError` marks the offending field red and shows
+its message inline. Fields the form does not show (``data``, ``test_data``...) are carried over from
+the last config set.
 """
 from __future__ import annotations
 
