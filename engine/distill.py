@@ -304,7 +304,7 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     tw = teacher.cast(dtype, device)
     # KIP samples real target batches: their images, or, for an explicit kernel whose networks are never
     # redrawn, their features φ(x) computed once here (each step then costs the same whatever n is).
-    redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
+    redraw_every = kernel.redraw_every if cfg.mode == "kip" else 0
     # DGKIP with kip_weight > 0 also takes KIP's loss on real batches (the combined objective)
     uses_kip = uses_kip_batches(cfg)
     x_work = f_work = None

@@ -75,9 +75,6 @@ from engine.config import ConfigError, DistillConfig
 from engine.data.report import format_bytes
 from engine.device import certificate_device, resolve_device, resolve_dtype
 from engine.kernels import Kernel, make_kernel
-from engine.kernels.conv import ConvNetworkKernel
-from engine.kernels.fc import FCNetworkKernel, LinearKernel, RBFKernel
-from engine.kernels.random_features import RandomConvKernel, RandomFCKernel, RandomFeatureKernel
 from engine.operators import ResourceError, max_dense_points, operator_plan
 from engine.kip import uses_feature_cache, uses_kip_batches
 from engine.nystrom import FEATURE_ROWS
@@ -261,59 +258,8 @@ def _sizes(config: DistillConfig, report: Any, cap: int | None, ranks: int = 1) 
 # -------------------------------------------------------------------------------------- kernel facts
 def feature_dim(kernel: Kernel, chw: tuple[int, int, int]) -> int | None:
     """Explicit feature dimension p (bias column included) of ``kernel`` on images (C, H, W), or
-    ``None`` for kernels without explicit features. Raises ``ValueError`` where the kernel does
-    (rf-conv on images smaller than 2^depth)."""
-    if not kernel.explicit:
-        return None
-    c, h, w = chw
-    if isinstance(kernel, LinearKernel):
-        return c * h * w + (1 if kernel.bias else 0)
-    if isinstance(kernel, RandomFCKernel):
-        return kernel.n_models * kernel.width + 1
-    if isinstance(kernel, RandomConvKernel):
-        kernel._weight_shapes((c, h, w))                      # the kernel's own size check
-        side = 2 ** kernel.depth
-        return kernel.n_models * kernel.width * (h // side) * (w // side) + 1
-    with torch.no_grad():                                     # another explicit kernel: ask it, one zero row
-        return int(kernel.features(torch.zeros((1, c, h, w), dtype=torch.float64)).shape[1])
-
-
-def _meta(rows: int, chw: tuple[int, int, int], dtype: torch.dtype) -> torch.Tensor:
-    """A shape-only tensor (no memory) for the kernels' own tiling arithmetic."""
-    return torch.empty((max(1, rows),) + tuple(chw), dtype=dtype, device="meta")
-
-
-def _bytes_per_pair(kernel: Kernel, chw, dtype: torch.dtype, grad: bool) -> int:
-    with torch.set_grad_enabled(grad):
-        return int(kernel.bytes_per_pair(kernel.prepare(_meta(1, chw, dtype).requires_grad_(grad))))
-
-
-def _tile_rows(kernel: Kernel, rows: int, n_b: int, chw, dtype: torch.dtype, grad: bool) -> int:
-    with torch.set_grad_enabled(grad):
-        return int(kernel.tile_rows(kernel.prepare(_meta(rows, chw, dtype).requires_grad_(grad)), n_b))
-
-
-def _feature_bytes(kernel: Kernel, rows: int, chw, p: int, dtype: torch.dtype, grad: bool) -> int:
-    """Peak bytes of ``kernel.features`` on ``rows`` images (output (rows, p) included).
-
-    With autograd: the kernel's own per-row bound (backward included) for every row. Without: three
-    times the output (the tile list, its concatenation and the bias-column copy; the third is what
-    glibc keeps of the freed tiles — measured 3.3–4.5 × n·p for ``rf-fc`` on 4,000–8,000 rows) plus
-    one tile of temporaries: five (rows, n_models·width) arrays per ``rf-fc`` layer, the kernel's own
-    bound for ``rf-conv`` (its convolutions' workspaces fill it: 200–260 MiB measured for 256 MiB)."""
-    es = torch.empty((), dtype=dtype).element_size()
-    c, h, w = chw
-    if isinstance(kernel, LinearKernel):
-        return rows * p * es * (2 if kernel.bias else 1)
-    if not isinstance(kernel, RandomFeatureKernel):
-        return 3 * rows * p * es
-    per_row = int(kernel.feature_bytes_per_row(_meta(1, chw, dtype)))   # the kernel's autograd bound
-    if grad:
-        return rows * (per_row + p * es)
-    tile = max(1, min(rows, kernel.tile_bytes // max(1, per_row)))
-    if isinstance(kernel, RandomFCKernel):
-        per_row = es * (c * h * w + 5 * kernel.depth * kernel.n_models * kernel.width)
-    return 3 * rows * p * es + tile * per_row
+    ``None`` for kernels without explicit features (:meth:`Kernel.feature_dim`)."""
+    return kernel.feature_dim(chw)
 
 
 def _dense_call_bytes(kernel: Kernel, rows: int, n_b: int, chw, p: int | None, dtype: torch.dtype,
@@ -328,26 +274,13 @@ def _dense_call_bytes(kernel: Kernel, rows: int, n_b: int, chw, p: int | None, d
     at n = 1,000–6,000: 80, 278, 538, 906 MiB against 84, 317, 500, 805 MiB modelled)."""
     es = torch.empty((), dtype=dtype).element_size()
     out = rows * n_b * es
-    if isinstance(kernel, RandomFeatureKernel):     # φ(a) φ(b)ᵀ
-        return (_feature_bytes(kernel, rows, chw, p, dtype, graph)
-                + _feature_bytes(kernel, n_b, chw, p, dtype, graph) + out)
+    if kernel.gram_from_features:     # φ(a) φ(b)ᵀ
+        return kernel.feature_bytes(rows, chw, dtype, graph) + kernel.feature_bytes(n_b, chw, dtype, graph) + out
     if graph:
-        return _bytes_per_pair(kernel, chw, dtype, True) * rows * n_b + out
-    tile = _tile_rows(kernel, rows, n_b, chw, dtype, grad)
-    temp = _bytes_per_pair(kernel, chw, dtype, False) * tile * n_b      # no graph: no-grad temporaries
+        return kernel.pair_bytes(chw, dtype, True) * rows * n_b + out
+    tile = kernel.tile_rows_for(rows, n_b, chw, dtype, grad)
+    temp = kernel.pair_bytes(chw, dtype, False) * tile * n_b      # no graph: no-grad temporaries
     return out * (2 if tile < rows else 1) + temp
-
-
-def _diag_bytes(kernel: Kernel, rows: int, chw, p: int | None) -> int:
-    """Peak bytes of ``kernel.diag`` on ``rows`` float64 images."""
-    c, h, w = chw
-    if isinstance(kernel, RandomFeatureKernel):
-        return _feature_bytes(kernel, rows, chw, p, torch.float64, False)
-    if isinstance(kernel, ConvNetworkKernel):
-        return 16 * rows * h * w * CERT_BYTES
-    if isinstance(kernel, LinearKernel):
-        return rows * c * h * w * CERT_BYTES
-    return 8 * rows * CERT_BYTES
 
 
 # ---------------------------------------------------------------------------------------- the model
@@ -417,10 +350,10 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
         rows_of = M
         if kernel.explicit:                         # φ(x_t) φ(Z)ᵀ per tile of FEATURE_ROWS rows, φ(Z) kept
             tile = min(n, FEATURE_ROWS)
-            temp = (_feature_bytes(kernel, tile, s.chw, p, torch.float64, False) + tile * M * CERT_BYTES
+            temp = (kernel.feature_bytes(tile, s.chw, torch.float64, False) + tile * M * CERT_BYTES
                     + M * p * CERT_BYTES)
         else:
-            tile = _tile_rows(kernel, n, M, s.chw, torch.float64, False)
+            tile = kernel.tile_rows_for(n, M, s.chw, torch.float64, False)
             temp = _dense_call_bytes(kernel, tile, M, s.chw, p, torch.float64, False, False)
         build = (n * M * CERT_BYTES if nys.cache else 0) + temp
         teacher_parts = [("centres (float64)", cert, M * d * CERT_BYTES),
@@ -428,10 +361,10 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
                          ("K(Z, Z), its Cholesky factors", cert, NYSTROM_SQUARES * M * M * CERT_BYTES),
                          ("solver arrays", cert, NYSTROM_ARRAYS * n * k * CERT_BYTES)]
     elif storage == "features":
-        build = _feature_bytes(kernel, n, s.chw, p, torch.float64, False)
+        build = kernel.feature_bytes(n, s.chw, torch.float64, False)
     else:
         build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False)
-        if n >= HEAP_GROWTH_TILES * _tile_rows(kernel, n, n, s.chw, torch.float64, False):
+        if n >= HEAP_GROWTH_TILES * kernel.tile_rows_for(n, n, s.chw, torch.float64, False):
             build += n * n * CERT_BYTES // 2    # heap growth over many row tiles (see HEAP_GROWTH_TILES)
         if kernel.explicit:                     # features computed first, then p ≥ n: ΦΦᵀ as well
             build += n * p * CERT_BYTES
@@ -451,7 +384,7 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
     # test set: teacher scores in blocks of SCORE_ROWS rows, k(x, x)
     rows = min(SCORE_ROWS, nt)
     if explicit:
-        block = _feature_bytes(kernel, rows, s.chw, p, torch.float64, False)
+        block = kernel.feature_bytes(rows, s.chw, torch.float64, False)
     else:
         block = _dense_call_bytes(kernel, rows, rows_of, s.chw, p, torch.float64, True, False)
     test = [("test images, float64", cert, nt * d * CERT_BYTES), ("test scores and k(x, x)", cert, 2 * nt * k * 8)]
@@ -459,7 +392,7 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
         test.append(("test features", cert, nt * p * CERT_BYTES))
         temporaries = block + nt * p * CERT_BYTES          # one tile's work, and the tiles before their concatenation
     else:
-        temporaries = max(block, _diag_bytes(kernel, nt, s.chw, p)) + 4 * nt * d
+        temporaries = max(block, kernel.diag_bytes(nt, s.chw)) + 4 * nt * d
     stages.append(("test set", data + [labels] + kept_teacher + test + [
         ("test kernel rows / k(x, x)", cert, temporaries)]))
 
@@ -473,34 +406,34 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
         tile = min(n, 2048)
         stages.append(("KIP feature cache", alive + [
             ("KIP feature tiles and their concatenation", work, 2 * n * p * ew),
-            ("one tile's features", work, _feature_bytes(kernel, tile, s.chw, p, run.work_dtype, False))]))
+            ("one tile's features", work, kernel.feature_bytes(tile, s.chw, run.work_dtype, False))]))
         alive.append(("KIP features of x_train", work, n * (p + k) * ew))
     elif kipish:
         alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
     b = min(cfg.kip_batch, n)
     pairs = ((b if cfg.mode == "kip" else rows_of) + (b if cfg.mode != "kip" and kipish else 0)) * m + m * m
     if kernel.explicit:       # only x̃'s features keep a graph (computed once per step); the batch is constant
-        graph = _feature_bytes(kernel, m, s.chw, p, run.work_dtype, True)
+        graph = kernel.feature_bytes(m, s.chw, run.work_dtype, True)
         if kipish:
-            graph += (0 if cached else _feature_bytes(kernel, b, s.chw, p, run.work_dtype, False)) + b * (m + p) * ew
+            graph += (0 if cached else kernel.feature_bytes(b, s.chw, run.work_dtype, False)) + b * (m + p) * ew
     else:
-        graph = _bytes_per_pair(kernel, s.chw, run.work_dtype, True) * pairs
+        graph = kernel.pair_bytes(s.chw, run.work_dtype, True) * pairs
     graph += (b * d * ew if kipish and not cached else 0) + 6 * m * d * ew   # batch rows, images + Adam
     kmeans = 3 * s.largest * d * 4 if cfg.init == "kmeans" and not cfg.init_from else 0
     stages.append(("distillation step", alive + [("step autograd graph", work, max(graph, kmeans))]))
 
     # certificate: k(x̃, x_teacher) in float64, predictions on the test points
     if explicit:
-        cert_peak = 2 * _feature_bytes(kernel, m, s.chw, p, torch.float64, False)
+        cert_peak = 2 * kernel.feature_bytes(m, s.chw, torch.float64, False)
     else:
         cert_peak = _dense_call_bytes(kernel, m, rows_of, s.chw, p, torch.float64, False, False)
     cert_peak += 3 * m * m * 8 + 2 * min(PREDICT_ROWS, nt) * m * 8
     stages.append(("certificate", alive + [("certificate kernel rows", cert, cert_peak)]))
     if storage == "nystrom" and cfg.certify_exact:      # one tiled pass over the n × n kernel (never stored)
         if explicit:
-            full = _feature_bytes(kernel, min(n, FEATURE_ROWS), s.chw, p, torch.float64, False) + p * k * CERT_BYTES
+            full = kernel.feature_bytes(min(n, FEATURE_ROWS), s.chw, torch.float64, False) + p * k * CERT_BYTES
         else:
-            tile = _tile_rows(kernel, n, n, s.chw, torch.float64, False)
+            tile = kernel.tile_rows_for(n, n, s.chw, torch.float64, False)
             full = _dense_call_bytes(kernel, tile, n, s.chw, p, torch.float64, False, False)
         stages.append(("exact certificate", alive + [("full kernel row tile", cert, full),
                                                      ("teacher scores and dual on x_train", cert, 3 * n * k * CERT_BYTES)]))
@@ -584,24 +517,14 @@ def machine_rates() -> dict[str, float]:
 
 
 def _pair_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str, float]) -> float:
-    """Seconds per kernel entry k(x_i, x_j) (float64, CPU): the input inner product at the matmul rate
-    plus elementwise work in units of one transcendental op. Units per entry, fitted on 8×8×1 and
-    16×16×3 images (single thread, 1 vs 3 layers): FC NNGP/NTK 3/4 per layer (measured 1.6–11),
-    conv NNGP/NTK C + 3/4 per layer *per pixel* (measured 3.3–15.9), RBF 2, linear 0. Kernels
-    registered from outside are timed once on a small block instead."""
-    c, h, w = chw
-    d = c * h * w
-    if isinstance(kernel, ConvNetworkKernel):
-        units = h * w * (c + (4 if kernel.ntk else 3) * kernel.depth)
-    elif isinstance(kernel, FCNetworkKernel):
-        units = (4 if kernel.ntk else 3) * kernel.depth
-    elif isinstance(kernel, RBFKernel):
-        units = 2
-    elif isinstance(kernel, LinearKernel):
-        units = 0
-    else:
+    """Seconds per kernel entry k(x_i, x_j) (float64, CPU): the kernel's :meth:`Kernel.pair_cost` —
+    flops at the matmul rate plus elementwise work in units of one transcendental op. Kernels that do
+    not know their cost are timed once on a small block instead."""
+    cost = kernel.pair_cost(chw)
+    if cost is None:
         return _timed_pair_seconds(kernel.name, json.dumps(kernel.params(), sort_keys=True, default=str), chw)
-    return 2 * d / rates["flops"] + units * rates["element"]
+    flops, units = cost
+    return flops / rates["flops"] + units * rates["element"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -616,16 +539,6 @@ def _timed_pair_seconds(name: str, params: str, chw: tuple[int, int, int]) -> fl
         return best_of(lambda: kernel(a, b), repeats=2) / (16 * 64)
 
 
-def _feature_seconds(kernel: Kernel, chw: tuple[int, int, int], rates: dict[str, float]) -> float:
-    """Seconds per image of explicit features: flops at the matmul rate, activations at the rate of
-    simple elementwise ops."""
-    if isinstance(kernel, RandomFeatureKernel):
-        flops, elements = kernel.feature_cost(chw)
-        rate = rates["flops32"] if getattr(kernel, "feature_dtype", None) == "float32" else rates["flops"]
-        return flops / rate + elements * rates["simple"]
-    return 2 * math.prod(chw) * rates["simple"]
-
-
 def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) -> dict[str, float]:
     """Rough wall time in seconds on the CPU per part of the run (see the module doc)."""
     cfg, kernel, p = run.config, run.kernel, run.p
@@ -633,7 +546,7 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
     n, nt, d, k = s.n, s.n_test, s.d, s.k
     m = cfg.ipc * k
     if kernel.explicit:
-        per_image, pair = _feature_seconds(kernel, s.chw, rates), 2 * p / rates["flops"]
+        per_image, pair = kernel.feature_seconds(s.chw, rates), 2 * p / rates["flops"]
     else:
         per_image, pair = 0.0, _pair_seconds(kernel, s.chw, rates)
 
