@@ -44,7 +44,8 @@ from engine.certify import MAX_EVAL_TEST, TestPoints, train_on
 from engine.config import DistillConfig
 from engine.data import Dataset, load_dataset
 from engine.device import step_threads, torch_threads
-from engine.distill import prepare_dataset, run, step_flops, stratified_cap, to_nchw
+from engine.distill import prepare_dataset, run, stratified_cap, to_nchw
+from engine.objectives import step_flops
 from engine.events import Done
 from engine.kernels import Kernel, make_kernel
 from engine.losses import make_loss

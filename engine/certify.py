@@ -46,6 +46,17 @@ def gap_parts(loss: Loss, lam: float, w_norm2: float, Z: Tensor, Y: Tensor, A: T
     return gap_parts_quad(loss, lam, w_norm2, Z, Y, A, float((A * (Kss @ A)).sum()), certified)
 
 
+def gap_terms(loss: Loss, lam: float, w_norm2: float, Z: Tensor, Y: Tensor, A: Tensor, Kss: Tensor
+              ) -> tuple[Tensor, Tensor]:
+    """G_S's two parts as differentiable scalars in Z's dtype — (mean Fenchel-Young term, kernel-matching
+    term λ/2 ‖w* − w(α̃)‖²) — without the rounding allowance of :func:`gap_parts` (a distillation step
+    minimises their sum; the certificate reports :func:`gap_parts`). Shapes as in :func:`gap_parts`."""
+    m = Y.shape[0]
+    fy = loss.fenchel_young(Y, Z, A).mean()
+    km = 0.5 * lam * (w_norm2 - 2.0 / (lam * m) * (A * Z).sum() + (A * (Kss @ A)).sum() / (lam * m) ** 2)
+    return fy, km
+
+
 def gap_parts_quad(loss: Loss, lam: float, w_norm2: float, Z: Tensor, Y: Tensor, A: Tensor, AKA: float,
                    certified: bool = True) -> GapParts:
     """:func:`gap_parts` given the quadratic form ``AKA`` = Σ_c α_cᵀ K α_c instead of the kernel matrix

@@ -76,7 +76,7 @@ from engine.data.report import format_bytes
 from engine.device import certificate_device, resolve_device, resolve_dtype
 from engine.kernels import Kernel, make_kernel
 from engine.operators import ResourceError, max_dense_points, operator_plan
-from engine.kip import uses_feature_cache, uses_kip_batches
+from engine.objectives import Objective, StepShape, make_objective
 from engine.nystrom import FEATURE_ROWS
 from engine.losses import make_loss
 from engine.hinge_cd import WORKING_SET
@@ -298,6 +298,16 @@ class _Run:
     def work_bytes(self) -> int:
         return torch.empty((), dtype=self.work_dtype).element_size()
 
+    @property
+    def objective(self) -> Objective:
+        """The run's objective (engine.objectives), whose cost model sizes the steps."""
+        return make_objective(self.config, self.kernel)
+
+
+def _step_shape(run: _Run, s: "_Sizes", teacher_rows: int) -> StepShape:
+    return StepShape(n=s.n, k=s.k, m=run.config.ipc * s.k, chw=s.chw, teacher_rows=teacher_rows, p=run.p,
+                     work_dtype=run.work_dtype)
+
 
 def _pool(device: torch.device) -> str:
     """The physical memory a device draws on: "cuda" or host RAM (CPU and Apple's unified MPS)."""
@@ -400,25 +410,12 @@ def _stages(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None
     same = run.work_dtype == torch.float64 and run.device == run.cdev
     cast = 0 if same else (p * k if explicit else rows_of * (d + k)) * ew
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
-    kipish = uses_kip_batches(cfg)               # DGKIP's combined objective also takes KIP batches
-    cached = uses_feature_cache(cfg, kernel)
-    if cached:                # fixed networks: φ(x_train) computed once, in tiles, then concatenated
-        tile = min(n, 2048)
-        stages.append(("KIP feature cache", alive + [
-            ("KIP feature tiles and their concatenation", work, 2 * n * p * ew),
-            ("one tile's features", work, kernel.feature_bytes(tile, s.chw, run.work_dtype, False))]))
-        alive.append(("KIP features of x_train", work, n * (p + k) * ew))
-    elif kipish:
-        alive.append(("KIP working copy of x_train", work, n * (d + k) * ew))
-    b = min(cfg.kip_batch, n)
-    pairs = ((b if cfg.mode == "kip" else rows_of) + (b if cfg.mode != "kip" and kipish else 0)) * m + m * m
-    if kernel.explicit:       # only x̃'s features keep a graph (computed once per step); the batch is constant
-        graph = kernel.feature_bytes(m, s.chw, run.work_dtype, True)
-        if kipish:
-            graph += (0 if cached else kernel.feature_bytes(b, s.chw, run.work_dtype, False)) + b * (m + p) * ew
-    else:
-        graph = kernel.pair_bytes(s.chw, run.work_dtype, True) * pairs
-    graph += (b * d * ew if kipish and not cached else 0) + 6 * m * d * ew   # batch rows, images + Adam
+    objective, z = run.objective, _step_shape(run, s, rows_of)
+    cache = objective.cache_parts(z)      # e.g. KIP's φ(x_train), computed once in tiles, then concatenated
+    if cache:
+        stages.append(("KIP feature cache", alive + [(name, work, size) for name, size in cache]))
+    alive += [(name, work, size) for name, size in objective.working_parts(z)]
+    graph = objective.graph_bytes(z)
     kmeans = 3 * s.largest * d * 4 if cfg.init == "kmeans" and not cfg.init_from else 0
     stages.append(("distillation step", alive + [("step autograd graph", work, max(graph, kmeans))]))
 
@@ -591,28 +588,19 @@ def _seconds(run: _Run, s: _Sizes, storage: str, nys: _Nystrom | None = None) ->
     t["test set"] = nt * per_image if explicit else block(nt, rows_of) + nt * per_image      # φ(x_test) once
     # distillation steps and certificates: measured on a problem of the run's shapes with up to
     # step_timing.MAX_ROWS rows (engine.step_timing), plus the modelled cost of the rows beyond those
-    b = min(cfg.kip_batch, n)
-    work_rows = b if cfg.mode == "kip" else rows_of
+    objective, z = run.objective, _step_shape(run, s, rows_of)
+    work_rows = objective.timed_rows(z)
     # the probe's rows: as many as the run has, within PROBE_SECONDS of modelled teacher, step and test work
     pair_cost = per_image + pair if explicit else pair
     probe_rows = int(min(work_rows, PROBE_SECONDS / max(1e-12, EXTRA_ROW_FACTOR * m * pair_cost),
                          math.sqrt(PROBE_SECONDS / max(1e-12, pair_cost))))
     probe_test = int(min(nt, PROBE_SECONDS / max(1e-12, m * pair_cost)))
     timing = measure(cfg, s.chw, k, probe_rows, probe_test)
-
-    def step_rows(r: int) -> float:
-        """The part of one step's forward pass that grows with its ``r`` real rows."""
-        if cfg.mode == "kip":
-            return r * m * pair if uses_feature_cache(cfg, kernel) else block(r, m)
-        return 0.0 if explicit else block(m, r)
-
-    extra_rows = max(0.0, step_rows(work_rows) - step_rows(timing.rows))
-    if cfg.mode != "kip" and cfg.kip_weight > 0:    # the combined objective adds KIP's loss on a real batch
-        kip_rows = (lambda r: r * m * pair) if explicit else (lambda r: block(r, m))
-        extra_rows += max(0.0, kip_rows(b) - kip_rows(min(b, timing.rows)))
+    extra_rows = objective.extra_row_seconds(z, timing.rows, block, pair)   # the rows beyond the probe's
     t["steps"] = cfg.steps * (timing.step_s + EXTRA_ROW_FACTOR * extra_rows)
-    if uses_feature_cache(cfg, kernel):
-        t["KIP features of x_train"] = n * per_image
+    cache = objective.cache_seconds(z, per_image)
+    if cache:
+        t["KIP features of x_train"] = cache
     evals = (cfg.steps - 1) // cfg.eval_every + 1 if cfg.eval_every else 1
     extra_test = (nt - timing.test_rows) * m * pair if explicit else block(nt, m) - block(timing.test_rows, m)
     extra_cert = (0.0 if explicit else block(m, rows_of) - block(m, timing.rows)) + max(0.0, extra_test)
