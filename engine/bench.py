@@ -85,7 +85,7 @@ class Suite:
     transfer_ipcs: tuple[int, ...] | None = None   # IPCs with transfer rows (None = all)
     kernel_params: tuple[tuple[str, Any], ...] = ()
     ratio_n: int = 2000              # problem size of the solver and kernel ratios
-    memory_budget_gb: float = 4.0    # each run's memory budget (engine.estimate refuses runs above it)
+    memory_budget_gb: float = 4.0    # each run's memory budget (engine.plan refuses runs above it)
     teacher_max_iter: int = 200      # Newton steps, coordinate-descent rounds or FISTA steps / 50
     config: tuple[tuple[str, Any], ...] = ()   # further DistillConfig fields of every run (e.g. preprocess)
 

@@ -26,7 +26,7 @@ from engine.data import Dataset, DatasetError, check_ipc, check_test_split, load
 from engine.data.preprocess import Preprocessor
 from engine.data.rows import decode
 from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
-from engine.estimate import check_run
+from engine.plan import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import Kernel, make_kernel
 from engine.kernels.base import default_sample

@@ -295,7 +295,7 @@ def test_hinge_teacher_on_features_uses_coordinate_descent_when_the_gram_fits():
     FISTA on Φ. The run estimate plans the same storage."""
     from engine.config import DistillConfig
     from engine.data import load_dataset
-    from engine.estimate import estimate_run
+    from engine.plan import estimate_run
     from engine.generators import drain
     from engine.losses import make_loss
     from engine.teacher import fit_teacher
