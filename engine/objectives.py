@@ -87,7 +87,6 @@ class Objective:
     """What one mode optimises. ``config``: the run's DistillConfig; ``kernel``: the run's kernel."""
 
     name = "objective"
-    uses_batches = False           # takes KIP's real batches
 
     def __init__(self, config, kernel: Kernel) -> None:
         self.config, self.kernel = config, kernel
@@ -129,6 +128,13 @@ class Objective:
     def graph_bytes(self, z: StepShape) -> int:
         """Bytes of one step's autograd graph, the batch rows and the images with Adam's state."""
         raise NotImplementedError
+
+    def _kernel_graph_bytes(self, z: StepShape) -> int:
+        """The kernel's share of the graph: φ(x̃) for an explicit kernel (computed once per step; real
+        rows are constants), else every pair of x̃ with the step's real rows and with itself."""
+        if self.kernel.explicit:
+            return self.kernel.feature_bytes(z.m, z.chw, z.work_dtype, True)
+        return self.kernel.pair_bytes(z.chw, z.work_dtype, True) * (self.step_rows(z) * z.m + z.m * z.m)
 
     def extra_row_seconds(self, z: StepShape, probe_rows: int, block: Callable[[int, int], float],
                           pair: float) -> float:
@@ -182,11 +188,7 @@ class DGKIPObjective(Objective):
         return z.teacher_rows
 
     def graph_bytes(self, z):
-        if self.kernel.explicit:  # only x̃'s features keep a graph (computed once per step)
-            graph = self.kernel.feature_bytes(z.m, z.chw, z.work_dtype, True)
-        else:
-            graph = self.kernel.pair_bytes(z.chw, z.work_dtype, True) * (self.step_rows(z) * z.m + z.m * z.m)
-        return graph + 6 * z.m * z.d * z.work_bytes                       # images + Adam
+        return self._kernel_graph_bytes(z) + 6 * z.m * z.d * z.work_bytes      # images + Adam
 
     def extra_row_seconds(self, z, probe_rows, block, pair):
         if self.kernel.explicit:          # w*: a step's cost does not grow with the teacher's rows
@@ -246,12 +248,27 @@ class _KIPBatches:
         return z.n * per_image if self.cached else 0.0
 
 
-class KIPObjective(Objective):
+class _WithBatches:
+    """For objectives that take KIP's real batches (``self.batches``, a :class:`_KIPBatches`): the cost
+    of that working data."""
+
+    batches: _KIPBatches
+
+    def working_parts(self, z):
+        return self.batches.working_parts(z)
+
+    def cache_parts(self, z):
+        return self.batches.cache_parts(z)
+
+    def cache_seconds(self, z, per_image):
+        return self.batches.cache_seconds(z, per_image)
+
+
+class KIPObjective(_WithBatches, Objective):
     """KIP's target loss on real batches (module doc); random-feature kernels redraw their networks
     every ``redraw_every`` steps (RFAD)."""
 
     name = "kip"
-    uses_batches = True
 
     def __init__(self, config, kernel):
         super().__init__(config, kernel)
@@ -280,18 +297,8 @@ class KIPObjective(Objective):
     def timed_rows(self, z):
         return self.batches.batch(z)
 
-    def working_parts(self, z):
-        return self.batches.working_parts(z)
-
-    def cache_parts(self, z):
-        return self.batches.cache_parts(z)
-
     def graph_bytes(self, z):
-        if self.kernel.explicit:
-            graph = self.kernel.feature_bytes(z.m, z.chw, z.work_dtype, True)
-        else:
-            graph = self.kernel.pair_bytes(z.chw, z.work_dtype, True) * (self.step_rows(z) * z.m + z.m * z.m)
-        return graph + self.batches.batch_graph_bytes(z) + 6 * z.m * z.d * z.work_bytes
+        return self._kernel_graph_bytes(z) + self.batches.batch_graph_bytes(z) + 6 * z.m * z.d * z.work_bytes
 
     def _rows_seconds(self, r: int, z: StepShape, block, pair) -> float:
         return r * z.m * pair if self.batches.cached else block(r, z.m)
@@ -300,16 +307,12 @@ class KIPObjective(Objective):
         b = self.batches.batch(z)
         return max(0.0, self._rows_seconds(b, z, block, pair) - self._rows_seconds(probe_rows, z, block, pair))
 
-    def cache_seconds(self, z, per_image):
-        return self.batches.cache_seconds(z, per_image)
 
-
-class CombinedObjective(DGKIPObjective):
+class CombinedObjective(_WithBatches, DGKIPObjective):
     """(1 − w)·G_S + w·KIP loss (fixed ridge λ·m) with w = ``kip_weight`` (module doc). The kernel
     is never redrawn: the teacher's w* lives in the feature space of the kernel's own networks."""
 
     name = "dgkip+kip"
-    uses_batches = True
 
     def __init__(self, config, kernel):
         super().__init__(config, kernel)
@@ -329,12 +332,6 @@ class CombinedObjective(DGKIPObjective):
     def step_rows(self, z):
         return z.teacher_rows + self.batches.batch(z)
 
-    def working_parts(self, z):
-        return self.batches.working_parts(z)
-
-    def cache_parts(self, z):
-        return self.batches.cache_parts(z)
-
     def graph_bytes(self, z):
         return super().graph_bytes(z) + self.batches.batch_graph_bytes(z)
 
@@ -342,9 +339,6 @@ class CombinedObjective(DGKIPObjective):
         b = self.batches.batch(z)
         rows = (lambda r: r * z.m * pair) if self.kernel.explicit else (lambda r: block(r, z.m))
         return super().extra_row_seconds(z, probe_rows, block, pair) + max(0.0, rows(b) - rows(min(b, probe_rows)))
-
-    def cache_seconds(self, z, per_image):
-        return self.batches.cache_seconds(z, per_image)
 
 
 def make_objective(config, kernel: Kernel) -> Objective:

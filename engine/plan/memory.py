@@ -188,32 +188,28 @@ class Nystrom:
     cache: bool = True
 
 
-def _stages(run: Run, s: Sizes, storage: str, nys: Nystrom | None = None
-            ) -> list[tuple[str, list[tuple[str, str, int]]]]:
-    """Stages of the run, each a list of (part, pool, bytes) alive at the stage's peak (``nys``: the
-    Nyström plan when ``storage`` is "nystrom")."""
-    cfg, kernel, p = run.config, run.kernel, run.p
-    n, nt, d, k = s.n, s.n_test, s.d, s.k
-    m = cfg.ipc * k
-    ew = run.work_bytes
-    host, cert, work = "cpu", pool_of(run.cdev), pool_of(run.device)
+def _data_parts(run: Run, s: Sizes) -> tuple[list[tuple[str, str, int]], int]:
+    """What the loaded data keeps alive for the whole run, as (part, pool, bytes), and the peak of the
+    preprocessing temporaries (bytes)."""
+    cfg, n, nt, d = run.config, s.n, s.n_test, s.d
     zca = cfg.preprocess == "zca"
-
-    data = [("dataset pixels (uint8)", host, (s.raw + s.copied) * d),
-            ("ZCA matrices", host, 2 * d * d * 8 if zca else 0),
-            ("train features (float32)", host, 4 * n * d),
-            ("test features (float32)", host, 4 * nt * d),
-            ("train images, float64 copy", cert, n * d * CERT_BYTES)]
+    data = [("dataset pixels (uint8)", "cpu", (s.raw + s.copied) * d),
+            ("ZCA matrices", "cpu", 2 * d * d * 8 if zca else 0),
+            ("train features (float32)", "cpu", 4 * n * d),
+            ("test features (float32)", "cpu", 4 * nt * d),
+            ("train images, float64 copy", pool_of(run.cdev), n * d * CERT_BYTES)]
     prep = max(5 * d * d * 8 + 2 * 4096 * d * 8 if zca else 0,          # covariance, eigh, whitening
                (3 if zca else 2) * 4 * n * d,                          # float32 transform temporaries
                3 * min(n, 1000) ** 2 * 8 if cfg.kernel == "rbf" else 0)  # median bandwidth
-    stages = [("data", data + [("preprocessing temporaries", host, prep)])]
+    return data, prep
 
-    # teacher: operator being built, then solved
-    rows_of = n                                     # the rows the teacher keeps (its support or its centres)
+
+def _teacher_parts(run: Run, s: Sizes, storage: str, nys: Nystrom | None) -> list[tuple[str, str, int]]:
+    """The teacher's operator while it is built and the solver's arrays, as (part, pool, bytes)."""
+    kernel, p, n, d, k = run.kernel, run.p, s.n, s.d, s.k
+    cert = pool_of(run.cdev)
     if storage == "nystrom":
         M = nys.centres
-        rows_of = M
         if kernel.explicit:                         # φ(x_t) φ(Z)ᵀ per tile of FEATURE_ROWS rows, φ(Z) kept
             tile = min(n, FEATURE_ROWS)
             temp = (kernel.feature_bytes(tile, s.chw, torch.float64, False) + tile * M * CERT_BYTES
@@ -222,11 +218,11 @@ def _stages(run: Run, s: Sizes, storage: str, nys: Nystrom | None = None
             tile = kernel.tile_rows_for(n, M, s.chw, torch.float64, False)
             temp = _dense_call_bytes(kernel, tile, M, s.chw, p, torch.float64, False, False)
         build = (n * M * CERT_BYTES if nys.cache else 0) + temp
-        teacher_parts = [("centres (float64)", cert, M * d * CERT_BYTES),
-                         ("K(X, Z)" if nys.cache else "K(X, Z) tile", cert, build),
-                         ("K(Z, Z), its Cholesky factors", cert, NYSTROM_SQUARES * M * M * CERT_BYTES),
-                         ("solver arrays", cert, NYSTROM_ARRAYS * n * k * CERT_BYTES)]
-    elif storage == "features":
+        return [("centres (float64)", cert, M * d * CERT_BYTES),
+                ("K(X, Z)" if nys.cache else "K(X, Z) tile", cert, build),
+                ("K(Z, Z), its Cholesky factors", cert, NYSTROM_SQUARES * M * M * CERT_BYTES),
+                ("solver arrays", cert, NYSTROM_ARRAYS * n * k * CERT_BYTES)]
+    if storage == "features":
         build = kernel.feature_bytes(n, s.chw, torch.float64, False)
     else:
         build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False)
@@ -234,18 +230,33 @@ def _stages(run: Run, s: Sizes, storage: str, nys: Nystrom | None = None
             build += n * n * CERT_BYTES // 2    # heap growth over many row tiles (see HEAP_GROWTH_TILES)
         if kernel.explicit:                     # features computed first, then p ≥ n: ΦΦᵀ as well
             build += n * p * CERT_BYTES
-    if storage != "nystrom":
-        teacher_parts = [("teacher kernel operator (building)", cert, build),
-                         ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]
-        if storage == "dense" and cd_hinge(make_loss(cfg.loss), run.cdev, torch.float64):
-            # the working-set solver's kernel rows, copied WORKING_SET at a time (engine.hinge_cd)
-            teacher_parts.append(("coordinate-descent kernel rows", cert, min(WORKING_SET, n) * n * CERT_BYTES))
-    explicit = kernel.explicit              # the teacher is w* (p × k) after its solve, whatever the storage
+    parts = [("teacher kernel operator (building)", cert, build),
+             ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]
+    if storage == "dense" and cd_hinge(make_loss(run.config.loss), run.cdev, torch.float64):
+        # the working-set solver's kernel rows, copied WORKING_SET at a time (engine.hinge_cd)
+        parts.append(("coordinate-descent kernel rows", cert, min(WORKING_SET, n) * n * CERT_BYTES))
+    return parts
+
+
+def _stages(run: Run, s: Sizes, storage: str, nys: Nystrom | None = None
+            ) -> list[tuple[str, list[tuple[str, str, int]]]]:
+    """Stages of the run, each a list of (part, pool, bytes) alive at the stage's peak (``nys``: the
+    Nyström plan when ``storage`` is "nystrom")."""
+    cfg, kernel, p = run.config, run.kernel, run.p
+    n, nt, d, k = s.n, s.n_test, s.d, s.k
+    m = cfg.ipc * k
+    cert, work = pool_of(run.cdev), pool_of(run.device)
+    data, prep = _data_parts(run, s)
+    stages = [("data", data + [("preprocessing temporaries", "cpu", prep)])]
+
+    # teacher: operator being built, then solved; it keeps its support rows or centres, or w* (p × k)
+    rows_of = nys.centres if storage == "nystrom" else n
+    explicit = kernel.explicit
     kept_teacher = ([("teacher weights", cert, p * k * CERT_BYTES)] if explicit
                     else [("teacher support rows (float64)", cert, rows_of * d * CERT_BYTES)])
     kept_teacher.append(("teacher dual and scores", cert, 2 * n * k * CERT_BYTES))
     labels = ("training labels", cert, n * k * CERT_BYTES)
-    stages.append(("teacher", data + [labels] + teacher_parts))
+    stages.append(("teacher", data + [labels] + _teacher_parts(run, s, storage, nys)))
 
     # test set: teacher scores in blocks of SCORE_ROWS rows, k(x, x)
     rows = min(SCORE_ROWS, nt)
@@ -262,9 +273,9 @@ def _stages(run: Run, s: Sizes, storage: str, nys: Nystrom | None = None
     stages.append(("test set", data + [labels] + kept_teacher + test + [
         ("test kernel rows / k(x, x)", cert, temporaries)]))
 
-    # distillation: the teacher in the work dtype, KIP's working copy, one step's autograd graph
+    # distillation: the teacher in the work dtype, the objective's working data, one step's autograd graph
     same = run.work_dtype == torch.float64 and run.device == run.cdev
-    cast = 0 if same else (p * k if explicit else rows_of * (d + k)) * ew
+    cast = 0 if same else (p * k if explicit else rows_of * (d + k)) * run.work_bytes
     alive = data + [labels] + kept_teacher + test + [("teacher, work-dtype copy", work, cast)]
     objective, z = run.objective, step_shape(run, s, rows_of)
     cache = objective.cache_parts(z)      # e.g. KIP's φ(x_train), computed once in tiles, then concatenated
