@@ -6,6 +6,12 @@ synthetic images to minimise the duality gap of the small problem evaluated at t
 :mod:`engine.events`. Between steps it calls ``control.checkpoint()`` (pause blocks, cancel raises
 :class:`engine.control.Cancelled`) and honours ``control.stop()`` by finishing with a result.
 Same config and seed ⇒ same result on the same device.
+
+The run is a chain of named stages, each its own function: :func:`_prepare_data` (load, refuse what
+cannot fit — :func:`engine.plan.check_run` — preprocess, build the kernel) → :func:`_teacher` (fit it,
+then the test set and the random-subset baseline) → the objective (:mod:`engine.objectives`: its
+working data) → :func:`_loop` (the steps) → :func:`_final_certificate` and :func:`_exact_gap` →
+:func:`_metrics` and :func:`_result`.
 """
 from __future__ import annotations
 
