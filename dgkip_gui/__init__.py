@@ -2,7 +2,7 @@
 
 The GUI imports the engine only through its public modules (``engine.config``, ``engine.events``,
 ``engine.control``, ``engine.result``, ``engine.distill``, ``engine.data``, ``engine.export``,
-``engine.estimate``) and runs every long computation on a background ``QThread``.
+``engine.plan``) and runs every long computation on a background ``QThread``.
 """
 
 from dgkip_gui.pyside_refcount import pin_none_if_leaking

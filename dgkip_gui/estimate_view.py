@@ -11,7 +11,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
-from engine.estimate import RunEstimate, format_seconds
+from engine.plan import RunEstimate, format_seconds
 from engine.data.report import format_bytes
 from dgkip_gui.elided import ElidedLabel
 

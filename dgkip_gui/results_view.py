@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QSizePolicy, QTab
                                QTextBrowser, QVBoxLayout, QWidget)
 
 from engine.config import DistillConfig
+from engine.kernels import make_kernel
 
 # key → (label, unit kind, tooltip); kinds: "%" fraction shown as percent, "n" number, "i" count, "s" seconds,
 # "t" text. Rows appear in this order; "agreement_with_teacher" and "distance_to_teacher" are shown beside
@@ -132,7 +133,7 @@ def certificate_note(metrics: dict[str, Any], config: DistillConfig | None) -> s
     factor = (r / half) ** 2 if half > 0 else math.inf
     levers = [f"more images per class (now {config.ipc}; the kernel-matching part is {100 * km_share:.0f} % of "
               "the gap, and it shrinks as S grows)"]
-    if config.kernel not in ("linear", "rf-fc", "rf-conv"):
+    if not make_kernel(config.kernel, **config.kernel_params).explicit:
         levers.append("an explicit-feature kernel (rf-fc, rf-conv), whose teacher S can match more closely")
     levers.append(f"a larger λ (now {lam:g}; r = √(2G/λ), so 10× λ divides r by 3.2 at the same gap, but the "
                   "teacher changes with λ)")

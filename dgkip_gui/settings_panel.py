@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 
 from engine import config as cfg
 from engine.config import ConfigError, DistillConfig
-from engine.estimate import estimate_run
+from engine.plan import estimate_run
 from engine.kernels import kernel_names, make_kernel
 from dgkip_gui.estimate_view import EstimateView
 from dgkip_gui.time_estimate import TimeEstimator

@@ -15,10 +15,10 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from engine import step_timing
+from engine.plan import time as step_timing
 from engine.config import DistillConfig
 from engine.control import Cancelled
-from engine.estimate import RunEstimate, estimate_run
+from engine.plan import RunEstimate, estimate_run
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import gc
 
 import torch
 
-from engine.estimate import machine_rates
+from engine.plan import machine_rates
 
 
 @functools.cache

@@ -8,7 +8,7 @@ Public entry points::
     from engine.distill import run            # step iterator of events (engine.events)
     from engine.kernels import make_kernel
     from engine.losses import make_loss
-    from engine.estimate import estimate_run  # memory/time estimate before a run
+    from engine.plan import estimate_run  # memory/time estimate before a run
     from engine import ResourceError          # a run over the memory budget (engine.operators)
 """
 

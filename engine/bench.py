@@ -44,7 +44,8 @@ from engine.certify import MAX_EVAL_TEST, TestPoints, train_on
 from engine.config import DistillConfig
 from engine.data import Dataset, load_dataset
 from engine.device import step_threads, torch_threads
-from engine.distill import prepare_dataset, run, step_flops, stratified_cap, to_nchw
+from engine.distill import prepare_dataset, run, stratified_cap, to_nchw
+from engine.objectives import step_flops
 from engine.events import Done
 from engine.kernels import Kernel, make_kernel
 from engine.losses import loss_names, make_loss
@@ -84,7 +85,7 @@ class Suite:
     transfer_ipcs: tuple[int, ...] | None = None   # IPCs with transfer rows (None = all)
     kernel_params: tuple[tuple[str, Any], ...] = ()
     ratio_n: int = 2000              # problem size of the solver and kernel ratios
-    memory_budget_gb: float = 4.0    # each run's memory budget (engine.estimate refuses runs above it)
+    memory_budget_gb: float = 4.0    # each run's memory budget (engine.plan refuses runs above it)
     teacher_max_iter: int = 200      # Newton steps, coordinate-descent rounds or FISTA steps / 50
     config: tuple[tuple[str, Any], ...] = ()   # further DistillConfig fields of every run (e.g. preprocess)
 

@@ -1,7 +1,7 @@
 """``dgkip-engine bench --suite estimate``: the run estimate's time hint against the measured time.
 
 Runs a few ordinary configurations through :func:`engine.distill.run` and prints, for each, the
-estimate's ``seconds_hint`` (:func:`engine.estimate.estimate_run`, made just before the run, so the
+estimate's ``seconds_hint`` (:func:`engine.plan.estimate_run`, made just before the run, so the
 machine rates it measures see the same load) next to the wall time of the run, and their ratio. The
 app's promise is a ratio within 1.5× either way on the machine it runs on. Nothing is asserted;
 ``bench.md`` and ``bench.json`` are written.
@@ -19,7 +19,7 @@ import torch
 
 from engine.config import DistillConfig
 from engine.data import load_dataset
-from engine.estimate import estimate_run
+from engine.plan import estimate_run
 from engine.events import Done
 from engine.distill import run
 

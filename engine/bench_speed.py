@@ -37,7 +37,7 @@ from engine.config import DistillConfig
 from engine.distill import run
 from engine.events import Done
 from engine.kernels import make_kernel
-from engine.layout import to_nchw
+from engine.tensors import to_nchw
 
 KERNEL_SHAPE = (2000, 784)
 KERNELS = [("nngp-fc", {"depth": 1}), ("ntk-fc", {"depth": 1}), ("nngp-fc", {"depth": 3}), ("ntk-fc", {"depth": 3})]
@@ -160,8 +160,8 @@ def _pinned(threads: int, fn):
 
 def _dgkip_step_ms(ipc: int) -> float:
     """Our DGKIP step (cross-entropy, exact teacher on PEER_POOL MNIST-sized random images) in ms, as
-    the run estimate measures it (engine.step_timing: median of the run's own step clock)."""
-    from engine import step_timing
+    the run estimate measures it (engine.plan.time: median of the run's own step clock)."""
+    from engine.plan import time as step_timing
     cfg = DistillConfig(ipc=ipc, kernel="ntk-fc", snapshot_every=0).validate()
     step_timing._MEASURED.clear()
     return step_timing.measure(cfg, (1, 28, 28), 10, PEER_POOL, 10).step_s * 1e3
@@ -265,7 +265,7 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
                   f"{PEER_POOL:,}-image pool, d = 784, ntk-fc depth 1 (W_std √2, b_std 0.1), {PEER_ROUNDS} "
                   f"interleaved rounds of {PEER_STEPS} steps, each process pinned to as many cores as threads "
                   "(ms per step, min / median over rounds). DGKIP: cross-entropy, exact teacher on the pool, "
-                  "timed by the run's own clock (engine.step_timing).", "",
+                  "timed by the run's own clock (engine.plan.time).", "",
                   "| threads | IPC | our KIP ms | our DGKIP ms | reference KIP ms | KIP / ref | DGKIP / ref | loss ours | loss ref |",
                   "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['threads']} | {r['ipc']} | {min(r['kip_ms']):.2f} / {statistics.median(r['kip_ms']):.2f} | "

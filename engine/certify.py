@@ -22,6 +22,7 @@ import torch
 from engine.losses import Loss
 from engine.solver import DualSolution, solve_dense
 from engine.teacher import Teacher
+from engine.tensors import ROW_TILE, tiled
 
 Tensor = torch.Tensor
 _EPS64 = 2.2e-16
@@ -44,6 +45,17 @@ def gap_parts(loss: Loss, lam: float, w_norm2: float, Z: Tensor, Y: Tensor, A: T
     With ``certified`` the kernel-matching part (a difference of large terms) is rounded *up* by a
     floating-point error allowance, so the reported gap stays an upper bound."""
     return gap_parts_quad(loss, lam, w_norm2, Z, Y, A, float((A * (Kss @ A)).sum()), certified)
+
+
+def gap_terms(loss: Loss, lam: float, w_norm2: float, Z: Tensor, Y: Tensor, A: Tensor, Kss: Tensor
+              ) -> tuple[Tensor, Tensor]:
+    """G_S's two parts as differentiable scalars in Z's dtype — (mean Fenchel-Young term, kernel-matching
+    term λ/2 ‖w* − w(α̃)‖²) — without the rounding allowance of :func:`gap_parts` (a distillation step
+    minimises their sum; the certificate reports :func:`gap_parts`). Shapes as in :func:`gap_parts`."""
+    m = Y.shape[0]
+    fy = loss.fenchel_young(Y, Z, A).mean()
+    km = 0.5 * lam * (w_norm2 - 2.0 / (lam * m) * (A * Z).sum() + (A * (Kss @ A)).sum() / (lam * m) ** 2)
+    return fy, km
 
 
 def gap_parts_quad(loss: Loss, lam: float, w_norm2: float, Z: Tensor, Y: Tensor, A: Tensor, AKA: float,
@@ -75,10 +87,10 @@ class TestPoints:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, kernel, x: Tensor, y: Tensor, rows: int = 2048) -> "TestPoints":
+    def build(cls, kernel, x: Tensor, y: Tensor, rows: int = ROW_TILE) -> "TestPoints":
         if not kernel.explicit:
             return cls(x, y)
-        return cls(x, y, torch.cat([kernel.features(x[i:i + rows]) for i in range(0, x.shape[0], rows)]))
+        return cls(x, y, tiled(kernel.features, x, rows))
 
     @torch.no_grad()
     def predict(self, kernel, xs: Tensor, alpha: Tensor, lam: float, xs_features: Tensor | None = None) -> Tensor:
@@ -129,11 +141,11 @@ def train_on(kernel, loss: Loss, lam: float, xs: Tensor, Ys: Tensor, tol: float 
     return solve_dense(Kss, Ys, loss, lam, tol=tol, max_iter=max_iter, alpha0=alpha0), Kss
 
 
-def predict(kernel, xs: Tensor, alpha: Tensor, lam: float, x: Tensor, rows: int = 2048) -> Tensor:
+def predict(kernel, xs: Tensor, alpha: Tensor, lam: float, x: Tensor, rows: int = ROW_TILE) -> Tensor:
     """Scores (n_x, C) of the model w(α) = (1/(λm)) Σ_j α_j φ(xs_j)."""
     m = xs.shape[0]
     with torch.no_grad():
-        return torch.cat([kernel(x[i:i + rows], xs) @ alpha for i in range(0, x.shape[0], rows)]) / (lam * m)
+        return tiled(lambda t: kernel(t, xs) @ alpha, x, rows) / (lam * m)
 
 
 def predicted_classes(scores: Tensor) -> Tensor:

@@ -222,7 +222,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
     """``distill`` in one process, or as one rank of a torchrun job (only rank 0 writes anything)."""
     from engine.distill import budget_bytes, prepare_dataset, refuse_unsharded, run
-    from engine.estimate import estimate_run
+    from engine.plan import estimate_run
     from engine.export import estimate_export_bytes, save_result
     from engine.output import ExportError, check_target_location
 

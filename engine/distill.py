@@ -6,6 +6,12 @@ synthetic images to minimise the duality gap of the small problem evaluated at t
 :mod:`engine.events`. Between steps it calls ``control.checkpoint()`` (pause blocks, cancel raises
 :class:`engine.control.Cancelled`) and honours ``control.stop()`` by finishing with a result.
 Same config and seed ⇒ same result on the same device.
+
+The run is a chain of named stages, each its own function: :func:`_prepare_data` (load, refuse what
+cannot fit — :func:`engine.plan.check_run` — preprocess, build the kernel) → :func:`_teacher` (fit it,
+then the test set and the random-subset baseline) → the objective (:mod:`engine.objectives`: its
+working data) → :func:`_loop` (the steps) → :func:`_final_certificate` and :func:`_exact_gap` →
+:func:`_metrics` and :func:`_result`.
 """
 from __future__ import annotations
 
@@ -26,17 +32,17 @@ from engine.data import Dataset, DatasetError, check_ipc, check_test_split, load
 from engine.data.preprocess import Preprocessor
 from engine.data.rows import decode
 from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
-from engine.estimate import check_run
+from engine.plan import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import Kernel, make_kernel
 from engine.kernels.base import default_sample
-from engine.layout import to_nchw, to_nhwc    # noqa: F401 - also imported from here
-from engine.kip import kip_loss, kip_ridge_value, uses_feature_cache, uses_kip_batches
+from engine.kip import kip_ridge_value
 from engine.losses import Loss, make_loss
+from engine.objectives import Objective, make_objective
 from engine.result import DistillResult
-from engine.solver import solve_dense
 from engine.exact_gap import exact_teacher_gap
 from engine.teacher import Teacher, fit_nystrom_teacher, fit_teacher
+from engine.tensors import to_nchw, to_nhwc    # noqa: F401 - also imported from here
 
 
 
@@ -98,17 +104,6 @@ class _Synthetic:
         return [p for p in (self.xs, self.label_param, self.dual_param) if p is not None]
 
 
-def step_flops(kernel: Kernel, m: int, chw: tuple[int, ...], rows: int, p: int = 0, real_images: int = 0) -> float:
-    """Rough forward flops of one distillation step with ``m`` synthetic images of shape ``chw`` (the
-    step loop's thread policy, engine.device): an implicit kernel's m × ``rows`` block of real points
-    (≈ 10 flops per pair and input value); an explicit kernel's features of the m images (and of
-    ``real_images`` real ones, KIP with redrawn networks) plus m × ``rows`` products of width ``p``."""
-    if not kernel.explicit:
-        return 10.0 * m * rows * math.prod(chw)
-    flops, _ = kernel.feature_cost(tuple(chw))
-    return (m + real_images) * flops + 10.0 * m * rows * p
-
-
 def lr_factor(step: int, steps: int, schedule: str, warmup: int = 0) -> float:
     """The step-size multiplier of (1-based) step ``step`` of ``steps``: a linear warm-up
     ``step / warmup`` over the first ``warmup`` steps, then 1 ("constant") or the half cosine
@@ -135,31 +130,6 @@ def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray
         rng = np.random.default_rng(cfg.seed)
         xs = rng.standard_normal(xs.shape).astype(np.float32)
     return xs, ys
-
-
-class _EpochBatches:
-    """KIP's real batches of ``b`` rows of the same-length ``arrays`` (None entries stay None): epochs of
-    a seeded permutation, each row once per epoch (as KIP's shuffled target iterator), a trailing
-    partial batch dropped. Each epoch permutes the arrays once, so a step's batch is a view, not a copy;
-    when b covers every row the arrays are used as they are (the loss does not depend on row order)."""
-
-    def __init__(self, arrays: list[torch.Tensor | None], b: int, seed: int):
-        self.arrays, self.b = arrays, b
-        self.n = next(a.shape[0] for a in arrays if a is not None)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.epoch: list[torch.Tensor | None] = arrays
-        self.at = self.n if b < self.n else 0
-
-    def next(self) -> list[torch.Tensor | None]:
-        if self.b >= self.n:
-            return self.arrays
-        if self.at + self.b > self.n:
-            perm = torch.randperm(self.n, generator=self.gen)
-            self.epoch = [None if a is None else a[perm.to(a.device)] for a in self.arrays]
-            self.at = 0
-        sl = slice(self.at, self.at + self.b)
-        self.at += self.b
-        return [None if a is None else a[sl] for a in self.epoch]
 
 
 class _CodedRows:
@@ -206,9 +176,60 @@ def refuse_unsharded(cfg: DistillConfig, cluster: Cluster) -> None:
                           f"{where}; turn certify_exact off, or run it in one process")
 
 
+@dataclass
+class _Data:
+    """The prepared data of a run (stage 1): the config with the kernel's data defaults resolved, the
+    dataset, its preprocessor, the training images — ``x_train`` (n, H, W, C) float32 (a rank's rows
+    when sharded), ``train_rows`` all rows on demand, ``x64`` (n, C, H, W) float64 on the certificate
+    device — labels ``y_train`` (n,), the sampled test rows, the kernel, loss and run plan."""
+    cfg: DistillConfig
+    ds: Dataset
+    pre: Preprocessor
+    x_train: np.ndarray
+    train_rows: object
+    x64: torch.Tensor
+    y_train_np: np.ndarray
+    y_train: torch.Tensor
+    test_idx: np.ndarray
+    kernel: Kernel
+    loss: Loss
+    plan: object
+    device: torch.device
+    dtype: torch.dtype
+    cdev: torch.device
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.ds.classes)
+
+
+@dataclass
+class _Evaluation:
+    """What every certificate is measured against (after the teacher): the teacher, the test set, the
+    random-subset baseline's accuracy and the (n, k) training targets."""
+    teacher: Teacher
+    test: TestSet
+    random_acc: float
+    Y_train: torch.Tensor
+
+
+@dataclass
+class _Loop:
+    """The step loop's outcome: why it ended, the last step, the per-step curves, the last certificate
+    (None when no evaluation ran) and its start time."""
+    reason: str
+    step: int
+    curves: list
+    cert: Certificate | None
+    started: float
+
+
 def run(config: DistillConfig, control: RunControl | None = None, dataset: Dataset | None = None,
         cluster: Cluster | None = None) -> Iterator[Event]:
     """Run one distillation; yields events and ends with :class:`engine.events.Done`.
+
+    Stages: prepare the data → fit the teacher → build the objective (engine.objectives) → the step
+    loop → the final certificate → the result.
 
     With a ``cluster`` of several processes (torchrun, :mod:`engine.cluster`) every rank runs this
     generator: the Nyström teacher is fitted on the ranks' shards of the training rows together; then
@@ -221,15 +242,34 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     timings: dict[str, float] = {}
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
+    data = yield from _prepare_data(cfg, dataset, cluster)
+    control.checkpoint()
+    timings["data"] = time.perf_counter() - t0
+    ev = yield from _teacher(data, control, cluster, timings)
+    if ev is None:                     # the other ranks' work ends with the teacher
+        return
+    syn = _make_synthetic(data.cfg, data.loss, *_initial_images(data.cfg, data.train_rows, data.y_train_np,
+                                                                 data.n_classes), data.n_classes, data.device, data.dtype)
+    objective = make_objective(data.cfg, data.kernel)
+    yield from objective.prepare(ev.teacher, data.x_train, ev.Y_train, data.device, data.dtype, control.checkpoint)
+    loop = yield from _loop(data, ev, syn, objective, control)
+    cert = yield from _final_certificate(data, ev, syn, loop)
+    timings["distill"] = time.perf_counter() - loop.started
+    exact_gap = yield from _exact_gap(data, ev, control, timings)
+    timings["total"] = time.perf_counter() - t0
+    metrics = _metrics(data, ev, syn, loop, cert, exact_gap, timings, cluster)
+    yield Done(loop.reason, _result(data, syn, cert, metrics, loop, timings), metrics)
 
-    # ---------------------------------------------------------------- data
+
+def _prepare_data(cfg: DistillConfig, dataset: Dataset | None, cluster: Cluster) -> Generator[Event, None, _Data]:
+    """Load and prepare the dataset, refuse a run that cannot fit, preprocess, build the kernel."""
     yield Stage("data", f"loading {cfg.data}")
     loaded = dataset if dataset is not None else load_dataset(
         cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed,
         max_bytes=budget_bytes(cfg))
     ds = prepare_dataset(cfg, loaded)
     # refuse a run that cannot fit (memory budget or this machine's memory) before any kernel is built;
-    # the same decision as the estimate's ``fits``, which also plans the teacher (exact or Nyström, M)
+    # the same decision as the plan's ``fits``, which also plans the teacher (exact or Nyström, M)
     plan = check_run(cfg, loaded.report, ranks=cluster.world)
     y_train_np = ds.y_train.astype(np.int64)
     n_train = len(y_train_np)
@@ -244,94 +284,72 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     del x_uint8
     train_rows = _PreprocessedRows(pre, source) if cluster.distributed else x_train_np
     test_idx = stratified_cap(ds.y_test, MAX_EVAL_TEST, cfg.seed)
-    y_test_np = ds.y_test[test_idx].astype(np.int64)
-    n_classes = len(ds.classes)
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     cdev = certificate_device(device)
     x64 = to_nchw(x_train_np).to(cdev, torch.float64)
-    y_train = torch.from_numpy(y_train_np).to(cdev)
     kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
     if cluster.distributed:            # data defaults from the rows one process would sample (kernels.base)
         kernel = kernel.with_data_defaults(to_nchw(train_rows[default_sample(n_train)]).to(cdev, torch.float64))
     else:
         kernel = kernel.with_data_defaults(x64)
     cfg = cfg.replace(kernel_params=kernel.params())          # resolved (e.g. the median RBF bandwidth)
-    loss = make_loss(cfg.loss)
-    control.checkpoint()
-    timings["data"] = time.perf_counter() - t0
+    return _Data(cfg, ds, pre, x_train_np, train_rows, x64, y_train_np, torch.from_numpy(y_train_np).to(cdev),
+                 test_idx, kernel, make_loss(cfg.loss), plan, device, dtype, cdev)
 
-    # ---------------------------------------------------------------- teacher
+
+def _teacher(data: _Data, control: RunControl, cluster: Cluster, timings: dict[str, float]
+             ) -> Generator[Event, None, _Evaluation | None]:
+    """Fit the teacher the plan chose (exact or Nyström); on rank 0 (or alone) also build the test set
+    and the random-subset baseline; other ranks get ``None``."""
+    cfg, loss, kernel, x64 = data.cfg, data.loss, data.kernel, data.x64
+    n_train = len(data.y_train_np)
     t1 = time.perf_counter()
-    Y_train = loss.targets(y_train, n_classes)
-    if plan.teacher == "nystrom":
+    Y_train = loss.targets(data.y_train, data.n_classes)
+    if data.plan.teacher == "nystrom":
+        shard = cluster.shard(n_train)
         ranks = f" over {cluster.world} processes" if cluster.distributed else ""
-        yield Stage("teacher", f"fitting the Nyström teacher on {n_train:,} images with {plan.centres:,} "
+        yield Stage("teacher", f"fitting the Nyström teacher on {n_train:,} images with {data.plan.centres:,} "
                                f"centres{ranks} ({cfg.loss}, {cfg.kernel})")
         teacher: Teacher = yield from fit_nystrom_teacher(
-            kernel, loss, cfg.lam, x64, Y_train[shard] if cluster.distributed else Y_train, y_train,
-            centres=plan.centres, selection=cfg.centre_selection, seed=cfg.seed, cache=plan.nystrom_cache,
+            kernel, loss, cfg.lam, x64, Y_train[shard] if cluster.distributed else Y_train, data.y_train,
+            centres=data.plan.centres, selection=cfg.centre_selection, seed=cfg.seed, cache=data.plan.nystrom_cache,
             tol=cfg.teacher_tol, max_iter=cfg.teacher_max_iter, checkpoint=control.checkpoint, cluster=cluster)
     else:
-        yield Stage("teacher", f"fitting the teacher on {len(y_train_np):,} images ({cfg.loss}, {cfg.kernel})")
+        yield Stage("teacher", f"fitting the teacher on {n_train:,} images ({cfg.loss}, {cfg.kernel})")
         teacher = yield from fit_teacher(
             kernel, loss, cfg.lam, x64, Y_train, tol=cfg.teacher_tol, max_iter=cfg.teacher_max_iter,
             budget_bytes=int(cfg.memory_budget_gb * 2**30), checkpoint=control.checkpoint)
     sol = teacher.solution
     timings["teacher"] = time.perf_counter() - t1
     yield TeacherDone(sol.iterations, sol.gap, sol.rel_gap, sol.primal, timings["teacher"], teacher.n,
-                      teacher.n_support, sol.solver, teacher.kind, teacher.info.get("centres"), plan.teacher_reason)
-    if not cluster.leader:             # the other ranks' work ends with the teacher
-        return
+                      teacher.n_support, sol.solver, teacher.kind, teacher.info.get("centres"),
+                      data.plan.teacher_reason)
+    if not cluster.leader:
+        return None
+    ds, cdev = data.ds, data.cdev
     test_source = _CodedRows(ds.rows, decode(ds.x_test)) if ds.rows is not None else ds.x_test
-    x_test_np = pre.transform(test_source[test_idx])
-    test = TestSet.build(teacher, to_nchw(x_test_np).to(cdev, torch.float64), torch.from_numpy(y_test_np).to(cdev))
-    xr, yr = random_subset(train_rows, y_train_np, cfg.ipc, cfg.seed + 1)
-    xr64, Yr = to_nchw(xr).to(cdev, torch.float64), loss.targets(torch.from_numpy(yr).to(cdev), n_classes)
+    x_test_np = data.pre.transform(test_source[data.test_idx])
+    y_test = torch.from_numpy(ds.y_test[data.test_idx].astype(np.int64)).to(cdev)
+    test = TestSet.build(teacher, to_nchw(x_test_np).to(cdev, torch.float64), y_test)
+    xr, yr = random_subset(data.train_rows, data.y_train_np, cfg.ipc, cfg.seed + 1)
+    xr64, Yr = to_nchw(xr).to(cdev, torch.float64), loss.targets(torch.from_numpy(yr).to(cdev), data.n_classes)
     rand_sol, _ = train_on(kernel, loss, cfg.lam, xr64, Yr)
-    random_acc = test.points.accuracy(kernel, xr64, rand_sol.alpha, cfg.lam)
+    return _Evaluation(teacher, test, test.points.accuracy(kernel, xr64, rand_sol.alpha, cfg.lam), Y_train)
 
-    # ---------------------------------------------------------------- distill
-    xs_np, ys_np = _initial_images(cfg, train_rows, y_train_np, n_classes)
-    syn = _make_synthetic(cfg, loss, xs_np, ys_np, n_classes, device, dtype)
-    tw = teacher.cast(dtype, device)
-    # KIP samples real target batches: their images, or, for an explicit kernel whose networks are never
-    # redrawn, their features φ(x) computed once here (each step then costs the same whatever n is).
-    redraw_every = int(getattr(kernel, "redraw_every", 0)) if cfg.mode == "kip" else 0
-    # DGKIP with kip_weight > 0 also takes KIP's loss on real batches (the combined objective)
-    uses_kip = uses_kip_batches(cfg)
-    x_work = f_work = None
-    if uses_feature_cache(cfg, kernel):
-        f_work = yield from _feature_cache(kernel, x_train_np, device, dtype, control)
-    elif uses_kip:
-        x_work = to_nchw(x_train_np).to(device, dtype)
-    Y_work = Y_train.to(device, dtype) if uses_kip else None
-    yield Stage("distill", f"{cfg.mode.upper()}: {cfg.ipc} image(s) per class, {cfg.steps} steps on {describe(device)}")
+
+def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective, control: RunControl
+          ) -> Generator[Event, None, _Loop]:
+    """The steps: the objective's loss, one optimiser step, a Step event, snapshots and evaluations."""
+    cfg = data.cfg
+    yield Stage("distill", f"{cfg.mode.upper()}: {cfg.ipc} image(s) per class, {cfg.steps} steps on "
+                           f"{describe(data.device)}")
     # built before the clock starts: the first torch.optim optimizer imports torch._dynamo (1.2-2.7 s measured)
     optimizer = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(syn.parameters(), lr=cfg.lr)
+    threads = step_threads(data.device, objective.flops(syn.xs.shape[0], tuple(syn.xs.shape[1:])))
     t2 = time.perf_counter()                          # steps/s counts the steps only
-    alpha_prev: torch.Tensor | None = None
     cert: Certificate | None = None
     curves: list[dict[str, float]] = []
     reason, step = "finished", 0
-    m = syn.xs.shape[0]
-    # KIP with a random-feature kernel redraws its networks every ``redraw_every`` steps (RFAD). DGKIP
-    # never does: the teacher's explicit weights w* live in the feature space of the networks drawn
-    # from the kernel's own seed, which the certificates and evaluations also use.
-    kip_kernel = kernel
-    n_work = Y_work.shape[0] if uses_kip else 0
-    b = min(cfg.kip_batch, n_work)
-    batches = _EpochBatches([x_work, Y_work, f_work], b, cfg.seed) if uses_kip else None
-    w_kip = cfg.kip_weight
-    chw = tuple(syn.xs.shape[1:])
-    if cfg.mode == "kip":
-        p = f_work.shape[1] if f_work is not None else 0
-        flops = step_flops(kernel, m, chw, b, p, real_images=b if x_work is not None and kernel.explicit else 0)
-    elif tw.weights is not None:
-        flops = step_flops(kernel, m, chw, tw.weights.shape[1], tw.weights.shape[0])
-    else:
-        flops = step_flops(kernel, m, chw, tw.x.shape[0])
-    threads = step_threads(device, flops)
-
     for step in range(1, cfg.steps + 1):
         control.checkpoint()
         if control.stop_requested:
@@ -342,77 +360,72 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.lr_schedule, cfg.warmup_steps)
             optimizer.zero_grad(set_to_none=True)
-            Ys = syn.targets()
-            if cfg.mode == "kip":
-                if redraw_every and (step - 1) % redraw_every == 0:       # RFAD: fresh random networks
-                    kip_kernel = kernel.redraw(cfg.seed * 1_000_003 + step)
-                xb, Yb, fb = batches.next()
-                objective = kip_loss(kip_kernel, syn.xs, Ys, xb, Yb, cfg.lam, fb=fb, ridge=cfg.kip_ridge)
-                fy = km = gap = float("nan")
-            else:
-                Z, Kss = tw.scores_and_gram(syn.xs)
-                if syn.dual_param is None:
-                    with torch.no_grad():
-                        alpha_prev = solve_dense(Kss.detach(), Ys.detach(), loss, cfg.lam, tol=1e-6, max_iter=8,
-                                                 alpha0=alpha_prev).alpha
-                    A = alpha_prev
-                else:
-                    A = loss.alpha_from_param(Ys, syn.dual_param)
-                fy_t = loss.fenchel_young(Ys, Z, A).mean()
-                km_t = 0.5 * cfg.lam * (tw.w_norm2 - 2.0 / (cfg.lam * m) * (A * Z).sum()
-                                        + (A * (Kss @ A)).sum() / (cfg.lam * m) ** 2)
-                objective = fy_t + km_t
-                fy, km = fy_t.item(), km_t.item()
-                gap = fy + km
-                if w_kip > 0:      # the combined objective: only what is optimised changes, not what is certified
-                    xb, Yb, fb = batches.next()     # KIP's loss with the fixed ridge λ·m: the model DGKIP certifies
-                    objective = (1.0 - w_kip) * objective + w_kip * kip_loss(kernel, syn.xs, Ys, xb, Yb, cfg.lam, fb=fb,
-                                                                             ridge="fixed")
-            objective.backward()
+            value = objective.step(step, syn.xs, syn.targets(), syn.dual_param)
+            value.loss.backward()
             optimizer.step()
-            obj = objective.item()
+            obj = value.loss.item()
         elapsed = time.perf_counter() - t2
+        gap = value.gap
         r = radius(gap, cfg.lam) if gap == gap else float("nan")
-        yield Step(step, cfg.steps, obj, gap, fy, km, r, elapsed)
-        row = {"step": step, "objective": obj, "gap": gap, "fenchel_young": fy, "kernel_match": km,
-               "radius": r, "seconds": elapsed}
+        yield Step(step, cfg.steps, obj, gap, value.fenchel_young, value.kernel_match, r, elapsed)
+        row = {"step": step, "objective": obj, "gap": gap, "fenchel_young": value.fenchel_young,
+               "kernel_match": value.kernel_match, "radius": r, "seconds": elapsed}
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-            yield _snapshot(step, syn, pre)
+            yield _snapshot(step, syn, data.pre)
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-            cert = _certify(teacher, syn, n_classes, test, cdev, cert)
-            yield _evaluation(step, cert, test, random_acc)
+            cert = _certify(ev.teacher, syn, data.n_classes, ev.test, data.cdev, cert)
+            yield _evaluation(step, cert, ev.test, ev.random_acc)
             row.update(_cert_row(cert))
         curves.append(row)
+    return _Loop(reason, step, curves, cert, t2)
 
-    # ---------------------------------------------------------------- final certificate
+
+def _final_certificate(data: _Data, ev: _Evaluation, syn: "_Synthetic", loop: _Loop
+                       ) -> Generator[Event, None, Certificate]:
+    """Certify the distilled set (and snapshot it unless the loop just did)."""
+    cfg, step = data.cfg, loop.step
     yield Stage("evaluate", "certifying the distilled set")
-    cert = _certify(teacher, syn, n_classes, test, cdev, cert)
-    yield _evaluation(step, cert, test, random_acc)
-    if curves and curves[-1]["step"] == step:
-        curves[-1].update(_cert_row(cert))
+    cert = _certify(ev.teacher, syn, data.n_classes, ev.test, data.cdev, loop.cert)
+    yield _evaluation(step, cert, ev.test, ev.random_acc)
+    if loop.curves and loop.curves[-1]["step"] == step:
+        loop.curves[-1].update(_cert_row(cert))
     if step == 0 or not cfg.snapshot_every or step % cfg.snapshot_every:
-        yield _snapshot(step, syn, pre)
-    timings["distill"] = time.perf_counter() - t2
-    # how far the teacher is from the exact full-data teacher: its own certified gap, or for a Nyström
-    # teacher the full problem's gap (one pass over the n × n kernel; Stop skips it, the result stays)
-    exact_gap = sol.gap if teacher.kind == "exact" else None
-    if teacher.kind == "nystrom" and cfg.certify_exact:
-        yield Stage("certify-exact", f"certifying the distance to the exact teacher (a pass over the "
-                                     f"{teacher.n:,} × {teacher.n:,} kernel)")
-        t3 = time.perf_counter()
-        exact_gap = yield from exact_teacher_gap(teacher, x64, Y_train, checkpoint=control.checkpoint,
-                                                 stop_requested=lambda: control.stop_requested)
-        timings["certify_exact"] = time.perf_counter() - t3
-    timings["total"] = time.perf_counter() - t0
+        yield _snapshot(step, syn, data.pre)
+    return cert
+
+
+def _exact_gap(data: _Data, ev: _Evaluation, control: RunControl, timings: dict[str, float]
+               ) -> Generator[Event, None, float | None]:
+    """How far the teacher is from the exact full-data teacher: its own certified gap, or for a Nyström
+    teacher the full problem's gap (one pass over the n × n kernel; Stop skips it, the result stays)."""
+    teacher = ev.teacher
+    if teacher.kind == "exact":
+        return teacher.solution.gap
+    if not data.cfg.certify_exact:
+        return None
+    yield Stage("certify-exact", f"certifying the distance to the exact teacher (a pass over the "
+                                 f"{teacher.n:,} × {teacher.n:,} kernel)")
+    t3 = time.perf_counter()
+    exact_gap = yield from exact_teacher_gap(teacher, data.x64, ev.Y_train, checkpoint=control.checkpoint,
+                                             stop_requested=lambda: control.stop_requested)
+    timings["certify_exact"] = time.perf_counter() - t3
+    return exact_gap
+
+
+def _metrics(data: _Data, ev: _Evaluation, syn: "_Synthetic", loop: _Loop, cert: Certificate,
+             exact_gap: float | None, timings: dict[str, float], cluster: Cluster) -> dict:
+    """The run's metrics (exports and the app read these keys)."""
+    cfg, teacher, test, step = data.cfg, ev.teacher, ev.test, loop.step
+    sol = teacher.solution
     metrics = {
         "teacher_test_accuracy": test.teacher_accuracy,
         "distilled_test_accuracy": cert.distilled_accuracy,
-        "random_subset_test_accuracy": random_acc,
+        "random_subset_test_accuracy": ev.random_acc,
         "gap": cert.gap, "fenchel_young": cert.fenchel_young, "kernel_match": cert.kernel_match,
         "radius": cert.radius,
         "radius_to_exact_teacher": None if exact_gap is None else cert.radius + radius(exact_gap, cfg.lam),
         "exact_teacher_gap": exact_gap,
-        "teacher_kind": teacher.kind, "teacher_reason": plan.teacher_reason,
+        "teacher_kind": teacher.kind, "teacher_reason": data.plan.teacher_reason,
         "centres": teacher.info.get("centres"), "centre_selection": teacher.info.get("selection"),
         "nystrom_jitter": teacher.info.get("jitter"),
         "certified_consistency": cert.certified_consistency, "agreement_with_teacher": cert.agreement,
@@ -420,38 +433,29 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
         "error_lower": cert.error_lower, "error_upper": cert.error_upper,
         "teacher_gap": sol.gap, "teacher_rel_gap": sol.rel_gap, "teacher_primal": sol.primal,
         "teacher_iterations": sol.iterations, "teacher_solver": sol.solver, "teacher_seconds": timings["teacher"],
-        "n_train": int(teacher.n), "n_support": teacher.n_support, "n_test": int(len(y_test_np)),
+        "n_train": int(teacher.n), "n_support": teacher.n_support, "n_test": int(len(test.y)),
         "steps": step, "seconds": timings["total"], "processes": cluster.world,
-        "columns": int(Y_train.shape[1]),     # 1: a binary loss on two classes, solved as one column
+        "columns": int(ev.Y_train.shape[1]),     # 1: a binary loss on two classes, solved as one column
         "steps_per_second": step / timings["distill"] if timings["distill"] > 0 else 0.0,
     }
     if cfg.mode == "kip":
         # KIP's own model, KRR on S with the run's KIP ridge (λ·tr(K_SS)/m under "trace"): the certified
         # model's distilled_test_accuracy (ridge λ·m) can be far lower for a set trained with a much
         # smaller trace ridge (issue 17, MNIST IPC 10: 53.8 % against 93.7 %)
-        metrics.update(kip_test_accuracy=_kip_accuracy(kernel, syn, test, cdev, cfg), kip_ridge=cfg.kip_ridge)
-    result = DistillResult(
-        config=cfg, classes=list(ds.classes), images=to_nhwc(syn.xs), labels=syn.labels.cpu().numpy(),
+        metrics.update(kip_test_accuracy=_kip_accuracy(data.kernel, syn, test, data.cdev, cfg), kip_ridge=cfg.kip_ridge)
+    return metrics
+
+
+def _result(data: _Data, syn: "_Synthetic", cert: Certificate, metrics: dict, loop: _Loop,
+            timings: dict[str, float]) -> DistillResult:
+    loss, n_classes = data.loss, data.n_classes
+    return DistillResult(
+        config=data.cfg, classes=list(data.ds.classes), images=to_nhwc(syn.xs), labels=syn.labels.cpu().numpy(),
         # a binary loss on two classes ran as one column: stored as the mirrored one-vs-rest pair, the
         # form every reader of exports and the transfer evaluation expects (engine.losses)
         targets=loss.expand_columns(syn.targets().detach(), n_classes).to("cpu", torch.float32).numpy(),
-        alpha=loss.expand_columns(cert.alpha, n_classes).cpu().numpy(), preprocess=pre, metrics=metrics, curves=curves,
-        dataset=ds.describe(), timings=timings, device=describe(device))
-    yield Done(reason, result, metrics)
-
-
-def _feature_cache(kernel: Kernel, x_np: np.ndarray, device, dtype, control: RunControl, rows: int = 2048
-                   ) -> Generator[Event, None, torch.Tensor]:
-    """φ(x_train) (n, p) in the work dtype for KIP with fixed networks, built in row tiles (pause and
-    cancel are honoured between tiles) straight from the NHWC array, without a whole-set tensor copy."""
-    n = len(x_np)
-    yield Stage("features", f"KIP: features of the {n:,} training images (computed once)")
-    tiles = []
-    with torch.no_grad():
-        for i in range(0, n, rows):
-            control.checkpoint()
-            tiles.append(kernel.features(to_nchw(x_np[i:i + rows]).to(device, dtype)))
-    return torch.cat(tiles)
+        alpha=loss.expand_columns(cert.alpha, n_classes).cpu().numpy(), preprocess=data.pre, metrics=metrics,
+        curves=loop.curves, dataset=data.ds.describe(), timings=timings, device=describe(data.device))
 
 
 def _make_synthetic(cfg, loss, xs_np, ys_np, n_classes, device, dtype) -> _Synthetic:

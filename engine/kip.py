@@ -33,7 +33,7 @@ def uses_feature_cache(config, kernel: Kernel) -> bool:
     """Whether a run caches φ(x_train) once for KIP's real batches: it takes them
     (:func:`uses_kip_batches`) with an explicit kernel whose networks are never redrawn (the distiller
     and the run estimate both follow this rule)."""
-    return uses_kip_batches(config) and kernel.explicit and not getattr(kernel, "redraw_every", 0)
+    return uses_kip_batches(config) and kernel.explicit and not kernel.redraw_every
 
 
 RIDGES = ("trace", "fixed")

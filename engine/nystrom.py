@@ -40,11 +40,12 @@ from engine.events import Progress, TeacherProgress
 from engine.kernels import Kernel
 from engine.losses import Loss, SmoothedHingeLoss
 from engine.solver import DualSolution
+from engine.tensors import ROW_TILE
 
 Tensor = torch.Tensor
 Checkpoint = Callable[[], None] | None
 
-FEATURE_ROWS = 2048          # row tile of explicit-feature kernels (φ(x_t) φ(Z)ᵀ)
+FEATURE_ROWS = ROW_TILE      # row tile of explicit-feature kernels (φ(x_t) φ(Z)ᵀ)
 HINGE_MU0, HINGE_MU_SHRINK = 1.0, 0.1      # Huber-hinge smoothing widths μ₀, μ₀/10, …
 PCG_MAX_ITER = 50           # CG iterations per Newton system (inexact Newton beyond that)
 

@@ -55,7 +55,7 @@ def operator_plan(n: int, *, explicit: bool, p: int | None, element_size: int, b
     ``("features", n·p·element_size)`` when explicit features (dimension ``p``) are used and p < n
     (unless ``dense_if_fits`` and ΦΦᵀ fits half of ``budget_bytes`` beside Φ, leaving the other half to
     the rest of the run: the hinge teacher's coordinate descent needs kernel rows), else ``("dense", n²·element_size)``; raises :class:`ResourceError` when that dense matrix is over
-    ``budget_bytes``. Part of the run's refusal rule (:func:`engine.estimate.check_run`, called by
+    ``budget_bytes``. Part of the run's refusal rule (:func:`engine.plan.check_run`, called by
     :func:`engine.distill.run` before any kernel is built), which also holds the peak over every stage
     to the budget and to the machine's available memory; kept here as the operator's own guard."""
     if explicit and p is not None and p < n:

@@ -22,6 +22,7 @@ from engine.losses import Loss
 from engine.nystrom import CentreRows, NystromFactor, NystromSolver, select_centres, solve_nystrom
 from engine.operators import build_operator_iter
 from engine.solver import DualSolution, cd_hinge, solve_iter
+from engine.tensors import ROW_TILE, tiled
 
 Tensor = torch.Tensor
 
@@ -78,9 +79,9 @@ class Teacher:
         return self.scores(x), self.kernel(x)
 
     @torch.no_grad()
-    def scores_tiled(self, x: Tensor, rows: int = 2048) -> Tensor:
+    def scores_tiled(self, x: Tensor, rows: int = ROW_TILE) -> Tensor:
         """f*(x) without gradients, in row tiles (large test sets)."""
-        return torch.cat([self.scores(x[i:i + rows]) for i in range(0, x.shape[0], rows)], dim=0)
+        return tiled(self.scores, x, rows)
 
 
 def fit_teacher(kernel: Kernel, loss: Loss, lam: float, x: Tensor, Y: Tensor, *, tol: float = 1e-6,

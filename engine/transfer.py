@@ -51,7 +51,7 @@ from torch import nn
 
 from engine.control import RunControl
 from engine.generators import drain
-from engine.layout import to_nchw
+from engine.tensors import to_nchw
 from engine.networks import NETWORKS, make_network
 
 _RECIPE = {

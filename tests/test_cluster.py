@@ -22,7 +22,7 @@ from engine.cluster import Cluster
 from engine.config import ConfigError, DistillConfig
 from engine.data import load_dataset
 from engine.distill import refuse_unsharded
-from engine.estimate import estimate_run
+from engine.plan import estimate_run
 from engine.kernels import make_kernel
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The run estimate (engine.estimate): memory against what a real run allocates, refusal exactly where
+"""The run estimate (engine.plan): memory against what a real run allocates, refusal exactly where
 the engine refuses (the peak over all stages against the budget and the machine's available memory;
 run() refuses before any kernel is built), the CLI's refusal, and O(n·p) for explicit features.
 
@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-import engine.estimate
+import engine.plan
 from engine import ResourceError
 from engine.cli import main
 from engine.config import DistillConfig
 from engine.data import Dataset, DatasetReport, load_dataset
 from engine.distill import prepare_dataset, run
-from engine.estimate import RunEstimate, check_run, estimate_run, feature_dim, format_seconds
+from engine.plan import RunEstimate, check_run, estimate_run, feature_dim, format_seconds
 from engine.events import TeacherDone
 from engine.kernels import make_kernel
 from engine.kernels.base import Kernel
@@ -48,7 +48,7 @@ MNIST_TEST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 def plenty(monkeypatch):
     """A machine with 64 GiB available in every pool, so that only the budget limits (the tests do not
     depend on how much memory the test machine has free)."""
-    monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: 64 * GiB)
+    monkeypatch.setattr(engine.plan, "available_bytes", lambda pool, device=None: 64 * GiB)
 
 
 @pytest.fixture
@@ -282,7 +282,7 @@ def test_machine_memory_limits_below_the_budget(monkeypatch):
     ds = load_dataset("sample")
     cfg = DistillConfig(device="cpu", steps=1)
     needed = estimate_memory(cfg.replace(memory_budget_gb=1000.0), ds.report).memory_bytes
-    monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: needed // 2)
+    monkeypatch.setattr(engine.plan, "available_bytes", lambda pool, device=None: needed // 2)
     estimate = estimate_memory(cfg, ds.report)
     assert not estimate.fits and estimate.limit_bytes == needed // 2
     assert "this machine has available now" in estimate.message
@@ -292,7 +292,7 @@ def test_machine_memory_limits_below_the_budget(monkeypatch):
     assert named_changes(estimate.message), estimate.message
     for change in named_changes(estimate.message):
         assert estimate_memory(cfg.replace(**change), ds.report).fits, change
-    monkeypatch.setattr(engine.estimate, "available_bytes", lambda pool, device=None: needed)
+    monkeypatch.setattr(engine.plan, "available_bytes", lambda pool, device=None: needed)
     assert estimate_memory(cfg, ds.report).fits and check_run(cfg, ds.report).fits
 
 
@@ -441,7 +441,7 @@ def _whole(name):
 @pytest.mark.parametrize("dataset", list(WHOLE))
 @pytest.mark.parametrize("kernel", ["ntk-fc", "nngp-fc", "nngp-conv", "ntk-conv", "rbf", "rf-fc", "rf-conv"])
 def test_whole_datasets_are_never_refused_with_default_settings(dataset, kernel):
-    from engine.estimate import _answer, _make_run, _Nystrom, _nystrom_answer, _sizes
+    from engine.plan.memory import Nystrom as _Nystrom, answer as _answer, count_sizes as _sizes, make_run as _make_run, nystrom_answer as _nystrom_answer
     cfg = DistillConfig(data="x", kernel=kernel, device="cpu")
     report = _whole(dataset)
     est = estimate_memory(cfg, report)
@@ -497,9 +497,9 @@ def test_refusal_changes_are_the_named_alternatives_and_each_fits(cfg, rep, plen
 
 def test_time_hint_measures_the_step_and_is_kept_per_setting(plenty, monkeypatch):
     """The time hint's steps and certificates come from a real run of the configured step
-    (engine.step_timing), measured once per setting that changes a step's work: λ, the step count
+    (engine.plan.time), measured once per setting that changes a step's work: λ, the step count
     and the learning rate reuse the measurement; IPC does not. A cancelled probe raises Cancelled."""
-    import engine.step_timing as step_timing
+    import engine.plan.time as step_timing
     from engine.control import Cancelled
     monkeypatch.setattr(step_timing, "_MEASURED", {})
     calls = []

@@ -280,7 +280,7 @@ def test_step_thread_policy_counts_the_feature_networks():
     """A 100-image rf-conv step on CIFAR-sized inputs is far above the one-thread cut-off (it runs the
     ConvNets forward and backward); a 10-image rf-fc step on MNIST is below it."""
     from engine.device import SMALL_STEP_FLOPS
-    from engine.distill import step_flops
+    from engine.objectives import step_flops
 
     conv = make_kernel("rf-conv", width=128, n_models=2)
     fc = make_kernel("rf-fc", width=1024, n_models=2)
@@ -295,7 +295,7 @@ def test_hinge_teacher_on_features_uses_coordinate_descent_when_the_gram_fits():
     FISTA on Φ. The run estimate plans the same storage."""
     from engine.config import DistillConfig
     from engine.data import load_dataset
-    from engine.estimate import estimate_run
+    from engine.plan import estimate_run
     from engine.generators import drain
     from engine.losses import make_loss
     from engine.teacher import fit_teacher

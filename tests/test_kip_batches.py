@@ -1,7 +1,7 @@
-"""KIP's real batches (engine.distill._EpochBatches): every row once per epoch, views not copies."""
+"""KIP's real batches (engine.objectives._EpochBatches): every row once per epoch, views not copies."""
 import torch
 
-from engine.distill import _EpochBatches
+from engine.objectives import _EpochBatches
 
 
 def test_each_row_once_per_epoch_and_batches_are_views():

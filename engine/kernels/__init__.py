@@ -25,6 +25,10 @@ _REGISTRY: dict[str, Callable[..., Kernel]] = {
 
 
 def register(name: str, factory: Callable[..., Kernel]) -> None:
+    """Make ``make_kernel(name, **params)`` build ``factory(**params)``. The kernel needs only
+    :meth:`Kernel._block` and :meth:`Kernel.diag` (and :meth:`Kernel.features` when explicit): the run
+    plan asks it for its costs (engine.kernels.base), which default to generic models and, per kernel
+    entry, a short timing; override them where the kernel knows better."""
     _REGISTRY[name] = factory
 
 

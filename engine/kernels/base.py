@@ -22,6 +22,8 @@ class Kernel:
     name: str = "kernel"
     layout: str = "flat"          # "flat" or "image"
     explicit: bool = False        # True when :meth:`features` exists (random-feature kernels)
+    gram_from_features: bool = False   # True when k(a, b) itself is computed as φ(a) φ(b)ᵀ (not in tiles of pairs)
+    redraw_every: int = 0         # steps between fresh random networks for KIP (0: the kernel never changes)
 
     def __init__(self, tile_bytes: int = DEFAULT_TILE_BYTES) -> None:
         self.tile_bytes = int(tile_bytes)
@@ -57,6 +59,62 @@ class Kernel:
         elementwise ops); explicit kernels only (the run estimate and the step loop's thread policy)."""
         raise TypeError(f"kernel {self.name!r} has no explicit features")
 
+    def redraw(self, seed: int) -> "Kernel":
+        """The same kernel with its random networks drawn from ``seed`` (kernels without any: itself)."""
+        return self
+
+    # -- costs (the run plan, engine.plan, and the step loop's thread policy ask these) ---------------
+    # ``chw`` is one input's shape (C, H, W); byte counts are of the kernel's own allocations.
+    def feature_dim(self, chw: tuple[int, ...]) -> int | None:
+        """Width p of φ on inputs of shape ``chw`` (bias column included), or ``None`` for kernels without
+        explicit features. This default runs φ on one zero row; kernels override it with the closed form. Raises ``ValueError`` where the kernel rejects
+        the shape."""
+        if not self.explicit:
+            return None
+        with torch.no_grad():
+            return int(self.features(torch.zeros((1,) + tuple(chw), dtype=torch.float64)).shape[1])
+
+    def pair_bytes(self, chw: tuple[int, ...], dtype: torch.dtype, grad: bool) -> int:
+        """Bytes per (i, j) entry of a block in ``dtype`` (:meth:`bytes_per_pair`), with autograd
+        (``grad``: the saved arrays, kept until backward) or without (the block's temporaries)."""
+        with torch.set_grad_enabled(grad):
+            return int(self.bytes_per_pair(self.prepare(_meta(1, chw, dtype).requires_grad_(grad))))
+
+    def tile_rows_for(self, rows: int, n_b: int, chw: tuple[int, ...], dtype: torch.dtype, grad: bool) -> int:
+        """Rows per tile of k(a, b) for ``rows`` × ``n_b`` pairs in ``dtype`` (:meth:`tile_rows`), without data."""
+        with torch.set_grad_enabled(grad):
+            return int(self.tile_rows(self.prepare(_meta(rows, chw, dtype).requires_grad_(grad)), n_b))
+
+    def feature_bytes(self, rows: int, chw: tuple[int, ...], dtype: torch.dtype, grad: bool) -> int:
+        """Peak bytes of :meth:`features` on ``rows`` inputs in ``dtype``, the (rows, p) output included;
+        ``grad``: an autograd graph is kept (backward included). This default (explicit kernels that say
+        no more): three times the output — the tile list, its concatenation, a bias-column copy."""
+        p = self.feature_dim(chw) or 0
+        return 3 * rows * p * _element_size(dtype)
+
+    def diag_bytes(self, rows: int, chw: tuple[int, ...]) -> int:
+        """Peak bytes of :meth:`diag` on ``rows`` float64 inputs. Default: eight (rows,) float64 arrays."""
+        return 8 * rows * 8
+
+    def pair_cost(self, chw: tuple[int, ...]) -> tuple[float, float] | None:
+        """Work per kernel entry k(x_i, x_j) (float64): (multiply-add flops, transcendental-op
+        equivalents of elementwise work), or ``None`` when the kernel does not know (the plan then times
+        it on a small block)."""
+        return None
+
+    def feature_seconds(self, chw: tuple[int, ...], rates: dict[str, float]) -> float:
+        """Seconds per input of :meth:`features` at the machine ``rates`` (engine.plan.time.machine_rates:
+        ``flops``/``flops32`` flop/s of matrix products, ``simple`` seconds per elementwise product):
+        :meth:`feature_cost`'s flops at the matmul rate of the precision φ runs in, its elements at the
+        simple rate."""
+        flops, elements = self.feature_cost(tuple(chw))
+        return flops / rates[self.feature_rate] + elements * rates["simple"]
+
+    @property
+    def feature_rate(self) -> str:
+        """The ``rates`` key of the matmul rate φ runs at: "flops32" when it runs in float32, else "flops"."""
+        return "flops"
+
     # -- shared ---------------------------------------------------------------
     def prepare(self, a: torch.Tensor) -> torch.Tensor:
         if self.layout == "flat":
@@ -89,6 +147,15 @@ class Kernel:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def _meta(rows: int, chw: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A shape-only tensor (rows, *chw) on the meta device (no memory) for the tiling arithmetic."""
+    return torch.empty((max(1, rows),) + tuple(chw), dtype=dtype, device="meta")
+
+
+def _element_size(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
 
 
 _SQ_CACHE: list[tuple[Any, tuple, torch.Tensor]] = []

@@ -47,6 +47,24 @@ class LinearKernel(Kernel):
         """(flops, elements) of φ for one input: one scaling of its d values."""
         return float(math.prod(chw)), float(math.prod(chw))
 
+    def feature_dim(self, chw):
+        return math.prod(chw) + (1 if self.bias else 0)
+
+    def feature_bytes(self, rows, chw, dtype, grad):
+        """The scaled copy (rows, d), and its concatenation with the bias column when there is one."""
+        return rows * self.feature_dim(chw) * torch.empty((), dtype=dtype).element_size() * (2 if self.bias else 1)
+
+    def diag_bytes(self, rows, chw):
+        """The squared inputs (rows, d) in float64."""
+        return rows * math.prod(chw) * 8
+
+    def pair_cost(self, chw):
+        return 2.0 * math.prod(chw), 0.0
+
+    def feature_seconds(self, chw, rates):
+        """One scaling and one copy of each of the d values, at the simple elementwise rate."""
+        return 2 * math.prod(chw) * rates["simple"]
+
     def features(self, a):
         a = self.prepare(a)
         f = a / math.sqrt(a.shape[1])
@@ -82,6 +100,10 @@ class RBFKernel(Kernel):
 
     def diag(self, a):
         return torch.ones(a.shape[0], dtype=a.dtype, device=a.device)
+
+    def pair_cost(self, chw):
+        """The inner product, then a subtraction and an exponential (2 transcendental-op units)."""
+        return 2.0 * math.prod(chw), 2.0
 
 
 def _relu_step(q12, q11, q22, theta_ntk=None, diag_mask=None):
@@ -121,6 +143,11 @@ class FCNetworkKernel(Kernel):
         if torch.is_grad_enabled() and a.requires_grad:
             return 10 * a.element_size()
         return a.element_size()
+
+    def pair_cost(self, chw):
+        """The inner product, then per layer the arc-cosine map: 3 transcendental-op units for the NNGP,
+        4 for the NTK (fitted on 8×8 and 16×16×3 images, one thread, 1 vs 3 layers)."""
+        return 2.0 * math.prod(chw), float((4 if self.ntk else 3) * self.depth)
 
     def _recursion(self, q12, q11, q22, diag_mask=None):
         w2, b2 = self.w_std ** 2, self.b_std ** 2

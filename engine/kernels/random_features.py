@@ -35,7 +35,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
-from engine.kernels.base import MAX_DEPTH, Kernel
+from engine.kernels.base import MAX_DEPTH, Kernel, _meta
 
 
 @contextmanager
@@ -56,6 +56,7 @@ class RandomFeatureKernel(Kernel):
     """Shared machinery: seeded weights, row-tiled features, k = φφᵀ, diag = ‖φ‖²."""
 
     explicit = True
+    gram_from_features = True
 
     def __init__(self, width: int, n_models: int, depth: int, w_std: float = math.sqrt(2.0),
                  b_std: float = 0.1, seed: int = 0, redraw_every: int = 1, feature_dtype: str | None = None,
@@ -94,6 +95,31 @@ class RandomFeatureKernel(Kernel):
     def feature_bytes_per_row(self, x: torch.Tensor) -> int:
         """Peak temporary bytes per input row while computing features (for tiling)."""
         raise NotImplementedError
+
+    def _feature_temp_bytes_per_row(self, chw: tuple[int, ...], dtype: torch.dtype) -> int:
+        """Bytes per row of one tile's temporaries without autograd; this default: the autograd bound."""
+        return int(self.feature_bytes_per_row(_meta(1, chw, dtype)))
+
+    # -- costs ---------------------------------------------------------------------
+    @property
+    def feature_rate(self) -> str:
+        return "flops32" if self.feature_dtype == "float32" else "flops"
+
+    def feature_bytes(self, rows, chw, dtype, grad):
+        """With autograd: the per-row bound of :meth:`feature_bytes_per_row` (backward included) and the
+        output, for every row. Without: three times the output (tile list, concatenation, bias-column
+        copy; glibc keeps the third of the freed tiles — measured 3.3–4.5 × n·p for ``rf-fc`` on
+        4,000–8,000 rows) plus one tile of temporaries."""
+        es = torch.empty((), dtype=dtype).element_size()
+        p = self.feature_dim(chw)
+        per_row = int(self.feature_bytes_per_row(_meta(1, chw, dtype)))
+        if grad:
+            return rows * (per_row + p * es)
+        tile = max(1, min(rows, self.tile_bytes // max(1, per_row)))
+        return 3 * rows * p * es + tile * self._feature_temp_bytes_per_row(chw, dtype)
+
+    def diag_bytes(self, rows, chw):
+        return self.feature_bytes(rows, chw, torch.float64, False)
 
 
     # -- shared ---------------------------------------------------------------
@@ -146,6 +172,14 @@ class RandomFCKernel(RandomFeatureKernel):
             z = torch.einsum("nmk,mkj->nmj", torch.relu(z), w) * (self.w_std / math.sqrt(n)) + self.b_std * b
         return torch.relu(z).reshape(x.shape[0], -1) * (self.w_std / math.sqrt(n * self.n_models))
 
+    def feature_dim(self, chw):
+        return self.n_models * self.width + 1
+
+    def _feature_temp_bytes_per_row(self, chw, dtype):
+        """Without autograd: the input and five (n_models·width) arrays per layer."""
+        es = torch.empty((), dtype=dtype).element_size()
+        return es * (math.prod(chw) + 5 * self.depth * self.n_models * self.width)
+
     def feature_cost(self, chw):
         mw = self.n_models * self.width
         return 2 * math.prod(chw) * mw + (self.depth - 1) * 2 * mw * self.width, 4 * mw * self.depth
@@ -196,6 +230,12 @@ class RandomConvKernel(RandomFeatureKernel):
             h = F.avg_pool2d(torch.relu(z), 2)
         p = self.width * h.shape[-2] * h.shape[-1]
         return h.reshape(x.shape[0], -1) * (self.w_std / math.sqrt(p * self.n_models))
+
+    def feature_dim(self, chw):
+        c, h, w = chw
+        self._weight_shapes((c, h, w))                      # the size check
+        side = 2 ** self.depth
+        return self.n_models * self.width * (h // side) * (w // side) + 1
 
     def feature_cost(self, chw):
         c, h, w = chw

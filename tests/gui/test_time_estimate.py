@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-import engine.step_timing as step_timing
+import engine.plan.time as step_timing
 
 from gui_helpers import RUN_TIMEOUT_MS, load
 

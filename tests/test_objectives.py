@@ -1,0 +1,110 @@
+"""The objectives (engine.objectives): the DGKIP step's gap is the certificate's G_S (without its rounding
+allowance); KIP's cached features give the loss the images give; the combined objective mixes the two."""
+import numpy as np
+import pytest
+import torch
+
+from engine.certify import gap_parts
+from engine.config import DistillConfig
+from engine.events import Stage
+from engine.kernels import make_kernel
+from engine.kip import kip_loss
+from engine.losses import make_loss
+from engine.objectives import CombinedObjective, DGKIPObjective, KIPObjective, StepShape, make_objective
+from engine.teacher import fit_teacher
+from engine.tensors import to_nchw
+
+
+def drain(gen):
+    events = []
+    try:
+        while True:
+            events.append(next(gen))
+    except StopIteration as stop:
+        return stop.value, events
+
+
+def problem(n=60, k=3, seed=0):
+    """Images (n, 4, 4, 1) float32 NHWC, float64 NCHW copies, labels (n,)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 4, 4, 1)).astype(np.float32)
+    y = np.arange(n) % k
+    return x, to_nchw(x).double(), torch.from_numpy(y)
+
+
+def test_make_objective_follows_mode_and_kip_weight():
+    k = make_kernel("ntk-fc")
+    assert type(make_objective(DistillConfig(), k)) is DGKIPObjective
+    assert type(make_objective(DistillConfig(mode="kip", loss="squared"), k)) is KIPObjective
+    assert type(make_objective(DistillConfig(loss="squared", kip_weight=0.5), k)) is CombinedObjective
+
+
+@pytest.mark.parametrize("alpha_mode", ["exact", "joint"])
+def test_dgkip_step_gap_is_the_certificate_gap(alpha_mode):
+    cfg = DistillConfig(loss="cross-entropy", lam=1e-2, alpha_mode=alpha_mode)
+    kernel, loss = make_kernel("ntk-fc"), make_loss("cross-entropy")
+    x_np, x64, y = problem()
+    Y = loss.targets(y, 3)
+    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-10))
+    objective = make_objective(cfg, kernel)
+    _, events = drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
+    assert events == []
+    xs = x64[:6].clone().requires_grad_(True)
+    Ys = Y[:6]
+    dual = torch.full_like(Ys, 0.1).requires_grad_(True) if alpha_mode == "joint" else None
+    value = objective.step(1, xs, Ys, dual)
+    A = objective.alpha_prev if dual is None else loss.alpha_from_param(Ys, dual).detach()
+    with torch.no_grad():
+        Z, Kss = teacher.scores_and_gram(xs)
+        ref = gap_parts(loss, cfg.lam, teacher.w_norm2, Z, Ys, A, Kss, certified=False)
+    assert value.fenchel_young == pytest.approx(ref.fenchel_young, rel=1e-12, abs=1e-15)
+    assert value.kernel_match == pytest.approx(ref.kernel_match, rel=1e-12, abs=1e-15)
+    assert value.gap == pytest.approx(value.fenchel_young + value.kernel_match, rel=1e-15)
+    assert value.loss.item() == pytest.approx(value.gap, rel=1e-12)
+    value.loss.backward()
+    assert xs.grad is not None and torch.isfinite(xs.grad).all() and xs.grad.abs().sum() > 0
+
+
+def test_kip_feature_cache_gives_the_loss_of_the_images():
+    cfg = DistillConfig(mode="kip", loss="squared", lam=1e-3, kip_batch=1000, kernel="rf-fc",
+                        kernel_params={"width": 32, "n_models": 2, "redraw_every": 0})
+    kernel = make_kernel(cfg.kernel, **cfg.kernel_params)
+    x_np, x64, y = problem()
+    Y = make_loss("squared").targets(y, 3)
+    objective = make_objective(cfg, kernel)
+    _, events = drain(objective.prepare(None, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
+    assert [e.name for e in events if isinstance(e, Stage)] == ["features"]     # φ(x_train) computed once
+    xs, Ys = x64[:6].clone().requires_grad_(True), Y[:6]
+    cached = objective.step(1, xs, Ys, None)
+    direct = kip_loss(kernel, xs, Ys, x64, Y, cfg.lam, ridge=cfg.kip_ridge)   # the batch is every row
+    assert cached.loss.item() == pytest.approx(direct.item(), rel=1e-10)
+    assert np.isnan(cached.gap)
+
+
+def test_combined_objective_mixes_gap_and_kip_loss():
+    cfg = DistillConfig(loss="squared", lam=1e-2, kip_weight=0.25, kip_batch=1000)
+    kernel, loss = make_kernel("ntk-fc"), make_loss("squared")
+    x_np, x64, y = problem()
+    Y = loss.targets(y, 3)
+    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-10))
+    combined = make_objective(cfg, kernel)
+    drain(combined.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
+    pure = make_objective(cfg.replace(kip_weight=0.0), kernel)
+    drain(pure.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
+    xs, Ys = x64[:6].clone(), Y[:6]
+    mixed, gap = combined.step(1, xs, Ys, None), pure.step(1, xs, Ys, None)
+    kip = float(kip_loss(kernel, xs, Ys, x64, Y, cfg.lam, ridge="fixed"))
+    assert mixed.gap == gap.gap                       # what is certified does not change
+    assert float(mixed.loss) == pytest.approx(0.75 * gap.gap + 0.25 * kip, rel=1e-12)
+
+
+def test_cost_model_counts_the_rows_each_objective_pairs():
+    kernel = make_kernel("ntk-fc")
+    z = StepShape(n=5000, k=10, m=100, chw=(1, 28, 28), teacher_rows=3000, p=None, work_dtype=torch.float32)
+    dgkip = make_objective(DistillConfig(), kernel)
+    kip = make_objective(DistillConfig(mode="kip", loss="squared", kip_batch=400), kernel)
+    both = make_objective(DistillConfig(loss="squared", kip_weight=0.5, kip_batch=400), kernel)
+    assert (dgkip.step_rows(z), kip.step_rows(z), both.step_rows(z)) == (3000, 400, 3400)
+    assert dgkip.working_parts(z) == [] and [n for n, _ in kip.working_parts(z)] == ["KIP working copy of x_train"]
+    # the step graph grows with the rows paired: more rows, more bytes, in that order
+    assert kip.graph_bytes(z) < dgkip.graph_bytes(z) < both.graph_bytes(z)
