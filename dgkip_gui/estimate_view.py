@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from engine.estimate import RunEstimate, format_seconds
-from dgkip_gui.elided import ElidedLabel
+from dgkip_gui.widgets.elided import ElidedLabel
 from dgkip_gui.system_info import format_bytes
 
 FITS, REFUSED = "#1e6b2e", "#b3261e"

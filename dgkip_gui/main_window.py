@@ -33,19 +33,19 @@ from engine.result import DistillResult
 from engine.transfer import QUICK_EPOCHS, TransferProgress, TransferScore, TransferSummary
 from dgkip_gui import APP_NAME, open_dialog
 from dgkip_gui.cluster_job_dialog import ClusterJobDialog
-from dgkip_gui.dataset_panel import DatasetPanel, display_name
+from dgkip_gui.widgets.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
-from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions, default_options
-from dgkip_gui.evaluate_panel import EvaluatePanel, ExportInfo, progress_text, summary_text
+from dgkip_gui.transfer_dialog import EvaluateDialog, EvaluateOptions, default_options
+from dgkip_gui.widgets.transfer_panel import EvaluatePanel, ExportInfo, progress_text, summary_text
 from dgkip_gui.export_target import EMPTY, EXPORT, NEW, OTHER, classify, free_subfolder, write_error_message
-from dgkip_gui.image_grid import ImageGrid
+from dgkip_gui.widgets.image_grid import ImageGrid
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.open_dialog import DATASET_FILES
-from dgkip_gui.plots import LivePlots
+from dgkip_gui.widgets.plots import LivePlots
 from dgkip_gui.resources import app_icon
-from dgkip_gui.results_view import RunResults
-from dgkip_gui.run_panel import RunPanel, format_duration
+from dgkip_gui.widgets.results_view import RunResults
+from dgkip_gui.widgets.run_panel import RunPanel, format_duration
 from dgkip_gui.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import DATASETS, EXPORTS, SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description

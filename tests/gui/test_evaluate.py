@@ -15,7 +15,7 @@ from engine.distill import run
 from engine.events import Done
 from engine.export import export_distilled, update_manifest
 from engine.transfer import QUICK_EPOCHS
-from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions
+from dgkip_gui.transfer_dialog import EvaluateDialog, EvaluateOptions
 from dgkip_gui.worker import running_threads
 
 from gui_helpers import RUN_TIMEOUT_MS, image_folder, load, quick, run_to_end, save_screenshot

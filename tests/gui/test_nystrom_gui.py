@@ -6,7 +6,7 @@ import pytest
 
 from engine.events import Progress, TeacherDone
 
-from dgkip_gui.results_view import rows
+from dgkip_gui.widgets.results_view import rows
 from gui_helpers import load, quick, run_to_end
 
 pytestmark = pytest.mark.gui

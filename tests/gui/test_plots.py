@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, QPointF
 from PySide6.QtTest import QTest
 
 from engine.events import Evaluation, Stage, Step, TeacherProgress
-from dgkip_gui.plots import LivePlots, SpacedAxis, next_nice
+from dgkip_gui.widgets.plots import LivePlots, SpacedAxis, next_nice
 
 from gui_helpers import RUN_TIMEOUT_MS, load
 
@@ -158,7 +158,7 @@ def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
 def test_a_legend_moves_off_the_curves_it_would_hide(qtbot):
     """The gap's legend starts top right; when the curves run through that corner it moves to a spot
     that covers none of their points (it hid the gap's plateau on a 1024-px window)."""
-    from dgkip_gui.plot_legends import covered, spot_rect
+    from dgkip_gui.widgets.plot_legends import covered, spot_rect
 
     plots = LivePlots()
     qtbot.addWidget(plots)

@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import QPoint, QRect
 
 from dgkip_gui.dialogs import AboutDialog
-from dgkip_gui.elided import ElidedLabel
-from dgkip_gui.evaluate_panel import ExportInfo
+from dgkip_gui.widgets.elided import ElidedLabel
+from dgkip_gui.widgets.transfer_panel import ExportInfo
 
 from clipping import clipped_texts
 from gui_helpers import load

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPoint, QPointF
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QScrollArea, QWidget
 
-from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions
+from dgkip_gui.transfer_dialog import EvaluateDialog, EvaluateOptions
 
 from gui_helpers import load
 

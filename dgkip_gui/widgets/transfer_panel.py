@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from engine.export import read_manifest
 from engine.transfer import TransferProgress, TransferScore, TransferSummary
-from dgkip_gui.elided import ElidedLabel
-from dgkip_gui.evaluate_dialog import EvaluateOptions, network_title
-from dgkip_gui.run_panel import format_duration
+from dgkip_gui.widgets.elided import ElidedLabel
+from dgkip_gui.transfer_dialog import EvaluateOptions, network_title
+from dgkip_gui.widgets.run_panel import format_duration
 
 COLUMNS = ("Network", "Test accuracy", "Seeds", "Epochs", "Seconds")
 CSV_COLUMNS = ("network", "mean_accuracy", "std_accuracy", "seeds", "epochs", "seconds", "accuracies")

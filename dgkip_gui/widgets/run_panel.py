@@ -1,4 +1,4 @@
-"""Run controls with progress (stage, steps/s, ETA); the results of a run are in :mod:`dgkip_gui.results_view`."""
+"""Run controls with progress (stage, steps/s, ETA); the results of a run are in :mod:`dgkip_gui.widgets.results_view`."""
 from __future__ import annotations
 
 from collections import deque
@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QToolButton, QWidget
 
-from dgkip_gui.elided import ElidedLabel
+from dgkip_gui.widgets.elided import ElidedLabel
 
 
 class RateMeter:

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderVi
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from engine.data import Dataset
-from dgkip_gui.image_grid import mosaic, to_qimage
-from dgkip_gui.problems_view import ProblemsView
+from dgkip_gui.widgets.image_grid import mosaic, to_qimage
+from dgkip_gui.widgets.problems_view import ProblemsView
 from dgkip_gui.settings_store import SAMPLE
 from dgkip_gui.system_info import format_bytes
 
