@@ -61,7 +61,7 @@ def test_teacher_plot_resets_after_a_zoomed_cancelled_run(qtbot, make_window):
         window.cancel_run()
     assert finished.args == ["cancelled"]
 
-    window._run_fn = teacher_run(6)
+    window.run_session.run_fn = teacher_run(6)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         assert window.start_run()
     qtbot.waitUntil(lambda: in_view(teacher, "teacher_rel_gap", plots), timeout=2_000)   # auto-range: next paint
