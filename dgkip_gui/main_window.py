@@ -36,26 +36,26 @@ from dgkip_gui.sessions.transfer import TransferSession
 from dgkip_gui.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import EXPORTS, SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
-from dgkip_gui.transfer_dialog import EvaluateOptions
+from dgkip_gui.transfer_dialog import TransferOptions
 from dgkip_gui.wheel_guard import guard_wheel
 from dgkip_gui.widgets.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.widgets.image_grid import ImageGrid
 from dgkip_gui.widgets.plots import LivePlots
 from dgkip_gui.widgets.results_view import RunResults
 from dgkip_gui.widgets.run_panel import RunPanel
-from dgkip_gui.widgets.transfer_panel import EvaluatePanel, ExportInfo
+from dgkip_gui.widgets.transfer_panel import ExportInfo, TransferPanel
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILES = "Run settings (*.json)"
-RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, transfer evaluation
+RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, networks trained on the export
 
 
 class MainWindow(QMainWindow):
     """DGKIP Studio's window. Signals let tests and ``--self-test`` wait on the real flow."""
     dataset_loaded = Signal(object)        # engine.data.Dataset
     run_finished = Signal(str)             # "finished" | "stopped" | "cancelled" | "failed" | "refused"
-    evaluation_finished = Signal(str)      # "finished" | "stopped" | "cancelled" | "failed"
+    transfer_finished = Signal(str)      # "finished" | "stopped" | "cancelled" | "failed"
     error_shown = Signal(object)           # ErrorReport
 
     def __init__(self, store: SettingsStore | None = None, *, run_fn: RunFn | None = None,
@@ -132,10 +132,10 @@ class MainWindow(QMainWindow):
                                      "Finish the current step and keep the result (export stays possible)")
         self.act_cancel = self._action("cancel", "&Cancel", self.cancel_run, (), sp.SP_DialogCancelButton,
                                        "Abandon the run and discard its result")
-        self.act_evaluate = self._action("evaluate", "E&valuate…", self.evaluate, ("Ctrl+T",),
+        self.act_transfer = self._action("transfer", "&Transfer…", self.start_transfer, ("Ctrl+T",),
                                          sp.SP_FileDialogContentsView,
                                          "Train finite networks on the exported set and test them on the real data")
-        self.act_open_export = self._action("open_export", "Evaluate an e&xported set…",
+        self.act_open_export = self._action("open_export", "Transfer an e&xported set…",
                                             lambda: self.transfer_session.open_folder(), ("Ctrl+Shift+T",),
                                             sp.SP_DirOpenIcon)
         self.act_cluster_job = self._action("cluster_job", "Export a c&luster job…", self.export_cluster_job, (), None,
@@ -160,14 +160,14 @@ class MainWindow(QMainWindow):
         self.left_tabs = left
 
         self.run_panel = RunPanel([self.act_run, self.act_pause, self.act_stop, self.act_cancel],
-                                  [self.act_export, self.act_evaluate])
+                                  [self.act_export, self.act_transfer])
         self.plots = LivePlots()
         self.grid = ImageGrid()
         self.results = RunResults()
-        self.evaluate_panel = EvaluatePanel([self.act_evaluate, self.act_open_export, self.act_export_transfer])
+        self.transfer_panel = TransferPanel([self.act_transfer, self.act_open_export, self.act_export_transfer])
         self.results_tabs = QTabWidget()
         self.results_tabs.setDocumentMode(True)
-        for widget, title in zip((self.results, self.evaluate_panel), RESULT_TABS):
+        for widget, title in zip((self.results, self.transfer_panel), RESULT_TABS):
             self.results_tabs.addTab(widget, title)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(_titled("Synthetic images (pixel space)", self.grid))
@@ -216,11 +216,11 @@ class MainWindow(QMainWindow):
                                       run_fn=run_fn)
         self.run_session.finished.connect(self.run_finished)
         self.run_session.exported.connect(lambda path: self.transfer_session.open_export(path, show=False))
-        self.transfer_session = TransferSession(self.jobs, shell, panel=self.evaluate_panel, run_panel=self.run_panel,
+        self.transfer_session = TransferSession(self.jobs, shell, panel=self.transfer_panel, run_panel=self.run_panel,
                                                 show_panel=lambda: self.results_tabs.setCurrentWidget(
-                                                    self.evaluate_panel),
+                                                    self.transfer_panel),
                                                 device=self._form_device, store=self.store)
-        self.transfer_session.finished.connect(self.evaluation_finished)
+        self.transfer_session.finished.connect(self.transfer_finished)
         self.transfer_session.export_changed.connect(self._update_actions)
 
     def _make_menus(self) -> None:
@@ -238,7 +238,7 @@ class MainWindow(QMainWindow):
         run_menu = bar.addMenu("&Run")
         run_menu.addActions([self.act_run, self.act_pause, self.act_stop, self.act_cancel])
         run_menu.addSeparator()
-        run_menu.addActions([self.act_evaluate, self.act_open_export])
+        run_menu.addActions([self.act_transfer, self.act_open_export])
         run_menu.addSeparator()
         run_menu.addAction(self.act_cluster_job)
         help_menu = bar.addMenu("&Help")
@@ -305,10 +305,10 @@ class MainWindow(QMainWindow):
         self.act_stop.setEnabled(stoppable)
         self.act_cancel.setEnabled(running and control is not None and not control.cancelled)
         self.act_export.setEnabled(self.result is not None and not running)
-        self.act_evaluate.setEnabled(self.export_info is not None and not busy)
+        self.act_transfer.setEnabled(self.export_info is not None and not busy)
         self.act_open_export.setEnabled(not busy)
         self.act_cluster_job.setEnabled(not busy)
-        self.act_export_transfer.setEnabled(self.evaluate_panel.table.rowCount() > 0 and not busy)
+        self.act_export_transfer.setEnabled(self.transfer_panel.table.rowCount() > 0 and not busy)
         self.settings.setEnabled(not busy)
         self.recent_menu.setEnabled(not busy and bool(self.recent_menu.actions()))
 
@@ -462,7 +462,7 @@ class MainWindow(QMainWindow):
         self.inform("Cluster job written",
                     f"The cluster job is in {job.folder}.\n\nOn the other machine run ./run.sh there (or sbatch "
                     f"job.slurm); the export appears in {job.folder / EXPORT_NAME}. Open it here with "
-                    f"Run › Evaluate an exported set… like any other export.{notes}")
+                    f"Run › Transfer an exported set… like any other export.{notes}")
         self.statusBar().showMessage(f"Wrote the cluster job to {job.folder}", 10000)
         log.info("wrote a cluster job to %s", job.folder)
         return job.folder
@@ -472,17 +472,17 @@ class MainWindow(QMainWindow):
         """Make ``path`` the export that transfer works on (see :meth:`TransferSession.open_export`)."""
         return self.transfer_session.open_export(path, show)
 
-    def evaluation_defaults(self) -> EvaluateOptions:
+    def transfer_defaults(self) -> TransferOptions:
         return self.transfer_session.defaults()
 
-    def evaluate(self, options: EvaluateOptions | None = None) -> bool:
+    def start_transfer(self, options: TransferOptions | None = None) -> bool:
         """Train networks on the open export (see :meth:`TransferSession.start`); False when nothing started."""
         return self.transfer_session.start(options)
 
     def export_transfer_csv(self, path: str | Path | None = None) -> Path | None:
         """Save the transfer table as CSV (default location: the export folder)."""
         default = self.export_info.path / "transfer.csv" if self.export_info is not None else "transfer.csv"
-        return self._export_file(self.evaluate_panel.table.write_csv, "transfer table", path, default,
+        return self._export_file(self.transfer_panel.table.write_csv, "transfer table", path, default,
                                  "CSV table (*.csv)")
 
     # ------------------------------------------------------------------ settings files

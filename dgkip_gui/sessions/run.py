@@ -232,7 +232,7 @@ class RunSession(Session):
             return None
         self.store.set_folder(EXPORTS, Path(path).parent)
         self.exported.emit(Path(path))
-        self.shell.status(f"Exported the distilled set to {path}; Evaluate (Ctrl+T) tests it on finite networks.",
+        self.shell.status(f"Exported the distilled set to {path}; Transfer… (Ctrl+T) tests it on finite networks.",
                           10000)
         log.info("exported to %s", path)
         return Path(path)
@@ -246,7 +246,7 @@ class RunSession(Session):
         if kind == EXPORT:
             replace = self.shell.confirm("Replace the earlier export?",
                                          f"{target} holds a distilled set exported earlier. Replace it with this "
-                                         "one? Its files, and any evaluation results saved in it, are deleted.")
+                                         "one? Its files, and any transfer results saved in it, are deleted.")
             return (target, True) if replace else None
         if kind == OTHER:
             inside = free_subfolder(target, self.suggested_export_name())

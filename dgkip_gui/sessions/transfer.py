@@ -21,11 +21,11 @@ from dgkip_gui.errors import ErrorReport
 from dgkip_gui.open_dialog import DATASET_FILES
 from dgkip_gui.sessions.base import JobHost, Session, Shell
 from dgkip_gui.settings_store import DATASETS, EXPORTS, SAMPLE, SettingsStore
-from dgkip_gui.transfer_dialog import EvaluateDialog, EvaluateOptions, default_options
+from dgkip_gui.transfer_dialog import TransferDialog, TransferOptions, default_options
 from dgkip_gui.warmup import warm_up
 from dgkip_gui.widgets.dataset_panel import display_name
 from dgkip_gui.widgets.run_panel import RunPanel
-from dgkip_gui.widgets.transfer_panel import EvaluatePanel, ExportInfo, progress_text, summary_text
+from dgkip_gui.widgets.transfer_panel import TransferPanel, ExportInfo, progress_text, summary_text
 from dgkip_gui.worker import Emit
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,15 @@ class TransferSession(Session):
     latest_only = (TransferProgress,)
     controllable = True
     stop_unit = "seed"
-    noun = "An evaluation"
+    noun = "A transfer"
 
-    def __init__(self, host: JobHost, shell: Shell, *, panel: EvaluatePanel, run_panel: RunPanel,
+    def __init__(self, host: JobHost, shell: Shell, *, panel: TransferPanel, run_panel: RunPanel,
                  show_panel: Callable[[], None], device: Callable[[], str], store: SettingsStore) -> None:
         super().__init__(host, shell)
         self.panel, self.run_panel, self._show_panel, self._device, self.store = (panel, run_panel, show_panel,
                                                                                   device, store)
         self.export_info: ExportInfo | None = None       # the export that transfer works on
-        self.options: EvaluateOptions | None = None      # the running (or last) transfer's options
+        self.options: TransferOptions | None = None      # the running (or last) transfer's options
         self._outcome: str | None = None
         self._progress: TransferProgress | None = None
         self._clock: tuple[float, int] | None = None     # (time, epochs done) at the first epoch
@@ -79,12 +79,12 @@ class TransferSession(Session):
         """Choose an export folder, show its saved results, then ask how to train networks on it."""
         if self.host.busy:
             return
-        path = QFileDialog.getExistingDirectory(self.shell.window, "Evaluate an exported distilled set",
+        path = QFileDialog.getExistingDirectory(self.shell.window, "Transfer an exported distilled set",
                                                 self.store.folder(EXPORTS))
         if path and self.open_export(path):
             self.start()
 
-    def defaults(self) -> EvaluateOptions:
+    def defaults(self) -> TransferOptions:
         """The dialog's starting point for the open export: its run's dataset, the last choices, and
         quick training on a CPU (the full recipe on a GPU)."""
         info = self.export_info
@@ -102,7 +102,7 @@ class TransferSession(Session):
             return "cpu", f"the settings ask for {device}, which this machine does not have"
 
     # -------------------------------------------------------------- the job
-    def start(self, options: EvaluateOptions | None = None) -> bool:
+    def start(self, options: TransferOptions | None = None) -> bool:
         """Train ``options.networks`` from scratch on the open export on a worker thread and test them on
         the real test set. Without ``options`` the options dialog asks first. ``finished`` fires at the
         end. False when nothing was started."""
@@ -110,7 +110,7 @@ class TransferSession(Session):
         if self.host.busy or info is None:
             return False
         if options is None:
-            dialog = EvaluateDialog(info.path, self.defaults(), start_dir=self.store.folder(DATASETS),
+            dialog = TransferDialog(info.path, self.defaults(), start_dir=self.store.folder(DATASETS),
                                     dataset_filter=DATASET_FILES, parent=self.shell.window)
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return False
@@ -120,10 +120,10 @@ class TransferSession(Session):
         self.options = options
         self._outcome, self._progress, self._clock, self._error = None, None, None, ""
         self.panel.table.begin(options)
-        self.panel.set_note(f"Evaluating on {display_name(options.data)} ({device}"
+        self.panel.set_note(f"Transfer to {display_name(options.data)} ({device}"
                             + (f": {reason}" if reason else "") + ")…")
         self._show_panel()
-        self.run_panel.busy(f"Loading {display_name(options.data)} for the evaluation…")
+        self.run_panel.busy(f"Loading {display_name(options.data)} for the transfer…")
         path = str(info.path)
 
         def job(emit: Emit) -> None:
@@ -133,8 +133,8 @@ class TransferSession(Session):
                 emit(event)
             emit(TransferEnded(control.stop_requested))
 
-        log.info("evaluation started: %s on %s, %s", path, device, options)
-        self.start_job(job, "The evaluation failed")
+        log.info("transfer started: %s on %s, %s", path, device, options)
+        self.start_job(job, "The transfer failed")
         return True
 
     def on_partial_result(self, event: Any) -> None:
@@ -176,13 +176,13 @@ class TransferSession(Session):
         outcome = self._outcome or "cancelled"
         if self.export_info is not None:
             self.open_export(self.export_info.path, show=False)
-        text = {"finished": "Evaluation finished; saved in manifest.json.",
-                "stopped": "Evaluation stopped; the finished seeds are saved in manifest.json.",
-                "cancelled": "Evaluation cancelled; networks not finished were not saved.",
-                "failed": f"The evaluation failed: {self._error}"}[outcome]
+        text = {"finished": "Transfer finished; saved in manifest.json.",
+                "stopped": "Transfer stopped; the finished seeds are saved in manifest.json.",
+                "cancelled": "Transfer cancelled; networks not finished were not saved.",
+                "failed": f"The transfer failed: {self._error}"}[outcome]
         scores = summary_text(self.panel.table.accuracies()) if outcome in ("finished", "stopped") else ""
-        self.run_panel.idle(f"Evaluated: {scores}" if scores else text)
+        self.run_panel.idle(f"Transfer: {scores}" if scores else text)
         self.panel.set_note(text)
         self.shell.status(text, 10000)
-        log.info("evaluation ended: %s", outcome)
+        log.info("transfer ended: %s", outcome)
         self.finished.emit(outcome)

@@ -42,7 +42,7 @@ def format_duration(seconds: float) -> str:
 
 class RunPanel(QWidget):
     """A strip of buttons (bound to the window's actions), a progress bar, a status line and, at the
-    end, the buttons of ``end_actions`` (export, evaluate). The first run action (Distil) and the end
+    end, the buttons of ``end_actions`` (export, transfer). The first run action (Distil) and the end
     actions show their text; Pause, Stop and Cancel show their standard icons (names and shortcuts in
     their tooltips), so the strip fits a 1024-pixel-wide window."""
 
@@ -109,7 +109,7 @@ class RunPanel(QWidget):
         self.info.setText(text + suffix)
 
     def progress(self, done: int, total: int, text: str) -> None:
-        """A measured phase other than the distillation steps (the transfer evaluation's epochs)."""
+        """A measured phase other than the distillation steps (the epochs of a transfer)."""
         self.bar.setRange(0, max(total, 1))
         self.bar.setValue(min(done, total))
         self.bar.setFormat("%p%")

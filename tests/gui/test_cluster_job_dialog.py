@@ -63,7 +63,7 @@ def test_menu_action_writes_the_job_and_its_export_opens_in_the_app(qtbot, windo
     assert json.loads(r.stdout)["metrics"]["processes"] == 2
     assert window.open_export(job / "export")                  # opens like any other export
     assert window.export_info.path == job / "export"
-    assert window.act_evaluate.isEnabled()
+    assert window.act_transfer.isEnabled()
 
 
 def test_what_torchrun_refuses_gets_the_error_dialog_and_nothing_is_written(qtbot, window, tmp_path, monkeypatch,
