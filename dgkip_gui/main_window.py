@@ -15,18 +15,16 @@ from typing import Any
 
 from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QDialog, QFileDialog, QMainWindow, QMessageBox, QSplitter,
+from PySide6.QtWidgets import (QMainWindow, QMessageBox, QSplitter,
                                QStyle, QLabel, QTabWidget, QVBoxLayout, QWidget)
 
 from engine import data as engine_data
-from engine.cluster_job import EXPORT_NAME, JobOptions, write_cluster_job
 from engine.config import ConfigError, DistillConfig
 from engine.result import DistillResult
 from dgkip_gui import APP_NAME
-from dgkip_gui.cluster_job_dialog import ClusterJobDialog
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
-from dgkip_gui.export_target import free_subfolder, write_error_message
+from dgkip_gui.file_actions import FileActions
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.resources import app_icon
 from dgkip_gui.sessions.base import JobHost, Shell
@@ -34,7 +32,7 @@ from dgkip_gui.sessions.load import LoadFn, LoadSession
 from dgkip_gui.sessions.run import RunFn, RunSession
 from dgkip_gui.sessions.transfer import TransferSession
 from dgkip_gui.settings_panel import SettingsPanel
-from dgkip_gui.settings_store import EXPORTS, SAMPLE, SettingsStore
+from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.transfer_dialog import TransferOptions
 from dgkip_gui.wheel_guard import guard_wheel
@@ -47,7 +45,6 @@ from dgkip_gui.widgets.transfer_panel import ExportInfo, TransferPanel
 
 log = logging.getLogger(__name__)
 
-SETTINGS_FILES = "Run settings (*.json)"
 RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, networks trained on the export
 
 
@@ -117,8 +114,9 @@ class MainWindow(QMainWindow):
                                             lambda: self.load_session.choose_test_data("folder"))
         self.act_test_file = self._action("test_file", "Set test data file…",
                                           lambda: self.load_session.choose_test_data("file"))
-        self.act_load_settings = self._action("load_settings", "Load settings…", self.load_settings_file)
-        self.act_save_settings = self._action("save_settings", "Save settings as…", self.save_settings_file)
+        self.act_load_settings = self._action("load_settings", "Load settings…", lambda: self.files.load_settings())
+        self.act_save_settings = self._action("save_settings", "Save settings as…",
+                                              lambda: self.files.save_settings())
         self.act_export = self._action("export", "&Export…", self.export_result, ("Ctrl+E",), sp.SP_DialogSaveButton,
                                        "Export the distilled set to a folder")
         self.act_export_png = self._action("export_png", "Export plots as PNG…", self.export_plots_png)
@@ -138,7 +136,8 @@ class MainWindow(QMainWindow):
         self.act_open_export = self._action("open_export", "Transfer an e&xported set…",
                                             lambda: self.transfer_session.open_folder(), ("Ctrl+Shift+T",),
                                             sp.SP_DirOpenIcon)
-        self.act_cluster_job = self._action("cluster_job", "Export a c&luster job…", self.export_cluster_job, (), None,
+        self.act_cluster_job = self._action("cluster_job", "Export a c&luster job…",
+                                            lambda: self.files.cluster_job(), (), None,
                                             "Write the current settings, a torchrun command and a Slurm template "
                                             "to run on other machines")
         self.act_export_transfer = self._action("export_transfer", "Export transfer table as CSV…",
@@ -222,6 +221,8 @@ class MainWindow(QMainWindow):
                                                 device=self._form_device, store=self.store)
         self.transfer_session.finished.connect(self.transfer_finished)
         self.transfer_session.export_changed.connect(self._update_actions)
+        self.files = FileActions(shell, self.jobs, self.store, self.settings, form_config=self._form_config,
+                                 with_data=self.load_session.with_data, inform=self.inform)
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
@@ -397,83 +398,20 @@ class MainWindow(QMainWindow):
             self.jobs.session.cancel()
 
     # ------------------------------------------------------------------ export
-    def suggested_export_name(self) -> str:
-        return self.run_session.suggested_export_name()
-
     def export_result(self, target: str | Path | None = None) -> Path | None:
         """Export the distilled set (see :meth:`RunSession.export_result`); None when nothing was written."""
         return self.run_session.export_result(target)
 
     def export_plots_png(self, path: str | Path | None = None) -> Path | None:
-        return self._export_file(self.plots.export_png, "plots", path, "curves.png", "PNG image (*.png)")
+        return self.files.save_file(self.plots.export_png, "plots", path, "curves.png", "PNG image (*.png)")
 
     def export_curves_csv(self, path: str | Path | None = None) -> Path | None:
-        return self._export_file(self.plots.export_csv, "curves", path, "curves.csv", "CSV table (*.csv)")
-
-    def _export_file(self, write: Callable[[str | Path], Path], what: str, path: str | Path | None,
-                     default: str | Path, file_filter: str) -> Path | None:
-        """``write(path)`` to ``path``, asking for it (``default`` suggested, relative to the exports folder)
-        when None; errors go to the error dialog, success to the status bar. The file's folder becomes
-        the remembered exports folder."""
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}",
-                                                  str(Path(self.store.folder(EXPORTS)) / default), file_filter)
-        if not path:
-            return None
-        try:
-            saved = write(path)
-        except OSError as exc:
-            self.show_error(ErrorReport.from_exception(exc, f"Could not export the {what}",
-                                                       write_error_message(exc, path, f"the {what}")))
-            return None
-        self.store.set_folder(EXPORTS, Path(saved).parent)
-        self.statusBar().showMessage(f"Saved the {what} to {saved}", 8000)
-        return saved
-
-    # ------------------------------------------------------------------ cluster jobs
-    def export_cluster_job(self, folder: str | Path | None = None, options: JobOptions | None = None) -> Path | None:
-        """Write a cluster job (:func:`engine.cluster_job.write_cluster_job`) of the current settings, the
-        loaded dataset and test split included; the dialog asks for the folder and the layout when
-        ``folder`` is None. Settings torchrun would refuse, and a non-empty folder, get the error dialog.
-        The path of the job folder, or None when nothing was written."""
-        if self.busy:
-            return None
-        config = self._form_config()
-        if config is None:
-            return None
-        config = self.load_session.with_data(config)
-        if folder is None:
-            dialog = ClusterJobDialog(str(free_subfolder(Path(self.store.folder(EXPORTS)), "cluster-job")),
-                                      options, parent=self)
-            if dialog.exec() != QDialog.DialogCode.Accepted:
-                return None
-            folder, options = dialog.choice()
-        try:
-            job = write_cluster_job(config, Path(folder).absolute(), options or JobOptions())
-        except (ConfigError, FileExistsError) as exc:
-            self.show_error(ErrorReport.from_exception(exc, "Cluster job refused"))
-            return None
-        except OSError as exc:
-            self.show_error(ErrorReport.from_exception(exc, "Could not write the cluster job",
-                                                       write_error_message(exc, folder, "the cluster job")))
-            return None
-        self.store.set_folder(EXPORTS, job.folder.parent)
-        notes = "".join(f"\n\n{n}" for n in job.notes)
-        self.inform("Cluster job written",
-                    f"The cluster job is in {job.folder}.\n\nOn the other machine run ./run.sh there (or sbatch "
-                    f"job.slurm); the export appears in {job.folder / EXPORT_NAME}. Open it here with "
-                    f"Run › Transfer an exported set… like any other export.{notes}")
-        self.statusBar().showMessage(f"Wrote the cluster job to {job.folder}", 10000)
-        log.info("wrote a cluster job to %s", job.folder)
-        return job.folder
+        return self.files.save_file(self.plots.export_csv, "curves", path, "curves.csv", "CSV table (*.csv)")
 
     # ------------------------------------------------------------------ transfer
     def open_export(self, path: str | Path, show: bool = True) -> bool:
         """Make ``path`` the export that transfer works on (see :meth:`TransferSession.open_export`)."""
         return self.transfer_session.open_export(path, show)
-
-    def transfer_defaults(self) -> TransferOptions:
-        return self.transfer_session.defaults()
 
     def start_transfer(self, options: TransferOptions | None = None) -> bool:
         """Train networks on the open export (see :meth:`TransferSession.start`); False when nothing started."""
@@ -482,41 +420,8 @@ class MainWindow(QMainWindow):
     def export_transfer_csv(self, path: str | Path | None = None) -> Path | None:
         """Save the transfer table as CSV (default location: the export folder)."""
         default = self.export_info.path / "transfer.csv" if self.export_info is not None else "transfer.csv"
-        return self._export_file(self.transfer_panel.table.write_csv, "transfer table", path, default,
-                                 "CSV table (*.csv)")
-
-    # ------------------------------------------------------------------ settings files
-    def load_settings_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load run settings", self.store.folder(EXPORTS),
-                                              SETTINGS_FILES)
-        if not path:
-            return
-        try:
-            config = DistillConfig.load(path).validate()
-        except ConfigError as exc:
-            self.show_error(ErrorReport.from_exception(exc, "Could not load the settings"))
-            return
-        self.settings.set_config(config)
-        self.statusBar().showMessage(f"Loaded settings from {path}", 5000)
-
-    def save_settings_file(self) -> None:
-        config = self.settings.valid_config()
-        if config is None:
-            self.statusBar().showMessage("Fix the highlighted setting before saving.", 5000)
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Save run settings",
-                                              str(Path(self.store.folder(EXPORTS)) / "run.json"), SETTINGS_FILES)
-        if not path:
-            return
-        config = self.load_session.with_data(config)
-        try:
-            config.save(path)
-        except OSError as exc:
-            self.show_error(ErrorReport.from_exception(exc, "Could not save the settings",
-                                                       write_error_message(exc, path, "the settings")))
-            return
-        self.store.set_folder(EXPORTS, Path(path).parent)
-        self.statusBar().showMessage(f"Saved settings to {path} (run headless with: python -m engine {path})", 8000)
+        return self.files.save_file(self.transfer_panel.table.write_csv, "transfer table", path, default,
+                                    "CSV table (*.csv)")
 
     # ------------------------------------------------------------------ dialogs
     def confirm(self, title: str, text: str) -> bool:

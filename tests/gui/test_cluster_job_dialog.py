@@ -78,9 +78,9 @@ def test_what_torchrun_refuses_gets_the_error_dialog_and_nothing_is_written(qtbo
     assert report.title == "Cluster job refused" and "exact teacher is not sharded" in report.message
     assert not (tmp_path / "job").exists() and not informed
     # one process in all is allowed (nothing to share); a second job into the filled folder is refused
-    assert window.export_cluster_job(tmp_path / "job", _one()) == tmp_path / "job"
+    assert window.files.cluster_job(tmp_path / "job", _one()) == tmp_path / "job"
     with qtbot.waitSignal(window.error_shown, timeout=5000) as blocker:
-        assert window.export_cluster_job(tmp_path / "job", _one()) is None
+        assert window.files.cluster_job(tmp_path / "job", _one()) is None
     assert "already exists" in blocker.args[0].message
 
 

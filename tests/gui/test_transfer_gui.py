@@ -59,7 +59,7 @@ def test_export_then_transfer_fills_table_and_manifest(qtbot, window, tmp_path):
     assert run_to_end(qtbot, window) == "finished"
     target = window.export_result(tmp_path / "distilled")
     assert window.act_transfer.isEnabled() and window.export_info.path == target
-    assert window.transfer_defaults().data == "sample"              # the run's own dataset
+    assert window.transfer_session.defaults().data == "sample"              # the run's own dataset
 
     with qtbot.waitSignal(window.transfer_finished, timeout=RUN_TIMEOUT_MS) as finished:
         window.start_transfer(TransferOptions(**TINY))
