@@ -93,8 +93,7 @@ class RunSession(Session):
         self.plots.reset(config.steps)
         self.results.clear()
         self.grid.reset(config.classes or list(dataset.classes))
-        self.panel.meter.clear()
-        self.panel.busy("Starting…")
+        self.panel.start_run()
         run_fn = self.run_fn
 
         def job(emit: Emit) -> None:
@@ -108,7 +107,7 @@ class RunSession(Session):
     def on_partial_result(self, event: Any) -> None:
         if isinstance(event, Step):
             self.plots.add_step(event)
-            self.panel.meter.add(event.step, event.elapsed)
+            self.panel.count_step(event.step, event.elapsed)
             self._last_step = event
         elif isinstance(event, Snapshot):
             if self._outcome is None:     # coalesced snapshots drain after Done; the result wins
@@ -132,7 +131,7 @@ class RunSession(Session):
                     else "Exact teacher")
             text = (f"{kind} solved: relative gap {event.rel_gap:.2e} after {event.iterations} iterations "
                     f"({event.seconds:.1f} s, {event.n:,} training images)")
-            self.panel.info.setToolTip(f"{text}.\nWhy: {event.reason}" if event.reason else text)
+            self.panel.explain(f"{text}.\nWhy: {event.reason}" if event.reason else text)
             self.shell.status(text, 10000)
         elif isinstance(event, Done):
             self._done(event)
@@ -182,13 +181,10 @@ class RunSession(Session):
                 "cancelled": "Cancelled; nothing was kept.",
                 "failed": "The run failed; see the error details.",
                 "refused": "Not started: the run would not fit in memory (see Settings)."}.get(outcome, outcome)
-        self.panel.idle(text)
+        last = self._last_step if outcome in ("finished", "stopped") else None
+        self.panel.idle(text, last.step if last else None, last.total if last else None)
         if self.result is not None:
             text += " Export the distilled set with Export… (Ctrl+E)."
-        if self._last_step is not None and outcome in ("finished", "stopped"):
-            self.panel.bar.setRange(0, self._last_step.total)
-            self.panel.bar.setValue(self._last_step.step)
-            self.panel.bar.setFormat("%v / %m")
         self.shell.status(text, 10000)
         log.info("run ended: %s%s", outcome, step)
         self.finished.emit(outcome)

@@ -1,4 +1,5 @@
-"""Run controls with progress (stage, steps/s, ETA); the results of a run are in :mod:`dgkip_gui.widgets.results_view`."""
+"""Run controls with progress (stage, steps/s, ETA); the results of a run are in
+:mod:`dgkip_gui.widgets.results_view`."""
 from __future__ import annotations
 
 from collections import deque
@@ -81,16 +82,35 @@ class RunPanel(QWidget):
         self.blocked.setVisible(reason is not None)
         self.info.setVisible(reason is None)
 
-    def idle(self, text: str) -> None:
-        self.bar.setRange(0, 1)
-        self.bar.setValue(0)
-        self.bar.setFormat("")
+    def idle(self, text: str, step: int | None = None, total: int | None = None) -> None:
+        """Nothing runs: ``text`` on the status line, the bar empty or, where a run ended, at ``step`` of ``total``."""
+        if step is None or total is None:
+            self.bar.setRange(0, 1)
+            self.bar.setValue(0)
+            self.bar.setFormat("")
+        else:
+            self.bar.setRange(0, total)
+            self.bar.setValue(step)
+            self.bar.setFormat("%v / %m")
         self.info.setText(text)
 
     def busy(self, text: str) -> None:
-        """An indeterminate phase (data preparation, evaluation)."""
+        """An indeterminate phase (data preparation, loading the data of a transfer)."""
         self.bar.setRange(0, 0)
         self.info.setText(text)
+
+    def start_run(self) -> None:
+        """A distillation starts: the step rate is measured afresh."""
+        self.meter.clear()
+        self.busy("Starting…")
+
+    def count_step(self, step: int, elapsed: float) -> None:
+        """A step ended ``elapsed`` seconds into the run (for the rate and the ETA)."""
+        self.meter.add(step, elapsed)
+
+    def explain(self, text: str) -> None:
+        """Details behind the status line, shown as its tooltip (e.g. how the teacher was solved)."""
+        self.info.setToolTip(text)
 
     def teacher(self, iteration: int, max_iter: int, rel_gap: float) -> None:
         self.bar.setRange(0, max_iter)
