@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLabel, Q
                                QPushButton, QStyle, QVBoxLayout, QWidget)
 
 from dgkip_gui import APP_NAME
-from dgkip_gui.elided import ElidedLabel
+from dgkip_gui.widgets.elided import ElidedLabel
 from dgkip_gui.errors import ErrorReport
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.system_info import versions

@@ -1,7 +1,7 @@
 """The run estimate under the settings form: one line (peak memory, rough time, whether it fits), the
 full breakdown on demand, and, for a run that will be refused, its alternatives as one-click buttons.
 
-It shows a :class:`engine.estimate.RunEstimate`; clicking an alternative emits ``change_requested``
+It shows a :class:`engine.plan.RunEstimate`; clicking an alternative emits ``change_requested``
 with the config field changes (``RunEstimate.changes``) and the form applies them.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVB
 
 from engine.plan import RunEstimate, format_seconds
 from engine.data.report import format_bytes
-from dgkip_gui.elided import ElidedLabel
+from dgkip_gui.widgets.elided import ElidedLabel
 
 FITS, REFUSED = "#1e6b2e", "#b3261e"
 

@@ -579,7 +579,7 @@ class SettingsPanel(QWidget):
 
     # -- resource estimate -------------------------------------------------------
     def update_estimate(self, timed: bool = True) -> None:
-        """Show ``engine.estimate.estimate_run`` for the current config now (edits schedule it): peak
+        """Show ``engine.plan.estimate_run`` for the current config now (edits schedule it): peak
         memory, rough time, and whether the run fits, or will be refused with its alternatives. With
         ``timed`` False (a run is about to start) no time measurement is asked for."""
         self._estimate_timer.stop()

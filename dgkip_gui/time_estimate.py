@@ -1,7 +1,7 @@
 """The run estimate's time, off the GUI thread.
 
 The memory estimate is immediate and shown at once; the time hint measures a few real steps first
-(:mod:`engine.step_timing`, 0.05–5 s the first time a setting is seen), so :class:`TimeEstimator` asks
+(:mod:`engine.plan.time`, 0.05–5 s the first time a setting is seen), so :class:`TimeEstimator` asks
 for it on a background thread and hands the finished estimate back through :attr:`ready`. A newer
 request replaces an older one (its answer is dropped), and :meth:`cancel` abandons the measurement
 (the window calls it before a run starts, so the two never share the CPU or torch's thread setting).
@@ -45,7 +45,7 @@ class TimeEstimator(QObject):
     def cancel(self, wait_s: float = 5.0) -> None:
         """Drop pending answers and stop the measurement. Waits (up to ``wait_s``) only while a probe
         runs, until its current step ends; a request that has not reached its probe never starts it
-        (:func:`engine.step_timing.requested_at`), so the GUI thread does not wait for it."""
+        (:func:`engine.plan.time.requested_at`), so the GUI thread does not wait for it."""
         self._generation += 1
         step_timing.cancel()
         deadline = time.monotonic() + wait_s
@@ -68,4 +68,7 @@ class TimeEstimator(QObject):
             log.warning("time estimate failed: %s", exc)
             return
         if generation == self._generation:
-            self.ready.emit(config, estimate)      # queued to the GUI thread
+            try:
+                self.ready.emit(config, estimate)  # queued to the GUI thread
+            except RuntimeError:                   # the form was closed while the probe ran
+                log.debug("time estimate dropped: its receiver is gone")

@@ -9,7 +9,7 @@
     dgkip-engine sweep    --config base.json --grid lam=1e-2,1e-3 --grid ipc=1,10 --out DIR
                                                               one run per grid cell, one table
 
-``distill`` prints the memory and time estimate (:mod:`engine.estimate`) before the run starts and
+``distill`` prints the memory and time estimate (:mod:`engine.plan`) before the run starts and
 refuses a run that does not fit (its estimated peak over the memory budget, or over the memory this
 machine has available) with what it needs per stage and what to change, before any kernel is built —
 the estimate's ``fits``, the same decision :func:`engine.distill.run` enforces itself.
@@ -239,7 +239,7 @@ def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
     if args.save_config:
         cfg.save(args.save_config)
     # the estimate comes before anything big is built: refuse here rather than run out of memory
-    # (run() refuses by the same rule, engine.estimate.check_run; here the summary is printed too)
+    # (run() refuses by the same rule, engine.plan.check_run; here the summary is printed too)
     dataset = (_read_by_row(cfg) if cluster.distributed else None) or load_dataset(
         cfg.data, test_path=cfg.test_data, holdout_fraction=cfg.holdout_fraction, seed=cfg.seed,
         max_bytes=budget_bytes(cfg))

@@ -134,7 +134,7 @@ def estimate_run(config: DistillConfig, report: Any, ranks: int = 1, with_time: 
     teacher (the only teacher that is sharded).
 
     The time hint (``with_time``, CPU runs that fit) measures a few real steps first
-    (:mod:`engine.step_timing`: 0.05–5 s once per setting that changes a step's work); without it the
+    (:mod:`engine.plan.time`: 0.05–5 s once per setting that changes a step's work); without it the
     answer is immediate and ``seconds_hint`` is ``None``."""
     return _estimate(config, report, with_time=with_time, ranks=ranks)
 

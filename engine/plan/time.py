@@ -308,7 +308,7 @@ def run_seconds(run: Run, s: Sizes, storage: str, nys: Nystrom | None = None) ->
     # test set: teacher scores and k(x, x)
     t["test set"] = nt * per_image if explicit else block(nt, rows_of) + nt * per_image      # φ(x_test) once
     # distillation steps and certificates: measured on a problem of the run's shapes with up to
-    # step_timing.MAX_ROWS rows (engine.step_timing), plus the modelled cost of the rows beyond those
+    # step_timing.MAX_ROWS rows (engine.plan.time), plus the modelled cost of the rows beyond those
     objective, z = run.objective, step_shape(run, s, rows_of)
     work_rows = objective.timed_rows(z)
     # the probe's rows: as many as the run has, within PROBE_SECONDS of modelled teacher, step and test work

@@ -45,7 +45,7 @@ def clipped_widgets(root: QWidget) -> list[str]:
     """Visible labels, buttons, tabs and combo boxes under ``root`` whose text does not fit (also wrapped
     labels too short for their lines), and scroll
     areas that cut their content's right side off."""
-    from dgkip_gui.elided import ElidedLabel
+    from dgkip_gui.widgets.elided import ElidedLabel
 
     found = []
     for label in root.findChildren(QLabel):

@@ -63,7 +63,7 @@ def test_menu_action_writes_the_job_and_its_export_opens_in_the_app(qtbot, windo
     assert json.loads(r.stdout)["metrics"]["processes"] == 2
     assert window.open_export(job / "export")                  # opens like any other export
     assert window.export_info.path == job / "export"
-    assert window.act_evaluate.isEnabled()
+    assert window.act_transfer.isEnabled()
 
 
 def test_what_torchrun_refuses_gets_the_error_dialog_and_nothing_is_written(qtbot, window, tmp_path, monkeypatch,
@@ -78,9 +78,9 @@ def test_what_torchrun_refuses_gets_the_error_dialog_and_nothing_is_written(qtbo
     assert report.title == "Cluster job refused" and "exact teacher is not sharded" in report.message
     assert not (tmp_path / "job").exists() and not informed
     # one process in all is allowed (nothing to share); a second job into the filled folder is refused
-    assert window.export_cluster_job(tmp_path / "job", _one()) == tmp_path / "job"
+    assert window.files.cluster_job(tmp_path / "job", _one()) == tmp_path / "job"
     with qtbot.waitSignal(window.error_shown, timeout=5000) as blocker:
-        assert window.export_cluster_job(tmp_path / "job", _one()) is None
+        assert window.files.cluster_job(tmp_path / "job", _one()) is None
     assert "already exists" in blocker.args[0].message
 
 

@@ -57,7 +57,7 @@ def test_a_non_empty_folder_is_nested_only_when_confirmed(finished, tmp_path, mo
 
     questions["reply"] = Yes
     target = window.export_result()
-    assert target == folder / window.suggested_export_name()
+    assert target == folder / window.run_session.suggested_export_name()
     assert target.name in questions["asked"][-1][1]                     # the question named the subfolder
     assert load_distilled(target).images.shape[0] == 10
     assert (folder / "notes.txt").read_text() == "mine"

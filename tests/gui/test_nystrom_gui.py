@@ -6,7 +6,7 @@ import pytest
 
 from engine.events import Progress, TeacherDone
 
-from dgkip_gui.results_view import rows
+from dgkip_gui.widgets.results_view import rows
 from gui_helpers import load, quick, run_to_end
 
 pytestmark = pytest.mark.gui
@@ -26,12 +26,12 @@ def test_teacher_fields_round_trip_and_reach_the_run(qtbot, make_window):
     assert window.settings.config().centres is None
 
     seen = []
-    original = window._handle_run_event
+    original = window.run_session.on_partial_result
 
     def spy(event):
         seen.append(event)
         original(event)
-    window._handle_run_event = spy
+    window.run_session.on_partial_result = spy
     assert run_to_end(qtbot, window) == "finished"
     done = next(e for e in seen if isinstance(e, TeacherDone))
     assert done.kind == "nystrom" and done.centres is not None and done.centres <= 40 * 10

@@ -77,4 +77,4 @@ def test_ctrl_shift_o_opens_the_folder_chooser(qtbot, window, datasets, monkeypa
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
     with qtbot.waitSignal(window.dataset_loaded, timeout=RUN_TIMEOUT_MS):
         qtbot.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
-    assert window.dataset_path == str(folder)
+    assert window.load_session.path == str(folder)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from engine.events import Snapshot, Step
-from dgkip_gui.image_grid import GAP, mosaic
-from dgkip_gui.run_panel import RateMeter, format_duration
+from dgkip_gui.widgets.image_grid import GAP, mosaic
+from dgkip_gui.widgets.run_panel import RateMeter, format_duration
 from dgkip_gui.worker import EventQueue
 
 pytestmark = pytest.mark.gui

@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, QPointF
 from PySide6.QtTest import QTest
 
 from engine.events import Evaluation, Stage, Step, TeacherProgress
-from dgkip_gui.plots import LivePlots, SpacedAxis, next_nice
+from dgkip_gui.widgets.plots import LivePlots, SpacedAxis, next_nice
 
 from gui_helpers import RUN_TIMEOUT_MS, load
 
@@ -61,7 +61,7 @@ def test_teacher_plot_resets_after_a_zoomed_cancelled_run(qtbot, make_window):
         window.cancel_run()
     assert finished.args == ["cancelled"]
 
-    window._run_fn = teacher_run(6)
+    window.run_session.run_fn = teacher_run(6)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         assert window.start_run()
     qtbot.waitUntil(lambda: in_view(teacher, "teacher_rel_gap", plots), timeout=2_000)   # auto-range: next paint
@@ -158,7 +158,7 @@ def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
 def test_a_legend_moves_off_the_curves_it_would_hide(qtbot):
     """The gap's legend starts top right; when the curves run through that corner it moves to a spot
     that covers none of their points (it hid the gap's plateau on a 1024-px window)."""
-    from dgkip_gui.plot_legends import covered, spot_rect
+    from dgkip_gui.widgets.plot_legends import covered, spot_rect
 
     plots = LivePlots()
     qtbot.addWidget(plots)

@@ -5,7 +5,7 @@ from PySide6.QtCore import QPoint, QRect
 import pytest
 
 from engine.data.report import Problem
-from dgkip_gui.problems_view import middle_elided, skipped_summary
+from dgkip_gui.widgets.problems_view import middle_elided, skipped_summary
 
 from gui_helpers import image_folder, load
 

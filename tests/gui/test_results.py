@@ -7,8 +7,8 @@ import re
 import pytest
 
 from engine.config import DistillConfig
-from dgkip_gui.evaluate_panel import accuracy_text
-from dgkip_gui.results_view import METRICS, RunResults, certificate_note
+from dgkip_gui.widgets.transfer_panel import accuracy_text
+from dgkip_gui.widgets.results_view import METRICS, RunResults, certificate_note
 
 from gui_helpers import load, quick, run_to_end
 
@@ -90,7 +90,7 @@ def test_the_note_scrolls_where_the_area_is_short_and_is_whole_where_it_is_tall(
 def test_kip_and_binary_metrics_have_their_own_rows():
     """Issue 17: KIP's own accuracy and ridge, and the label-column count, are labelled rows; a DGKIP
     run's metrics (without the KIP keys) show no KIP rows."""
-    from dgkip_gui.results_view import rows
+    from dgkip_gui.widgets.results_view import rows
 
     shown = {label: value for label, value, _ in rows({"distilled_test_accuracy": 0.5381, "kip_test_accuracy": 0.937,
                                                         "kip_ridge": "trace", "columns": 10})}

@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import QPoint, QRect
 
 from dgkip_gui.dialogs import AboutDialog
-from dgkip_gui.elided import ElidedLabel
-from dgkip_gui.evaluate_panel import ExportInfo
+from dgkip_gui.widgets.elided import ElidedLabel
+from dgkip_gui.widgets.transfer_panel import ExportInfo
 
 from clipping import clipped_texts
 from gui_helpers import load
@@ -67,8 +67,8 @@ def test_about_and_transfer_paths_elide_with_tooltips(qtbot, window, monkeypatch
 
     folder = tmp_path.joinpath(*["a-long-folder-name"] * 8, "mnist-dgkip-hinge-ipc10")
     info = ExportInfo(folder, "sample", None, ["0", "1"], 20, {})
-    window.evaluate_panel.show_export(info)
-    window.results_tabs.setCurrentWidget(window.evaluate_panel)
-    source = window.evaluate_panel.source
+    window.transfer_panel.show_export(info)
+    window.results_tabs.setCurrentWidget(window.transfer_panel)
+    source = window.transfer_panel.source
     qtbot.waitUntil(source.is_elided)
     assert source.shown_text().startswith("mnist-dgkip-hinge-ipc10") and str(folder) in source.toolTip()

@@ -9,7 +9,7 @@ from PySide6.QtCore import QPoint, QPointF
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QScrollArea, QWidget
 
-from dgkip_gui.evaluate_dialog import EvaluateDialog, EvaluateOptions
+from dgkip_gui.transfer_dialog import TransferDialog, TransferOptions
 
 from gui_helpers import load
 
@@ -103,8 +103,8 @@ def test_focused_control_still_takes_the_wheel(qtbot, window):
     assert loss.currentIndex() == 1
 
 
-def test_wheel_over_the_evaluate_dialog_changes_nothing(qtbot, tmp_path):
-    dialog = EvaluateDialog(Path(tmp_path), EvaluateOptions(seeds=3, epochs=None))
+def test_wheel_over_the_transfer_dialog_changes_nothing(qtbot, tmp_path):
+    dialog = TransferDialog(Path(tmp_path), TransferOptions(seeds=3, epochs=None))
     qtbot.addWidget(dialog)
     dialog.show()
     dialog.length.setCurrentIndex(2)        # custom: the epochs spin box is enabled too

@@ -7,7 +7,7 @@ timer) pushes changed buffers into persistent curve items with ``setData``. Plot
 Repaint cost matters: PySide holds the GIL while Qt paints, so every millisecond spent drawing is
 taken from the engine thread. Axes are the expensive part, so during a run the ranges stay still:
 x spans the whole run from the start, log-y axes move in whole decades, accuracies stay on [0, 1].
-Legends move only to a spot that covers fewer points (:mod:`dgkip_gui.plot_legends`); the hover
+Legends move only to a spot that covers fewer points (:mod:`dgkip_gui.widgets.plot_legends`); the hover
 read-out only draws while the pointer is over a plot.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from PySide6.QtGui import QFontMetricsF, QPaintEvent
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from engine.events import Evaluation, Step, TeacherProgress
-from dgkip_gui.plot_hover import HoverReadout
-from dgkip_gui.plot_legends import FRACTIONS_FIRST, LINES_FIRST, LegendPlacer
+from dgkip_gui.widgets.plot_hover import HoverReadout
+from dgkip_gui.widgets.plot_legends import FRACTIONS_FIRST, LINES_FIRST, LegendPlacer
 
 
 class Series:
@@ -167,7 +167,7 @@ class PlotView(pg.GraphicsLayoutWidget):
 class LivePlots(QWidget):
     """Five persistent plots in one ``GraphicsLayoutWidget``; CSV column names are the curve keys.
 
-    Each plot has axis labels with units, a legend, a hover read-out (:mod:`dgkip_gui.plot_hover`) and
+    Each plot has axis labels with units, a legend, a hover read-out (:mod:`dgkip_gui.widgets.plot_hover`) and
     pyqtgraph's own right-click menu (view options and Export… to PNG, SVG or CSV)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:

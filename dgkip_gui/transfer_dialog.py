@@ -1,4 +1,4 @@
-"""What a transfer evaluation should do (:class:`EvaluateOptions`) and the dialog that asks for it.
+"""What a transfer should do (:class:`TransferOptions`) and the dialog that asks for it.
 
 The defaults come from the export: the real dataset is the one the run used (``config.data`` and
 ``config.test_data`` in its manifest), the networks and seeds those of :mod:`engine.transfer`.
@@ -26,7 +26,7 @@ def network_title(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class EvaluateOptions:
+class TransferOptions:
     """Arguments of :func:`engine.evaluate.evaluate_export` beyond the export folder and the device.
     ``epochs`` None = every network's own recipe (:data:`engine.transfer.RECIPES`)."""
     networks: tuple[str, ...] = NETWORKS
@@ -39,7 +39,7 @@ class EvaluateOptions:
         return self.epochs if self.epochs is not None else RECIPES[network]["epochs"]
 
     def total_epochs(self) -> int:
-        """Training epochs of the whole evaluation (every network, every seed)."""
+        """Training epochs of the whole transfer (every network, every seed)."""
         return sum(self.seeds * self.epochs_of(name) for name in self.networks)
 
     def epochs_done(self, network: str, seed: int, epoch: int) -> int:
@@ -48,16 +48,16 @@ class EvaluateOptions:
         return sum(self.seeds * self.epochs_of(name) for name in before) + seed * self.epochs_of(network) + epoch
 
 
-class EvaluateDialog(QDialog):
-    """Networks, seeds, training length and the real dataset of an evaluation.
+class TransferDialog(QDialog):
+    """Networks, seeds, training length and the real dataset of a transfer.
 
     ``defaults`` fills the form; ``dataset_filter`` is the file-type filter of the dataset file chooser.
     """
 
-    def __init__(self, export_path: Path, defaults: EvaluateOptions, *, start_dir: str = "",
+    def __init__(self, export_path: Path, defaults: TransferOptions, *, start_dir: str = "",
                  dataset_filter: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Evaluate the distilled set")
+        self.setWindowTitle("Transfer: train networks on the distilled set")
         self._start_dir, self._filter = start_dir, dataset_filter
 
         self.networks: dict[str, QCheckBox] = {}
@@ -108,7 +108,7 @@ class EvaluateDialog(QDialog):
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok.setText("Evaluate")
+        self.ok.setText("Train")
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -155,18 +155,18 @@ class EvaluateDialog(QDialog):
         self.ok.setEnabled(ok)
         self.ok.setToolTip("" if ok else "Tick at least one network and name the real dataset")
 
-    def options(self) -> EvaluateOptions:
+    def options(self) -> TransferOptions:
         """The form's choices."""
         data = self.length.currentData()
         epochs = self.epochs.value() if data == -1 else data
-        return EvaluateOptions(networks=tuple(n for n, box in self.networks.items() if box.isChecked()),
+        return TransferOptions(networks=tuple(n for n, box in self.networks.items() if box.isChecked()),
                                seeds=self.seeds.value(), epochs=epochs, data=self.data.text().strip(),
                                test_data=self.test_data.text().strip() or None)
 
 
-def default_options(data: str, test_data: str | None, previous: EvaluateOptions | None,
-                    epochs: int | None) -> EvaluateOptions:
+def default_options(data: str, test_data: str | None, previous: TransferOptions | None,
+                    epochs: int | None) -> TransferOptions:
     """The dialog's starting point: the dataset of the export, and the networks, seeds and training length
     chosen last time (or ``epochs`` when there was no last time)."""
-    base = previous or EvaluateOptions(epochs=epochs)
+    base = previous or TransferOptions(epochs=epochs)
     return replace(base, data=data, test_data=test_data)

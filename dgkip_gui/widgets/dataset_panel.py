@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QFrame, QHBoxLayout, QHeaderVi
 
 from engine.data import Dataset
 from engine.data.report import format_bytes
-from dgkip_gui.image_grid import mosaic, to_qimage
-from dgkip_gui.problems_view import ProblemsView
+from dgkip_gui.widgets.image_grid import mosaic, to_qimage
+from dgkip_gui.widgets.problems_view import ProblemsView
 from dgkip_gui.settings_store import SAMPLE
 
 THUMBS_PER_CLASS = 4

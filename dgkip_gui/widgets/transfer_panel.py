@@ -1,5 +1,5 @@
 """The "Transfer" results tab: which exported set is open, and how finite networks trained on it score
-on the real test set (one row per network, mean ± std over seeds), live while an evaluation runs.
+on the real test set (one row per network, mean ± std over seeds), live while a transfer runs.
 
 The table mirrors ``manifest.json["transfer"]`` (written by :func:`engine.evaluate.evaluate_export`,
 one :meth:`engine.transfer.TransferSummary.to_dict` per network) and can be copied or saved as CSV.
@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from engine.export import read_manifest
 from engine.transfer import TransferProgress, TransferScore, TransferSummary
-from dgkip_gui.elided import ElidedLabel
-from dgkip_gui.evaluate_dialog import EvaluateOptions, network_title
-from dgkip_gui.run_panel import format_duration
+from dgkip_gui.widgets.elided import ElidedLabel
+from dgkip_gui.transfer_dialog import TransferOptions, network_title
+from dgkip_gui.widgets.run_panel import format_duration
 
 COLUMNS = ("Network", "Test accuracy", "Seeds", "Epochs", "Seconds")
 CSV_COLUMNS = ("network", "mean_accuracy", "std_accuracy", "seeds", "epochs", "seconds", "accuracies")
@@ -36,7 +36,7 @@ class ExportInfo:
     test_data: str | None       # its explicit test split, if any
     classes: list[str]
     n_images: int
-    transfer: dict[str, Any]    # manifest["transfer"], {} when never evaluated
+    transfer: dict[str, Any]    # manifest["transfer"], {} before any transfer
 
     @classmethod
     def read(cls, path: str | Path) -> "ExportInfo":
@@ -52,7 +52,7 @@ class _Row:
     """One network's accuracies in [0, 1] (one per finished seed) and the time they took."""
     network: str
     accuracies: list[float]
-    seeds: int | None           # planned seeds while evaluating, None once final
+    seeds: int | None           # planned seeds while training, None once final
     epochs: int | None
     seconds: float
 
@@ -101,8 +101,8 @@ class TransferTable(QTableWidget):
         self._rows = {row.network: row for row in rows if row is not None}
         self._render()
 
-    def begin(self, options: EvaluateOptions) -> None:
-        """An evaluation starts: one empty row per network to train."""
+    def begin(self, options: TransferOptions) -> None:
+        """A transfer starts: one empty row per network to train."""
         self._rows = {name: _Row(name, [], options.seeds, options.epochs_of(name), 0.0) for name in options.networks}
         self._render()
 
@@ -167,8 +167,8 @@ class TransferTable(QTableWidget):
         return path
 
 
-class EvaluatePanel(QWidget):
-    """The open export (path, classes), buttons for the window's evaluate/export actions, the
+class TransferPanel(QWidget):
+    """The open export (path, classes), buttons for the window's transfer/export actions, the
     :class:`TransferTable` and a one-line note (what the numbers are, or why there are none)."""
 
     def __init__(self, actions: list[QAction], parent: QWidget | None = None) -> None:
@@ -206,7 +206,7 @@ class EvaluatePanel(QWidget):
         if info is None:
             self.source.setText("No distilled set yet: export a run (Ctrl+E), or open an exported set.")
             self.table.show_summaries({})
-            self.set_note("Evaluate trains networks from scratch on the distilled images and tests them on real data.")
+            self.set_note("Transfer trains networks from scratch on the distilled images and tests them on real data.")
             return
         self.source.setText(f"{info.path.name} — {info.n_images} images, {len(info.classes)} classes · "
                             f"{info.path.parent}")
@@ -214,7 +214,7 @@ class EvaluatePanel(QWidget):
         self.table.show_summaries(info.transfer)
         self.set_note("Accuracy on the real test set (mean ± std over seeds when there are several); saved in "
                       "manifest.json."
-                      if info.transfer else "Not evaluated yet: press Evaluate… (Ctrl+T).")
+                      if info.transfer else "No transfer yet: press Transfer… (Ctrl+T).")
 
 
 def _line_label() -> QLabel:
@@ -231,7 +231,7 @@ def summary_text(accuracies: dict[str, list[float]]) -> str:
 
 
 def progress_text(event: TransferProgress, seeds: int, eta_s: float | None) -> str:
-    """``"Evaluating MLP · seed 2/3 · epoch 45/100 · ETA 0:12"`` (seed 1-based)."""
-    text = (f"Evaluating {network_title(event.network)} · seed {event.seed + 1}/{seeds} · "
+    """``"Training MLP · seed 2/3 · epoch 45/100 · ETA 0:12"`` (seed 1-based)."""
+    text = (f"Training {network_title(event.network)} · seed {event.seed + 1}/{seeds} · "
             f"epoch {event.epoch:,}/{event.epochs:,}")
     return text + (f" · ETA {format_duration(eta_s)}" if eta_s is not None else "")

@@ -1,4 +1,5 @@
-"""Run controls with progress (stage, steps/s, ETA); the results of a run are in :mod:`dgkip_gui.results_view`."""
+"""Run controls with progress (stage, steps/s, ETA); the results of a run are in
+:mod:`dgkip_gui.widgets.results_view`."""
 from __future__ import annotations
 
 from collections import deque
@@ -6,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QToolButton, QWidget
 
-from dgkip_gui.elided import ElidedLabel
+from dgkip_gui.widgets.elided import ElidedLabel
 
 
 class RateMeter:
@@ -42,7 +43,7 @@ def format_duration(seconds: float) -> str:
 
 class RunPanel(QWidget):
     """A strip of buttons (bound to the window's actions), a progress bar, a status line and, at the
-    end, the buttons of ``end_actions`` (export, evaluate). The first run action (Distil) and the end
+    end, the buttons of ``end_actions`` (export, transfer). The first run action (Distil) and the end
     actions show their text; Pause, Stop and Cancel show their standard icons (names and shortcuts in
     their tooltips), so the strip fits a 1024-pixel-wide window."""
 
@@ -81,16 +82,35 @@ class RunPanel(QWidget):
         self.blocked.setVisible(reason is not None)
         self.info.setVisible(reason is None)
 
-    def idle(self, text: str) -> None:
-        self.bar.setRange(0, 1)
-        self.bar.setValue(0)
-        self.bar.setFormat("")
+    def idle(self, text: str, step: int | None = None, total: int | None = None) -> None:
+        """Nothing runs: ``text`` on the status line, the bar empty or, where a run ended, at ``step`` of ``total``."""
+        if step is None or total is None:
+            self.bar.setRange(0, 1)
+            self.bar.setValue(0)
+            self.bar.setFormat("")
+        else:
+            self.bar.setRange(0, total)
+            self.bar.setValue(step)
+            self.bar.setFormat("%v / %m")
         self.info.setText(text)
 
     def busy(self, text: str) -> None:
-        """An indeterminate phase (data preparation, evaluation)."""
+        """An indeterminate phase (data preparation, loading the data of a transfer)."""
         self.bar.setRange(0, 0)
         self.info.setText(text)
+
+    def start_run(self) -> None:
+        """A distillation starts: the step rate is measured afresh."""
+        self.meter.clear()
+        self.busy("Starting…")
+
+    def count_step(self, step: int, elapsed: float) -> None:
+        """A step ended ``elapsed`` seconds into the run (for the rate and the ETA)."""
+        self.meter.add(step, elapsed)
+
+    def explain(self, text: str) -> None:
+        """Details behind the status line, shown as its tooltip (e.g. how the teacher was solved)."""
+        self.info.setToolTip(text)
 
     def teacher(self, iteration: int, max_iter: int, rel_gap: float) -> None:
         self.bar.setRange(0, max_iter)
@@ -109,7 +129,7 @@ class RunPanel(QWidget):
         self.info.setText(text + suffix)
 
     def progress(self, done: int, total: int, text: str) -> None:
-        """A measured phase other than the distillation steps (the transfer evaluation's epochs)."""
+        """A measured phase other than the distillation steps (the epochs of a transfer)."""
         self.bar.setRange(0, max(total, 1))
         self.bar.setValue(min(done, total))
         self.bar.setFormat("%p%")
