@@ -108,3 +108,23 @@ def test_kernel_class_takes_the_fused_node_with_gradients(name, monkeypatch):
             outs[fused] = (K1.detach(), K2.detach(), grad)
         for f, u in zip(outs[True], outs[False]):
             torch.testing.assert_close(f, u, rtol=1e-12, atol=1e-12)
+
+
+def test_gemm_helper_equals_torch_mm(monkeypatch):
+    """The fused node's x wᵀ (oneDNN for large float32 CPU products, engine.kernels.fc_fused._mm_nt)
+    equals torch.mm to float32 rounding, for contiguous and transposed operands and both sides of the
+    size threshold; float64 goes to torch.mm unchanged."""
+    from engine.kernels import fc_fused
+    g = torch.Generator().manual_seed(11)
+    for r, c, k in ((10, 2000, 784), (3, 5, 7), (40, 300, 100)):
+        x, w = torch.randn(r, k, generator=g), torch.randn(c, k, generator=g)
+        ref = (x.double() @ w.double().T)
+        scale = float((x.double().abs() @ w.double().abs().T).max())
+        for xx, ww in ((x, w), (x, w.T.contiguous().T), (x.T.contiguous().T, w)):
+            out = fc_fused._mm_nt(xx, ww)
+            assert out.dtype == torch.float32 and out.shape == (r, c)
+            assert float((out.double() - ref).abs().max()) <= 1e-6 * scale
+    x64, w64 = torch.randn(30, 50, dtype=torch.float64, generator=g), torch.randn(40, 50, dtype=torch.float64, generator=g)
+    assert torch.equal(fc_fused._mm_nt(x64, w64), torch.mm(x64, w64.T))
+    monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)                   # every float32 product via oneDNN
+    test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3)
