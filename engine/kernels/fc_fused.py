@@ -25,7 +25,9 @@ and P's gradient reaches the variances as row and column sums (∂P/∂q₁₁ =
 recursion q ↦ W² q / 2 + b² being affine. The gradient in the inputs is then one matmul per input
 that needs it, g_a = (W²/d) g_q₀ b + (2 W²/d) g_q₁₁ ∘ a, plus a row scale.
 
-Saved for the backward: per layer q, s, φ (and Θ z for the NTK): 3 or 4 arrays of r × c entries.
+Saved for the backward: per layer q, s, ψ = θ − π = −φ (and Θ z for the NTK): 3 or 4 arrays of r × c
+entries. The NTK's last layer computes Θ' = c₁ (s + φ (q + Θ)) + b² alone, and its backward folds
+g_q₀ + g_Θ₀ into one pass; k(x, x) takes one matmul, (G + Gᵀ) x, for both sides.
 """
 from __future__ import annotations
 
@@ -95,24 +97,34 @@ class _FusedFC(torch.autograd.Function):
                 s = radicand.sqrt_()
             if diag is not None:
                 s.diagonal(diag).zero_()
-            phi = torch.atan2(s, q).neg_().add_(math.pi)         # π − θ
+            psi = torch.atan2(s, q).sub_(math.pi)                # θ − π (saved: φ = −ψ, one pass fewer)
             if ntk:
                 # Θ z: Θ/s; where clamped (s² = ε P) Θ ε/s = Θ s/P; 0 on the diagonal
                 tz = inv.mul_(theta).mul_(select)
                 if diag is not None:
                     tz.diagonal(diag).zero_()
-                saved += [q, s, phi, tz]
+                saved += [q, s, psi, tz]
             else:
-                saved += [q, s, phi]
-            q_next = torch.addcmul(s, phi, q).mul_(c1).add_(b2)
-            if ntk:
-                theta = torch.addcmul(q_next, theta, phi, value=c1)
+                saved += [q, s, psi]
+            if ntk and layer + 1 == depth:
+                # the last layer's Θ' = c₁ (s + φ (q + Θ)) + b² alone (q' is not needed); Θ₀ is q₀
+                q_next = torch.addcmul(s, psi, q, value=-2.0 if theta is q else -1.0)
+                if theta is not q:
+                    q_next.addcmul_(theta, psi, value=-1.0)
+                theta = q_next.mul_(c1).add_(b2)
+            else:
+                q_next = torch.addcmul(s, psi, q, value=-1.0).mul_(c1).add_(b2)
+                if ntk:
+                    theta = torch.addcmul(q_next, theta, psi, value=-c1)
             q = q_next
             if layer + 1 < depth:
                 vls.append(vls[-1] * (w2 / 2) + b2)
                 vrs.append(vrs[-1] * (w2 / 2) + b2)
         ctx.save_for_backward(left, right, *vls, *vrs, *saved)
         ctx.config = (depth, w2, b2, ntk)
+        # the same memory on both sides (k(x, x), one tile): the backward adds the two gradients first
+        ctx.same = (left.data_ptr() == right.data_ptr() and left.shape == right.shape
+                    and left.stride() == right.stride())
         return theta if ntk else q
 
     @staticmethod
@@ -130,21 +142,28 @@ class _FusedFC(torch.autograd.Function):
         gt, st = (grad, 1.0) if ntk else (None, 0.0)
         sum_l = sum_r = None                       # Σ over layers of ∂/∂(first-layer variances)
         for layer in reversed(range(depth)):
-            q, s, phi = saved[per * layer:per * layer + 3]
+            q, s, psi = saved[per * layer:per * layer + 3]                # ψ = θ − π = −φ
             if ntk:
                 tz = saved[per * layer + 3]
                 if gq is None:
                     gbar, sbar = gt, st
                 else:
                     gbar, sbar = torch.add(gq, gt, alpha=st / sq), sq
-                u = gt * tz                                        # scale st
-                gq_new = torch.addcmul(u, gbar, phi, value=sbar / st)     # scale c1 st
+                u = gt * tz                                               # scale st
                 h = torch.mul(gbar, s).addcmul_(u, q, value=-st / sbar)   # scale sbar
-                gt, gq, sq = gt * phi, gq_new, c1 * st                    # both scale c1 st
-                st = sq
+                if layer == 0:
+                    # g_q₀ + g_Θ₀ (Θ₀ = q₀) = c₁ st (u + (sbar/st) ḡ φ + g_Θ' φ), in place on u
+                    if gbar is gt:
+                        gq = u.addcmul_(gt, psi, value=-(sbar / st + 1.0))
+                    else:
+                        gq = u.addcmul_(gbar, psi, value=-sbar / st).addcmul_(gt, psi, value=-1.0)
+                    sq = c1 * st
+                else:
+                    gq = u.addcmul_(gbar, psi, value=-sbar / st)          # scale c1 st
+                    gt, sq, st = gt * psi, c1 * st, -c1 * st
             else:
                 h, sbar = gq * s, sq
-                gq, sq = gq * phi, c1 * sq
+                gq, sq = gq * psi, -c1 * sq
             # ∂/∂P = c₁ h / 2P; through P = v_l v_r to the first layer's variances (factor (W²/2)^layer)
             factor = c1 * sbar * (w2 / 2) ** layer / 2
             if need_l:
@@ -159,11 +178,14 @@ class _FusedFC(torch.autograd.Function):
                 if ntk:
                     gt.mul_(st)
                     st = 1.0
-        if ntk:                                                    # Θ₀ = q₀
-            gq, sq = torch.add(gq, gt, alpha=st / sq), sq
         d = left.shape[1]
         g_left = g_right = None
         # q₀ = W²⟨l, r⟩/d + b²; v = W²‖·‖²/d + b²
+        if need_l and need_r and ctx.same:
+            # k(x, x): g_x = (G + Gᵀ) x·(W²/d) + (both variance sums) x: one matmul instead of two
+            gs = gq + gq.T
+            g_right = _mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
+            return None, g_right, None, None, None, None, None, None, None
         if need_l:
             g_left = _mm_nt(gq, right.T).mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
         if need_r:
