@@ -128,3 +128,25 @@ def test_gemm_helper_equals_torch_mm(monkeypatch):
     assert torch.equal(fc_fused._mm_nt(x64, w64), torch.mm(x64, w64.T))
     monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)                   # every float32 product via oneDNN
     test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3)
+
+
+def test_packed_fixed_operand_is_used_only_while_unchanged(monkeypatch):
+    """A fixed operand seen twice is packed for oneDNN (kernels.fc_fused._packed_weight): the packed
+    products equal the unpacked ones, and an in-place write to the operand is seen at once."""
+    from engine.kernels import fc_fused
+    if fc_fused._ONEDNN_LINEAR is None:
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(fc_fused, "_PACKED", [])
+    g = torch.Generator().manual_seed(13)
+    real = torch.randn(50, 20, generator=g)
+    xs = torch.randn(4, 20, generator=g, requires_grad=True)
+    want = fc_kernel(real, xs.detach().clone(), 1, 1.4, 0.3, True)     # nothing requires grad: no packing
+    for call in range(3):
+        got = fc_kernel(real, xs, 1, 1.4, 0.3, True)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+        torch.autograd.grad(got.sum(), xs)
+    assert any(packed is not None for _, _, packed in fc_fused._PACKED)
+    real[7].mul_(3.0)
+    want = fc_kernel(real, xs.detach().clone(), 1, 1.4, 0.3, True)
+    torch.testing.assert_close(fc_kernel(real, xs, 1, 1.4, 0.3, True), want, rtol=1e-6, atol=1e-6)
