@@ -121,10 +121,11 @@ class FCNetworkKernel(Kernel):
         return {"depth": self.depth, "w_std": self.w_std, "b_std": self.b_std}
 
     def bytes_per_pair(self, a):
-        """Under autograd about ten saved arrays per pair; without it the block itself (the recursion
-        runs in place over cache-sized sub-tiles, :meth:`_block_in_place`)."""
+        """Under autograd the fused node's arrays per pair (engine.kernels.fc_fused: 4 saved a layer for
+        the NTK, 3 for the NNGP, and about 6 more at the backward's peak: 10 at depth 1); without it the
+        block itself (the recursion runs in place over cache-sized sub-tiles, :meth:`_block_in_place`)."""
         if torch.is_grad_enabled() and a.requires_grad:
-            return 10 * a.element_size()
+            return ((4 if self.ntk else 3) * self.depth + 6) * a.element_size()
         return a.element_size()
 
     def _recursion(self, q12, q11, q22, diag_mask=None):
