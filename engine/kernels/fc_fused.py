@@ -7,7 +7,8 @@ the kernel's own units (those of the inputs' squared values times W_std², plus 
 or both (the symmetric k(x, x)), may require gradients.
 
 Forward, in the layout r × c with r ≤ c (the input with fewer rows on the left: MKL's ``mm`` of a
-thin 10 × 784 by 784 × 2,000 product runs 1.7× faster than the 2,000 × 784 by 784 × 10 one), the same
+thin 10 × 784 by 784 × 2,000 product runs 1.7× faster than the 2,000 × 784 by 784 × 10 one; oneDNN,
+which :func:`_mm_nt` takes for large float32 products, runs both alike), the same
 recursion as ``FCNetworkKernel._recursion``, with P = q₁₁ q₂₂ the outer product of the layer's variances:
 
     q₀ = W² ⟨a, b⟩ / d + b²,  Θ₀ = q₀
@@ -117,8 +118,8 @@ class _FusedFC(torch.autograd.Function):
             radicand = torch.outer(vls[-1], vrs[-1]).addcmul_(q, q, value=-1.0)    # P − q²
             floor = torch.outer(vls[-1] * eps, vrs[-1])                             # ε P
             if ntk:
-                # 1 where the radicand is clamped, as a float mask (a bool mask and torch.where cost
-                # 4-15 elementwise passes on the CPU); then the factor z s / ... below: ε there, else 1
+                # the factor that turns Θ/s into Θ s/P where the radicand is clamped: ε there, else 1,
+                # from a float mask (a bool mask and torch.where cost 4-15 elementwise passes on the CPU)
                 select = torch.le(radicand, floor, out=torch.empty_like(q)).mul_(eps - 1.0).add_(1.0)
             radicand = torch.maximum(radicand, floor, out=radicand)
             if ntk:
