@@ -125,8 +125,11 @@ def test_in_place_evaluation_equals_the_differentiable_one(name, depth, monkeypa
         with torch.no_grad():
             fast_xy, fast_xx = k(x, y), k(x)
         slow_xy, slow_xx = k(x.clone().requires_grad_(), y), k(x.clone().requires_grad_())
-        assert torch.allclose(fast_xy, slow_xy.detach(), rtol=1e-13, atol=0)
-        assert torch.allclose(fast_xx, slow_xx.detach(), rtol=1e-13, atol=0)
+        # with gradients the block is the fused node (kernels.fc_fused), whose first layer scales inside
+        # the GEMM: last-bit differences, which the NTK's near-zero entries carry to ~1e-13 relative
+        scale = 1e-14 * float(fast_xx.abs().max())
+        assert torch.allclose(fast_xy, slow_xy.detach(), rtol=1e-13, atol=scale)
+        assert torch.allclose(fast_xx, slow_xx.detach(), rtol=1e-13, atol=scale)
         assert torch.equal(fast_xx.diagonal(), slow_xx.detach().diagonal()) or torch.allclose(
             fast_xx.diagonal(), k.diag(x), rtol=1e-14, atol=0)
 

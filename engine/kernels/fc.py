@@ -16,12 +16,17 @@ from typing import Any
 import torch
 
 from engine.kernels.base import MAX_DEPTH, Kernel, median_distance, row_sq_norms
+from engine.kernels.fc_fused import fc_kernel
 
 # entries per sub-tile of the in-place recursion (1 MiB in float64): small enough to stay in cache
 # between its steps, large enough that torch splits each elementwise op over threads (its grain is
 # 32,768 elements). 2,000 × 2,000 × 784, depth 3, 2 threads: 2^15 gave 0.45–0.49 of matmul
 # throughput, 2^17 0.57–0.63, 2^18 0.57–0.67 (measured interleaved, same run).
 CACHE_ENTRIES = 2**17
+
+# with gradients, the FC network kernels run as one autograd node with a hand-written backward
+# (engine.kernels.fc_fused); False takes the autograd graph of :meth:`FCNetworkKernel._recursion`
+FUSED = True
 
 class LinearKernel(Kernel):
     """k(a, b) = aᵀb / d + bias²; explicit features φ(a) = [a / √d, bias]."""
@@ -138,10 +143,11 @@ class FCNetworkKernel(Kernel):
         return {"depth": self.depth, "w_std": self.w_std, "b_std": self.b_std}
 
     def bytes_per_pair(self, a):
-        """Under autograd about ten saved arrays per pair; without it the block itself (the recursion
-        runs in place over cache-sized sub-tiles, :meth:`_block_in_place`)."""
+        """Under autograd the fused node's arrays per pair (engine.kernels.fc_fused: 4 saved a layer for
+        the NTK, 3 for the NNGP, and about 6 more at the backward's peak: 10 at depth 1); without it the
+        block itself (the recursion runs in place over cache-sized sub-tiles, :meth:`_block_in_place`)."""
         if torch.is_grad_enabled() and a.requires_grad:
-            return 10 * a.element_size()
+            return ((4 if self.ntk else 3) * self.depth + 6) * a.element_size()
         return a.element_size()
 
     def pair_cost(self, chw):
@@ -171,6 +177,8 @@ class FCNetworkKernel(Kernel):
     def _block(self, a, b, diag_offset=None):
         if not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
             return self._block_in_place(a, b, diag_offset)
+        if FUSED and self.w_std != 0:
+            return fc_kernel(a, b, self.depth, self.w_std, self.b_std, self.ntk, diag_offset)
         mask = None
         if diag_offset is not None:
             rows = torch.arange(a.shape[0], device=a.device)[:, None] + diag_offset

@@ -1,0 +1,249 @@
+"""The FC ReLU network kernels (NNGP / NTK, :mod:`engine.kernels.fc`) as one autograd node with a
+hand-written backward: the distillation step's kernel between synthetic images (with gradients) and
+fixed real ones.
+
+Shapes: ``a`` (n_a, d), ``b`` (n_b, d), same dtype and device; the result is k(a, b), (n_a, n_b), in
+the kernel's own units (those of the inputs' squared values times W_std², plus b_std²). Either input,
+or both (the symmetric k(x, x)), may require gradients.
+
+Forward, in the layout r × c with r ≤ c (the input with fewer rows on the left: MKL's ``mm`` of a
+thin 10 × 784 by 784 × 2,000 product runs 1.7× faster than the 2,000 × 784 by 784 × 10 one; oneDNN,
+which :func:`_mm_nt` takes for large float32 products, runs both alike), the same
+recursion as ``FCNetworkKernel._recursion``, with P = q₁₁ q₂₂ the outer product of the layer's variances:
+
+    q₀ = W² ⟨a, b⟩ / d + b²,  Θ₀ = q₀
+    s = √max(P − q², ε P)  (0 on the diagonal of k(x, x)),   φ = π − atan2(s, q)
+    q' = W²/2π · (s + φ q) + b²,   Θ' = q' + W²/2π · Θ φ
+
+Backward, by hand (c₁ = W²/2π; ∂(s + φ q)/∂q = φ, ∂(s + φ q)/∂P = s / 2P, ∂φ/∂q = z,
+∂φ/∂P = −q z / 2P, with z = 1/s, and z = s/P where the radicand was clamped, z = 0 on the diagonal,
+the derivatives autograd takes through the clamp and the mask of the unfused code):
+
+    ḡ = g_q' + g_Θ'
+    g_q = c₁ (ḡ φ + g_Θ' Θ z),   g_P = c₁ (ḡ s − g_Θ' Θ z q) / 2P,   g_Θ = c₁ g_Θ' φ
+
+and P's gradient reaches the variances as row and column sums (∂P/∂q₁₁ = q₂₂), the variances'
+recursion q ↦ W² q / 2 + b² being affine. The gradient in the inputs is then one matmul per input
+that needs it, g_a = (W²/d) g_q₀ b + (2 W²/d) g_q₁₁ ∘ a, plus a row scale.
+
+Saved for the backward: per layer q, s, ψ = θ − π = −φ (and Θ z for the NTK): 3 or 4 arrays of r × c
+entries. The NTK's last layer computes Θ' = c₁ (s + φ (q + Θ)) + b² alone, and its backward folds
+g_q₀ + g_Θ₀ into one pass; k(x, x) takes one matmul, (G + Gᵀ) x, for both sides.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any
+
+import torch
+
+from engine.kernels.base import row_sq_norms
+
+_TWO_PI = 2 * math.pi
+
+
+try:            # oneDNN's GEMM (what inductor calls): on this AMD EPYC, one thread, float32, the 10 × 784 by
+    # 784 × 2,000 product of a KIP step took 0.32 ms against MKL's 0.54 ms, the backward's 10 × 2,000 by
+    # 2,000 × 784 0.16 against 0.53, and at 100 rows 1.8 / 1.6 ms against 3.3-4.1 (MKL takes its AVX2
+    # path on AMD processors; oneDNN dispatches on the instruction set)
+    _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+except (AttributeError, RuntimeError):
+    _ONEDNN_LINEAR = None
+
+
+ONEDNN_MIN_MACS = 2**20
+
+# oneDNN's packed (reordered) copies of fixed right-hand operands: a DGKIP teacher's support images, or
+# KIP's real pool when one batch is the whole pool. Packing 2,000 × 784 costs 0.54 ms and saves 0.13 ms
+# a product at 10 rows (0.29 → 0.16 ms; 0.1 ms at 100 rows), so an operand is packed the second time it
+# is seen unchanged (batches drawn anew every step never are). At most PACK_ENTRIES operands of at most
+# PACK_MAX_ELEMENTS entries each (a packed copy is as large as the operand).
+PACK_ENTRIES, PACK_MAX_ELEMENTS = 4, 2**23
+_PACKED: list[tuple[Any, tuple, Any]] = []        # (weak ref to the memory's owner, key, packed or None)
+
+
+def _packed_weight(w: torch.Tensor, rows: int):
+    """oneDNN's packed copy of ``w`` (c, k) for products with ``rows`` rows, or ``w`` itself (first
+    sighting, too large, or requiring gradients). Keyed like :func:`engine.kernels.base.row_sq_norms`:
+    the owner of the memory, offset, shape, strides and version counter (bumped by in-place writes)."""
+    if w.requires_grad or w.numel() > PACK_MAX_ELEMENTS:
+        return w
+    owner = w._base if w._base is not None else w
+    key = (w.storage_offset(), tuple(w.shape), tuple(w.stride()), w._version, w.dtype, rows)
+    for i, (ref, k, packed) in enumerate(_PACKED):
+        if k == key and ref() is owner:
+            if packed is None:                                    # seen once before: pack now
+                packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), rows)
+                _PACKED[i] = (ref, k, packed)
+            return packed
+    _PACKED[:] = [e for e in _PACKED if e[0]() is not None][-(PACK_ENTRIES - 1):]
+    _PACKED.append((weakref.ref(owner), key, None))
+    return w
+
+
+def _mm_nt(x: torch.Tensor, w: torch.Tensor, pack: bool = False) -> torch.Tensor:
+    """x wᵀ: x (r, k), w (c, k) → (r, c), same dtype. oneDNN for float32 CPU products of at least
+    :data:`ONEDNN_MIN_MACS` multiply-adds when torch has it (below, its per-call cost loses: 10 × 784 by
+    784 × 10 took 14 µs against MKL's 6; float64 and other devices: torch.mm). ``pack``: ``w`` is a
+    fixed operand worth packing when it recurs (:func:`_packed_weight`)."""
+    global _ONEDNN_LINEAR
+    if (_ONEDNN_LINEAR is not None and x.dtype == torch.float32 and w.dtype == torch.float32
+            and x.device.type == "cpu" and x.shape[0] * x.shape[1] * w.shape[0] >= ONEDNN_MIN_MACS):
+        try:
+            weight = _packed_weight(w, x.shape[0]) if pack and w.is_contiguous() else w
+            return _ONEDNN_LINEAR(x, weight, None, "none", [], "")
+        except RuntimeError:           # a build whose oneDNN refuses the call: MKL from now on
+            _ONEDNN_LINEAR = None
+    return torch.mm(x, w.T)
+
+
+def _eps(dtype: torch.dtype) -> float:
+    """The radicand's clamp, relative to P (as ``kernels.fc._relu_step``)."""
+    return 1e-20 if dtype == torch.float64 else 1e-7
+
+
+class _FusedFC(torch.autograd.Function):
+    """k(L, R) in the r × c layout (module doc); ``vl`` (r,), ``vr`` (c,) the first layer's variances
+    W²‖·‖²/d + b² (computed by the caller, detached), ``diag`` the offset of the k(x, x) entries or None."""
+
+    @staticmethod
+    def forward(ctx, left, right, vl, vr, depth, w2, b2, ntk, diag):
+        d = left.shape[1]
+        q = _mm_nt(left, right, pack=not right.requires_grad).mul_(w2 / d).add_(b2)
+        eps, c1 = _eps(q.dtype), w2 / _TWO_PI
+        theta = q if ntk else None
+        vls, vrs, saved = [vl], [vr], []
+        for layer in range(depth):
+            radicand = torch.outer(vls[-1], vrs[-1]).addcmul_(q, q, value=-1.0)    # P − q²
+            floor = torch.outer(vls[-1] * eps, vrs[-1])                             # ε P
+            if ntk:
+                # the factor that turns Θ/s into Θ s/P where the radicand is clamped: ε there, else 1,
+                # from a float mask (a bool mask and torch.where cost 4-15 elementwise passes on the CPU)
+                select = torch.le(radicand, floor, out=torch.empty_like(q)).mul_(eps - 1.0).add_(1.0)
+            radicand = torch.maximum(radicand, floor, out=radicand)
+            if ntk:
+                inv = torch.rsqrt(radicand)                                         # 1/s
+                s = radicand.mul_(inv)                                              # √P · sin θ
+            else:
+                s = radicand.sqrt_()
+            if diag is not None:
+                s.diagonal(diag).zero_()
+            psi = torch.atan2(s, q).sub_(math.pi)                # θ − π (saved: φ = −ψ, one pass fewer)
+            if ntk:
+                # Θ z: Θ/s; where clamped (s² = ε P) Θ ε/s = Θ s/P; 0 on the diagonal
+                tz = inv.mul_(theta).mul_(select)
+                if diag is not None:
+                    tz.diagonal(diag).zero_()
+                saved += [q, s, psi, tz]
+            else:
+                saved += [q, s, psi]
+            if ntk and layer + 1 == depth:
+                # the last layer's Θ' = c₁ (s + φ (q + Θ)) + b² alone (q' is not needed); Θ₀ is q₀
+                q_next = torch.addcmul(s, psi, q, value=-2.0 if theta is q else -1.0)
+                if theta is not q:
+                    q_next.addcmul_(theta, psi, value=-1.0)
+                theta = q_next.mul_(c1).add_(b2)
+            else:
+                q_next = torch.addcmul(s, psi, q, value=-1.0).mul_(c1).add_(b2)
+                if ntk:
+                    theta = torch.addcmul(q_next, theta, psi, value=-c1)
+            q = q_next
+            if layer + 1 < depth:
+                vls.append(vls[-1] * (w2 / 2) + b2)
+                vrs.append(vrs[-1] * (w2 / 2) + b2)
+        ctx.save_for_backward(left, right, *vls, *vrs, *saved)
+        ctx.config = (depth, w2, b2, ntk)
+        # the same memory on both sides (k(x, x), one tile): the backward adds the two gradients first
+        ctx.same = (left.data_ptr() == right.data_ptr() and left.shape == right.shape
+                    and left.stride() == right.stride())
+        return theta if ntk else q
+
+    @staticmethod
+    def backward(ctx, grad):
+        depth, w2, b2, ntk = ctx.config
+        # the caller's gradient of k(a, b) arrives transposed when the node computed k(b, a): one copy
+        # costs less than the 5-10× slower elementwise passes over mixed layouts
+        grad = grad.contiguous()
+        left, right, *rest = ctx.saved_tensors
+        vls, vrs, saved = rest[:depth], rest[depth:2 * depth], rest[2 * depth:]
+        need_l, need_r = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        c1, per = w2 / _TWO_PI, (4 if ntk else 3)
+        # gradients are kept as (array, scale): the true gradient is scale × array (fewer passes)
+        gq, sq = (None, 0.0) if ntk else (grad, 1.0)
+        gt, st = (grad, 1.0) if ntk else (None, 0.0)
+        sum_l = sum_r = None                       # Σ over layers of ∂/∂(first-layer variances)
+        for layer in reversed(range(depth)):
+            q, s, psi = saved[per * layer:per * layer + 3]                # ψ = θ − π = −φ
+            if ntk:
+                tz = saved[per * layer + 3]
+                if gq is None:
+                    gbar, sbar = gt, st
+                else:
+                    gbar, sbar = torch.add(gq, gt, alpha=st / sq), sq
+                u = gt * tz                                               # scale st
+                h = torch.mul(gbar, s).addcmul_(u, q, value=-st / sbar)   # scale sbar
+                if layer == 0:
+                    # g_q₀ + g_Θ₀ (Θ₀ = q₀) = c₁ st (u + (sbar/st) ḡ φ + g_Θ' φ), in place on u
+                    if gbar is gt:
+                        gq = u.addcmul_(gt, psi, value=-(sbar / st + 1.0))
+                    else:
+                        gq = u.addcmul_(gbar, psi, value=-sbar / st).addcmul_(gt, psi, value=-1.0)
+                    sq = c1 * st
+                else:
+                    gq = u.addcmul_(gbar, psi, value=-sbar / st)          # scale c1 st
+                    gt, sq, st = gt * psi, c1 * st, -c1 * st
+            else:
+                h, sbar = gq * s, sq
+                gq, sq = gq * psi, -c1 * sq
+            # ∂/∂P = c₁ h / 2P; through P = v_l v_r to the first layer's variances (factor (W²/2)^layer)
+            factor = c1 * sbar * (w2 / 2) ** layer / 2
+            if need_l:
+                term = h.sum(1).div_(vls[layer]).mul_(factor)
+                sum_l = term if sum_l is None else sum_l.add_(term)
+            if need_r:
+                term = h.sum(0).div_(vrs[layer]).mul_(factor)
+                sum_r = term if sum_r is None else sum_r.add_(term)
+            if layer > 0:          # deep nets: fold the scales in so the arrays neither overflow nor underflow
+                gq.mul_(sq)
+                sq = 1.0
+                if ntk:
+                    gt.mul_(st)
+                    st = 1.0
+        d = left.shape[1]
+        g_left = g_right = None
+        # q₀ = W²⟨l, r⟩/d + b²; v = W²‖·‖²/d + b²
+        if need_l and need_r and ctx.same:
+            # k(x, x): g_x = (G + Gᵀ) x·(W²/d) + (both variance sums) x: one matmul instead of two
+            gs = gq + gq.T
+            g_right = _mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
+            return None, g_right, None, None, None, None, None, None, None
+        if need_l:
+            g_left = _mm_nt(gq, right.T).mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
+        if need_r:
+            g_right = _mm_nt(gq.T, left.T).mul_(sq * w2 / d).addcmul_(sum_r[:, None], right, value=2 * w2 / d)
+        return g_left, g_right, None, None, None, None, None, None, None
+
+
+def _first_variances(x: torch.Tensor, w2: float, b2: float) -> torch.Tensor:
+    """W²‖x_i‖²/d + b², (n,), detached; the squared norms of an input without gradients are cached
+    (:func:`engine.kernels.base.row_sq_norms`)."""
+    if x.requires_grad:
+        sq = torch.linalg.vecdot(x.detach(), x.detach())
+    else:
+        sq = row_sq_norms(x)
+    return sq * (w2 / x.shape[1]) + b2
+
+
+def fc_kernel(a: torch.Tensor, b: torch.Tensor, depth: int, w_std: float, b_std: float, ntk: bool,
+              diag_offset: int | None = None) -> torch.Tensor:
+    """k(a, b), (n_a, n_b), of the depth-``depth`` FC ReLU network (NTK if ``ntk``, else NNGP); ``a``
+    (n_a, d) and ``b`` (n_b, d) flat. ``diag_offset``: as ``Kernel._block`` (the k(x, x) entries lie at
+    (i, i + offset); θ is 0 there exactly). Differentiable in whichever input requires gradients."""
+    w2, b2 = float(w_std) ** 2, float(b_std) ** 2
+    va = _first_variances(a, w2, b2)
+    vb = va if b is a else _first_variances(b, w2, b2)
+    if a.shape[0] <= b.shape[0]:
+        return _FusedFC.apply(a, b, va, vb, int(depth), w2, b2, bool(ntk), diag_offset)
+    diag = None if diag_offset is None else -diag_offset
+    return _FusedFC.apply(b, a, vb, va, int(depth), w2, b2, bool(ntk), diag).T

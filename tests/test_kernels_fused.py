@@ -1,0 +1,152 @@
+"""The fused FC kernels (engine.kernels.fc_fused): values and gradients against autograd of the unfused
+recursion (FCNetworkKernel._recursion) and against finite differences (gradcheck)."""
+import pytest
+import torch
+
+import engine.kernels.fc as fc
+from engine.kernels import make_kernel
+from engine.kernels.fc_fused import fc_kernel
+
+PARAMS = [(1.4, 0.3), (2 ** 0.5, 0.1), (1.0, 0.0)]        # (W_std, b_std); b_std 0: no bias
+
+
+def _unfused(k, a, b, diag_offset=None):
+    mask = None
+    if diag_offset is not None:
+        rows = torch.arange(a.shape[0])[:, None] + diag_offset
+        mask = rows == torch.arange(b.shape[0])[None, :]
+    return k._recursion(*k._first(a, b), diag_mask=mask)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("ntk", [False, True])
+@pytest.mark.parametrize("depth", [1, 2, 4])
+@pytest.mark.parametrize("w_std,b_std", PARAMS)
+def test_values_and_gradients_match_autograd_of_the_unfused_recursion(dtype, tol, ntk, depth, w_std, b_std):
+    g = torch.Generator().manual_seed(depth + 10 * ntk)
+    k = make_kernel("ntk-fc" if ntk else "nngp-fc", depth=depth, w_std=w_std, b_std=b_std)
+    for n_a, n_b in ((9, 4), (4, 9)):               # both layouts (the fused node puts the thinner side left)
+        a = torch.randn(n_a, 11, dtype=dtype, generator=g)
+        b = torch.randn(n_b, 11, dtype=dtype, generator=g)
+        w = torch.randn(n_a, n_b, dtype=dtype, generator=g)
+        for grad_a, grad_b in ((True, False), (False, True), (True, True)):
+            ra, rb = a.clone().requires_grad_(grad_a), b.clone().requires_grad_(grad_b)
+            fa, fb = a.clone().requires_grad_(grad_a), b.clone().requires_grad_(grad_b)
+            ref, out = _unfused(k, ra, rb), fc_kernel(fa, fb, depth, w_std, b_std, ntk)
+            torch.testing.assert_close(out, ref, rtol=tol, atol=tol * float(ref.detach().abs().max()))
+            wanted = [t for t in (ra, rb) if t.requires_grad]
+            got = [t for t in (fa, fb) if t.requires_grad]
+            for r, f in zip(torch.autograd.grad((ref * w).sum(), wanted), torch.autograd.grad((out * w).sum(), got)):
+                torch.testing.assert_close(f, r, rtol=tol, atol=tol * float(r.abs().max()))
+    # symmetric k(x, x) and a row tile of it: θ = 0 on the diagonal, gradients through both inputs
+    x = torch.randn(8, 11, dtype=dtype, generator=g)
+    for start in (0, 3):
+        rx, fx = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ref = _unfused(k, rx[start:], rx, start)
+        out = fc_kernel(fx[start:], fx, depth, w_std, b_std, ntk, start)
+        torch.testing.assert_close(out, ref, rtol=tol, atol=tol * float(ref.detach().abs().max()))
+        w = torch.randn(ref.shape, dtype=dtype, generator=g)
+        r, = torch.autograd.grad((ref * w).sum(), rx)
+        f, = torch.autograd.grad((out * w).sum(), fx)
+        assert torch.isfinite(f).all()
+        torch.testing.assert_close(f, r, rtol=tol, atol=tol * float(r.abs().max()))
+
+
+@pytest.mark.parametrize("ntk", [False, True])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_gradcheck_float64(ntk, depth):
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(5, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(3, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    for w_std, b_std in PARAMS:
+        assert torch.autograd.gradcheck(lambda u, v: fc_kernel(u, v, depth, w_std, b_std, ntk), (a, b))
+        assert torch.autograd.gradcheck(lambda u, v: fc_kernel(v, u, depth, w_std, b_std, ntk), (a, b))
+    # the symmetric kernel away from its diagonal (where θ's derivative is singular by nature)
+    x = torch.randn(4, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    off = ~torch.eye(4, dtype=torch.bool)
+    assert torch.autograd.gradcheck(lambda u: fc_kernel(u, u, depth, 1.4, 0.3, ntk, 0)[off], (x,))
+
+
+@pytest.mark.parametrize("ntk", [False, True])
+def test_duplicate_points_give_the_unfused_clamped_gradient(ntk):
+    """A synthetic image equal to a real one (DGKIP and KIP start from real images): the radicand is
+    clamped at ε P; the gradient stays finite and equals autograd's through the clamp."""
+    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+        g = torch.Generator().manual_seed(3)
+        real = torch.randn(6, 10, dtype=dtype, generator=g)
+        syn = torch.cat([real[2:3], torch.randn(2, 10, dtype=dtype, generator=g)])
+        k = make_kernel("ntk-fc" if ntk else "nngp-fc", depth=2, w_std=1.4, b_std=0.3)
+        q12, q11, q22 = k._first(real, syn)                 # the duplicate pair is clamped (else no test)
+        eps = 1e-20 if dtype == torch.float64 else 1e-7
+        assert q11[2, 0] * q22[0, 0] - q12[2, 0] ** 2 <= eps * q11[2, 0] * q22[0, 0]
+        rs, fs = syn.clone().requires_grad_(True), syn.clone().requires_grad_(True)
+        ref, out = _unfused(k, real, rs), fc_kernel(real, fs, 2, 1.4, 0.3, ntk)
+        w = torch.randn(ref.shape, dtype=dtype, generator=g)
+        r, = torch.autograd.grad((ref * w).sum(), rs)
+        f, = torch.autograd.grad((out * w).sum(), fs)
+        assert torch.isfinite(f).all()
+        torch.testing.assert_close(f, r, rtol=tol, atol=tol * float(r.abs().max()))
+
+
+@pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])
+def test_kernel_class_takes_the_fused_node_with_gradients(name, monkeypatch):
+    """FCNetworkKernel with gradients: the fused node (one grad_fn for the block) computes what the
+    unfused graph does, tiled or not, images or flat."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(12, 1, 3, 3, dtype=torch.float64, generator=g)
+    real = torch.randn(30, 1, 3, 3, dtype=torch.float64, generator=g)
+    for tile in (10**9, 2000):
+        k = make_kernel(name, depth=2, tile_bytes=tile)
+        outs = {}
+        for fused in (True, False):
+            monkeypatch.setattr(fc, "FUSED", fused)
+            xs = x.clone().requires_grad_(True)
+            K1, K2 = k(real, xs), k(xs)
+            if fused and tile > 10**6:
+                assert "FusedFC" in type(K2.grad_fn).__name__
+            grad, = torch.autograd.grad(K1.square().sum() + K2.square().sum(), xs)
+            outs[fused] = (K1.detach(), K2.detach(), grad)
+        for f, u in zip(outs[True], outs[False]):
+            torch.testing.assert_close(f, u, rtol=1e-12, atol=1e-12)
+
+
+def test_gemm_helper_equals_torch_mm(monkeypatch):
+    """The fused node's x wᵀ (oneDNN for large float32 CPU products, engine.kernels.fc_fused._mm_nt)
+    equals torch.mm to float32 rounding, for contiguous and transposed operands and both sides of the
+    size threshold; float64 goes to torch.mm unchanged."""
+    from engine.kernels import fc_fused
+    g = torch.Generator().manual_seed(11)
+    for r, c, k in ((10, 2000, 784), (3, 5, 7), (40, 300, 100)):
+        x, w = torch.randn(r, k, generator=g), torch.randn(c, k, generator=g)
+        ref = (x.double() @ w.double().T)
+        scale = float((x.double().abs() @ w.double().abs().T).max())
+        for xx, ww in ((x, w), (x, w.T.contiguous().T), (x.T.contiguous().T, w)):
+            out = fc_fused._mm_nt(xx, ww)
+            assert out.dtype == torch.float32 and out.shape == (r, c)
+            assert float((out.double() - ref).abs().max()) <= 1e-6 * scale
+    x64, w64 = torch.randn(30, 50, dtype=torch.float64, generator=g), torch.randn(40, 50, dtype=torch.float64, generator=g)
+    assert torch.equal(fc_fused._mm_nt(x64, w64), torch.mm(x64, w64.T))
+    monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)                   # every float32 product via oneDNN
+    test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3)
+
+
+def test_packed_fixed_operand_is_used_only_while_unchanged(monkeypatch):
+    """A fixed operand seen twice is packed for oneDNN (kernels.fc_fused._packed_weight): the packed
+    products equal the unpacked ones, and an in-place write to the operand is seen at once."""
+    from engine.kernels import fc_fused
+    if fc_fused._ONEDNN_LINEAR is None:
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(fc_fused, "_PACKED", [])
+    g = torch.Generator().manual_seed(13)
+    real = torch.randn(50, 20, generator=g)
+    xs = torch.randn(4, 20, generator=g, requires_grad=True)
+    want = fc_kernel(real, xs.detach().clone(), 1, 1.4, 0.3, True)     # nothing requires grad: no packing
+    for call in range(3):
+        got = fc_kernel(real, xs, 1, 1.4, 0.3, True)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+        torch.autograd.grad(got.sum(), xs)
+    assert any(packed is not None for _, _, packed in fc_fused._PACKED)
+    real[7].mul_(3.0)
+    want = fc_kernel(real, xs.detach().clone(), 1, 1.4, 0.3, True)
+    torch.testing.assert_close(fc_kernel(real, xs, 1, 1.4, 0.3, True), want, rtol=1e-6, atol=1e-6)
