@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayo
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from engine.cluster_job import JobOptions
-from dgkip_gui.wheel_guard import guard_wheel
+from dgkip_gui.widgets.wheel_guard import guard_wheel
 
 
 class ClusterJobDialog(QDialog):

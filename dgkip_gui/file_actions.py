@@ -15,7 +15,7 @@ from dgkip_gui.cluster_job_dialog import ClusterJobDialog
 from dgkip_gui.errors import ErrorReport
 from dgkip_gui.export_target import free_subfolder, write_error_message
 from dgkip_gui.sessions.base import JobHost, Shell
-from dgkip_gui.settings_panel import SettingsPanel
+from dgkip_gui.widgets.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import EXPORTS, SettingsStore
 
 log = logging.getLogger(__name__)

@@ -31,11 +31,11 @@ from dgkip_gui.sessions.base import JobHost, Shell
 from dgkip_gui.sessions.load import LoadFn, LoadSession
 from dgkip_gui.sessions.run import RunFn, RunSession
 from dgkip_gui.sessions.transfer import TransferSession
-from dgkip_gui.settings_panel import SettingsPanel
+from dgkip_gui.widgets.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.transfer_dialog import TransferOptions
-from dgkip_gui.wheel_guard import guard_wheel
+from dgkip_gui.widgets.wheel_guard import guard_wheel
 from dgkip_gui.widgets.dataset_panel import DatasetPanel, display_name
 from dgkip_gui.widgets.image_grid import ImageGrid
 from dgkip_gui.widgets.plots import LivePlots

@@ -11,9 +11,9 @@ from pathlib import Path
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QMenu, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
-from engine.networks import NETWORKS
+from engine.transfer.networks import NETWORKS
 from engine.transfer import QUICK_EPOCHS, RECIPES
-from dgkip_gui.wheel_guard import guard_wheel
+from dgkip_gui.widgets.wheel_guard import guard_wheel
 
 NETWORK_TITLES = {"mlp": "MLP", "convnet": "ConvNet-3", "resnet18": "ResNet-18"}
 MAX_SEEDS = 20
@@ -27,7 +27,7 @@ def network_title(name: str) -> str:
 
 @dataclass(frozen=True)
 class TransferOptions:
-    """Arguments of :func:`engine.evaluate.evaluate_export` beyond the export folder and the device.
+    """Arguments of :func:`engine.transfer.exported.transfer_exported` beyond the export folder and the device.
     ``epochs`` None = every network's own recipe (:data:`engine.transfer.RECIPES`)."""
     networks: tuple[str, ...] = NETWORKS
     seeds: int = 3

@@ -2,7 +2,7 @@
 
     dgkip-engine distill  --data PATH --out DIR [options]     distil and export
     dgkip-engine inspect  --data PATH                         dataset report, no run
-    dgkip-engine evaluate --distilled DIR --data PATH          transfer to real networks
+    dgkip-engine transfer --distilled DIR --data PATH         train real networks on the set
     dgkip-engine bench    --suite quick --out DIR             result tables and speed ratios
     dgkip-engine cluster-job --config run.json --nproc-per-node N [--nodes K] --out JOB
                                                               run.sh / job.slurm for other machines
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine import __version__
+from engine.bench import SUITES as BENCH_SUITES
 from engine.cluster import ClusterError
 from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig
 from engine.control import Cancelled, RunControl
@@ -336,12 +337,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from engine.evaluate import evaluate_export
-    from engine.transfer import TransferScore, TransferSummary
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from engine.transfer import TransferScore, TransferSummary, transfer_exported
 
     progress = _Progress()
-    for event in evaluate_export(args.distilled, args.data, test_path=args.test_data,
+    for event in transfer_exported(args.distilled, args.data, test_path=args.test_data,
                                  networks=[n.strip() for n in args.networks.split(",") if n.strip()],
                                  seeds=args.seeds, epochs=args.epochs, device=args.device):
         if isinstance(event, TransferScore):
@@ -354,29 +354,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from engine.bench import bench
+    from engine.bench import run_suite
 
     command = "dgkip-engine bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "dgkip-engine bench"
-    if args.suite == "nystrom":
-        from engine.bench_nystrom import bench_nystrom
-        report = bench_nystrom(args.out, args.datasets, command=command)
-    elif args.suite == "estimate":
-        from engine.bench_estimate import bench_estimate
-        report = bench_estimate(args.out, args.datasets, command=command)
-    elif args.suite == "speed":
-        from engine.bench_speed import bench_speed
-        report = bench_speed(args.out, command=command)
-    elif args.suite == "svm":
-        from engine.bench_svm import bench_svm
-        report = bench_svm(args.out, args.datasets, command=command)
-    elif args.suite == "accuracy":
-        from engine.bench_accuracy import bench_accuracy
-        report = bench_accuracy(args.out, args.datasets, command=command)
-    elif args.suite == "cluster":
-        from engine.bench_cluster import bench_cluster
-        report = bench_cluster(args.out, args.datasets, command=command)
-    else:
-        report = bench(args.suite, args.out, args.datasets, command=command)
+    report = run_suite(args.suite, args.out, args.datasets, command=command)
     print(f"wrote {Path(args.out) / 'bench.md'} ({report['seconds']:.0f} s)")
     return 0
 
@@ -442,7 +423,8 @@ def make_parser() -> argparse.ArgumentParser:
     i.add_argument("--test-data", dest="test_data")
     i.set_defaults(func=cmd_inspect)
 
-    e = sub.add_parser("evaluate", help="train real networks on a distilled set, test on real data")
+    e = sub.add_parser("transfer", aliases=["evaluate"],
+                       help="train real networks on a distilled set, test on real data ('evaluate' is the old name)")
     e.add_argument("--distilled", required=True, help="an exported distilled folder")
     e.add_argument("--data", required=True, help="the real dataset (its test split is used)")
     e.add_argument("--test-data", dest="test_data")
@@ -450,11 +432,10 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--seeds", type=int, default=3)
     e.add_argument("--epochs", type=int, help="override every recipe's epochs (quick runs)")
     e.add_argument("--device", default="auto", choices=DEVICES)
-    e.set_defaults(func=cmd_evaluate)
+    e.set_defaults(func=cmd_transfer)
 
     b = sub.add_parser("bench", help="result tables and performance ratios (Markdown + JSON)")
-    b.add_argument("--suite", choices=("quick", "mnist", "cifar", "cifar-zca", "full", "nystrom", "estimate", "cluster", "speed",
-                                       "svm", "accuracy"), default="quick")
+    b.add_argument("--suite", choices=BENCH_SUITES, default="quick")
     b.add_argument("--out", required=True, help="folder for bench.md and bench.json")
     b.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"),
                    help="folder with mnist-train.npz etc. (../shared/datasets beside the repository)")

@@ -5,7 +5,7 @@ run can be reproduced from the manifest alone.
 
 Each field is declared once, with its default and its :class:`Setting` (label, help, type and range,
 settings-form section, CLI flag); :data:`SETTINGS` collects them. Validation (:meth:`DistillConfig.validate`),
-the settings form (``dgkip_gui.settings_panel``) and the ``distill`` flags (``engine.cli``) are generated
+the settings form (``dgkip_gui.widgets.settings_panel``) and the ``distill`` flags (``engine.cli``) are generated
 from them, so a new setting is one ``_setting(...)`` line here (plus a cross-field rule in ``validate``
 if it has one).
 """
@@ -152,7 +152,7 @@ def _registry_choice(names: Callable[[], tuple[str, ...]]) -> _Spec:
 @dataclass(frozen=True, eq=False)
 class Setting:
     """The one declaration of a :class:`DistillConfig` field, from which validation, the settings form
-    (``dgkip_gui.settings_panel``) and the CLI flags (``engine.cli``) are generated.
+    (``dgkip_gui.widgets.settings_panel``) and the CLI flags (``engine.cli``) are generated.
 
     ``label`` names it in the form, ``help`` explains it (the form's tooltip, the flag's help);
     ``spec`` is its type and range (``None``: checked by its own rule in :meth:`DistillConfig.validate`,

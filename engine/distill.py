@@ -384,7 +384,7 @@ def _final_certificate(data: _Data, ev: _Evaluation, syn: "_Synthetic", loop: _L
                        ) -> Generator[Event, None, Certificate]:
     """Certify the distilled set (and snapshot it unless the loop just did)."""
     cfg, step = data.cfg, loop.step
-    yield Stage("evaluate", "certifying the distilled set")
+    yield Stage("certify", "certifying the distilled set")
     cert = _certify(ev.teacher, syn, data.n_classes, ev.test, data.cdev, loop.cert)
     yield _evaluation(step, cert, ev.test, ev.random_acc)
     if loop.curves and loop.curves[-1]["step"] == step:

@@ -14,7 +14,7 @@ import numpy as np
 @dataclass(frozen=True)
 class Stage:
     """A phase starts: ``name`` in {"data", "kernel" (the Nyström teacher's K(X, Z)), "teacher", "features"
-    (KIP's feature cache), "distill", "evaluate", "certify-exact", "export"}."""
+    (KIP's feature cache), "distill", "certify", "certify-exact", "export"}."""
     name: str
     message: str = ""
 

@@ -31,7 +31,6 @@ import re
 import shutil
 import unicodedata
 import uuid
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path

@@ -3,7 +3,7 @@ benchmark, not a timed test; what is checked is that every row and ratio is prod
 import json
 import math
 
-from engine.bench import bench, smoke_suite, to_markdown
+from engine.bench.results import bench, smoke_suite, to_markdown
 
 
 def test_bench_writes_complete_tables(tmp_path):

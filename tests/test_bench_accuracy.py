@@ -1,6 +1,6 @@
 """The accuracy suite end to end on the built-in digits (numbers not asserted, except that
 kip_weight 1 optimises exactly KIP's loss and so lands on KIP's set)."""
-from engine.bench_accuracy import AccCell, bench_accuracy, to_markdown, variants
+from engine.bench.accuracy import AccCell, bench_accuracy, to_markdown, variants
 
 
 def test_accuracy_suite_runs_and_kip_weight_one_is_kip(tmp_path):

@@ -165,3 +165,13 @@ def test_a_field_without_a_declaration_is_refused():
                                       bases=(config.DistillConfig,))
     with pytest.raises(TypeError, match="extra has no Setting declaration"):
         config._declarations(bare)
+
+
+def test_transfer_command_keeps_its_old_name_evaluate():
+    """'transfer' is the one word for training networks on a set; scripts written for the old
+    'evaluate' command still reach the same command with the same options."""
+    from engine.cli import cmd_transfer, make_parser
+    argv = ["--distilled", "out", "--data", "d.npz", "--networks", "mlp", "--seeds", "2"]
+    new, old = make_parser().parse_args(["transfer", *argv]), make_parser().parse_args(["evaluate", *argv])
+    assert new.func is old.func is cmd_transfer
+    assert (new.distilled, new.networks, new.seeds) == (old.distilled, old.networks, old.seeds) == ("out", "mlp", 2)

@@ -441,7 +441,7 @@ def _whole(name):
 @pytest.mark.parametrize("dataset", list(WHOLE))
 @pytest.mark.parametrize("kernel", ["ntk-fc", "nngp-fc", "nngp-conv", "ntk-conv", "rbf", "rf-fc", "rf-conv"])
 def test_whole_datasets_are_never_refused_with_default_settings(dataset, kernel):
-    from engine.plan.memory import Nystrom as _Nystrom, answer as _answer, count_sizes as _sizes, make_run as _make_run, nystrom_answer as _nystrom_answer
+    from engine.plan.memory import Nystrom as _Nystrom, count_sizes as _sizes, make_run as _make_run, nystrom_answer as _nystrom_answer
     cfg = DistillConfig(data="x", kernel=kernel, device="cpu")
     report = _whole(dataset)
     est = estimate_memory(cfg, report)

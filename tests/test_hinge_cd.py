@@ -160,14 +160,14 @@ def test_progress_events_and_cancel(small_blocks):
 
 
 def test_svm_bench_skips_without_mnist(tmp_path):
-    from engine.bench_svm import bench_svm
+    from engine.bench.svm import bench_svm
     report = bench_svm(tmp_path, tmp_path / "absent", command="pytest")
     assert "skipped" in report and "Skipped" in (tmp_path / "bench.md").read_text(encoding="utf-8")
 
 
 def test_svm_bench_tables_on_a_small_problem(tmp_path, monkeypatch):
     """The bench's whole path on a synthetic stand-in for MNIST (same keys as mnist_problem)."""
-    import engine.bench_svm as bs
+    import engine.bench.svm as bs
 
     def fake(datasets_dir, classes=bs.PAIR, cap=None):
         k = 2 if classes else 4

@@ -331,6 +331,6 @@ def test_repeated_class_names_distil_and_evaluate_alike(tmp_path, capsys):
                  "--kernel", "linear", "--loss", "squared"]) == 0
     assert load_distilled(tmp_path / "o").classes == ["cat", "cat (2)", "dog"]
     capsys.readouterr()
-    assert main(["evaluate", "--distilled", str(tmp_path / "o"), "--data", str(tmp_path / "d.npz"),
+    assert main(["transfer", "--distilled", str(tmp_path / "o"), "--data", str(tmp_path / "d.npz"),
                  "--networks", "mlp", "--seeds", "1", "--epochs", "1", "--device", "cpu"]) == 0
     assert "mlp" in load_distilled(tmp_path / "o").manifest["transfer"]

@@ -118,11 +118,11 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
                     or not (DATASETS / "mnist-test.npz").is_file(),
                     reason="needs MNIST in ../shared/datasets and a Python with neural-tangents (DGKIP_PEER_PYTHON)")
 def test_peer_reference_sees_our_kernel_data_and_loss(tmp_path):
-    """engine.kip_peer on a tiny MNIST pool: stax's kernels equal ours, and the peer's first KIP loss —
+    """engine.bench.kip_peer on a tiny MNIST pool: stax's kernels equal ours, and the peer's first KIP loss —
     on the same pool, targets and initial images — equals ours under both ridge conventions."""
     if subprocess.run([PEER_PYTHON, "-c", "import neural_tangents"], capture_output=True).returncode:
         pytest.skip("the peer Python lacks neural-tangents")
-    from engine.kip_peer import compare
+    from engine.bench.kip_peer import compare
 
     report = compare(PEER_PYTHON, DATASETS, tmp_path, steps=3, ipcs=[1], lams=[1e-2], depth=1, per_class=20)
     assert all(k["max_rel_diff"] < 1e-10 for k in report["kernels"])

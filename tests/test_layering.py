@@ -120,8 +120,10 @@ def test_engine_imports_without_gui_packages():
     proc = run_without_gui("engine", REPO)
     assert proc.returncode == 0, explain(proc)
     imported = report(proc)["imported"]
+    # Every file in a package folder is a module; engine/bench/peer/ holds scripts a separate Python
+    # (with jax) runs, deliberately not a package, so they are checked only by the static test.
     expected = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-                for p in ENGINE.rglob("*.py") if p.name != "__main__.py"}
+                for p in ENGINE.rglob("*.py") if p.name != "__main__.py" and (p.parent / "__init__.py").exists()}
     assert expected <= set(imported), f"not imported: {sorted(expected - set(imported))}"
 
 

@@ -7,10 +7,10 @@ import torch
 
 from engine.baselines import kmeans_centres, random_subset
 from engine.control import Cancelled, RunControl
-from engine.networks import make_network
-from engine.transfer import (RECIPES, TransferProgress, TransferScore, TransferSummary, _augment, _batches,
-                             evaluate_transfer, label_loss_for, resolve_recipe, seeded_network,
-                             train_and_test)
+from engine.transfer.networks import make_network
+from engine.transfer.training import (RECIPES, TransferProgress, TransferScore, TransferSummary, _augment, _batches,
+                                      run_transfer, label_loss_for, resolve_recipe, seeded_network,
+                                      train_and_test)
 
 FAST = {"epochs": 10, "batch_size": 8}
 
@@ -121,7 +121,7 @@ def test_label_rule():
 def test_learned_targets_train(toy, scale, shift, expected):
     xt, yt, xs, ys = toy
     targets = (scale * np.eye(2)[yt] + shift).astype(np.float32)
-    events = list(evaluate_transfer(xt, yt, targets, xs, ys, networks=("mlp",), seeds=1, epochs=10))
+    events = list(run_transfer(xt, yt, targets, xs, ys, networks=("mlp",), seeds=1, epochs=10))
     summary = events[-1]
     assert summary.recipe["label_loss"] == expected
     assert summary.mean > 0.9
@@ -132,7 +132,7 @@ def test_learned_targets_train(toy, scale, shift, expected):
 # -------------------------------------------------------------------------------- event stream
 def test_evaluate_transfer_event_stream(toy):
     xt, yt, xs, ys = toy
-    events = list(evaluate_transfer(xt, yt, None, xs, ys, networks=("mlp", "convnet"), seeds=3, epochs=2))
+    events = list(run_transfer(xt, yt, None, xs, ys, networks=("mlp", "convnet"), seeds=3, epochs=2))
     per_network = [TransferProgress, TransferProgress, TransferScore] * 3 + [TransferSummary]
     assert [type(e) for e in events] == per_network * 2
     for name, block in (("mlp", events[:10]), ("convnet", events[10:])):
@@ -152,7 +152,7 @@ def test_evaluate_transfer_event_stream(toy):
 def test_cancel_raises_and_stop_keeps_finished_seeds(toy):
     xt, yt, xs, ys = toy
     control = RunControl()
-    run = evaluate_transfer(xt, yt, None, xs, ys, networks=("mlp",), seeds=3, epochs=3, control=control)
+    run = run_transfer(xt, yt, None, xs, ys, networks=("mlp",), seeds=3, epochs=3, control=control)
     assert isinstance(next(run), TransferProgress)
     control.cancel()
     with pytest.raises(Cancelled):
@@ -160,7 +160,7 @@ def test_cancel_raises_and_stop_keeps_finished_seeds(toy):
 
     control = RunControl()
     events = []
-    for event in evaluate_transfer(xt, yt, None, xs, ys, networks=("mlp", "convnet"), seeds=3, epochs=2,
+    for event in run_transfer(xt, yt, None, xs, ys, networks=("mlp", "convnet"), seeds=3, epochs=2,
                                    control=control):
         events.append(event)
         control.stop()
@@ -211,7 +211,7 @@ def test_evaluate_export_merges_networks_into_the_manifest(tmp_path):
     """Evaluating one network, then another, keeps both entries, each with what it was measured on."""
     from engine.config import DistillConfig
     from engine.distill import run
-    from engine.evaluate import evaluate_export
+    from engine.transfer import transfer_exported
     from engine.events import Done
     from engine.export import export_distilled, load_distilled
 
@@ -219,7 +219,7 @@ def test_evaluate_export_merges_networks_into_the_manifest(tmp_path):
     out = tmp_path / "set"
     export_distilled(done.result, out)
     for network in ("mlp", "convnet"):
-        events = list(evaluate_export(str(out), "sample", networks=(network,), seeds=1, epochs=1, device="cpu"))
+        events = list(transfer_exported(str(out), "sample", networks=(network,), seeds=1, epochs=1, device="cpu"))
         assert isinstance(events[-1], TransferSummary)
     transfer = load_distilled(out).manifest["transfer"]
     assert sorted(transfer) == ["convnet", "mlp"]

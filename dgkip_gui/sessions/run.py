@@ -20,7 +20,7 @@ from engine.result import DistillResult
 from dgkip_gui.errors import ErrorReport
 from dgkip_gui.export_target import EMPTY, EXPORT, NEW, OTHER, classify, free_subfolder, write_error_message
 from dgkip_gui.sessions.base import JobHost, Session, Shell
-from dgkip_gui.settings_panel import SettingsPanel
+from dgkip_gui.widgets.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import EXPORTS, SettingsStore
 from dgkip_gui.widgets.image_grid import ImageGrid
 from dgkip_gui.widgets.plots import LivePlots
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 RunFn = Callable[..., Iterable[Any]]      # engine.distill.run(config, control, dataset)
 
 STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…", "teacher": "Solving the teacher…",
-              "features": "Computing features…", "distill": "Distilling…", "evaluate": "Evaluating…",
+              "features": "Computing features…", "distill": "Distilling…", "certify": "Certifying…",
               "export": "Exporting…", "certify-exact": "Certifying the distance to the exact teacher…"}
 PROGRESS_TEXT = {"kernel": "Nyström teacher: kernel rows K(X, Z)",
                  "teacher-kernel": "Teacher: kernel matrix rows K(X, X)",

@@ -1,5 +1,5 @@
 """Transfer: finite networks trained from scratch on an exported distilled set and tested on the real
-test set (:func:`engine.evaluate.evaluate_export`), on a worker thread, live in the Transfer tab."""
+test set (:func:`engine.transfer.exported.transfer_exported`), on a worker thread, live in the Transfer tab."""
 from __future__ import annotations
 
 import logging
@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDialog, QFileDialog
 from engine import data as engine_data
 from engine.control import RunControl
 from engine.device import resolve_device
-from engine.evaluate import evaluate_export
+from engine.transfer import transfer_exported
 from engine.transfer import QUICK_EPOCHS, TransferProgress, TransferScore, TransferSummary
 from dgkip_gui.errors import ErrorReport
 from dgkip_gui.open_dialog import DATASET_FILES
@@ -128,7 +128,7 @@ class TransferSession(Session):
 
         def job(emit: Emit) -> None:
             warm_up()
-            for event in evaluate_export(path, options.data, test_path=options.test_data, networks=options.networks,
+            for event in transfer_exported(path, options.data, test_path=options.test_data, networks=options.networks,
                                          seeds=options.seeds, epochs=options.epochs, device=device, control=control):
                 emit(event)
             emit(TransferEnded(control.stop_requested))

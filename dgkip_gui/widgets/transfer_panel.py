@@ -1,7 +1,7 @@
 """The "Transfer" results tab: which exported set is open, and how finite networks trained on it score
 on the real test set (one row per network, mean ± std over seeds), live while a transfer runs.
 
-The table mirrors ``manifest.json["transfer"]`` (written by :func:`engine.evaluate.evaluate_export`,
+The table mirrors ``manifest.json["transfer"]`` (written by :func:`engine.transfer.exported.transfer_exported`,
 one :meth:`engine.transfer.TransferSummary.to_dict` per network) and can be copied or saved as CSV.
 """
 from __future__ import annotations

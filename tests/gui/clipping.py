@@ -131,6 +131,7 @@ def check_tabs(app, window, state: str) -> list[str]:
 
     found = []
     view = window.plots.view
+    window._memory_timer.stop()     # a RAM reading that lands mid-check is laid out only on the next pass
     for tab in range(window.left_tabs.count()):
         window.left_tabs.setCurrentIndex(tab)
         deadline = time.monotonic() + 5     # the plots' minimum is known once their axes have painted
@@ -141,6 +142,7 @@ def check_tabs(app, window, state: str) -> list[str]:
             app.processEvents()
             time.sleep(0.02)
         found += [f"[{state}, {window.left_tabs.tabText(tab)} tab] {text}" for text in clipped_texts(window)]
+    window._memory_timer.start()
     return found
 
 

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QRect, Qt
 
 from engine.config import DistillConfig, KERNELS
-from dgkip_gui.settings_panel import HELP, PRESETS, SettingsPanel
+from dgkip_gui.widgets.settings_panel import HELP, PRESETS, SettingsPanel
 
 from gui_helpers import load
 

@@ -27,9 +27,9 @@ from engine import config as cfg
 from engine.config import ConfigError, DistillConfig
 from engine.plan import estimate_run
 from engine.kernels import kernel_names, make_kernel
-from dgkip_gui.estimate_view import EstimateView
+from dgkip_gui.widgets.estimate_view import EstimateView
 from dgkip_gui.time_estimate import TimeEstimator
-from dgkip_gui.wheel_guard import guard_wheel
+from dgkip_gui.widgets.wheel_guard import guard_wheel
 
 log = logging.getLogger(__name__)
 

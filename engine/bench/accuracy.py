@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.bench import _pct, machine
+from engine.bench.report import machine, pct
 from engine.config import DistillConfig
 from engine.data import load_dataset
 from engine.distill import run
@@ -124,13 +124,13 @@ def to_markdown(report: dict[str, Any]) -> str:
     for cell in dict.fromkeys(r["cell"] for r in report["results"]):
         rows = [r for r in report["results"] if r["cell"] == cell]
         r0 = rows[0]
-        lines += [f"## {cell}, {r0.get('steps', s['steps'])} steps (teacher {_pct(r0['teacher'])} %, random subset {_pct(r0['random'])} %, "
+        lines += [f"## {cell}, {r0.get('steps', s['steps'])} steps (teacher {pct(r0['teacher'])} %, random subset {pct(r0['random'])} %, "
                   f"n = {r0['n_train']:,}, n test = {r0['n_test']:,}, kernel {r0['kernel_params']})", "",
-                  f"| variant | accuracy % | best % (step) | radius | gap | reach {_pct(r0['threshold'])} % | s |",
+                  f"| variant | accuracy % | best % (step) | radius | gap | reach {pct(r0['threshold'])} % | s |",
                   "|---|---|---|---|---|---|---|"]
         for r in rows:
             reach = "—" if r["steps_to_threshold"] is None else str(r["steps_to_threshold"])
-            lines.append(f"| {r['variant']} | **{_pct(r['accuracy'])}** | {_pct(r['best_accuracy'])} ({r['best_step']}) | "
+            lines.append(f"| {r['variant']} | **{pct(r['accuracy'])}** | {pct(r['best_accuracy'])} ({r['best_step']}) | "
                          f"{r['radius']:.3g} | {r['gap']:.3g} | {reach} | {r['seconds']:.0f} |")
         lines.append("")
     return "\n".join(lines)

@@ -9,8 +9,6 @@ app's promise is a ratio within 1.5× either way on the machine it runs on. Noth
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from engine.data import load_dataset
 from engine.plan import estimate_run
 from engine.events import Done
 from engine.distill import run
+from engine.bench.report import machine_line
 
 CASES: dict[str, dict[str, Any]] = {
     "sample, ntk-fc, cross-entropy, 1,500 steps": dict(data="sample", steps=1500),
@@ -57,7 +56,7 @@ def bench_estimate(out: str | Path, datasets: str | Path | None = None, command:
         rows.append({"case": name, "estimate_s": hint, "measured_s": seconds, "ratio": seconds / hint if hint else None,
                      "steps": done.metrics["steps"], "threads": torch.get_num_threads()})
         print(f"{name}: estimate {hint} s, measured {seconds:.1f} s, measured/estimate {rows[-1]['ratio']:.2f}", flush=True)
-    report = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
+    report = {"command": command, "machine": machine_line(), "torch": torch.__version__,
               "rows": rows, "seconds": time.perf_counter() - t0}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 
 from engine.generators import drain
 from engine.losses import make_loss
+from engine.bench.report import machine_line
 
 KERNEL, KERNEL_PARAMS, LAM, PAIR = "ntk-fc", {"depth": 1}, 1e-3, ("3", "5")
 THREADS = 2
@@ -169,7 +169,7 @@ def bench_svm(out: str | Path, datasets_dir: str | Path, command: str = "") -> d
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    report: dict[str, Any] = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    report: dict[str, Any] = {"command": command, "machine": machine_line(),
                               "torch": torch.__version__, "threads": THREADS, "load_average_before": os.getloadavg(),
                               "repeats": REPEATS, "lam": LAM, "kernel": KERNEL}
     threads = torch.get_num_threads()

@@ -1,10 +1,10 @@
-"""Transfer evaluation of an exported distilled set against a real dataset (issue 6).
+"""Transfer of an exported distilled set: train networks on it and test them on a real dataset (issue 6).
 
 The distilled set's own preprocessing is applied to the real test images (the failure users of
 other tools report: evaluating a ZCA-distilled set on un-whitened test data), and the results are
 merged into the export's ``manifest.json`` under ``"transfer"``: one entry per network (mean, std,
 per-seed accuracies, recipe, seconds) with what it was measured against (dataset, test split, number
-of test images, device, date). Re-evaluating one network replaces only that network's entry, and each
+of test images, device, date). Re-running one network replaces only that network's entry, and each
 network is written as soon as its seeds finish.
 """
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Iterator, Sequence
 from engine.data import DatasetError, load_dataset
 from engine.device import resolve_device
 from engine.export import load_distilled, update_manifest
-from engine.transfer import TransferProgress, TransferScore, TransferSummary, evaluate_transfer
+from engine.transfer.training import TransferProgress, TransferScore, TransferSummary, run_transfer
 
 
-def evaluate_export(distilled: str, data: str, *, test_path: str | None = None,
+def transfer_exported(distilled: str, data: str, *, test_path: str | None = None,
                     networks: Sequence[str] = ("mlp", "convnet", "resnet18"), seeds: int = 3,
                     epochs: int | None = None, device: str = "auto", control=None
                     ) -> Iterator[TransferProgress | TransferScore | TransferSummary]:
@@ -36,7 +36,7 @@ def evaluate_export(distilled: str, data: str, *, test_path: str | None = None,
                            f"{ds_set.images.shape[1:]} — use the dataset it was distilled from")
     dev = str(resolve_device(device))
     merged = dict(ds_set.manifest.get("transfer") or {})
-    for event in evaluate_transfer(ds_set.images, ds_set.labels, ds_set.targets, x_test, ds.y_test,
+    for event in run_transfer(ds_set.images, ds_set.labels, ds_set.targets, x_test, ds.y_test,
                                    networks=networks, seeds=seeds, device=dev, epochs=epochs, control=control):
         if isinstance(event, TransferSummary):
             merged[event.network] = {**event.to_dict(), "data": str(data), "test_data": test_path,

@@ -1,10 +1,10 @@
 """KIP *training* as Google published it, for the ridge comparison of issue 17 (never imported by the app).
 
 Run by a *separate* Python that has ``neural-tangents`` and ``jax`` (they are not project dependencies),
-driven by :mod:`engine.kip_peer`:
+driven by :mod:`engine.bench.kip_peer`:
 
-    PEER/bin/python engine/peer_kip_train.py kernel IN.npz OUT.npz    stax kernel values, float64
-    PEER/bin/python engine/peer_kip_train.py train  IN.npz OUT.npz    KIP steps from the given images
+    PEER/bin/python engine/bench/peer/kip_train.py kernel IN.npz OUT.npz    stax kernel values, float64
+    PEER/bin/python engine/bench/peer/kip_train.py train  IN.npz OUT.npz    KIP steps from the given images
 
 ``IN.npz`` (``kernel``): ``a`` (n, d), ``b`` (k, d), ``depth``; writes ``ntk`` (n, k) and ``nngp``.
 
@@ -51,7 +51,7 @@ def kernel(inp: str, out: str) -> None:
 
 def kip_update(xb, yb, lam: float, lr: float, m: int, depth: int, ridge: str):
     """KIP's jit-compiled step on the pool (xb, yb) for m support images: (opt_init, update, get_params)
-    with ``update(i, state) -> (loss before the step, new state)`` (also timed by engine/peer_kip.py)."""
+    with ``update(i, state) -> (loss before the step, new state)`` (also timed by engine/bench/peer/kip_step.py)."""
     import jax
     import jax.numpy as jnp
     from jax.example_libraries import optimizers

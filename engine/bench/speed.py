@@ -11,7 +11,7 @@
 3. **Against the reference** (only with ``DGKIP_PEER_PYTHON`` naming a Python that has
    ``neural-tangents`` and ``jax``): our KIP step (kernel-ridge loss on a ``PEER_POOL``-image pool,
    backward, Adam) and our DGKIP step (cross-entropy, exact teacher on a pool of that size) against
-   KIP's jit-compiled JAX step (:mod:`engine.peer_kip`) on the same data and initial images (standard
+   KIP's jit-compiled JAX step (:mod:`engine.bench.peer.kip_step`) on the same data and initial images (standard
    normal, d = 784), on one core with one thread and on two cores with two threads, three
    interleaved rounds of ``PEER_STEPS`` steps; per-step median of each round, then min and median over
    rounds, and the two KIP losses at the initial images. Then conv (and one FC) kernels without
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from engine.distill import run
 from engine.events import Done
 from engine.kernels import make_kernel
 from engine.tensors import to_nchw
+from engine.bench.report import machine_line
 
 KERNEL_SHAPE = (2000, 784)
 KERNELS = [("nngp-fc", {"depth": 1}), ("ntk-fc", {"depth": 1}), ("nngp-fc", {"depth": 3}), ("ntk-fc", {"depth": 3})]
@@ -105,7 +105,7 @@ def step_rows() -> list[dict[str, Any]]:
 
 
 def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list[float]]:
-    """Our KIP step on ``data`` (engine.peer_kip's layout), one thread: (loss at the initial images,
+    """Our KIP step on ``data`` (engine.bench.peer.kip_step's layout), one thread: (loss at the initial images,
     seconds of each step after a warm-up step)."""
     from engine.kip import kip_loss
     torch.set_num_threads(1)
@@ -133,13 +133,13 @@ PEER_CONV_CASES = [  # (arch, depth, ntk, n_a, n_b, H, W, C): conv kernels are p
 
 
 def _peer(peer_python: str, args: list[str], threads: int) -> dict[str, Any]:
-    """Run engine/peer_kip.py under ``peer_python`` on ``threads`` cores (XLA's threads to match)."""
+    """Run engine/bench/peer/kip_step.py under ``peer_python`` on ``threads`` cores (XLA's threads to match)."""
     import subprocess
     multi = "true" if threads > 1 else "false"
     env = {**os.environ, "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={multi} intra_op_parallelism_threads={threads}",
            "OMP_NUM_THREADS": str(threads), "JAX_PLATFORMS": "cpu"}
     cores = set(range(threads))
-    proc = subprocess.run([peer_python, str(Path(__file__).with_name("peer_kip.py")), *args], env=env,
+    proc = subprocess.run([peer_python, str(Path(__file__).parent / "peer" / "kip_step.py"), *args], env=env,
                           capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores))
     if proc.returncode != 0:
         raise RuntimeError(f"the reference failed: {proc.stderr[-1500:]}")
@@ -237,7 +237,7 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     load_before = os.getloadavg()
-    report = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
+    report = {"command": command, "machine": machine_line(), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "load_average_before": load_before, "shape": KERNEL_SHAPE,
               "kernels": kernel_rows(), "steps": step_rows()}
     peer_python = os.environ.get("DGKIP_PEER_PYTHON")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from engine import __version__
+from engine.bench.report import machine_line
 
 PROCESSES = (2,)
 MNIST_CONFIG = {"teacher": "nystrom", "centres": 2000, "loss": "cross-entropy", "kernel": "ntk-fc",
@@ -46,7 +46,7 @@ def bench_cluster(out: str | Path, datasets: str | Path | None = None, command: 
     cfg = {**MNIST_CONFIG, "data": str(mnist)} if mnist is not None and mnist.exists() else SAMPLE_CONFIG
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     base = [sys.executable, "-m", "engine", "distill", "--config", str(out / "config.json"), "--overwrite"]
     rows = []
 
@@ -76,7 +76,7 @@ def bench_cluster(out: str | Path, datasets: str | Path | None = None, command: 
         print(f"{n} processes: teacher {m['teacher_seconds']:.1f} s ({one['teacher_seconds'] / m['teacher_seconds']:.2f}× "
               f"faster), run {wall:.1f} s, peak per rank {rows[-1]['peak_rss_mb']} MiB, teacher primal difference "
               f"{rows[-1]['primal_diff']:.1e}, metrics {diff:.1e}", flush=True)
-    report = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    report = {"command": command, "machine": machine_line(),
               "load_average": os.getloadavg(), "torch": torch.__version__, "version": __version__,
               "config": cfg, "run_metrics": RUN_METRICS, "rows": rows, "seconds": time.perf_counter() - t_start}
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")

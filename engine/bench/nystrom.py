@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -32,7 +31,8 @@ from engine.config import DistillConfig
 from engine.data import load_dataset
 from engine.distill import prepare_dataset, run, stratified_cap
 from engine.events import Done
-from engine.transfer import evaluate_transfer, TransferSummary
+from engine.transfer import run_transfer, TransferSummary
+from engine.bench.report import machine_line
 
 KERNEL, KERNEL_PARAMS, LOSS = "ntk-fc", {"depth": 1}, "cross-entropy"
 LAM = 1e-5
@@ -59,8 +59,8 @@ def _metrics(cfg: DistillConfig) -> dict[str, Any]:
 def teacher_cell(cfg: DistillConfig) -> dict[str, Any]:
     """Run ``cfg`` in a child process; its metrics plus the child's own peak RSS (MiB) and seconds."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.bench_nystrom", cfg.to_json()], stdout=subprocess.PIPE,
-                            text=True, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen([sys.executable, "-m", "engine.bench.nystrom", cfg.to_json()], stdout=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parents[2])
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
@@ -75,7 +75,7 @@ def _transfer_convnet(result, data: str, seeds: int = 2) -> dict[str, float]:
     ds = prepare_dataset(result.config, load_dataset(data, seed=result.config.seed))
     idx = stratified_cap(ds.y_test, TRANSFER_TEST, result.config.seed)
     x_test = result.preprocess.transform(ds.x_test[idx])
-    for ev in evaluate_transfer(result.images, result.labels, None, x_test, ds.y_test[idx].astype(np.int64),
+    for ev in run_transfer(result.images, result.labels, None, x_test, ds.y_test[idx].astype(np.int64),
                                 networks=("convnet",), seeds=seeds):
         if isinstance(ev, TransferSummary):
             return {"mean": ev.mean, "std": ev.std, "seconds": ev.seconds, "seeds": seeds}
@@ -121,7 +121,7 @@ def bench_nystrom(out: str | Path, datasets: str | Path, command: str = "", part
                   centres: tuple[int, ...] = CENTRES) -> dict[str, Any]:
     out, root = Path(out), Path(datasets)
     t0 = time.perf_counter()
-    report: dict[str, Any] = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    report: dict[str, Any] = {"command": command, "machine": machine_line(),
                               "torch": torch.__version__, "version": __version__, "lam": LAM, "kernel": KERNEL,
                               "kernel_params": KERNEL_PARAMS, "teacher": [], "distil": [], "steps": []}
     sets = [(name, root / f"{name}-train.npz") for name in ("mnist", "fashion-mnist")]

@@ -3,8 +3,8 @@ imported by the app).
 
 Run by a *separate* Python that has ``neural-tangents`` and ``jax`` (they are not project dependencies):
 
-    PEER/bin/python engine/peer_kip.py step DATA.npz STEPS
-    PEER/bin/python engine/peer_kip.py kernel SHAPES.npz REPEATS
+    PEER/bin/python engine/bench/peer/kip_step.py step DATA.npz STEPS
+    PEER/bin/python engine/bench/peer/kip_step.py kernel SHAPES.npz REPEATS
 
 ``step``: ``DATA.npz`` holds the real pool ``xb`` (b, d) float32, its targets ``yb`` (b, C), the
 initial support images ``xs`` (m, d), their labels ``ys`` (m, C), ``lam`` (the published ``reg``: the
@@ -29,7 +29,7 @@ import numpy as np
 
 def _kernel_fn(arch: str, depth: int, filter_size: int = 3):
     if arch == "fc":
-        from peer_kip_train import _kernel_fn as fc_kernel_fn      # beside this script, run by the same Python
+        from kip_train import _kernel_fn as fc_kernel_fn      # beside this script, run by the same Python
         return fc_kernel_fn(depth)
     from neural_tangents import stax
     std = dict(W_std=2 ** 0.5, b_std=0.1)                     # the kernel does not depend on out_dim
@@ -41,7 +41,7 @@ def _kernel_fn(arch: str, depth: int, filter_size: int = 3):
 def step(path: str, steps: int) -> None:
     import jax
     import jax.numpy as jnp
-    from peer_kip_train import kip_update                         # beside this script: KIP's step, once
+    from kip_train import kip_update                         # beside this script: KIP's step, once
 
     data = np.load(path)
     xb, yb, xs, ys = (jnp.asarray(data[k]) for k in ("xb", "yb", "xs", "ys"))

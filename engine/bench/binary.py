@@ -1,6 +1,6 @@
 """One column against the mirrored pair on MNIST 3 vs 5 (issue 17 item 6): teacher time, gap, radius.
 
-    python -m engine.bench_binary hinge logistic squared-hinge
+    python -m engine.bench.binary hinge logistic squared-hinge
 
 2,000 training images (1,000 per class, seed 0; MNIST from ../shared/datasets), the 1,902 test
 images of the pair, standardised pixels, ntk-fc depth 1, λ = 1e-3, teacher to a relative gap of 1e-9,
@@ -20,7 +20,7 @@ from engine.kernels import make_kernel
 from engine.teacher import fit_teacher
 from engine.certify import TestSet, certify
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 def main(names: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""``dgkip-engine bench``: result tables and performance ratios measured in one run (issues 3, 6, 7).
+"""``dgkip-engine bench --suite quick|mnist|cifar|cifar-zca|full``: result tables and performance ratios measured in one run (issues 3, 6, 7).
 
 For every dataset × IPC cell of a suite it distils with DGKIP under each loss and with KIP, and
 compares, at the same number of images per class, with a random class-balanced real subset and
@@ -23,13 +23,11 @@ kernel, IPC 1 and 10, transfer to ConvNet-3), ``cifar-zca`` (its 10-class IPC-1 
 whitening, learned labels and 1,000 steps, as the published KIP/RFAD numbers are set up) and ``full`` (uncapped class pair,
 12,000-image 10-class MNIST, Fashion-MNIST, IPC 1/10/50, all three networks, 300 epochs; meant for a
 GPU machine).
-``nystrom`` (whole MNIST and Fashion-MNIST with Nyström teachers) lives in :mod:`engine.bench_nystrom`.
+The other suites are listed in :mod:`engine.bench`.
 """
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import __version__
 from engine.baselines import kmeans_centres, random_subset
 from engine.certify import MAX_EVAL_TEST, TestPoints, train_on
 from engine.config import DistillConfig
@@ -51,7 +48,8 @@ from engine.kernels import Kernel, make_kernel
 from engine.losses import loss_names, make_loss
 from engine.result import DistillResult
 from engine.timing import best_of, peak_rss_mb
-from engine.transfer import QUICK_EPOCHS, TransferSummary, evaluate_transfer
+from engine.bench.report import machine, pct, resolved_params
+from engine.transfer import QUICK_EPOCHS, TransferSummary, run_transfer
 
 LOSSES = tuple(loss_names())           # the bench grid covers every loss of the registry
 TRANSFER_LOSS = "cross-entropy"      # the DGKIP set whose images are transferred (chosen a priori)
@@ -152,7 +150,7 @@ def _kernel_accuracy(cfg: DistillConfig, kernel: Kernel, x: np.ndarray, y: np.nd
 def _transfer(images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None, x_test: np.ndarray,
               y_test: np.ndarray, suite: Suite) -> dict[str, dict[str, Any]]:
     out = {}
-    for ev in evaluate_transfer(images, labels, targets, x_test, y_test, networks=suite.networks,
+    for ev in run_transfer(images, labels, targets, x_test, y_test, networks=suite.networks,
                                 seeds=suite.seeds, epochs=suite.epochs):
         if isinstance(ev, TransferSummary):
             out[ev.network] = {"mean": ev.mean, "std": ev.std, "accuracies": ev.accuracies, "seconds": ev.seconds}
@@ -325,32 +323,6 @@ def step_scaling(ns: tuple[int, ...], d: int = 784, m: int = 10, C: int = 10) ->
     return rows
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = None
-    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
-        mem = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem,
-            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "engine": __version__}
-
-
-def _pct(v: float) -> str:
-    return "—" if v != v else f"{100 * v:.1f}"
-
-
-def _resolved_params(kernel: str, params) -> list[tuple[str, Any]]:
-    """The kernel's parameters with its defaults filled in (a suite that sets none ran the defaults:
-    ntk-fc depth 1, not 3); a data-dependent default (RBF bandwidth) reads 'from the data'."""
-    resolved = make_kernel(kernel, **dict(params)).params()
-    return [(k, "from the data" if v is None else v) for k, v in resolved.items()]
-
-
 def to_markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     mach = report["machine"]
@@ -364,7 +336,7 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"Python {mach['python']}, torch {mach['torch']} ({mach['threads']} threads), GPU: {mach['cuda'] or 'none'}  ",
              f"Wall time: {report['seconds']:.0f} s; peak memory (process): {report['peak_rss_mb']:.0f} MiB", "",
              f"Settings: kernel {s['kernel']} ("
-             + ", ".join(f"{k} = {v}" for k, v in _resolved_params(s['kernel'], s.get("kernel_params", ()))) + ")"
+             + ", ".join(f"{k} = {v}" for k, v in resolved_params(s['kernel'], s.get("kernel_params", ()))) + ")"
              + f", λ = {s['lam']:g} (mean form), {s['steps']} Adam steps at lr {s['lr']:g}, "
              "synthetic images initialised from a class-balanced real sample, "
              + ("ZCA-whitened" if dict(s.get("config", ())).get("preprocess") == "zca" else "standardised")
@@ -379,8 +351,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         rad = "—" if r["radius"] != r["radius"] else f"{r['radius']:.3g}"
         sps = "—" if r["steps_per_s"] != r["steps_per_s"] else f"{r['steps_per_s']:.0f}"
         method = r["method"] + (f" ({r['kip_ridge']} ridge)" if r.get("kip_ridge") else "")
-        lines.append(f"| {r['dataset']} | {r['ipc']} | {method} | {r['loss']} | {_pct(r['teacher'])} | "
-                     f"**{_pct(r['distilled'])}** | {_pct(r['random'])} | {gap} | {rad} | {r['teacher_s']:.1f} | "
+        lines.append(f"| {r['dataset']} | {r['ipc']} | {method} | {r['loss']} | {pct(r['teacher'])} | "
+                     f"**{pct(r['distilled'])}** | {pct(r['random'])} | {gap} | {rad} | {r['teacher_s']:.1f} | "
                      f"{r['seconds']:.1f} | {sps} | {r['peak_rss_mb']:.0f} |")
     nets = list(dict.fromkeys(n for t in report["transfer"] for n in t["networks"]))
     lines += ["", f"## Transfer test accuracy (%), mean ± std over {s['seeds']} seeds, {s['epochs'] or 'recipe'} epochs "

@@ -1,9 +1,9 @@
 """Our KIP against KIP as Google published it, on exactly the same data (issue 17, item 3).
 
-    python -m engine.kip_peer --peer-python PEER/bin/python --out DIR [--steps 1000] [--ipcs 1,10]
+    python -m engine.bench.kip_peer --peer-python PEER/bin/python --out DIR [--steps 1000] [--ipcs 1,10]
                               [--lams 1e-6] [--depth 1] [--datasets /work/shared/datasets]
 
-The peer is :mod:`engine.peer_kip_train`, run by a separate Python with ``neural-tangents`` and ``jax``
+The peer is :mod:`engine.bench.peer.kip_train`, run by a separate Python with ``neural-tangents`` and ``jax``
 (not project dependencies). For MNIST (``mnist-train.npz`` / ``mnist-test.npz`` in ``--datasets``) this
 builds the engine's own run data — a 2,000-image pool (``max_per_class = 200``, the engine's stratified
 cap, seed 0), standardised pixels fitted on the pool, one-hot targets, initial images the engine's
@@ -41,7 +41,7 @@ from engine.events import Done
 from engine.kernels import make_kernel
 from engine.kip import kip_ridge_value
 
-PEER_SCRIPT = Path(__file__).with_name("peer_kip_train.py")
+PEER_SCRIPT = Path(__file__).parent / "peer" / "kip_train.py"
 PEER_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
             "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -171,10 +171,10 @@ def to_markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.kip_peer", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m engine.bench.kip_peer", description=__doc__.splitlines()[0])
     p.add_argument("--peer-python", required=True, help="a Python with neural-tangents and jax")
     p.add_argument("--out", required=True)
-    p.add_argument("--datasets", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+    p.add_argument("--datasets", default=str(Path(__file__).resolve().parents[3] / "shared" / "datasets"))
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--ipcs", default="1,10")
     p.add_argument("--lams", default="1e-6")

@@ -1,4 +1,4 @@
-"""Transfer evaluation (dgkip-math.md §7): train finite networks from scratch on a distilled set and
+"""Transfer (dgkip-math.md §7): train finite networks from scratch on a distilled set and
 report their accuracy on the real test set, over several seeds (mean ± std).
 
 Inputs are float32 images ``(N, H, W, C)`` in the *preprocessed* space the kernel saw; the caller
@@ -33,7 +33,7 @@ without gradients) instead of relying on the momentum average, which short runs 
 Determinism: for a given seed, weights are initialised from ``torch.manual_seed(seed)`` inside
 ``torch.random.fork_rng`` (the caller's global generator is left untouched) and shuffling and
 augmentation draw from a CPU ``torch.Generator`` seeded with ``seed``; results are bitwise
-reproducible on CPU (on CUDA up to cuDNN's own non-determinism). Seeds of :func:`evaluate_transfer`
+reproducible on CPU (on CUDA up to cuDNN's own non-determinism). Seeds of :func:`run_transfer`
 are ``0 .. seeds − 1``; ``std`` is the population standard deviation (``np.std``, as DC reports it).
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ from torch import nn
 from engine.control import RunControl
 from engine.generators import drain
 from engine.tensors import to_nchw
-from engine.networks import NETWORKS, make_network
+from engine.transfer.networks import NETWORKS, make_network
 
 _RECIPE = {
     "epochs": 300,
@@ -315,7 +315,7 @@ def train_and_test(name: str, x_train: np.ndarray, y_train: np.ndarray, targets:
     return drain(_fit(name, data, resolved, seed, torch.device(device), control), progress)
 
 
-def evaluate_transfer(x_train: np.ndarray, y_train: np.ndarray, targets: np.ndarray | None,
+def run_transfer(x_train: np.ndarray, y_train: np.ndarray, targets: np.ndarray | None,
                       x_test: np.ndarray, y_test: np.ndarray, *, networks: Sequence[str] = NETWORKS,
                       seeds: int = 3, device: str | torch.device = "cpu", epochs: int | None = None,
                       control: RunControl | None = None
