@@ -2,6 +2,7 @@
 hover read-out, axis labels, legends, pyqtgraph's right-click export, the total gap over its parts."""
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -10,10 +11,12 @@ import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters the right-click menu offers
 import pytest
 from PySide6.QtCore import QPoint, QPointF
+from PySide6.QtGui import QFontMetricsF
+from PySide6.QtWidgets import QApplication
 from PySide6.QtTest import QTest
 
 from engine.events import Evaluation, Stage, Step, TeacherProgress
-from dgkip_gui.widgets.plots import LivePlots, SpacedAxis, next_nice
+from dgkip_gui.widgets.plots import LivePlots, SpacedAxis, decade_label, next_nice
 
 from gui_helpers import RUN_TIMEOUT_MS, load
 
@@ -87,6 +90,7 @@ def test_total_gap_is_drawn_over_its_parts_and_plots_have_labels_and_legends():
 
 
 def test_hover_reads_out_values_under_the_pointer(qtbot):
+    assert [decade_label(v) for v in (-12, -3, -2, 0, 2, 5)] == ["10⁻¹²", "10⁻³", "0.01", "1", "100", "10⁵"]
     plots = LivePlots()
     qtbot.addWidget(plots)
     plots.resize(1000, 500)
@@ -136,6 +140,30 @@ def test_x_tick_labels_keep_their_distance(qtbot):
         if len(values) > 1:
             assert pixels * spacing / (high - low) >= axis.label_room(low, high, spacing) - 1e-9
     assert axis.tickValues(0, 1, 1000)[0][0] == pytest.approx(0.2)         # room enough: pyqtgraph's own choice
+
+
+def test_log_axes_keep_their_width_when_the_curves_cross_decades(qtbot):
+    """A decade change mid-run must not relayout the plot grid (every axis would re-render its ticks:
+    40-65 ms of the GUI thread on 2 cores): the log axes' width is fixed and fits every label."""
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(1000, 500)
+    plots.show()
+    plots.reset(total_steps=10)
+    gap = plots._curves["gap"].plot
+    axis = gap.getAxis("left")
+    widths, grid = set(), set()
+    for step, value in enumerate((0.5, 3e-2, 1e-4, 2e-7, 30.0, 4e3), start=1):
+        plots.add_step(Step(step, 10, value, value / 2, value / 2, 1.0, (2 * value / 1e-3) ** 0.5, 0.01))
+        plots.refresh()
+        qtbot.wait(20)
+        widths.add(round(axis.width(), 3))
+        grid.add(round(gap.getViewBox().sceneBoundingRect().left(), 3))
+        low, high = axis.range
+        labels = axis.logTickStrings([float(v) for v in range(math.floor(low), math.ceil(high) + 1)], 1.0, 1.0)
+        widest = max(QFontMetricsF(QApplication.font()).horizontalAdvance(text) for text in labels)
+        assert widest <= axis.style["tickTextWidth"], (value, labels)
+    assert len(widths) == 1 and len(grid) == 1, (widths, grid)
 
 
 def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
