@@ -3,9 +3,10 @@
 A 10 ms heartbeat QTimer on the GUI thread measures the longest stall during a real run on the
 sample dataset and on an MNIST class pair (when ../shared/datasets is present); the same engine
 iterator consumed on a plain thread without the GUI gives the headless speed. Numbers go to
-``tests/_artifacts/responsiveness-<case>.json``. The stall bound is 50 ms on top of the longest stall
-an idle event loop shows on this machine over as long as the run takes (shared CI runners and busy
-workstations deschedule threads for tens of milliseconds; that is not the app's doing). The engine
+``tests/_artifacts/responsiveness-<case>.json``. The bound: the 99th-percentile gap at most 50 ms
+above an idle event loop's over as long as the run takes, and no gap 150 ms above the idle maximum
+(shared CI runners and busy workstations deschedule threads for tens of milliseconds; that is not
+the app's doing). The engine
 runs single-threaded here, so its OpenMP threads do not compete with the GUI thread for the cores of
 a small runner and the comparison measures the GUI's cost, not OpenMP's contention.
 """
@@ -15,6 +16,7 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import QElapsedTimer, QTimer
@@ -60,6 +62,12 @@ class Heartbeat:
     def max_stall_ms(self) -> int:
         return max(self.gaps, default=0)
 
+    @property
+    def p99_stall_ms(self) -> int:
+        """The gap only 1 % of ticks exceed: a redraw every 250 ms is 4 % of ticks, so a GUI that
+        stalls on each redraw shows here, where two host hiccups in a run do not."""
+        return int(np.percentile(self.gaps, 99)) if self.gaps else 0
+
 
 def headless_steps_per_second(config, dataset) -> float:
     """The engine iterator alone, consumed on a plain thread (as the GUI's worker thread does)."""
@@ -95,10 +103,12 @@ def test_heartbeat_and_speed_during_a_run(qtbot, window, one_torch_thread, case)
     gui = window.result.metrics["steps_per_second"]
 
     numbers = {"case": case, "steps": STEPS, "idle_max_stall_ms": idle.max_stall_ms, "run_max_stall_ms": busy.max_stall_ms,
+               "idle_p99_stall_ms": idle.p99_stall_ms, "run_p99_stall_ms": busy.p99_stall_ms,
                "headless_steps_per_s": round(headless, 1), "gui_steps_per_s": round(gui, 1),
                "gui_over_headless": round(gui / headless, 3)}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"responsiveness-{case}.json").write_text(json.dumps(numbers, indent=2))
     print(numbers)
-    assert busy.max_stall_ms <= 50 + idle.max_stall_ms, numbers
+    assert busy.p99_stall_ms <= 50 + idle.p99_stall_ms, numbers
+    assert busy.max_stall_ms <= 150 + idle.max_stall_ms, numbers     # no single long freeze either
     assert gui >= 0.5 * headless, numbers          # loose: single runs on a shared machine are noisy
