@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QSize, QStandardPaths, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (QMainWindow, QMessageBox, QSplitter,
                                QStyle, QLabel, QTabWidget, QVBoxLayout, QWidget)
@@ -79,12 +79,19 @@ class MainWindow(QMainWindow):
         self._rebuild_recent_menu()
         geometry = self.store.layout("geometry")
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1440, 900)
+            self.resize(self.first_size())
         for name, splitter in self._splitters.items():
             state = self.store.layout(name)
             if state is not None:
                 splitter.restoreState(state)
         self._update_actions()
+
+    def first_size(self) -> QSize:
+        """The size of a first launch: 1440 × 900, less where the screen is smaller (a window wider than
+        a 1024 × 700 screen opened with its right side and status bar off the screen)."""
+        screen = self.screen()
+        wanted = QSize(1440, 900)
+        return wanted if screen is None else wanted.boundedTo(screen.availableGeometry().size())
 
     # ------------------------------------------------------------------ construction
     def _action(self, name: str, text: str, slot: Callable[[], Any], shortcuts: tuple[str | QKeySequence, ...] = (),

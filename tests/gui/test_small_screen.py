@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QRect
+from PySide6.QtCore import QPoint, QRect, QSize
 
 from dgkip_gui.dialogs import AboutDialog
 from dgkip_gui.widgets.elided import ElidedLabel
@@ -72,3 +72,13 @@ def test_about_and_transfer_paths_elide_with_tooltips(qtbot, window, monkeypatch
     source = window.transfer_panel.source
     qtbot.waitUntil(source.is_elided)
     assert source.shown_text().startswith("mnist-dgkip-hinge-ipc10") and str(folder) in source.toolTip()
+
+
+def test_first_launch_fits_the_screen(qtbot, make_window):
+    """With no saved geometry the window opens at 1440 × 900 only where the screen has room; on a
+    smaller screen (offscreen's is 800 × 600) it takes the screen, or its 1024 × 700 minimum."""
+    window = make_window(resize=False)
+    screen = window.screen().availableGeometry().size()
+    assert window.first_size() == QSize(min(1440, screen.width()), min(900, screen.height()))
+    assert window.width() == max(window.minimumWidth(), min(1440, screen.width()))
+    assert window.height() == max(window.minimumHeight(), min(900, screen.height()))
