@@ -114,6 +114,9 @@ class SpacedAxis(pg.AxisItem):
     def __init__(self, orientation: str = "bottom") -> None:
         super().__init__(orientation)
         self.setStyle(maxTextLevel=0)
+        # Iterations and steps are counts: no "(×0.001)" suffix while the teacher's first point spans a
+        # tiny auto range (the longer label's pixels stayed on screen once it shrank back).
+        self.enableAutoSIPrefix(False)
 
     def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list:
         levels = super().tickSpacing(minVal, maxVal, size)

@@ -166,6 +166,18 @@ def test_log_axes_keep_their_width_when_the_curves_cross_decades(qtbot):
     assert len(widths) == 1 and len(grid) == 1, (widths, grid)
 
 
+def test_count_axes_never_get_an_si_prefix(qtbot):
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.show()
+    plots.reset()
+    plots.add_teacher(TeacherProgress(0, 1.0, 0.5, 0.01))     # one point: a tiny auto range
+    plots.refresh()
+    qtbot.wait(20)
+    labels = [p.getAxis("bottom").labelString() for p in {c.plot for c in plots._curves.values()}]
+    assert all("0.001" not in text and "×" not in text and "x10" not in text for text in labels), labels
+
+
 def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
     """Accuracies and agreement sit near 1 and certified consistency often at 0: the legends of those
     plots are kept off both bands (they hid the finished run's curves)."""
