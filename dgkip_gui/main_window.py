@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QMainWindow, QMessageBox, QSplitter,
 from engine import data as engine_data
 from engine.config import ConfigError, DistillConfig
 from engine.result import DistillResult
+from dgkip_gui.garbage import collect_on_gui_thread
 from dgkip_gui import APP_NAME
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -58,6 +59,7 @@ class MainWindow(QMainWindow):
     def __init__(self, store: SettingsStore | None = None, *, run_fn: RunFn | None = None,
                  load_fn: LoadFn | None = None) -> None:
         super().__init__()
+        collect_on_gui_thread()          # never on a job thread: see dgkip_gui.garbage
         self.store = store or SettingsStore()
         self.error_dialog: ErrorDialog | None = None
         self._close_requested = False
@@ -465,11 +467,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def abort_and_wait(self, timeout_s: float = 30.0) -> bool:
-        """Cancel any job and run the event loop until its thread has ended; True when it has."""
+        """Cancel any job and run the event loop until it has ended; True when it has."""
         return self.jobs.abort_and_wait(timeout_s)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """During a job: ask, cancel it, and close once its thread has finished (never left behind)."""
+        """During a job: ask, cancel it, and close once it has ended (never left behind)."""
         session = self.jobs.session
         if session is not None:
             if not self._close_requested:

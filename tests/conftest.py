@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,16 @@ DATASETS = Path(os.environ.get("DGKIP_DATASETS", REPO.parent / "shared" / "datas
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def automatic_gc_outside_the_gui(request):
+    """A main window moves cycle collection to its GUI thread (dgkip_gui.garbage), where only a running
+    event loop collects; tests without a window get CPython's automatic collection back."""
+    garbage = sys.modules.get("dgkip_gui.garbage")
+    if garbage is not None and garbage.active() and request.node.get_closest_marker("gui") is None:
+        garbage.collect_automatically()
+    yield
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from engine.control import RunControl
 from dgkip_gui.errors import ErrorReport
+from dgkip_gui.warmup import settle_heap
 from dgkip_gui.worker import JobFn, Job
 
 REFRESH_MS = 100         # period of the repaint timer while a job runs: drain events, phase changes
@@ -134,6 +135,7 @@ class JobHost(QObject):
         self._timer.stop()
         owner.control = None
         owner.on_done()
+        settle_heap()             # after the first job that warmed the engine up (GUI thread only)
         self.changed.emit()
 
 
