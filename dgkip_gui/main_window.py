@@ -21,11 +21,11 @@ from PySide6.QtWidgets import (QMainWindow, QMessageBox, QSplitter,
 from engine import data as engine_data
 from engine.config import ConfigError, DistillConfig
 from engine.result import DistillResult
-from dgkip_gui.garbage import collect_on_gui_thread
 from dgkip_gui import APP_NAME
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
 from dgkip_gui.file_actions import FileActions
+from dgkip_gui.garbage import collect_on_gui_thread
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.resources import app_icon
 from dgkip_gui.sessions.base import JobHost, Shell
