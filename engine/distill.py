@@ -337,6 +337,17 @@ def _teacher(data: _Data, control: RunControl, cluster: Cluster, timings: dict[s
     return _Evaluation(teacher, test, test.points.accuracy(kernel, xr64, rand_sol.alpha, cfg.lam), Y_train)
 
 
+def make_optimizer(name: str, params: list[torch.Tensor], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """The optimiser of the synthetic parameters: Adam or SGD at step size ``lr``, torch's fused
+    implementation on the CPU and CUDA (one kernel for all parameters: Adam's update of 10 images of
+    28 × 28 took 66 µs against 130 µs for the default multi-tensor one, 185 against 346 µs for 100, one
+    thread; the same update to rounding, 2e-16 apart after 50 float64 steps)."""
+    cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
+    if device.type in ("cpu", "cuda"):
+        return cls(params, lr=lr, fused=True)
+    return cls(params, lr=lr)
+
+
 def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective, control: RunControl
           ) -> Generator[Event, None, _Loop]:
     """The steps: the objective's loss, one optimiser step, a Step event, snapshots and evaluations."""
@@ -344,7 +355,7 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
     yield Stage("distill", f"{cfg.mode.upper()}: {cfg.ipc} image(s) per class, {cfg.steps} steps on "
                            f"{describe(data.device)}")
     # built before the clock starts: the first torch.optim optimizer imports torch._dynamo (1.2-2.7 s measured)
-    optimizer = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(syn.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(cfg.optimizer, syn.parameters(), cfg.lr, data.device)
     threads = step_threads(data.device, objective.flops(syn.xs.shape[0], tuple(syn.xs.shape[1:])))
     t2 = time.perf_counter()                          # steps/s counts the steps only
     cert: Certificate | None = None

@@ -10,7 +10,7 @@ import torch
 
 from engine.config import ConfigError, DistillConfig
 from engine.data import sample_dataset
-from engine.distill import _initial_images, lr_factor, prepare_dataset, run
+from engine.distill import _initial_images, lr_factor, make_optimizer, prepare_dataset, run
 from engine.events import Done, Snapshot
 
 
@@ -125,3 +125,30 @@ def test_cli_flags_reach_the_config(tmp_path):
     cfg = DistillConfig.load(path)
     assert (cfg.lr_schedule, cfg.warmup_steps, cfg.kip_weight) == ("cosine", 2, 0.25)
     assert main(["distill", "--data", "sample", "--out", str(tmp_path / "p"), "--kip-weight", "2"]) != 0
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_optimizer_takes_the_default_implementations_steps(name, dtype):
+    # the run's optimiser (torch's fused kernel on the CPU) against torch's default (multi-tensor) one,
+    # on images and labels of a run's shapes, with the step size changed mid-way as a schedule does
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(10, 1, 8, 8, generator=g, dtype=dtype), torch.randn(10, 3, generator=g, dtype=dtype)]
+    ours = [p.clone().requires_grad_(True) for p in start]
+    ref = [p.clone().requires_grad_(True) for p in start]
+    opt = make_optimizer(name, ours, 0.05, torch.device("cpu"))
+    assert opt.defaults["fused"] is True
+    ref_opt = (torch.optim.Adam if name == "adam" else torch.optim.SGD)(ref, lr=0.05)
+    for step in range(30):
+        if step == 15:
+            for o in (opt, ref_opt):
+                o.param_groups[0]["lr"] = 0.01
+        for a, b in zip(ours, ref):
+            grad = torch.randn(a.shape, generator=g, dtype=dtype)
+            a.grad, b.grad = grad.clone(), grad.clone()
+        opt.step()
+        ref_opt.step()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b, s in zip(ours, ref, start):
+        assert (a - s).abs().max() > 0.1                       # the parameters moved
+        torch.testing.assert_close(a, b, rtol=0, atol=tol)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from engine.config import DistillConfig
-from engine.distill import run
+from engine.distill import make_optimizer, run
 from engine.events import Done
 from engine.kernels import make_kernel
 from engine.tensors import to_nchw
@@ -112,7 +112,7 @@ def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list
     kernel = make_kernel("ntk-fc")
     xb, yb = torch.from_numpy(data["xb"]), torch.from_numpy(data["yb"])
     xs, ys = torch.from_numpy(data["xs"]).clone().requires_grad_(True), torch.from_numpy(data["ys"])
-    opt = torch.optim.Adam([xs], lr=float(data["lr"]))
+    opt = make_optimizer("adam", [xs], float(data["lr"]), xs.device)   # as the run builds it
     seconds, first = [], None
     for i in range(steps + 1):
         t0 = time.perf_counter()
