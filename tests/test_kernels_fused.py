@@ -153,3 +153,24 @@ def test_packed_fixed_operand_is_used_only_while_unchanged(monkeypatch):
     real[7].mul_(3.0)
     want = fc_kernel(real, xs.detach().clone(), 1, 1.4, 0.3, True)
     torch.testing.assert_close(fc_kernel(real, xs, 1, 1.4, 0.3, True), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_zero_input_without_bias_gives_finite_values(name, dtype):
+    # b_std = 0 and an all-zero image: its variance and every product with it are 0 (θ undefined); the
+    # kernel's entries with it are 0 in the unfused recursion (atan2(0, 0) = 0) and must be finite and
+    # equal here, in the fused node (with gradients) and the in-place evaluation (without)
+    k = make_kernel(name, depth=2, w_std=1.0, b_std=0.0)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 11, dtype=dtype, generator=g)
+    a[2] = 0.0
+    b = torch.randn(7, 11, dtype=dtype, generator=g)
+    ref = _unfused(k, a, b)
+    with torch.no_grad():
+        plain = k(a, b)
+    fused = k(a.clone().requires_grad_(True), b)
+    for out in (plain, fused.detach()):
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert (ref[2] == 0).all()
