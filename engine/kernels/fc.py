@@ -199,28 +199,27 @@ class FCNetworkKernel(Kernel):
             v1s.append(w2 * v1s[-1] / 2 + b2)
             v2s.append(w2 * v2s[-1] / 2 + b2)
         eps = 1e-20 if q12.dtype == torch.float64 else 1e-7
-        tiny = torch.finfo(q12.dtype).tiny
+        # the clamp's floor ε q11 q22 from two vectors, each at least √tiny (> 0 even for a zero input)
+        root_tiny = math.sqrt(torch.finfo(q12.dtype).tiny)
+        e1s, e2s = [(v * eps).clamp_min_(root_tiny) for v in v1s], [v.clamp_min(root_tiny) for v in v2s]
         rows = max(1, CACHE_ENTRIES // max(1, q12.shape[1]))
         for i in range(0, q12.shape[0], rows):
             q = q12[i:i + rows]
             ntk = q.clone() if self.ntk else None
             t, s = torch.empty_like(q), torch.empty_like(q)
-            for v1, v2 in zip(v1s, v2s):
+            for v1, v2, e1, e2 in zip(v1s, v2s, e1s, e2s):
                 torch.mul(v1[i:i + rows], v2, out=t)                  # q11 q22
-                torch.mul(q, q, out=s)
-                torch.sub(t, s, out=s)
-                t.mul_(eps).clamp_min_(tiny)                          # ε q11 q22 (> 0 even for a zero input)
+                torch.addcmul(t, q, q, value=-1.0, out=s)             # q11 q22 − q²
+                torch.mul(e1[i:i + rows], e2, out=t)                  # ε q11 q22
                 torch.maximum(s, t, out=s).sqrt_()                    # √(q11 q22) · sin θ
                 if diag_offset is not None:                           # k(x, x): θ = 0 exactly
                     s.diagonal(diag_offset + i).zero_()
                 # π − θ = π/2 + atan(q/s): atan2(s, q) cost 2.4 ns an entry against 0.5 for atan; q/s is
                 # +∞ on the diagonal (s = 0, q > 0), so θ = 0 exactly there
                 torch.div(q, s, out=t).atan_().add_(math.pi / 2)
-                if ntk is not None:
-                    ntk.mul_(t)                                       # Θ (π − θ), scaled below
                 torch.addcmul(s, q, t, out=q).mul_(w2 / (2 * math.pi)).add_(b2)   # Dense ∘ ReLU
                 if ntk is not None:
-                    torch.add(q, ntk, alpha=w2 / (2 * math.pi), out=ntk)          # q + w² Θ (π − θ)/2π
+                    torch.addcmul(q, ntk, t, value=w2 / (2 * math.pi), out=ntk)   # q + w² Θ (π − θ)/2π
             if ntk is not None:
                 q.copy_(ntk)
         return q12
