@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import torch
 
+import engine.kernels.fc as fc
 from engine.kernels import Kernel
+from engine.kernels.fc_fused import fused_backward, fused_forward, first_variances
 
 
 def uses_kip_batches(config) -> bool:
@@ -58,6 +60,8 @@ def kip_loss(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tenso
     ``fb``: φ(x_B), (b, p), for an explicit kernel (then ``xb`` is not used and may be None).
     """
     m = xs.shape[0]
+    if fb is None and xb is not None and _fused_path(kernel, xs, Ys, xb):
+        return _FCKIPLoss.apply(xs, Ys, xb, Yb, float(lam), ridge, kernel)
     if kernel.explicit:
         fs = kernel.features(xs)
         if fb is None:
@@ -70,3 +74,58 @@ def kip_loss(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tenso
     coef = torch.linalg.solve(Kss + kip_ridge_value(Kss, lam, ridge) * eye, Ys)
     pred = Kbs @ coef
     return 0.5 * ((Yb - pred) ** 2).sum(1).mean()
+
+
+def _fused_path(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tensor) -> bool:
+    """Whether :func:`kip_loss` takes :class:`_FCKIPLoss`: an FC network kernel on the fused path, a
+    gradient wanted, and both kernel blocks within the kernel's tile budget (one tile each, as the
+    autograd path would have them)."""
+    if not (isinstance(kernel, fc.FCNetworkKernel) and fc.FUSED and kernel.w_std != 0):
+        return False
+    if not (torch.is_grad_enabled() and (xs.requires_grad or Ys.requires_grad)):
+        return False
+    x = kernel.prepare(xs)
+    return kernel.tile_rows(x, xb.shape[0]) >= x.shape[0] and kernel.tile_rows(x, x.shape[0]) >= x.shape[0]
+
+
+class _FCKIPLoss(torch.autograd.Function):
+    """:func:`kip_loss` for the FC network kernels as one autograd node whose forward also computes
+    the gradient (engine.kernels.fc_fused's forward and backward called directly), in this order:
+    K_SS and the solve, then K_SB, the residual, and at once the product of K_SB's gradient with the
+    real batch (while the batch is still in the CPU's caches). With L = ‖Y_B − K_BS α‖²/(2b),
+    α = A⁻¹Ỹ, A = K_SS + ρ I (A symmetric):
+
+        ∂L/∂K_SB = −α Rᵀ/b,   ∂L/∂α = −K_SB R/b,   β = A⁻¹ ∂L/∂α,   ∂L/∂Ỹ = β,
+        ∂L/∂K_SS = −β αᵀ (+ λ/m · tr(−β αᵀ) · I for the trace ridge ρ = λ tr(K_SS)/m)
+
+    with R = Y_B − K_BS α (b, C). The autograd graph of the same loss (kip_loss's other path) is the
+    reference in tests/test_kip_ridge.py. Shapes as :func:`kip_loss`; x̃ may be images (m, C, H, W)."""
+
+    @staticmethod
+    def forward(ctx, xs, Ys, xb, Yb, lam, ridge, kernel):
+        depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
+        # the real batch as given (a view of it): its norms and packed copy are cached by its identity
+        x, real = kernel.prepare(xs).detach(), kernel.prepare(xb)
+        Ys, Yb = Ys.detach(), Yb.detach()
+        m, b = x.shape[0], real.shape[0]
+        vs = torch.linalg.vecdot(x, x).mul_(w2 / x.shape[1]).add_(b2)
+        Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, pack=False)
+        A = Kss + kip_ridge_value(Kss, lam, ridge) * torch.eye(m, dtype=Kss.dtype, device=Kss.device)
+        lu = torch.linalg.lu_factor(A)
+        alpha = torch.linalg.lu_solve(*lu, Ys)                                  # (m, C)
+        Ksb, saved_sb = fused_forward(x, real, vs, first_variances(real, w2, b2), depth, w2, b2, ntk, None)
+        R = torch.addmm(Yb, Ksb.T, alpha, alpha=-1.0)                          # Y_B − K_BS α, (b, C)
+        g_x, _ = fused_backward(saved_sb, (alpha @ R.T).mul_(-1.0 / b), True, False)
+        beta = torch.linalg.lu_solve(*lu, (Ksb @ R).mul_(-1.0 / b))            # A⁻¹ ∂L/∂α
+        gA = (beta @ alpha.T).neg_()
+        if ridge == "trace":
+            gA.diagonal().add_(gA.diagonal().sum() * (lam / m))
+        _, g_ss = fused_backward(saved_ss, gA, True, True)
+        ctx.grads = (g_x.add_(g_ss).reshape(xs.shape), beta)
+        return (R * R).sum() / (2 * b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        g_x, g_y = ctx.grads
+        return (g_x * grad if ctx.needs_input_grad[0] else None, g_y * grad if ctx.needs_input_grad[1] else None,
+                None, None, None, None, None)

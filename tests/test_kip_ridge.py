@@ -69,6 +69,44 @@ def test_trace_ridge_gradient_flows_through_the_trace():
     assert xs.grad[1, 3].item() == pytest.approx(fd.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("name,depth", [("ntk-fc", 1), ("nngp-fc", 1), ("ntk-fc", 3), ("nngp-fc", 2)])
+@pytest.mark.parametrize("ridge", ["trace", "fixed"])
+def test_fc_kernels_hand_written_gradient_equals_autograd_of_the_unfused_recursion(name, depth, ridge, monkeypatch):
+    # the FC kernels' KIP loss is one node whose forward writes the gradient (engine.kip._FCKIPLoss);
+    # the reference is autograd through the kernel's plain recursion (fc.FUSED off), on images
+    # (m, C, H, W) with learnt labels
+    import engine.kernels.fc as fc
+    rng = np.random.default_rng(2)
+    kernel = make_kernel(name, depth=depth)
+    xs0, Ys0 = rng.normal(size=(5, 1, 3, 4)), rng.normal(size=(5, 3))
+    xb, Yb = torch.from_numpy(rng.normal(size=(17, 1, 3, 4))), torch.from_numpy(rng.normal(size=(17, 3)))
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(fc, "FUSED", fused)
+        xs, Ys = torch.from_numpy(xs0).requires_grad_(True), torch.from_numpy(Ys0).requires_grad_(True)
+        loss = kip_loss(kernel, xs, Ys, xb, Yb, 0.3, ridge=ridge)
+        assert ("FCKIPLoss" in type(loss.grad_fn).__name__) == fused
+        results.append((loss.detach(), *torch.autograd.grad(loss, [xs, Ys])))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert results[0][1].shape == xs0.shape
+
+
+def test_fc_kip_node_keeps_to_the_kernel_tile_budget():
+    # a batch whose kernel block exceeds the tile budget takes the tiled autograd path (same values)
+    rng = np.random.default_rng(3)
+    small = make_kernel("ntk-fc", depth=1, tile_bytes=4096)
+    xs = torch.from_numpy(rng.normal(size=(6, 8))).requires_grad_(True)
+    xb, Ys, Yb = (torch.from_numpy(rng.normal(size=s)) for s in ((300, 8), (6, 2), (300, 2)))
+    tiled_loss = kip_loss(small, xs, Ys, xb, Yb, 0.1)
+    assert "FCKIPLoss" not in type(tiled_loss.grad_fn).__name__
+    whole = kip_loss(make_kernel("ntk-fc", depth=1), xs, Ys, xb, Yb, 0.1)
+    assert "FCKIPLoss" in type(whole.grad_fn).__name__
+    torch.testing.assert_close(tiled_loss, whole, rtol=1e-12, atol=0)
+    torch.testing.assert_close(torch.autograd.grad(tiled_loss, xs)[0], torch.autograd.grad(whole, xs)[0],
+                               rtol=1e-10, atol=1e-14)
+
+
 def test_kip_ridge_config_default_validation_and_old_recipes():
     assert DistillConfig().kip_ridge == "trace"
     with pytest.raises(ConfigError, match="kip_ridge"):

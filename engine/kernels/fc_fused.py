@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -108,132 +108,169 @@ def _eps(dtype: torch.dtype) -> float:
     return 1e-20 if dtype == torch.float64 else 1e-7
 
 
+class Saved(NamedTuple):
+    """What :func:`fused_backward` needs from :func:`fused_forward`: ``tensors`` (left, right, the
+    variances of each layer on both sides, then per layer q, s, ψ and, for the NTK, Θ z), ``config``
+    (depth, W², b², ntk) and ``same`` (both sides are the same memory: k(x, x) in one tile)."""
+    tensors: tuple
+    config: tuple
+    same: bool
+
+
+def fused_forward(left: torch.Tensor, right: torch.Tensor, vl: torch.Tensor, vr: torch.Tensor, depth: int,
+                  w2: float, b2: float, ntk: bool, diag: int | None, pack: bool = True) -> tuple[torch.Tensor, Saved]:
+    """k(L, R), (r, c), in the r × c layout (module doc), and what its backward needs; ``vl`` (r,),
+    ``vr`` (c,) the first layer's variances W²‖·‖²/d + b² (detached), ``diag`` the offset of the k(x, x)
+    entries or None; ``pack``: ``right`` is a fixed operand worth packing when it recurs (:func:`_mm_nt`;
+    never for one that changes every step). No autograd: :class:`_FusedFC` wraps it, and objectives
+    that write their own gradient (engine.kip's KIP loss) call it directly."""
+    with torch.no_grad():
+        return _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, pack)
+
+
+def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, pack):
+    d = left.shape[1]
+    q = _mm_nt(left, right, pack=pack).mul_(w2 / d).add_(b2)
+    eps, c1 = _eps(q.dtype), w2 / _TWO_PI
+    theta = q if ntk else None
+    vls, vrs, saved = [vl], [vr], []
+    for layer in range(depth):
+        radicand = torch.outer(vls[-1], vrs[-1]).addcmul_(q, q, value=-1.0)    # P − q²
+        # ε P, at least the dtype's tiny (P = 0 only for a zero input with b_std = 0: s stays > 0)
+        floor = torch.outer((vls[-1] * eps).clamp_min_(_root_tiny(q.dtype)), vrs[-1].clamp_min(_root_tiny(q.dtype)))
+        if ntk:
+            # the factor that turns Θ/s into Θ s/P where the radicand is clamped: ε there, else 1,
+            # from a float mask (a bool mask and torch.where cost 4-15 elementwise passes on the CPU)
+            select = torch.le(radicand, floor, out=torch.empty_like(q)).mul_(eps - 1.0).add_(1.0)
+        radicand = torch.maximum(radicand, floor, out=radicand)
+        if ntk:
+            inv = torch.rsqrt(radicand)                                         # 1/s
+            s = radicand.mul_(inv)                                              # √P · sin θ
+        else:
+            s = radicand.sqrt_()
+        if diag is not None:
+            s.diagonal(diag).zero_()
+        # θ − π = −π/2 − atan(q/s) (saved: φ = −ψ, one pass fewer); atan2(s, q) cost 2.4 ns an entry
+        # against 0.5 for atan, and q/s is +∞ on the diagonal (s = 0, q > 0): θ = 0 exactly there
+        psi = torch.div(q, s).atan_().add_(math.pi / 2).neg_()
+        if ntk:
+            # Θ z: Θ/s; where clamped (s² = ε P) Θ ε/s = Θ s/P; 0 on the diagonal
+            tz = inv.mul_(theta).mul_(select)
+            if diag is not None:
+                tz.diagonal(diag).zero_()
+            saved += [q, s, psi, tz]
+        else:
+            saved += [q, s, psi]
+        if ntk and layer + 1 == depth:
+            # the last layer's Θ' = c₁ (s + φ (q + Θ)) + b² alone (q' is not needed); Θ₀ is q₀
+            q_next = torch.addcmul(s, psi, q, value=-2.0 if theta is q else -1.0)
+            if theta is not q:
+                q_next.addcmul_(theta, psi, value=-1.0)
+            theta = q_next.mul_(c1).add_(b2)
+        else:
+            q_next = torch.addcmul(s, psi, q, value=-1.0).mul_(c1).add_(b2)
+            if ntk:
+                theta = torch.addcmul(q_next, theta, psi, value=-c1)
+        q = q_next
+        if layer + 1 < depth:
+            vls.append(vls[-1] * (w2 / 2) + b2)
+            vrs.append(vrs[-1] * (w2 / 2) + b2)
+    # the same memory on both sides (k(x, x), one tile): the backward adds the two gradients first
+    same = (left.data_ptr() == right.data_ptr() and left.shape == right.shape
+            and left.stride() == right.stride())
+    return (theta if ntk else q), Saved((left, right, *vls, *vrs, *saved), (depth, w2, b2, ntk), same)
+
+
+def fused_backward(state: Saved, grad: torch.Tensor, need_l: bool, need_r: bool
+                   ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(∂/∂left, ∂/∂right) of Σ grad ∘ k(L, R) for the sides asked for (None for the others; for
+    k(x, x) in one tile with both asked for, the whole gradient comes as the right side's)."""
+    with torch.no_grad():
+        return _backward(state, grad, need_l, need_r)
+
+
+def _backward(state, grad, need_l, need_r):
+    depth, w2, b2, ntk = state.config
+    # the caller's gradient of k(a, b) arrives transposed when the node computed k(b, a): one copy
+    # costs less than the 5-10× slower elementwise passes over mixed layouts
+    grad = grad.contiguous()
+    left, right, *rest = state.tensors
+    vls, vrs, saved = rest[:depth], rest[depth:2 * depth], rest[2 * depth:]
+    c1, per = w2 / _TWO_PI, (4 if ntk else 3)
+    # gradients are kept as (array, scale): the true gradient is scale × array (fewer passes)
+    gq, sq = (None, 0.0) if ntk else (grad, 1.0)
+    gt, st = (grad, 1.0) if ntk else (None, 0.0)
+    sum_l = sum_r = None                       # Σ over layers of ∂/∂(first-layer variances)
+    for layer in reversed(range(depth)):
+        q, s, psi = saved[per * layer:per * layer + 3]                # ψ = θ − π = −φ
+        if ntk:
+            tz = saved[per * layer + 3]
+            if gq is None:
+                gbar, sbar = gt, st
+            else:
+                gbar, sbar = torch.add(gq, gt, alpha=st / sq), sq
+            u = gt * tz                                               # scale st
+            h = torch.mul(gbar, s).addcmul_(u, q, value=-st / sbar)   # scale sbar
+            if layer == 0:
+                # g_q₀ + g_Θ₀ (Θ₀ = q₀) = c₁ st (u + (sbar/st) ḡ φ + g_Θ' φ), in place on u
+                if gbar is gt:
+                    gq = u.addcmul_(gt, psi, value=-(sbar / st + 1.0))
+                else:
+                    gq = u.addcmul_(gbar, psi, value=-sbar / st).addcmul_(gt, psi, value=-1.0)
+                sq = c1 * st
+            else:
+                gq = u.addcmul_(gbar, psi, value=-sbar / st)          # scale c1 st
+                gt, sq, st = gt * psi, c1 * st, -c1 * st
+        else:
+            h, sbar = gq * s, sq
+            gq, sq = gq * psi, -c1 * sq
+        # ∂/∂P = c₁ h / 2P; through P = v_l v_r to the first layer's variances (factor (W²/2)^layer)
+        factor = c1 * sbar * (w2 / 2) ** layer / 2
+        if need_l:
+            term = h.sum(1).div_(vls[layer]).mul_(factor)
+            sum_l = term if sum_l is None else sum_l.add_(term)
+        if need_r:
+            term = h.sum(0).div_(vrs[layer]).mul_(factor)
+            sum_r = term if sum_r is None else sum_r.add_(term)
+        if layer > 0:          # deep nets: fold the scales in so the arrays neither overflow nor underflow
+            gq.mul_(sq)
+            sq = 1.0
+            if ntk:
+                gt.mul_(st)
+                st = 1.0
+    d = left.shape[1]
+    g_left = g_right = None
+    # q₀ = W²⟨l, r⟩/d + b²; v = W²‖·‖²/d + b²
+    if need_l and need_r and state.same:
+        # k(x, x): g_x = (G + Gᵀ) x·(W²/d) + (both variance sums) x: one matmul instead of two
+        gs = gq + gq.T
+        g_right = _mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
+        return None, g_right
+    if need_l:
+        g_left = _mm_nt(gq, right.T).mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
+    if need_r:
+        g_right = _mm_nt(gq.T, left.T).mul_(sq * w2 / d).addcmul_(sum_r[:, None], right, value=2 * w2 / d)
+    return g_left, g_right
+
+
 class _FusedFC(torch.autograd.Function):
-    """k(L, R) in the r × c layout (module doc); ``vl`` (r,), ``vr`` (c,) the first layer's variances
-    W²‖·‖²/d + b² (computed by the caller, detached), ``diag`` the offset of the k(x, x) entries or None."""
+    """k(L, R) as one autograd node (:func:`fused_forward`, :func:`fused_backward`)."""
 
     @staticmethod
     def forward(ctx, left, right, vl, vr, depth, w2, b2, ntk, diag):
-        d = left.shape[1]
-        q = _mm_nt(left, right, pack=not right.requires_grad).mul_(w2 / d).add_(b2)
-        eps, c1 = _eps(q.dtype), w2 / _TWO_PI
-        theta = q if ntk else None
-        vls, vrs, saved = [vl], [vr], []
-        for layer in range(depth):
-            radicand = torch.outer(vls[-1], vrs[-1]).addcmul_(q, q, value=-1.0)    # P − q²
-            # ε P, at least the dtype's tiny (P = 0 only for a zero input with b_std = 0: s stays > 0)
-            floor = torch.outer((vls[-1] * eps).clamp_min_(_root_tiny(q.dtype)), vrs[-1].clamp_min(_root_tiny(q.dtype)))
-            if ntk:
-                # the factor that turns Θ/s into Θ s/P where the radicand is clamped: ε there, else 1,
-                # from a float mask (a bool mask and torch.where cost 4-15 elementwise passes on the CPU)
-                select = torch.le(radicand, floor, out=torch.empty_like(q)).mul_(eps - 1.0).add_(1.0)
-            radicand = torch.maximum(radicand, floor, out=radicand)
-            if ntk:
-                inv = torch.rsqrt(radicand)                                         # 1/s
-                s = radicand.mul_(inv)                                              # √P · sin θ
-            else:
-                s = radicand.sqrt_()
-            if diag is not None:
-                s.diagonal(diag).zero_()
-            # θ − π = −π/2 − atan(q/s) (saved: φ = −ψ, one pass fewer); atan2(s, q) cost 2.4 ns an entry
-            # against 0.5 for atan, and q/s is +∞ on the diagonal (s = 0, q > 0): θ = 0 exactly there
-            psi = torch.div(q, s).atan_().add_(math.pi / 2).neg_()
-            if ntk:
-                # Θ z: Θ/s; where clamped (s² = ε P) Θ ε/s = Θ s/P; 0 on the diagonal
-                tz = inv.mul_(theta).mul_(select)
-                if diag is not None:
-                    tz.diagonal(diag).zero_()
-                saved += [q, s, psi, tz]
-            else:
-                saved += [q, s, psi]
-            if ntk and layer + 1 == depth:
-                # the last layer's Θ' = c₁ (s + φ (q + Θ)) + b² alone (q' is not needed); Θ₀ is q₀
-                q_next = torch.addcmul(s, psi, q, value=-2.0 if theta is q else -1.0)
-                if theta is not q:
-                    q_next.addcmul_(theta, psi, value=-1.0)
-                theta = q_next.mul_(c1).add_(b2)
-            else:
-                q_next = torch.addcmul(s, psi, q, value=-1.0).mul_(c1).add_(b2)
-                if ntk:
-                    theta = torch.addcmul(q_next, theta, psi, value=-c1)
-            q = q_next
-            if layer + 1 < depth:
-                vls.append(vls[-1] * (w2 / 2) + b2)
-                vrs.append(vrs[-1] * (w2 / 2) + b2)
-        ctx.save_for_backward(left, right, *vls, *vrs, *saved)
-        ctx.config = (depth, w2, b2, ntk)
-        # the same memory on both sides (k(x, x), one tile): the backward adds the two gradients first
-        ctx.same = (left.data_ptr() == right.data_ptr() and left.shape == right.shape
-                    and left.stride() == right.stride())
-        return theta if ntk else q
+        out, state = _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, not right.requires_grad)
+        ctx.save_for_backward(*state.tensors)
+        ctx.config, ctx.same = state.config, state.same
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        depth, w2, b2, ntk = ctx.config
-        # the caller's gradient of k(a, b) arrives transposed when the node computed k(b, a): one copy
-        # costs less than the 5-10× slower elementwise passes over mixed layouts
-        grad = grad.contiguous()
-        left, right, *rest = ctx.saved_tensors
-        vls, vrs, saved = rest[:depth], rest[depth:2 * depth], rest[2 * depth:]
-        need_l, need_r = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        c1, per = w2 / _TWO_PI, (4 if ntk else 3)
-        # gradients are kept as (array, scale): the true gradient is scale × array (fewer passes)
-        gq, sq = (None, 0.0) if ntk else (grad, 1.0)
-        gt, st = (grad, 1.0) if ntk else (None, 0.0)
-        sum_l = sum_r = None                       # Σ over layers of ∂/∂(first-layer variances)
-        for layer in reversed(range(depth)):
-            q, s, psi = saved[per * layer:per * layer + 3]                # ψ = θ − π = −φ
-            if ntk:
-                tz = saved[per * layer + 3]
-                if gq is None:
-                    gbar, sbar = gt, st
-                else:
-                    gbar, sbar = torch.add(gq, gt, alpha=st / sq), sq
-                u = gt * tz                                               # scale st
-                h = torch.mul(gbar, s).addcmul_(u, q, value=-st / sbar)   # scale sbar
-                if layer == 0:
-                    # g_q₀ + g_Θ₀ (Θ₀ = q₀) = c₁ st (u + (sbar/st) ḡ φ + g_Θ' φ), in place on u
-                    if gbar is gt:
-                        gq = u.addcmul_(gt, psi, value=-(sbar / st + 1.0))
-                    else:
-                        gq = u.addcmul_(gbar, psi, value=-sbar / st).addcmul_(gt, psi, value=-1.0)
-                    sq = c1 * st
-                else:
-                    gq = u.addcmul_(gbar, psi, value=-sbar / st)          # scale c1 st
-                    gt, sq, st = gt * psi, c1 * st, -c1 * st
-            else:
-                h, sbar = gq * s, sq
-                gq, sq = gq * psi, -c1 * sq
-            # ∂/∂P = c₁ h / 2P; through P = v_l v_r to the first layer's variances (factor (W²/2)^layer)
-            factor = c1 * sbar * (w2 / 2) ** layer / 2
-            if need_l:
-                term = h.sum(1).div_(vls[layer]).mul_(factor)
-                sum_l = term if sum_l is None else sum_l.add_(term)
-            if need_r:
-                term = h.sum(0).div_(vrs[layer]).mul_(factor)
-                sum_r = term if sum_r is None else sum_r.add_(term)
-            if layer > 0:          # deep nets: fold the scales in so the arrays neither overflow nor underflow
-                gq.mul_(sq)
-                sq = 1.0
-                if ntk:
-                    gt.mul_(st)
-                    st = 1.0
-        d = left.shape[1]
-        g_left = g_right = None
-        # q₀ = W²⟨l, r⟩/d + b²; v = W²‖·‖²/d + b²
-        if need_l and need_r and ctx.same:
-            # k(x, x): g_x = (G + Gᵀ) x·(W²/d) + (both variance sums) x: one matmul instead of two
-            gs = gq + gq.T
-            g_right = _mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
-            return None, g_right, None, None, None, None, None, None, None
-        if need_l:
-            g_left = _mm_nt(gq, right.T).mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
-        if need_r:
-            g_right = _mm_nt(gq.T, left.T).mul_(sq * w2 / d).addcmul_(sum_r[:, None], right, value=2 * w2 / d)
+        state = Saved(ctx.saved_tensors, ctx.config, ctx.same)
+        g_left, g_right = _backward(state, grad, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return g_left, g_right, None, None, None, None, None, None, None
 
 
-def _first_variances(x: torch.Tensor, w2: float, b2: float) -> torch.Tensor:
+def first_variances(x: torch.Tensor, w2: float, b2: float) -> torch.Tensor:
     """W²‖x_i‖²/d + b², (n,), detached; the squared norms of an input without gradients are cached
     (:func:`engine.kernels.base.row_sq_norms`)."""
     if x.requires_grad:
@@ -249,8 +286,8 @@ def fc_kernel(a: torch.Tensor, b: torch.Tensor, depth: int, w_std: float, b_std:
     (n_a, d) and ``b`` (n_b, d) flat. ``diag_offset``: as ``Kernel._block`` (the k(x, x) entries lie at
     (i, i + offset); θ is 0 there exactly). Differentiable in whichever input requires gradients."""
     w2, b2 = float(w_std) ** 2, float(b_std) ** 2
-    va = _first_variances(a, w2, b2)
-    vb = va if b is a else _first_variances(b, w2, b2)
+    va = first_variances(a, w2, b2)
+    vb = va if b is a else first_variances(b, w2, b2)
     if a.shape[0] <= b.shape[0]:
         return _FusedFC.apply(a, b, va, vb, int(depth), w2, b2, bool(ntk), diag_offset)
     diag = None if diag_offset is None else -diag_offset
