@@ -33,3 +33,34 @@ def test_bench_writes_complete_tables(tmp_path):
     from engine.kernels import make_kernel
     for key, value in make_kernel(kernel, **dict(report["settings"].get("kernel_params", ()))).params().items():
         assert f"{key} = {'from the data' if value is None else value}" in md.split("Settings:")[1].split("\n")[0]
+
+
+def test_speed_suite_writes_every_column_with_a_stand_in_reference(tmp_path, monkeypatch):
+    # the reference (neural-tangents in another Python) is not installed here: a stand-in answers in
+    # its JSON format, so what is checked is our side of every cell and the tables, shrunk to seconds
+    from engine.bench import speed
+    monkeypatch.setattr(speed, "KERNEL_SHAPE", (40, 16))
+    monkeypatch.setattr(speed, "STEPS", 3)
+    monkeypatch.setattr(speed, "STEP_CASES", [dict(mode="dgkip", ipc=1), dict(mode="kip", loss="squared", ipc=1)])
+    monkeypatch.setattr(speed, "PEER_STEPS", 3)
+    monkeypatch.setattr(speed, "PEER_ROUNDS", 1)
+    monkeypatch.setattr(speed, "PEER_POOL", 60)
+    monkeypatch.setattr(speed, "PEER_CONV_CASES", [("fc", 1, True, 6, 5, 4, 4, 1)])
+    monkeypatch.setattr(speed, "_dgkip_step_ms", lambda ipc: 1.0)
+
+    def stand_in(python, args, threads):
+        if args[0] == "step":
+            return {"loss0": 0.5, "seconds": [0.002, 0.003], "jax": "stand-in"}
+        return {"seconds": [0.01], "corner": [[1.0] * 4] * 4, "jax": "stand-in"}
+
+    monkeypatch.setattr(speed, "_peer", stand_in)
+    monkeypatch.setenv("DGKIP_PEER_PYTHON", "/stand-in/python")
+    report = speed.bench_speed(tmp_path, command="pytest")
+    steps = report["peer"]["steps"]
+    assert [(r["threads"], r["ipc"]) for r in steps] == [(1, 1), (1, 10), (2, 1), (2, 10)]
+    for r in steps:
+        assert r["peer_ms"] == [2.5] and all(v > 0 for v in r["kip_ms"])
+        assert 0 < r["pool_products_hot_ms"] and 0 < r["pool_products_cold_ms"]
+        assert math.isfinite(r["loss_ours"])
+    md = (tmp_path / "bench.md").read_text(encoding="utf-8")
+    assert "pool products cold / hot ms" in md and "| 1 | 10 |" in md and report["machine"] in md

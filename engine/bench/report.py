@@ -29,8 +29,22 @@ def machine() -> dict[str, Any]:
 
 
 def machine_line() -> str:
-    """The machine in one line, e.g. ``x86_64, 2 CPUs`` (the suites whose tables name it inline)."""
-    return f"{platform.machine()}, {os.cpu_count()} CPUs"
+    """The machine in one line, e.g. ``x86_64, Intel(R) Xeon(R) Processor @ 2.80GHz, 2 CPUs`` (the
+    suites whose tables name it inline; the processor model where the system names it: timings of
+    memory-bound steps differ by processor far more than by core count)."""
+    model = _cpu_model()
+    return f"{platform.machine()}, {model + ', ' if model else ''}{os.cpu_count()} CPUs"
+
+
+def _cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else what ``platform`` knows, else ""."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor().strip()
 
 
 def pct(v: float) -> str:

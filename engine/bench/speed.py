@@ -14,9 +14,10 @@
    KIP's jit-compiled JAX step (:mod:`engine.bench.peer.kip_step`) on the same data and initial images (standard
    normal, d = 784), on one core with one thread and on two cores with two threads, three
    interleaved rounds of ``PEER_STEPS`` steps; per-step median of each round, then min and median over
-   rounds, and the two KIP losses at the initial images. Then conv (and one FC) kernels without
-   gradients against neural-tangents' on the same shapes (``PEER_CONV_CASES``), one thread, with the
-   largest relative difference of a corner of entries.
+   rounds, the two KIP losses at the initial images, and the two products with the pool that any such
+   step makes, alone, from a cold and from a hot cache (:func:`_pool_products_ms`). Then conv (and one
+   FC) kernels without gradients against neural-tangents' on the same shapes (``PEER_CONV_CASES``),
+   one thread, with the largest relative difference of a corner of entries.
 
 Nothing is asserted; ``bench.md`` and ``bench.json`` are written.
 """
@@ -158,6 +159,33 @@ def _pinned(threads: int, fn):
         torch.set_num_threads(torch_before)
 
 
+def _pool_products_ms(data: dict[str, np.ndarray], reps: int = 15) -> tuple[float, float]:
+    """(cold, hot) ms of the two products every KIP or DGKIP step makes with the fixed real pool X
+    (b, d): the forward x̃ Xᵀ (the step's packed oneDNN path) and the gradient's G X, G (m, b). Cold:
+    after writing a 64 MiB buffer (X is in no cache, as when a step's other work or another process
+    has evicted it); hot: the same two products repeated at once. Median of ``reps``; the threads
+    the caller set."""
+    from engine.kernels.fc_fused import _mm_nt
+    X, xs = torch.from_numpy(data["xb"]), torch.from_numpy(data["xs"])
+    G = torch.randn(xs.shape[0], X.shape[0], generator=torch.Generator().manual_seed(0))
+    flush = torch.empty(2**24)
+
+    def products() -> float:
+        t0 = time.perf_counter()
+        _mm_nt(xs, X, pack=True)
+        _mm_nt(G, X.T)
+        return time.perf_counter() - t0
+
+    for _ in range(3):
+        products()                                   # packs X (the step packs it on its second sighting)
+    cold, hot = [], []
+    for _ in range(reps):
+        flush.fill_(1.0)
+        cold.append(products())
+        hot.append(products())
+    return statistics.median(cold) * 1e3, statistics.median(hot) * 1e3
+
+
 def _dgkip_step_ms(ipc: int) -> float:
     """Our DGKIP step (cross-entropy, exact teacher on PEER_POOL MNIST-sized random images) in ms, as
     the run estimate measures it (engine.plan.time: median of the run's own step clock)."""
@@ -191,8 +219,10 @@ def peer_rows(peer_python: str) -> dict[str, list[dict[str, Any]]]:
                     loss_ours, secs = _pinned(threads, lambda: _our_kip_steps(data, PEER_STEPS))
                     ours.append(statistics.median(secs) * 1e3)
                     dgkip.append(_pinned(threads, lambda: _dgkip_step_ms(ipc)))
+                cold, hot = _pinned(threads, lambda: _pool_products_ms(data))
                 row = {"threads": threads, "ipc": ipc, "pool": PEER_POOL, "kip_ms": ours, "dgkip_ms": dgkip,
-                       "peer_ms": peer, "jax": answer["jax"], "loss_ours": loss_ours, "loss_peer": loss_peer}
+                       "peer_ms": peer, "jax": answer["jax"], "loss_ours": loss_ours, "loss_peer": loss_peer,
+                       "pool_products_cold_ms": cold, "pool_products_hot_ms": hot}
                 for key in ("kip", "dgkip"):
                     row[f"{key}_ratio_min"] = min(row[f"{key}_ms"]) / min(peer)
                     row[f"{key}_ratio_median"] = statistics.median(row[f"{key}_ms"]) / statistics.median(peer)
@@ -201,7 +231,8 @@ def peer_rows(peer_python: str) -> dict[str, list[dict[str, Any]]]:
                       f"{min(dgkip):.2f}/{statistics.median(dgkip):.2f} ms, reference KIP {min(peer):.2f}/"
                       f"{statistics.median(peer):.2f} ms (min/median); KIP/reference {row['kip_ratio_min']:.2f}/"
                       f"{row['kip_ratio_median']:.2f}, DGKIP/reference {row['dgkip_ratio_min']:.2f}/"
-                      f"{row['dgkip_ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}", flush=True)
+                      f"{row['dgkip_ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}; the two pool "
+                      f"products {cold:.2f} ms cold, {hot:.2f} ms hot", flush=True)
         for arch, depth, ntk, na, nb, h, w, c in PEER_CONV_CASES:
             a = rng.standard_normal((na, h, w, c)).astype(np.float32)
             b = rng.standard_normal((nb, h, w, c)).astype(np.float32)
@@ -265,13 +296,16 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
                   f"{PEER_POOL:,}-image pool, d = 784, ntk-fc depth 1 (W_std √2, b_std 0.1), {PEER_ROUNDS} "
                   f"interleaved rounds of {PEER_STEPS} steps, each process pinned to as many cores as threads "
                   "(ms per step, min / median over rounds). DGKIP: cross-entropy, exact teacher on the pool, "
-                  "timed by the run's own clock (engine.plan.time).", "",
-                  "| threads | IPC | our KIP ms | our DGKIP ms | reference KIP ms | KIP / ref | DGKIP / ref | loss ours | loss ref |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "timed by the run's own clock (engine.plan.time). *Pool products*: the two products every step "
+                  "of either side makes with the 2,000 × 784 pool (forward and gradient), alone, after a 64 MiB "
+                  "write (cold) and repeated at once (hot); median of 15.", "",
+                  "| threads | IPC | our KIP ms | our DGKIP ms | reference KIP ms | KIP / ref | DGKIP / ref | pool products cold / hot ms | loss ours | loss ref |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['threads']} | {r['ipc']} | {min(r['kip_ms']):.2f} / {statistics.median(r['kip_ms']):.2f} | "
                   f"{min(r['dgkip_ms']):.2f} / {statistics.median(r['dgkip_ms']):.2f} | "
                   f"{min(r['peer_ms']):.2f} / {statistics.median(r['peer_ms']):.2f} | {r['kip_ratio_min']:.2f} / "
                   f"{r['kip_ratio_median']:.2f} | {r['dgkip_ratio_min']:.2f} / {r['dgkip_ratio_median']:.2f} | "
+                  f"{r['pool_products_cold_ms']:.2f} / {r['pool_products_hot_ms']:.2f} | "
                   f"{r['loss_ours']:.6g} | {r['loss_peer']:.6g} |" for r in report["peer"]["steps"]]
         lines += ["", "Kernels against neural-tangents (jit, float32, one thread, no gradients; median of "
                   f"{PEER_ROUNDS}; filter 3 × 3, SAME padding):", "",
