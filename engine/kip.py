@@ -77,15 +77,12 @@ def kip_loss(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tenso
 
 
 def _fused_path(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tensor) -> bool:
-    """Whether :func:`kip_loss` takes :class:`_FCKIPLoss`: an FC network kernel on the fused path, a
-    gradient wanted, and both kernel blocks within the kernel's tile budget (one tile each, as the
-    autograd path would have them)."""
-    if not (isinstance(kernel, fc.FCNetworkKernel) and fc.FUSED and kernel.w_std != 0):
-        return False
+    """Whether :func:`kip_loss` takes :class:`_FCKIPLoss`: a gradient wanted, and an FC network kernel
+    whose two blocks fit its tile budget (:func:`engine.kernels.fc.fused_blocks`)."""
     if not (torch.is_grad_enabled() and (xs.requires_grad or Ys.requires_grad)):
         return False
     x = kernel.prepare(xs)
-    return kernel.tile_rows(x, xb.shape[0]) >= x.shape[0] and kernel.tile_rows(x, x.shape[0]) >= x.shape[0]
+    return fc.fused_blocks(kernel, x, xb.shape[0], x.shape[0])
 
 
 class _FCKIPLoss(torch.autograd.Function):

@@ -28,6 +28,7 @@ import torch
 
 from engine.certify import gap_terms
 from engine.events import Event, Stage
+from engine.gap_step import fused_gap, fused_gap_applies
 from engine.kernels import Kernel
 from engine.kip import kip_loss, uses_feature_cache
 from engine.solver import solve_dense
@@ -162,18 +163,26 @@ class DGKIPObjective(Objective):
         cfg, tw = self.config, self.teacher
         Z, Kss = tw.scores_and_gram(xs)
         if dual_param is None:
-            with torch.no_grad():
-                self.alpha_prev = solve_dense(Kss.detach(), Ys.detach(), tw.loss, cfg.lam, tol=1e-6, max_iter=8,
-                                              alpha0=self.alpha_prev).alpha
-            A = self.alpha_prev
+            A = self._exact_alpha(Kss, Ys)
         else:
             A = tw.loss.alpha_from_param(Ys, dual_param)
         return gap_terms(tw.loss, cfg.lam, tw.w_norm2, Z, Ys, A, Kss)
 
     def step(self, step, xs, Ys, dual_param):
+        if fused_gap_applies(self.kernel, self.teacher, xs, Ys, dual_param):      # FC kernels (engine.gap_step)
+            loss, fy, km = fused_gap(self.kernel, self.teacher, self.config.lam, xs, Ys,
+                                     lambda Kss: self._exact_alpha(Kss, Ys))
+            return StepValue(loss, fy + km, fy, km)
         fy_t, km_t = self.gap(xs, Ys, dual_param)
         fy, km = fy_t.item(), km_t.item()
         return StepValue(fy_t + km_t, fy + km, fy, km)
+
+    @torch.no_grad()
+    def _exact_alpha(self, Kss: Tensor, Ys: Tensor) -> Tensor:
+        """The exact m-point dual (m, C) at K_SS, warm-started from the last step's (a few solver steps)."""
+        self.alpha_prev = solve_dense(Kss.detach(), Ys.detach(), self.teacher.loss, self.config.lam, tol=1e-6,
+                                      max_iter=8, alpha0=self.alpha_prev).alpha
+        return self.alpha_prev
 
     def flops(self, m, chw):
         tw = self.teacher

@@ -69,6 +69,35 @@ def test_dgkip_step_gap_is_the_certificate_gap(alpha_mode):
     assert xs.grad is not None and torch.isfinite(xs.grad).all() and xs.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("loss_name", ["cross-entropy", "hinge", "squared", "logistic"])
+@pytest.mark.parametrize("kernel_name,depth", [("ntk-fc", 1), ("nngp-fc", 3)])
+def test_dgkip_fc_step_node_equals_autograd_of_the_gap(loss_name, kernel_name, depth, monkeypatch):
+    # the FC kernels' DGKIP step is one node whose forward writes the gradient (engine.gap_step); the
+    # reference is autograd through the same gap with the kernel's plain recursion (fc.FUSED off), at
+    # the same exact dual α̃, on images (m, C, H, W)
+    import engine.kernels.fc as fc
+    cfg = DistillConfig(loss=loss_name, lam=1e-2, ipc=2)
+    kernel, loss = make_kernel(kernel_name, depth=depth), make_loss(loss_name)
+    x_np, x64, y = problem()
+    Y = loss.targets(y, 3)
+    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-10))
+    xs0 = x64[:6] + 0.05 * torch.randn(x64[:6].shape, generator=torch.Generator().manual_seed(2), dtype=x64.dtype)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(fc, "FUSED", fused)
+        objective = make_objective(cfg, kernel)
+        drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
+        xs = xs0.clone().requires_grad_(True)
+        value = objective.step(1, xs, Y[:6], None)
+        assert ("FCGap" in type(value.loss.grad_fn).__name__) == fused
+        results.append((value.loss.item(), value.fenchel_young, value.kernel_match, torch.autograd.grad(value.loss, xs)[0]))
+    (l1, f1, k1, g1), (l2, f2, k2, g2) = results
+    assert l1 == pytest.approx(l2, rel=1e-10) and f1 == pytest.approx(f2, rel=1e-10, abs=1e-14)
+    assert k1 == pytest.approx(k2, rel=1e-10, abs=1e-14)
+    assert g1.shape == xs0.shape and g1.abs().sum() > 0
+    torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-12 * float(g2.abs().max()))
+
+
 def test_kip_feature_cache_gives_the_loss_of_the_images():
     cfg = DistillConfig(mode="kip", loss="squared", lam=1e-3, kip_batch=1000, kernel="rf-fc",
                         kernel_params={"width": 32, "n_models": 2, "redraw_every": 0})

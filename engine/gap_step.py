@@ -1,0 +1,78 @@
+"""The DGKIP step's gap for the FC network kernels as one autograd node whose forward also computes
+the gradient (engine.kernels.fc_fused's forward and backward called directly).
+
+The step minimises G_S(x̃) = mean FY(Ỹ, Z, α̃) + λ/2 ‖w* − w(α̃)‖² (engine.certify.gap_terms) with
+Z = K(x̃, X_T) c the teacher's scores (X_T its n_T support rows or Nyström centres, c (n_T, C) its
+coefficients) and α̃ the exact m-point dual, held fixed (Danskin). Its derivatives:
+
+    ∂G/∂Z = ∇ℓ(Ỹ, Z) / m        (the α̃ terms of the Fenchel-Young and kernel-matching parts cancel)
+    ∂G/∂K_SS = α̃ α̃ᵀ / (2 λ m²)
+
+So the teacher block's gradient needs only Z, not α̃: the node computes K(x̃, X_T), Z, ∂G/∂Z and at
+once the product of the block's gradient with X_T (while X_T is still in the CPU's caches), then
+K_SS, the solve and the K_SS part. ∇ℓ is taken by autograd on the (m, C) scores (any loss; for the
+hinge, the subgradient the autograd path takes). The autograd graph of the same gap
+(DGKIPObjective.gap) is the reference in tests/test_objectives.py.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from engine.certify import gap_terms
+from engine.kernels import fc
+from engine.kernels.fc_fused import first_variances, fused_backward, fused_forward
+
+Tensor = torch.Tensor
+
+
+def fused_gap_applies(kernel, teacher, xs: Tensor, Ys: Tensor, dual_param: Tensor | None) -> bool:
+    """Whether a DGKIP step may take :func:`fused_gap`: exact α̃ (no learnt dual parameter), fixed
+    labels, a teacher given by rows and coefficients (exact or Nyström, not explicit weights), and
+    an FC network kernel whose blocks fit its tile budget (:func:`engine.kernels.fc.fused_blocks`)."""
+    if dual_param is not None or Ys.requires_grad or teacher.x is None or teacher.weights is not None:
+        return False
+    if not (torch.is_grad_enabled() and xs.requires_grad):
+        return False
+    x = kernel.prepare(xs)
+    return fc.fused_blocks(kernel, x, teacher.x.shape[0], x.shape[0])
+
+
+def fused_gap(kernel, teacher, lam: float, xs: Tensor, Ys: Tensor, solve: Callable[[Tensor], Tensor]
+              ) -> tuple[Tensor, float, float]:
+    """(G_S as a scalar with a gradient in ``xs``, its Fenchel-Young part, its kernel-matching part)
+    for synthetic images ``xs`` (m, …) with labels ``Ys`` (m, C); ``teacher`` in the work dtype;
+    ``solve(K_SS)`` returns the exact dual α̃ (m, C) without gradients."""
+    parts: dict[str, float] = {}
+    value = _FCGap.apply(xs, Ys, kernel, teacher, float(lam), solve, parts)
+    return value, parts["fenchel_young"], parts["kernel_match"]
+
+
+class _FCGap(torch.autograd.Function):
+    """G_S and its gradient in x̃ (module doc); ``parts`` receives the two parts as floats."""
+
+    @staticmethod
+    def forward(ctx, xs, Ys, kernel, teacher, lam, solve, parts):
+        depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
+        x, rows = kernel.prepare(xs).detach(), kernel.prepare(teacher.x)
+        m = x.shape[0]
+        vs = torch.linalg.vecdot(x, x).mul_(w2 / x.shape[1]).add_(b2)
+        Kst, saved = fused_forward(x, rows, vs, first_variances(rows, w2, b2), depth, w2, b2, ntk, None)
+        Z = Kst @ teacher.coef                                                   # f*(x̃), (m, C)
+        with torch.enable_grad():
+            Zg = Z.detach().requires_grad_(True)
+            gZ, = torch.autograd.grad(teacher.loss.value(Ys, Zg).sum() / m, Zg)  # ∇ℓ / m
+        g_x, _ = fused_backward(saved, gZ @ teacher.coef.T, True, False)
+        del saved
+        Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, pack=False)
+        A = solve(Kss)
+        fy, km = gap_terms(teacher.loss, lam, teacher.w_norm2, Z, Ys, A, Kss)
+        _, g_ss = fused_backward(saved_ss, (A @ A.T).mul_(1.0 / (2 * lam * m * m)), True, True)
+        ctx.grad = g_x.add_(g_ss).reshape(xs.shape)
+        parts["fenchel_young"], parts["kernel_match"] = fy.item(), km.item()
+        return fy + km
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.grad * grad, None, None, None, None, None, None
