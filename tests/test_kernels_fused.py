@@ -174,3 +174,22 @@ def test_a_zero_input_without_bias_gives_finite_values(name, dtype):
         assert torch.isfinite(out).all()
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     assert (ref[2] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_near_duplicates_without_gradients_are_as_close_to_the_exact_value(name, dtype):
+    # without gradients the radicand is clamped at the dtype's tiny, with them at ε q11 q22 (the fused
+    # node keeps its gradient finite). For pairs closer than √ε in angle the two differ (float32 NTK:
+    # ~2e-4), and both are as far from the exact value, k(x, x) (θ = 0), as the dtype's rounding makes them
+    g = torch.Generator().manual_seed(0)
+    k = make_kernel(name, depth=3)
+    a = torch.randn(12, 50, generator=g, dtype=dtype)
+    b = a + 1e-9 * torch.randn(12, 50, generator=g, dtype=dtype)
+    with torch.no_grad():
+        plain = k(a, b).diagonal().double()
+        exact = k.diag(a.double())
+    fused = k(a.clone().requires_grad_(True), b).detach().diagonal().double()
+    err_plain = ((plain - exact).abs() / exact).max().item()
+    err_fused = ((fused - exact).abs() / exact).max().item()
+    assert err_plain <= 2 * err_fused + 64 * torch.finfo(dtype).eps, (err_plain, err_fused)

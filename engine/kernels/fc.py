@@ -208,30 +208,39 @@ class FCNetworkKernel(Kernel):
         for _ in range(self.depth - 1):
             v1s.append(w2 * v1s[-1] / 2 + b2)
             v2s.append(w2 * v2s[-1] / 2 + b2)
-        eps = 1e-20 if q12.dtype == torch.float64 else 1e-7
-        # the clamp's floor ε q11 q22 from two vectors, each at least √tiny (> 0 even for a zero input)
-        root_tiny = math.sqrt(torch.finfo(q12.dtype).tiny)
-        e1s, e2s = [(v * eps).clamp_min_(root_tiny) for v in v1s], [v.clamp_min(root_tiny) for v in v2s]
+        tiny = torch.finfo(q12.dtype).tiny
         rows = max(1, CACHE_ENTRIES // max(1, q12.shape[1]))
+        c1 = w2 / (2 * math.pi)
         for i in range(0, q12.shape[0], rows):
-            q = q12[i:i + rows]
-            ntk = q.clone() if self.ntk else None
+            out = q = q12[i:i + rows]
+            ntk = None                      # the NTK's Θ once q₀ (= Θ₀) has been overwritten
             t, s = torch.empty_like(q), torch.empty_like(q)
-            for v1, v2, e1, e2 in zip(v1s, v2s, e1s, e2s):
+            for layer, (v1, v2) in enumerate(zip(v1s, v2s)):
                 torch.mul(v1[i:i + rows], v2, out=t)                  # q11 q22
-                torch.addcmul(t, q, q, value=-1.0, out=s)             # q11 q22 − q²
-                torch.mul(e1[i:i + rows], e2, out=t)                  # ε q11 q22
-                torch.maximum(s, t, out=s).sqrt_()                    # √(q11 q22) · sin θ
+                # √(q11 q22) · sin θ, the radicand clamped at the dtype's tiny, not at the gradient path's
+                # ε q11 q22: without gradients no floor is needed, and θ ≈ 0 is the exact value where
+                # q² ≥ q11 q22 (the floored value differs there by O(ε q): s ≈ √ε·√P, φ ≈ π − √ε, and
+                # s + φ q moves by √ε (√P − q)); s > 0 keeps q/s finite for a zero input without bias
+                torch.addcmul(t, q, q, value=-1.0, out=s).clamp_min_(tiny).sqrt_()
                 if diag_offset is not None:                           # k(x, x): θ = 0 exactly
                     s.diagonal(diag_offset + i).zero_()
                 # π − θ = π/2 + atan(q/s): atan2(s, q) cost 2.4 ns an entry against 0.5 for atan; q/s is
                 # +∞ on the diagonal (s = 0, q > 0), so θ = 0 exactly there
                 torch.div(q, s, out=t).atan_().add_(math.pi / 2)
-                torch.addcmul(s, q, t, out=q).mul_(w2 / (2 * math.pi)).add_(b2)   # Dense ∘ ReLU
-                if ntk is not None:
-                    torch.addcmul(q, ntk, t, value=w2 / (2 * math.pi), out=ntk)   # q + w² Θ (π − θ)/2π
-            if ntk is not None:
-                q.copy_(ntk)
+                if not self.ntk:
+                    torch.addcmul(s, q, t, out=q).mul_(c1).add_(b2)             # Dense ∘ ReLU
+                    continue
+                # NTK: q' = c₁ (s + φ q) + b² into s's buffer, then Θ' = q' + c₁ Θ φ (Θ₀ = q₀); the last
+                # layer writes Θ' into the output, the others into Θ's buffer, and q's buffer becomes
+                # the next layer's scratch (no copy of q₀ first, none of Θ into the output last)
+                theta = q if ntk is None else ntk
+                torch.addcmul(s, q, t, out=s).mul_(c1).add_(b2)
+                if layer + 1 == len(v1s):
+                    torch.addcmul(s, theta, t, value=c1, out=out)
+                else:
+                    ntk = torch.empty_like(q) if ntk is None else ntk
+                    torch.addcmul(s, theta, t, value=c1, out=ntk)
+                    q, s = s, q
         return q12
 
     def diag(self, a):
