@@ -57,10 +57,12 @@ def certificate(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float) -> tup
     N = Y.shape[0]
     z = KA / (lam * N)
     quad = float((A * KA).sum()) / (lam * N * N)               # λ ‖w(α)‖² = αᵀKα / (λ N²)
-    conj = float(loss.conj_neg(Y, A).mean())
-    primal = float(loss.value(Y, z).mean()) + 0.5 * quad
-    dual = -conj - 0.5 * quad
-    gap = float(loss.fenchel_young(Y, z, A).mean())             # = primal − dual, without cancellation
+    value, conj = loss.value(Y, z), loss.conj_neg(Y, A)
+    primal = float(value.mean()) + 0.5 * quad
+    dual = -float(conj.mean()) - 0.5 * quad
+    # = primal − dual without cancellation: the Fenchel-Young terms row by row (Loss.fenchel_young's
+    # sum, from the two parts above instead of computing them again)
+    gap = float((value + conj + (A * z).sum(-1)).mean())
     return primal, dual, max(gap, 0.0), z
 
 

@@ -220,3 +220,17 @@ def test_float32_solve_started_at_its_optimum_does_not_search_below_rounding():
     sol = solve_dense(K.float(), Y.float(), Counting(), 1e-3, tol=1e-9, max_iter=8, alpha0=best.alpha.float())
     assert len(calls) <= 30, (len(calls), sol.solver)     # 3-4 a Newton step (8 here), not ~30
     assert sol.rel_gap <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["squared", "logistic", "hinge", "squared-hinge", "cross-entropy"])
+def test_certificate_gap_is_the_losses_own_fenchel_young_mean(problem, name):
+    # the certificate sums the Fenchel-Young terms from the value and conjugate it computes anyway;
+    # it must equal the loss's own fenchel_young (should a loss ever override it)
+    from engine.solver import certificate
+    X, Phi, K, labels, C = problem
+    loss = make_loss(name)
+    Y = loss.targets(torch.from_numpy(labels), C)
+    A = solve_dense(K, Y, loss, LAM, tol=1e-3, max_iter=3).alpha
+    primal, dual, gap, z = certificate(loss, Y, A, K @ A, LAM)
+    assert gap == max(float(loss.fenchel_young(Y, z, A).mean()), 0.0)
+    assert gap == pytest.approx(primal - dual, rel=1e-9, abs=1e-12)
