@@ -109,13 +109,18 @@ def test_two_processes_fit_the_same_teacher_as_one(tmp_path):
         a, b = teacher_worker.fit(one, *case), two[case]
         loss = case[0]
         assert torch.equal(a["centres"], b["centres"]), case
-        assert a["n"] == b["n"] == 600 and a["n_support"] == b["n_support"], case
+        assert a["n"] == b["n"] == 600, case
         if loss == "hinge":
+            # the support count is not certified: a point on the margin is in or out by rounding (the
+            # kernel's last-bit changes of 2026-12-04 moved one of 600 across; the values of k agree
+            # between 1 and 2 shards bit for bit, the reduced sums do not)
+            assert abs(a["n_support"] - b["n_support"]) <= 2, case
             dc = a["c"] - b["c"]
             dist = float((dc * (make_kernel("ntk-fc")(a["centres"]) @ dc)).sum()) ** 0.5
             assert dist <= (2 * a["gap"] / LAM) ** 0.5 + (2 * b["gap"] / LAM) ** 0.5, case
             assert abs(a["primal"] - b["primal"]) <= max(a["gap"], b["gap"]), case
             continue
+        assert a["n_support"] == b["n_support"], case
         assert a["iterations"] == b["iterations"], case
         assert torch.linalg.norm(a["c"] - b["c"]) <= 1e-10 * torch.linalg.norm(a["c"]), case
         assert abs(a["primal"] - b["primal"]) <= 1e-10 * abs(a["primal"]), case
