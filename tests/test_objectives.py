@@ -98,6 +98,38 @@ def test_dgkip_fc_step_node_equals_autograd_of_the_gap(loss_name, kernel_name, d
     torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-12 * float(g2.abs().max()))
 
 
+def test_float32_hinge_step_solves_its_dual_in_float64_and_stays_feasible(monkeypatch):
+    # the hinge's m-point dual in a float32 run: coordinate descent on a float64 copy of K_SS (FISTA in
+    # float32 spent up to 400 iterations a step); α comes back in float32, inside the box
+    import engine.solver as solver
+    cfg = DistillConfig(loss="hinge", lam=1e-2)
+    kernel, loss = make_kernel("ntk-fc"), make_loss("hinge")
+    x_np, x64, y = problem()
+    Y = loss.targets(y, 3)
+    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-8))
+    objective = make_objective(cfg, kernel)
+    drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float32, lambda: None))
+    used = []
+    real_cd = solver._cd_hinge
+
+    def watched(K, *args):
+        used.append(K.dtype)
+        return (yield from real_cd(K, *args))
+
+    monkeypatch.setattr(solver, "_cd_hinge", watched)
+    xs = (x64[:6] + 0.05).float().requires_grad_(True)
+    Ys = Y[:6].float()
+    objective.step(1, xs, Ys, None)
+    A = objective.alpha_prev
+    assert used == [torch.float64] and A.dtype == torch.float32
+    beta = A * Ys
+    assert (beta >= 0).all() and (beta <= 1).all()
+    with torch.no_grad():
+        Kss = kernel(xs.detach().double())
+    ref = solver.solve_dense(Kss, Ys.double(), loss, cfg.lam, tol=1e-9, max_iter=200)
+    assert float((A.double() - ref.alpha).abs().max()) <= 1e-3
+
+
 def test_kip_feature_cache_gives_the_loss_of_the_images():
     cfg = DistillConfig(mode="kip", loss="squared", lam=1e-3, kip_batch=1000, kernel="rf-fc",
                         kernel_params={"width": 32, "n_models": 2, "redraw_every": 0})
