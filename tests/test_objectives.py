@@ -32,6 +32,16 @@ def problem(n=60, k=3, seed=0):
     return x, to_nchw(x).double(), torch.from_numpy(y)
 
 
+def prepared(cfg, kernel, loss, dtype=torch.float64, tol=1e-10):
+    """(objective of ``cfg`` prepared in ``dtype`` on problem()'s teacher, the teacher, x float64, Y)."""
+    x_np, x64, y = problem()
+    Y = loss.targets(y, 3)
+    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=tol))
+    objective = make_objective(cfg, kernel)
+    drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), dtype, lambda: None))
+    return objective, teacher, x64, Y
+
+
 def test_make_objective_follows_mode_and_kip_weight():
     k = make_kernel("ntk-fc")
     assert type(make_objective(DistillConfig(), k)) is DGKIPObjective
@@ -104,11 +114,7 @@ def test_float32_hinge_step_solves_its_dual_in_float64_and_stays_feasible(monkey
     import engine.solver as solver
     cfg = DistillConfig(loss="hinge", lam=1e-2)
     kernel, loss = make_kernel("ntk-fc"), make_loss("hinge")
-    x_np, x64, y = problem()
-    Y = loss.targets(y, 3)
-    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-8))
-    objective = make_objective(cfg, kernel)
-    drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float32, lambda: None))
+    objective, _, x64, Y = prepared(cfg, kernel, loss, torch.float32, tol=1e-8)
     used = []
     real_cd = solver._cd_hinge
 
@@ -149,11 +155,8 @@ def test_kip_feature_cache_gives_the_loss_of_the_images():
 def test_combined_objective_mixes_gap_and_kip_loss():
     cfg = DistillConfig(loss="squared", lam=1e-2, kip_weight=0.25, kip_batch=1000)
     kernel, loss = make_kernel("ntk-fc"), make_loss("squared")
-    x_np, x64, y = problem()
-    Y = loss.targets(y, 3)
-    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-10))
-    combined = make_objective(cfg, kernel)
-    drain(combined.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
+    combined, teacher, x64, Y = prepared(cfg, kernel, loss)
+    x_np = problem()[0]
     pure = make_objective(cfg.replace(kip_weight=0.0), kernel)
     drain(pure.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
     xs, Ys = x64[:6].clone(), Y[:6]
