@@ -14,6 +14,7 @@ left-hand tabs before and after the run and prints one JSON line: device pixel r
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -167,27 +168,30 @@ def probe() -> dict:
             time.sleep(0.01)
 
     folder = tempfile.mkdtemp(prefix="dgkip-probe-")
-    window = MainWindow(SettingsStore(QSettings(str(Path(folder) / "settings.ini"), QSettings.Format.IniFormat)))
-    window.resize(1024, 700)
-    window.show()
-    window.load_dataset("sample")
-    wait(lambda: window.dataset is not None and not window.busy)
-    clipped = check_tabs(app, window, "loaded")
-    config = window.settings.config().replace(ipc=1, steps=6, eval_every=3, snapshot_every=2, max_per_class=40,
-                                              device="cpu", kernel="ntk-fc", loss="cross-entropy")
-    window.settings.set_config(config)
-    outcome = []
-    window.run_finished.connect(outcome.append)
-    assert window.start_run(), "the run did not start"
-    wait(lambda: bool(outcome) and not window.busy)
-    clipped += check_tabs(app, window, "finished")
-    window.settings.advanced_toggle.setChecked(True)
-    clipped += check_tabs(app, window, "advanced settings shown")
-    grabbed = window.grab()
-    result = {"dpr": window.devicePixelRatioF(), "grab": [grabbed.width(), grabbed.height()],
-              "size": [window.width(), window.height()], "outcome": outcome[0], "clipped": sorted(set(clipped))}
-    window.close()
-    return result
+    try:
+        window = MainWindow(SettingsStore(QSettings(str(Path(folder) / "settings.ini"), QSettings.Format.IniFormat)))
+        window.resize(1024, 700)
+        window.show()
+        window.load_dataset("sample")
+        wait(lambda: window.dataset is not None and not window.busy)
+        clipped = check_tabs(app, window, "loaded")
+        config = window.settings.config().replace(ipc=1, steps=6, eval_every=3, snapshot_every=2, max_per_class=40,
+                                                  device="cpu", kernel="ntk-fc", loss="cross-entropy")
+        window.settings.set_config(config)
+        outcome = []
+        window.run_finished.connect(outcome.append)
+        assert window.start_run(), "the run did not start"
+        wait(lambda: bool(outcome) and not window.busy)
+        clipped += check_tabs(app, window, "finished")
+        window.settings.advanced_toggle.setChecked(True)
+        clipped += check_tabs(app, window, "advanced settings shown")
+        grabbed = window.grab()
+        result = {"dpr": window.devicePixelRatioF(), "grab": [grabbed.width(), grabbed.height()],
+                  "size": [window.width(), window.height()], "outcome": outcome[0], "clipped": sorted(set(clipped))}
+        window.close()
+        return result
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)       # the probe window's settings file
 
 
 if __name__ == "__main__":
