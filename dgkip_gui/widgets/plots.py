@@ -346,9 +346,12 @@ class LivePlots(QWidget):
         self.legends.reset()
 
     def finish(self) -> None:
-        """After a run: fit the step axes to the steps actually taken (a stopped run ends early)."""
+        """After a run: fit the step axes to the steps actually taken (a stopped run ends early), then
+        place the legends for that range (auto-range applies at the next paint: a legend placed before
+        it was placed for the whole run's axis, where a stopped run's points filled a thin left strip)."""
         for plot in self._step_plots:
             plot.enableAutoRange(x=True)
+            plot.getViewBox().updateAutoRange()
             self.legends.place(plot)
 
     def point_count(self, key: str) -> int:

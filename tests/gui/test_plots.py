@@ -224,3 +224,32 @@ def test_a_legend_moves_off_the_curves_it_would_hide(qtbot):
     assert covered(spot_rect(area, size.width(), size.height(), spot), xs, ys) == 0
     plots.reset(100)
     assert plots.legends.spot(gap_plot) == "top-right"                    # a new run starts where runs start
+
+
+def test_legends_are_placed_for_the_range_a_stopped_run_ends_with(qtbot):
+    """A run of 20,000 steps stopped at 380: while it ran, its points filled the left 2 % of the step
+    axis and the top-right corner was free; at the end the axis fits the 380 steps, and the legend
+    must be placed for that range (it was placed for the old one and hid the gap's plateau)."""
+    from dgkip_gui.widgets.plot_legends import covered, spot_rect
+
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(1000, 500)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.reset(20000)
+    gap_plot = plots._curves["gap"].plot
+    for step in range(1, 381):      # a flat gap at the top of its decade
+        plots.add_step(Step(step, 20000, 0.9, 0.9, 0.45, 0.45, 10.0, 0.01 * step))
+    plots.refresh()
+    plots.finish()
+    qtbot.wait(50)
+    (left, right), _ = gap_plot.viewRange()
+    assert right < 1000                                               # the axis fits the steps taken
+    box = gap_plot.getViewBox()
+    view, area = box.viewRect(), box.boundingRect()
+    size = gap_plot.legend.boundingRect()
+    x, y = plots._curves["gap"].item.getData()
+    px = area.left() + (x - view.left()) / view.width() * area.width()
+    py = area.top() + (view.bottom() - y) / view.height() * area.height()
+    assert covered(spot_rect(area, size.width(), size.height(), plots.legends.spot(gap_plot)), px, py) == 0
