@@ -195,33 +195,43 @@ def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
             assert legend.bottom() < top or legend.top() > bottom, (key, low, high)
 
 
+def _flat_gap_run(qtbot, width: int, height: int, total: int, steps: int) -> LivePlots:
+    """Shown plots of a run of ``total`` steps with ``steps`` taken, its gap flat at the top of its
+    decade (right through the top-right corner, where the gap's legend starts)."""
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(width, height)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.reset(total)
+    assert plots.legends.spot(plots._curves["gap"].plot) == "top-right"
+    for step in range(1, steps + 1):
+        plots.add_step(Step(step, total, 0.9, 0.9, 0.45, 0.45, 10.0, 0.01 * step))
+    plots.refresh()
+    return plots
+
+
+def _points_under_legend(plots: LivePlots, plot, keys=("gap", "fenchel_young", "kernel_match")) -> int:
+    """How many points of curves ``keys`` the plot's legend covers in the plot's current view."""
+    from dgkip_gui.widgets.plot_legends import covered, spot_rect
+
+    box = plot.getViewBox()
+    view, area = box.viewRect(), box.boundingRect()
+    size = plot.legend.boundingRect()
+    x, y = (np.concatenate(v) for v in zip(*(plots._curves[c].item.getData() for c in keys)))
+    px = area.left() + (x - view.left()) / view.width() * area.width()
+    py = area.top() + (view.bottom() - y) / view.height() * area.height()
+    return covered(spot_rect(area, size.width(), size.height(), plots.legends.spot(plot)), px, py)
+
+
 def test_a_legend_moves_off_the_curves_it_would_hide(qtbot):
     """The gap's legend starts top right; when the curves run through that corner it moves to a spot
     that covers none of their points (it hid the gap's plateau on a 1024-px window)."""
-    from dgkip_gui.widgets.plot_legends import covered, spot_rect
-
-    plots = LivePlots()
-    qtbot.addWidget(plots)
-    plots.resize(700, 420)
-    plots.show()
-    qtbot.waitExposed(plots)
-    plots.reset(100)
-    gap_plot = plots._curves["gap"].plot
-    assert plots.legends.spot(gap_plot) == "top-right"
-    for step in range(1, 101):      # a flat gap at the top of its decade: right through the top-right corner
-        plots.add_step(Step(step, 100, 0.9, 0.9, 0.45, 0.45, 10.0, 0.01 * step))
-    plots.refresh()
+    plots = _flat_gap_run(qtbot, 700, 420, 100, 100)
     qtbot.wait(50)
-    spot = plots.legends.spot(gap_plot)
-    assert spot != "top-right"
-    box = gap_plot.getViewBox()
-    view, area = box.viewRect(), box.boundingRect()
-    size = gap_plot.legend.boundingRect()
-    points = [(x, y) for c in ("gap", "fenchel_young", "kernel_match")
-              for x, y in zip(*plots._curves[c].item.getData())]
-    xs = np.array([area.left() + (x - view.left()) / view.width() * area.width() for x, _ in points])
-    ys = np.array([area.top() + (view.bottom() - y) / view.height() * area.height() for _, y in points])
-    assert covered(spot_rect(area, size.width(), size.height(), spot), xs, ys) == 0
+    gap_plot = plots._curves["gap"].plot
+    assert plots.legends.spot(gap_plot) != "top-right"
+    assert _points_under_legend(plots, gap_plot) == 0
     plots.reset(100)
     assert plots.legends.spot(gap_plot) == "top-right"                    # a new run starts where runs start
 
@@ -230,26 +240,10 @@ def test_legends_are_placed_for_the_range_a_stopped_run_ends_with(qtbot):
     """A run of 20,000 steps stopped at 380: while it ran, its points filled the left 2 % of the step
     axis and the top-right corner was free; at the end the axis fits the 380 steps, and the legend
     must be placed for that range (it was placed for the old one and hid the gap's plateau)."""
-    from dgkip_gui.widgets.plot_legends import covered, spot_rect
-
-    plots = LivePlots()
-    qtbot.addWidget(plots)
-    plots.resize(1000, 500)
-    plots.show()
-    qtbot.waitExposed(plots)
-    plots.reset(20000)
-    gap_plot = plots._curves["gap"].plot
-    for step in range(1, 381):      # a flat gap at the top of its decade
-        plots.add_step(Step(step, 20000, 0.9, 0.9, 0.45, 0.45, 10.0, 0.01 * step))
-    plots.refresh()
+    plots = _flat_gap_run(qtbot, 1000, 500, 20000, 380)
     plots.finish()
     qtbot.wait(50)
+    gap_plot = plots._curves["gap"].plot
     (left, right), _ = gap_plot.viewRange()
     assert right < 1000                                               # the axis fits the steps taken
-    box = gap_plot.getViewBox()
-    view, area = box.viewRect(), box.boundingRect()
-    size = gap_plot.legend.boundingRect()
-    x, y = plots._curves["gap"].item.getData()
-    px = area.left() + (x - view.left()) / view.width() * area.width()
-    py = area.top() + (view.bottom() - y) / view.height() * area.height()
-    assert covered(spot_rect(area, size.width(), size.height(), plots.legends.spot(gap_plot)), px, py) == 0
+    assert _points_under_legend(plots, gap_plot) == 0
