@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from engine.config import DistillConfig
+from engine.device import SMALL_STEP_FLOPS
 from engine.distill import make_optimizer, run
 from engine.events import Done
 from engine.kernels import make_kernel
@@ -106,10 +107,10 @@ def step_rows() -> list[dict[str, Any]]:
 
 
 def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list[float]]:
-    """Our KIP step on ``data`` (engine.bench.peer.kip_step's layout), one thread: (loss at the initial images,
-    seconds of each step after a warm-up step)."""
+    """Our KIP step on ``data`` (engine.bench.peer.kip_step's layout) with the threads the caller set
+    (:func:`_pinned`; this set one thread itself until 2026-12-04, so the earlier two-thread KIP cells
+    ran on one): (loss at the initial images, seconds of each step after a warm-up step)."""
     from engine.kip import kip_loss
-    torch.set_num_threads(1)
     kernel = make_kernel("ntk-fc")
     xb, yb = torch.from_numpy(data["xb"]), torch.from_numpy(data["yb"])
     xs, ys = torch.from_numpy(data["xs"]).clone().requires_grad_(True), torch.from_numpy(data["ys"])
@@ -188,7 +189,9 @@ def _pool_products_ms(data: dict[str, np.ndarray], reps: int = 15) -> tuple[floa
 
 def _dgkip_step_ms(ipc: int) -> float:
     """Our DGKIP step (cross-entropy, exact teacher on PEER_POOL MNIST-sized random images) in ms, as
-    the run estimate measures it (engine.plan.time: median of the run's own step clock)."""
+    the run estimate measures it (engine.plan.time: median of the run's own step clock). The run's
+    thread policy applies (engine.device.step_threads): steps under SMALL_STEP_FLOPS run on one
+    thread whatever the caller set, so at this pool both IPCs do."""
     from engine.plan import time as step_timing
     cfg = DistillConfig(ipc=ipc, kernel="ntk-fc", snapshot_every=0).validate()
     step_timing._MEASURED.clear()
@@ -296,7 +299,8 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
                   f"{PEER_POOL:,}-image pool, d = 784, ntk-fc depth 1 (W_std √2, b_std 0.1), {PEER_ROUNDS} "
                   f"interleaved rounds of {PEER_STEPS} steps, each process pinned to as many cores as threads "
                   "(ms per step, min / median over rounds). DGKIP: cross-entropy, exact teacher on the pool, "
-                  "timed by the run's own clock (engine.plan.time). *Pool products*: the two products every step "
+                  "timed by the run's own clock (engine.plan.time), whose thread policy runs steps under "
+                  f"{SMALL_STEP_FLOPS:.0e} flops on one thread (engine.device.step_threads): here, every DGKIP cell. *Pool products*: the two products every step "
                   "of either side makes with the 2,000 × 784 pool (forward and gradient), alone, after a 64 MiB "
                   "write (cold) and repeated at once (hot); median of 15.", "",
                   "| threads | IPC | our KIP ms | our DGKIP ms | reference KIP ms | KIP / ref | DGKIP / ref | pool products cold / hot ms | loss ours | loss ref |",
