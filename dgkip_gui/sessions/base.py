@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from engine.control import RunControl
 from dgkip_gui.errors import ErrorReport
+from dgkip_gui import garbage
 from dgkip_gui.warmup import settle_heap
 from dgkip_gui.worker import JobFn, Job
 
@@ -87,6 +88,7 @@ class JobHost(QObject):
         self._job = Job(self._count, job, title=title, latest_only=session.latest_only, parent=self)
         self._job.failed.connect(self._failed)
         self._job.finished.connect(self._finished)
+        garbage.job_started()
         self._job.start()
         self._timer.start()
         self.changed.emit()
@@ -134,6 +136,7 @@ class JobHost(QObject):
         job.deleteLater()
         self._timer.stop()
         owner.control = None
+        garbage.job_ended()
         owner.on_done()
         settle_heap()             # after the first job that warmed the engine up (GUI thread only)
         self.changed.emit()
