@@ -14,12 +14,7 @@ from engine.kernels import make_kernel
 
 def machine() -> dict[str, Any]:
     """The machine, in full: platform, CPU model, cores, memory (GiB), Python, torch, threads, CUDA."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = _cpu_model() or platform.machine()
     mem = None
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         mem = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
