@@ -179,16 +179,9 @@ class DGKIPObjective(Objective):
 
     @torch.no_grad()
     def _exact_alpha(self, Kss: Tensor, Ys: Tensor) -> Tensor:
-        """The exact m-point dual (m, C) at K_SS, warm-started from the last step's (a few solver steps).
-        The hinge's on the CPU is solved in float64 whatever the work dtype: there the solver takes
-        working-set coordinate descent (engine.hinge_cd) instead of FISTA, which spent up to 400
-        iterations a step (the built-in sample, IPC 1: 40 ms a step)."""
-        K, Y, loss, work = Kss.detach(), Ys.detach(), self.teacher.loss, Kss.dtype
-        if not loss.smooth and K.device.type == "cpu" and work != torch.float64:
-            K, Y = K.double(), Y.double()
-        alpha0 = None if self.alpha_prev is None else self.alpha_prev.to(K.dtype)
-        sol = solve_dense(K, Y, loss, self.config.lam, tol=1e-6, max_iter=8, alpha0=alpha0)
-        self.alpha_prev = sol.alpha.to(work)          # a box-feasible α stays feasible (values in [0, 1] round inside)
+        """The exact m-point dual (m, C) at K_SS, warm-started from the last step's (a few solver steps)."""
+        self.alpha_prev = solve_dense(Kss.detach(), Ys.detach(), self.teacher.loss, self.config.lam, tol=1e-6,
+                                      max_iter=8, alpha0=self.alpha_prev).alpha
         return self.alpha_prev
 
     def flops(self, m, chw):

@@ -369,5 +369,13 @@ def solve(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *,
 
 
 def solve_dense(K: Tensor, Y: Tensor, loss: Loss, lam: float, **kw) -> DualSolution:
-    """:func:`solve` with an explicit (N, N) kernel matrix (small problems: the distilled set)."""
+    """:func:`solve` with an explicit (N, N) kernel matrix (small problems: the distilled set). The
+    hinge on the CPU is solved in float64 whatever K's dtype (working-set coordinate descent needs it;
+    float32 took FISTA, up to 400 iterations a distillation step), and α and z come back in K's dtype
+    (a box-feasible α stays feasible: values in [0, 1] round inside)."""
+    if not loss.smooth and K.device.type == "cpu" and K.dtype != torch.float64:
+        alpha0 = kw.pop("alpha0", None)
+        sol = solve_dense(K.double(), Y.double(), loss, lam, alpha0=None if alpha0 is None else alpha0.double(), **kw)
+        sol.alpha, sol.z = sol.alpha.to(K.dtype), sol.z.to(K.dtype)
+        return sol
     return solve(lambda V: K @ V, Y, loss, lam, dense=K, **kw)
