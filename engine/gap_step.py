@@ -10,9 +10,10 @@ coefficients) and α̃ the exact m-point dual, held fixed (Danskin). Its derivat
 
 So the teacher block's gradient needs only Z, not α̃: the node computes K(x̃, X_T), Z, ∂G/∂Z and the
 product of the block's gradient with X_T, then K_SS, the solve and the K_SS part, without an autograd
-graph (0.956× / 0.943× the autograd path's step at IPC 1 / 10, cross-entropy, one thread). ∇ℓ is taken by autograd on the (m, C) scores (any loss; for the
-hinge, the subgradient the autograd path takes). The autograd graph of the same gap
-(DGKIPObjective.gap) is the reference in tests/test_objectives.py.
+graph (0.956× / 0.943× the autograd path's step at IPC 1 / 10, cross-entropy, one thread). ∇ℓ is
+taken by autograd on the (m, C) scores (any loss; for the hinge, the subgradient the autograd path
+takes). The autograd graph of the same gap (DGKIPObjective.gap) is the reference in
+tests/test_objectives.py.
 """
 from __future__ import annotations
 

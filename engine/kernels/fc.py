@@ -133,7 +133,7 @@ def fused_blocks(kernel: Kernel, x: torch.Tensor, *n_bs: int) -> bool:
     each (engine.kip, engine.gap_step): ``kernel`` is an FC network kernel on the fused path
     (engine.kernels.fc_fused) and each block fits one tile of its budget, as the autograd path with
     gradients would have it. ``x``: (m, d) flat, requiring gradients."""
-    if not (isinstance(kernel, FCNetworkKernel) and FUSED and kernel.w_std != 0):
+    if not (isinstance(kernel, FCNetworkKernel) and kernel.fused):
         return False
     return all(kernel.tile_rows(x, n_b) >= x.shape[0] for n_b in n_bs)
 
@@ -151,6 +151,12 @@ class FCNetworkKernel(Kernel):
 
     def params(self) -> dict[str, Any]:
         return {"depth": self.depth, "w_std": self.w_std, "b_std": self.b_std}
+
+    @property
+    def fused(self) -> bool:
+        """Whether blocks with gradients take the fused node (engine.kernels.fc_fused): :data:`FUSED`
+        on, and W_std ≠ 0 (the node divides by the layers' variances)."""
+        return FUSED and self.w_std != 0
 
     def bytes_per_pair(self, a):
         """Under autograd the fused node's arrays per pair (engine.kernels.fc_fused: 4 saved a layer for
@@ -187,7 +193,7 @@ class FCNetworkKernel(Kernel):
     def _block(self, a, b, diag_offset=None):
         if not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
             return self._block_in_place(a, b, diag_offset)
-        if FUSED and self.w_std != 0:
+        if self.fused:
             return fc_kernel(a, b, self.depth, self.w_std, self.b_std, self.ntk, diag_offset)
         mask = None
         if diag_offset is not None:
