@@ -66,7 +66,7 @@ class _FCGap(torch.autograd.Function):
             gZ, = torch.autograd.grad(teacher.loss.value(Ys, Zg).sum() / m, Zg)  # ∇ℓ / m
         g_x, _ = fused_backward(saved, gZ @ teacher.coef.T, True, False)
         del saved
-        Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, pack=False)
+        Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, fixed=False)
         A = solve(Kss)
         fy, km = gap_terms(teacher.loss, lam, teacher.w_norm2, Z, Ys, A, Kss)
         _, g_ss = fused_backward(saved_ss, (A @ A.T).mul_(1.0 / (2 * lam * m * m)), True, True)

@@ -101,12 +101,12 @@ class _FCKIPLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xs, Ys, xb, Yb, lam, ridge, kernel):
         depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
-        # the real batch as given (a view of it): its norms and packed copy are cached by its identity
+        # the real batch as given (a view of it): its norms and transposed copy are kept by its identity
         x, real = kernel.prepare(xs).detach(), kernel.prepare(xb)
         Ys, Yb = Ys.detach(), Yb.detach()
         m, b = x.shape[0], real.shape[0]
         vs = torch.linalg.vecdot(x, x).mul_(w2 / x.shape[1]).add_(b2)
-        Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, pack=False)
+        Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, fixed=False)
         A = Kss + kip_ridge_value(Kss, lam, ridge) * torch.eye(m, dtype=Kss.dtype, device=Kss.device)
         lu = torch.linalg.lu_factor(A)
         alpha = torch.linalg.lu_solve(*lu, Ys)                                  # (m, C)

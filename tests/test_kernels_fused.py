@@ -133,26 +133,40 @@ def test_gemm_helper_equals_torch_mm(monkeypatch):
     test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3)
 
 
-def test_packed_fixed_operand_is_used_only_while_unchanged(monkeypatch):
-    """A fixed operand seen twice is packed for oneDNN (kernels.fc_fused._packed_weight): the packed
-    products equal the unpacked ones, and an in-place write to the operand is seen at once."""
+def test_fixed_operand_is_kept_transposed_only_while_unchanged(monkeypatch):
+    """A fixed operand seen twice is kept as a contiguous transpose (kernels.fc_fused._fixed_transpose)
+    that the forward and the gradient product both read: values and gradients agree with autograd of
+    the unfused recursion in float64 on every call, the copy is made on the second sighting only, and
+    an in-place write to the operand is seen at once."""
     from engine.kernels import fc_fused
     if fc_fused._ONEDNN_LINEAR is None:
         pytest.skip("torch built without oneDNN")
     monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
-    monkeypatch.setattr(fc_fused, "_PACKED", [])
+    monkeypatch.setattr(fc_fused, "_FIXED", [])
     g = torch.Generator().manual_seed(13)
+    k = make_kernel("ntk-fc", depth=2, w_std=1.4, b_std=0.3)
     real = torch.randn(50, 20, generator=g)
     xs = torch.randn(4, 20, generator=g, requires_grad=True)
-    want = fc_kernel(real, xs.detach().clone(), 1, 1.4, 0.3, True)     # nothing requires grad: no packing
-    for call in range(3):
-        got = fc_kernel(real, xs, 1, 1.4, 0.3, True)
-        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
-        torch.autograd.grad(got.sum(), xs)
-    assert any(packed is not None for _, _, packed in fc_fused._PACKED)
-    real[7].mul_(3.0)
-    want = fc_kernel(real, xs.detach().clone(), 1, 1.4, 0.3, True)
-    torch.testing.assert_close(fc_kernel(real, xs, 1, 1.4, 0.3, True), want, rtol=1e-6, atol=1e-6)
+    w = torch.randn(50, 4, generator=g, dtype=torch.float64)
+
+    def check():
+        x64 = xs.detach().double().requires_grad_(True)
+        ref = _unfused(k, real.double(), x64)
+        ref_grad, = torch.autograd.grad((ref * w).sum(), x64)
+        out = fc_kernel(real, xs, 2, 1.4, 0.3, True)             # (50, 4): real is the node's right side
+        grad, = torch.autograd.grad((out * w.float()).sum(), xs)
+        torch.testing.assert_close(out.double(), ref.detach(), rtol=2e-5, atol=2e-5 * float(ref.abs().max()))
+        torch.testing.assert_close(grad.double(), ref_grad, rtol=2e-5, atol=2e-5 * float(ref_grad.abs().max()))
+
+    kept = []
+    for _ in range(3):
+        check()
+        kept.append(sum(t is not None for _, _, t in fc_fused._FIXED))
+    assert kept == [0, 1, 1]                       # first sighting remembered, second copied, then reused
+    copy = next(t for _, _, t in fc_fused._FIXED if t is not None)
+    assert copy.shape == (20, 50) and copy.is_contiguous() and torch.equal(copy, real.T)
+    real[7].mul_(3.0)                              # bumps the version: the old copy must not be read
+    check()
 
 
 @pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])

@@ -162,23 +162,24 @@ def _pinned(threads: int, fn):
 
 def _pool_products_ms(data: dict[str, np.ndarray], reps: int = 15) -> tuple[float, float]:
     """(cold, hot) ms of the two products every KIP or DGKIP step makes with the fixed real pool X
-    (b, d): the forward x̃ Xᵀ (the step's packed oneDNN path) and the gradient's G X, G (m, b). Cold:
+    (b, d): the forward x̃ Xᵀ and the gradient's G X, G (m, b), both from X's kept transpose as the
+    step computes them (engine.kernels.fc_fused._mm_nt / _mm_nn). Cold:
     after writing a 64 MiB buffer (X is in no cache, as when a step's other work or another process
     has evicted it); hot: the same two products repeated at once. Median of ``reps``; the threads
     the caller set."""
-    from engine.kernels.fc_fused import _mm_nt
+    from engine.kernels.fc_fused import _mm_nn, _mm_nt
     X, xs = torch.from_numpy(data["xb"]), torch.from_numpy(data["xs"])
     G = torch.randn(xs.shape[0], X.shape[0], generator=torch.Generator().manual_seed(0))
     flush = torch.empty(2**24)
 
     def products() -> float:
         t0 = time.perf_counter()
-        _mm_nt(xs, X, pack=True)
-        _mm_nt(G, X.T)
+        _mm_nt(xs, X, fixed=True)
+        _mm_nn(G, X)
         return time.perf_counter() - t0
 
     for _ in range(3):
-        products()                                   # packs X (the step packs it on its second sighting)
+        products()                                   # keeps Xᵀ (the step keeps it on its second sighting)
     cold, hot = [], []
     for _ in range(reps):
         flush.fill_(1.0)

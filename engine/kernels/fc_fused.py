@@ -43,10 +43,9 @@ from engine.kernels.base import row_sq_norms
 _TWO_PI = 2 * math.pi
 
 
-try:            # oneDNN's GEMM (what inductor calls): on this AMD EPYC, one thread, float32, the 10 × 784 by
-    # 784 × 2,000 product of a KIP step took 0.32 ms against MKL's 0.54 ms, the backward's 10 × 2,000 by
-    # 2,000 × 784 0.16 against 0.53, and at 100 rows 1.8 / 1.6 ms against 3.3-4.1 (MKL takes its AVX2
-    # path on AMD processors; oneDNN dispatches on the instruction set)
+try:            # oneDNN's GEMM (what inductor calls): on an AMD EPYC, one thread, float32, the 10 × 784 by
+    # 784 × 2,000 product of a KIP step took 0.32 ms against MKL's 0.54 ms (MKL takes its AVX2 path on
+    # AMD processors; oneDNN dispatches on the instruction set)
     _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
 except (AttributeError, RuntimeError):
     _ONEDNN_LINEAR = None
@@ -54,48 +53,72 @@ except (AttributeError, RuntimeError):
 
 ONEDNN_MIN_MACS = 2**20
 
-# oneDNN's packed (reordered) copies of fixed right-hand operands: a DGKIP teacher's support images, or
-# KIP's real pool when one batch is the whole pool. Packing 2,000 × 784 costs 0.54 ms and saves 0.13 ms
-# a product at 10 rows (0.29 → 0.16 ms; 0.1 ms at 100 rows), so an operand is packed the second time it
-# is seen unchanged (batches drawn anew every step never are). At most PACK_ENTRIES operands of at most
-# PACK_MAX_ELEMENTS entries each (a packed copy is as large as the operand).
-PACK_ENTRIES, PACK_MAX_ELEMENTS = 4, 2**23
-_PACKED: list[tuple[Any, tuple, Any]] = []        # (weak ref to the memory's owner, key, packed or None)
+# Contiguous transposes Rᵀ (d, c) of fixed right-hand operands R (c, d): KIP's real pool when one batch
+# is the whole pool, a DGKIP teacher's support images. A step's forward L Rᵀ and its gradient's G R then
+# both read this one copy (torch.mm(L, Rᵀ), and oneDNN with Rᵀ as its weight), where they read two
+# before (a oneDNN-packed copy of R for the forward, R for the gradient): on an Intel Xeon, one thread,
+# 2,000 × 784 pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time, interleaved. The
+# copy is made the second time an operand is seen unchanged (batches drawn anew every step never
+# are); at most FIXED_ENTRIES operands of at most FIXED_MAX_ELEMENTS entries each (a copy is as large
+# as the operand).
+FIXED_ENTRIES, FIXED_MAX_ELEMENTS = 4, 2**23
+_FIXED: list[tuple[Any, tuple, Any]] = []        # (weak ref to the memory's owner, key, Rᵀ or None)
 
 
-def _packed_weight(w: torch.Tensor, rows: int):
-    """oneDNN's packed copy of ``w`` (c, k) for products with ``rows`` rows, or ``w`` itself (first
-    sighting, too large, or requiring gradients). Keyed like :func:`engine.kernels.base.row_sq_norms`:
-    the owner of the memory, offset, shape, strides and version counter (bumped by in-place writes)."""
-    if w.requires_grad or w.numel() > PACK_MAX_ELEMENTS:
-        return w
+def _fixed_transpose(w: torch.Tensor, create: bool = True) -> torch.Tensor | None:
+    """The kept contiguous transpose of ``w`` (c, k), as (k, c), or None (not kept: first sighting,
+    too large, requiring gradients, or ``create`` False and not kept yet). Keyed like
+    :func:`engine.kernels.base.row_sq_norms`: the owner of the memory, offset, shape, strides and
+    version counter (bumped by in-place writes)."""
+    if w.requires_grad or w.numel() > FIXED_MAX_ELEMENTS or w.dim() != 2:
+        return None
     owner = w._base if w._base is not None else w
-    key = (w.storage_offset(), tuple(w.shape), tuple(w.stride()), w._version, w.dtype, rows)
-    for i, (ref, k, packed) in enumerate(_PACKED):
+    key = (w.storage_offset(), tuple(w.shape), tuple(w.stride()), w._version, w.dtype, w.device)
+    for i, (ref, k, kept) in enumerate(_FIXED):
         if k == key and ref() is owner:
-            if packed is None:                                    # seen once before: pack now
-                packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), rows)
-                _PACKED[i] = (ref, k, packed)
-            return packed
-    _PACKED[:] = [e for e in _PACKED if e[0]() is not None][-(PACK_ENTRIES - 1):]
-    _PACKED.append((weakref.ref(owner), key, None))
-    return w
+            if kept is None and create:                              # seen once before: copy now
+                kept = w.detach().T.contiguous()
+                _FIXED[i] = (ref, k, kept)
+            return kept
+    if create:
+        _FIXED[:] = [e for e in _FIXED if e[0]() is not None][-(FIXED_ENTRIES - 1):]
+        _FIXED.append((weakref.ref(owner), key, None))
+    return None
 
 
-def _mm_nt(x: torch.Tensor, w: torch.Tensor, pack: bool = False) -> torch.Tensor:
-    """x wᵀ: x (r, k), w (c, k) → (r, c), same dtype. oneDNN for float32 CPU products of at least
-    :data:`ONEDNN_MIN_MACS` multiply-adds when torch has it (below, its per-call cost loses: 10 × 784 by
-    784 × 10 took 14 µs against MKL's 6; float64 and other devices: torch.mm). ``pack``: ``w`` is a
-    fixed operand worth packing when it recurs (:func:`_packed_weight`)."""
+def _onednn_fits(x: torch.Tensor, w: torch.Tensor) -> bool:
+    """oneDNN for float32 CPU products x wᵀ of at least :data:`ONEDNN_MIN_MACS` multiply-adds when torch
+    has it (below, its per-call cost loses: 10 × 784 by 784 × 10 took 14 µs against MKL's 6)."""
+    return (_ONEDNN_LINEAR is not None and x.dtype == torch.float32 and w.dtype == torch.float32
+            and x.device.type == "cpu" and x.shape[0] * x.shape[1] * w.shape[0] >= ONEDNN_MIN_MACS)
+
+
+def _mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tensor:
+    """x wᵀ: x (r, k), w (c, k) → (r, c), same dtype; oneDNN where :func:`_onednn_fits`, else torch.mm
+    (float64 and other devices). ``fixed``: ``w`` is an operand that recurs unchanged (a float32 CPU
+    one is then kept transposed, :func:`_fixed_transpose`, and the product is torch.mm(x, wᵀ))."""
     global _ONEDNN_LINEAR
-    if (_ONEDNN_LINEAR is not None and x.dtype == torch.float32 and w.dtype == torch.float32
-            and x.device.type == "cpu" and x.shape[0] * x.shape[1] * w.shape[0] >= ONEDNN_MIN_MACS):
+    if _onednn_fits(x, w):
+        kept = _fixed_transpose(w) if fixed else None
+        if kept is not None:
+            return torch.mm(x, kept)
         try:
-            weight = _packed_weight(w, x.shape[0]) if pack and w.is_contiguous() else w
-            return _ONEDNN_LINEAR(x, weight, None, "none", [], "")
+            return _ONEDNN_LINEAR(x, w, None, "none", [], "")
         except RuntimeError:           # a build whose oneDNN refuses the call: MKL from now on
             _ONEDNN_LINEAR = None
     return torch.mm(x, w.T)
+
+
+def _mm_nn(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """g w: g (r, c), w (c, k) → (r, k); from ``w``'s kept transpose (:func:`_fixed_transpose`) when
+    there is one, so that a step's gradient reads the copy its forward read."""
+    kept = _fixed_transpose(w, create=False) if _onednn_fits(g, w.T) else None
+    if kept is not None:
+        try:
+            return _ONEDNN_LINEAR(g, kept, None, "none", [], "")
+        except RuntimeError:
+            pass
+    return _mm_nt(g, w.T)
 
 
 def _root_tiny(dtype: torch.dtype) -> float:
@@ -118,19 +141,19 @@ class Saved(NamedTuple):
 
 
 def fused_forward(left: torch.Tensor, right: torch.Tensor, vl: torch.Tensor, vr: torch.Tensor, depth: int,
-                  w2: float, b2: float, ntk: bool, diag: int | None, pack: bool = True) -> tuple[torch.Tensor, Saved]:
+                  w2: float, b2: float, ntk: bool, diag: int | None, fixed: bool = True) -> tuple[torch.Tensor, Saved]:
     """k(L, R), (r, c), in the r × c layout (module doc), and what its backward needs; ``vl`` (r,),
     ``vr`` (c,) the first layer's variances W²‖·‖²/d + b² (detached), ``diag`` the offset of the k(x, x)
-    entries or None; ``pack``: ``right`` is a fixed operand worth packing when it recurs (:func:`_mm_nt`;
-    never for one that changes every step). No autograd: :class:`_FusedFC` wraps it, and objectives
+    entries or None; ``fixed``: ``right`` is an operand worth keeping transposed when it recurs
+    (:func:`_mm_nt`; never for one that changes every step). No autograd: :class:`_FusedFC` wraps it, and objectives
     that write their own gradient (engine.kip's KIP loss) call it directly."""
     with torch.no_grad():
-        return _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, pack)
+        return _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed)
 
 
-def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, pack):
+def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):
     d = left.shape[1]
-    q = _mm_nt(left, right, pack=pack).mul_(w2 / d).add_(b2)
+    q = _mm_nt(left, right, fixed=fixed).mul_(w2 / d).add_(b2)
     eps, c1 = _eps(q.dtype), w2 / _TWO_PI
     theta = q if ntk else None
     vls, vrs, saved = [vl], [vr], []
@@ -247,7 +270,7 @@ def _backward(state, grad, need_l, need_r):
         g_right = _mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
         return None, g_right
     if need_l:
-        g_left = _mm_nt(gq, right.T).mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
+        g_left = _mm_nn(gq, right).mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
     if need_r:
         g_right = _mm_nt(gq.T, left.T).mul_(sq * w2 / d).addcmul_(sum_r[:, None], right, value=2 * w2 / d)
     return g_left, g_right
