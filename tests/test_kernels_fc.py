@@ -116,7 +116,7 @@ def test_every_kernel_the_app_offers_distils(mode, kernel):
 def test_in_place_evaluation_equals_the_differentiable_one(name, depth, monkeypatch):
     """Without gradients the FC kernels take the in-place, cache-sized path (kernels.fc); it computes the
     same numbers as the autograd path, across sub-tiles, row tiles and the symmetric diagonal."""
-    monkeypatch.setattr("engine.kernels.fc.CACHE_ENTRIES", 50)          # several sub-tiles per block
+    monkeypatch.setattr("engine.kernels.fc.CACHE_BYTES", 400)           # several sub-tiles per block
     g = torch.Generator().manual_seed(2)
     x = torch.randn(37, 12, dtype=torch.float64, generator=g)
     y = torch.randn(23, 12, dtype=torch.float64, generator=g)

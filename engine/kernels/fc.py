@@ -18,11 +18,14 @@ import torch
 from engine.kernels.base import MAX_DEPTH, Kernel, median_distance, row_sq_norms
 from engine.kernels.fc_fused import fc_kernel
 
-# entries per sub-tile of the in-place recursion (1 MiB in float64): small enough to stay in cache
-# between its steps, large enough that torch splits each elementwise op over threads (its grain is
-# 32,768 elements). 2,000 × 2,000 × 784, depth 3, 2 threads: 2^15 gave 0.45–0.49 of matmul
-# throughput, 2^17 0.57–0.63, 2^18 0.57–0.67 (measured interleaved, same run).
-CACHE_ENTRIES = 2**17
+# bytes per array of a sub-tile of the in-place recursion (2^17 float32 entries, 2^16 float64): its
+# three or four arrays stay in the cores' L2 between steps, and each elementwise op is still large
+# enough that torch splits it over threads (its grain is 32,768 elements). 2,000 × 2,000 × 784, ntk-fc
+# depth 3, 2 threads, interleaved: float32 2^17 entries 0.57–0.63 of matmul throughput against
+# 0.45–0.49 at 2^15 (AMD EPYC); on an Intel Xeon (1.25 MiB of L2 a core) float32 2^16 / 2^18 entries
+# took 1.05× / 1.10× the time of 2^17, and float64 2^16 entries 0.93× that of 2^17 (whose 4 MiB spill
+# L2), 2^15 1.20×.
+CACHE_BYTES = 2**19
 
 # with gradients, the FC network kernels run as one autograd node with a hand-written backward
 # (engine.kernels.fc_fused); False takes the autograd graph of :meth:`FCNetworkKernel._recursion`
@@ -204,21 +207,23 @@ class FCNetworkKernel(Kernel):
     @torch.no_grad()
     def _block_in_place(self, a, b, diag_offset=None):
         """:meth:`_block` without autograd (teacher, certificates, evaluation): the same formulas with
-        every elementwise step in place, over sub-tiles of about :data:`CACHE_ENTRIES` entries that stay
+        every elementwise step in place, over sub-tiles of about :data:`CACHE_BYTES` bytes an array that stay
         in the CPU's cache between steps (the graph-building path allocates a new n_a × n_b tensor per
         operation and streams each through memory)."""
         w2, b2, d = self.w_std ** 2, self.b_std ** 2, a.shape[1]
-        q12 = torch.mm(a, b.T).mul_(w2 / d).add_(b2)
+        q12 = torch.mm(a, b.T)                       # ⟨a, b⟩: scaled to q₀ per sub-tile, in cache
         # the variances of every layer, computed once: q ↦ w²·q/2 + b²
         v1s, v2s = [(w2 * row_sq_norms(a) / d + b2)[:, None]], [(w2 * row_sq_norms(b) / d + b2)[None, :]]
         for _ in range(self.depth - 1):
             v1s.append(w2 * v1s[-1] / 2 + b2)
             v2s.append(w2 * v2s[-1] / 2 + b2)
         tiny = torch.finfo(q12.dtype).tiny
-        rows = max(1, CACHE_ENTRIES // max(1, q12.shape[1]))
+        rows = max(1, CACHE_BYTES // (q12.element_size() * max(1, q12.shape[1])))
         c1 = w2 / (2 * math.pi)
+        # x ↦ α x + b² in one pass: torch.add(b², x, alpha=α, out=x) (x.mul_(α).add_(b²) makes two)
+        bias = torch.tensor(b2, dtype=q12.dtype, device=q12.device)
         for i in range(0, q12.shape[0], rows):
-            out = q = q12[i:i + rows]
+            out = q = torch.add(bias, q12[i:i + rows], alpha=w2 / d, out=q12[i:i + rows])   # q₀
             ntk = None                      # the NTK's Θ once q₀ (= Θ₀) has been overwritten
             t, s = torch.empty_like(q), torch.empty_like(q)
             for layer, (v1, v2) in enumerate(zip(v1s, v2s)):
@@ -234,13 +239,13 @@ class FCNetworkKernel(Kernel):
                 # +∞ on the diagonal (s = 0, q > 0), so θ = 0 exactly there
                 torch.div(q, s, out=t).atan_().add_(math.pi / 2)
                 if not self.ntk:
-                    torch.addcmul(s, q, t, out=q).mul_(c1).add_(b2)             # Dense ∘ ReLU
+                    torch.add(bias, torch.addcmul(s, q, t, out=q), alpha=c1, out=q)   # Dense ∘ ReLU
                     continue
                 # NTK: q' = c₁ (s + φ q) + b² into s's buffer, then Θ' = q' + c₁ Θ φ (Θ₀ = q₀); the last
                 # layer writes Θ' into the output, the others into Θ's buffer, and q's buffer becomes
                 # the next layer's scratch (no copy of q₀ first, none of Θ into the output last)
                 theta = q if ntk is None else ntk
-                torch.addcmul(s, q, t, out=s).mul_(c1).add_(b2)
+                torch.add(bias, torch.addcmul(s, q, t, out=s), alpha=c1, out=s)
                 if layer + 1 == len(v1s):
                     torch.addcmul(s, theta, t, value=c1, out=out)
                 else:
