@@ -10,9 +10,9 @@ coefficients) and α̃ the exact m-point dual, held fixed (Danskin). Its derivat
 
 So the teacher block's gradient needs only Z, not α̃: the node computes K(x̃, X_T), Z, ∂G/∂Z and the
 product of the block's gradient with X_T, then K_SS, the solve and the K_SS part, without an autograd
-graph (0.956× / 0.943× the autograd path's step at IPC 1 / 10, cross-entropy, one thread). ∇ℓ is
-taken by autograd on the (m, C) scores (any loss; for the hinge, the subgradient the autograd path
-takes). The autograd graph of the same gap (DGKIPObjective.gap) is the reference in
+graph (0.956× / 0.943× the autograd path's step at IPC 1 / 10, cross-entropy, one thread). ∇ℓ of a
+smooth loss is −α(Z), the loss's ``optimal_alpha`` (one op, where autograd on the (m, C) scores took
+about 8 % of an IPC-1 step); the hinge's is autograd's, the subgradient the autograd path takes. The autograd graph of the same gap (DGKIPObjective.gap) is the reference in
 tests/test_objectives.py.
 """
 from __future__ import annotations
@@ -61,9 +61,12 @@ class _FCGap(torch.autograd.Function):
         vs = torch.linalg.vecdot(x, x).mul_(w2 / x.shape[1]).add_(b2)
         Kst, saved = fused_forward(x, rows, vs, first_variances(rows, w2, b2), depth, w2, b2, ntk, None)
         Z = Kst @ teacher.coef                                                   # f*(x̃), (m, C)
-        with torch.enable_grad():
-            Zg = Z.detach().requires_grad_(True)
-            gZ, = torch.autograd.grad(teacher.loss.value(Ys, Zg).sum() / m, Zg)  # ∇ℓ / m
+        if teacher.loss.smooth:                                                  # ∇ℓ / m = −α(Z) / m
+            gZ = teacher.loss.optimal_alpha(Ys, Z).div_(-m)
+        else:                                                                    # the hinge: autograd's subgradient
+            with torch.enable_grad():
+                Zg = Z.detach().requires_grad_(True)
+                gZ, = torch.autograd.grad(teacher.loss.value(Ys, Zg).sum() / m, Zg)
         g_x, _ = fused_backward(saved, gZ @ teacher.coef.T, True, False)
         del saved
         Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, fixed=False)

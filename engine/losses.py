@@ -70,6 +70,9 @@ class Loss:
         raise NotImplementedError
 
     def optimal_alpha(self, Y: Tensor, Z: Tensor) -> Tensor:
+        """The dual variable (n, C) that meets scores Z (n, C) with equality in Fenchel-Young:
+        α = −∇ℓ(Z) for a smooth loss (engine.gap_step takes ∇ℓ from it), a subgradient's negative
+        for the hinge."""
         raise NotImplementedError
 
     def project(self, Y: Tensor, A: Tensor) -> Tensor:

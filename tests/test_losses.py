@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
-from engine.losses import loss_names, make_loss
+from engine.losses import SmoothedHingeLoss, loss_names, make_loss
 
 BINARY = ["logistic", "hinge", "squared-hinge"]
 
@@ -70,9 +70,11 @@ def test_fenchel_young_identity_and_positivity(name):
 SMOOTH = [n for n in loss_names() if n != "hinge"]
 
 
-@pytest.mark.parametrize("name", SMOOTH)
+@pytest.mark.parametrize("name", SMOOTH + ["smoothed-hinge"])
 def test_optimal_alpha_is_minus_gradient(name):
-    loss = make_loss(name)
+    """−α(Z) is ∇ℓ(Z) for every smooth loss (engine.gap_step's DGKIP step takes ∇ℓ from it)."""
+    loss = SmoothedHingeLoss(0.3) if name == "smoothed-hinge" else make_loss(name)
+    assert loss.smooth
     g = torch.Generator().manual_seed(2)
     Y = loss.targets(torch.randint(0, 3, (20,), generator=g), 3)
     Z = torch.randn(20, 3, dtype=torch.float64, generator=g).requires_grad_(True)

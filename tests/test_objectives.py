@@ -79,7 +79,7 @@ def test_dgkip_step_gap_is_the_certificate_gap(alpha_mode):
     assert xs.grad is not None and torch.isfinite(xs.grad).all() and xs.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("loss_name", ["cross-entropy", "hinge", "squared", "logistic"])
+@pytest.mark.parametrize("loss_name", ["cross-entropy", "hinge", "squared", "logistic", "squared-hinge"])
 @pytest.mark.parametrize("kernel_name,depth", [("ntk-fc", 1), ("nngp-fc", 3)])
 def test_dgkip_fc_step_node_equals_autograd_of_the_gap(loss_name, kernel_name, depth, monkeypatch):
     # the FC kernels' DGKIP step is one node whose forward writes the gradient (engine.gap_step); the
