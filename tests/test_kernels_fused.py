@@ -158,13 +158,19 @@ def test_fixed_operand_is_kept_transposed_only_while_unchanged(monkeypatch):
         torch.testing.assert_close(out.double(), ref.detach(), rtol=2e-5, atol=2e-5 * float(ref.abs().max()))
         torch.testing.assert_close(grad.double(), ref_grad, rtol=2e-5, atol=2e-5 * float(ref_grad.abs().max()))
 
-    kept = []
+    weights = []                                   # the operands oneDNN's products read, call by call
+    linear = fc_fused._ONEDNN_LINEAR
+    monkeypatch.setattr(fc_fused, "_ONEDNN_LINEAR", lambda x, w, *a: weights.append(w.data_ptr()) or linear(x, w, *a))
+    kept, read = [], []
     for _ in range(3):
+        weights.clear()
         check()
         kept.append(sum(t is not None for _, _, t in fc_fused._FIXED))
+        read.append(list(weights))
     assert kept == [0, 1, 1]                       # first sighting remembered, second copied, then reused
     copy = next(t for _, _, t in fc_fused._FIXED if t is not None)
     assert copy.shape == (20, 50) and copy.is_contiguous() and torch.equal(copy, real.T)
+    assert copy.data_ptr() not in read[0] and read[2] == [copy.data_ptr()]   # the gradient reads the copy
     real[7].mul_(3.0)                              # bumps the version: the old copy must not be read
     check()
 
