@@ -13,8 +13,8 @@ product of the block's gradient with X_T, then K_SS, the solve and the K_SS part
 graph (0.956× / 0.943× the autograd path's step at IPC 1 / 10, cross-entropy, one thread). ∇ℓ of a
 smooth loss is −α(Z), the loss's ``optimal_alpha``: 11 µs where autograd on the (m, C) scores took
 172–192 µs (cross-entropy, m = C = 10, one thread; 3–5 % of an IPC-1 step); the hinge's is
-autograd's, the subgradient the autograd path takes. The autograd graph of the same gap (DGKIPObjective.gap) is the reference in
-tests/test_objectives.py.
+autograd's, the subgradient the autograd path takes. The autograd graph of the same gap
+(DGKIPObjective.gap) is the reference in tests/test_objectives.py.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class _FCGap(torch.autograd.Function):
         depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
         x, rows = kernel.prepare(xs).detach(), kernel.prepare(teacher.x)
         m = x.shape[0]
-        vs = torch.linalg.vecdot(x, x).mul_(w2 / x.shape[1]).add_(b2)
+        vs = first_variances(x, w2, b2, keep=False)
         Kst, saved = fused_forward(x, rows, vs, first_variances(rows, w2, b2), depth, w2, b2, ntk, None)
         Z = Kst @ teacher.coef                                                   # f*(x̃), (m, C)
         if teacher.loss.smooth:                                                  # ∇ℓ / m = −α(Z) / m

@@ -105,7 +105,7 @@ class _FCKIPLoss(torch.autograd.Function):
         x, real = kernel.prepare(xs).detach(), kernel.prepare(xb)
         Ys, Yb = Ys.detach(), Yb.detach()
         m, b = x.shape[0], real.shape[0]
-        vs = torch.linalg.vecdot(x, x).mul_(w2 / x.shape[1]).add_(b2)
+        vs = first_variances(x, w2, b2, keep=False)
         Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, fixed=False)
         A = Kss + kip_ridge_value(Kss, lam, ridge) * torch.eye(m, dtype=Kss.dtype, device=Kss.device)
         lu = torch.linalg.lu_factor(A)

@@ -158,6 +158,15 @@ def _element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+def identity_key(a: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+    """(the tensor that owns ``a``'s memory, ``a``'s key): the key of caches of values derived from a
+    fixed tensor (:func:`row_sq_norms`, engine.kernels.fc_fused's kept transposes), which hold a weak
+    reference to the owner and match while it lives and ``a``'s offset, shape, strides, version
+    counter (bumped by every in-place write), dtype and device are unchanged."""
+    owner = a._base if a._base is not None else a
+    return owner, (a.storage_offset(), tuple(a.shape), tuple(a.stride()), a._version, a.dtype, a.device)
+
+
 _SQ_CACHE: list[tuple[Any, tuple, torch.Tensor]] = []
 SQ_CACHE_ENTRIES = 8        # fixed inputs whose row norms are kept (KIP's pool, a teacher's tiles, …)
 
@@ -168,14 +177,11 @@ def row_sq_norms(a: torch.Tensor) -> torch.Tensor:
     The squared norms of an input that needs no gradient are kept (for the last
     :data:`SQ_CACHE_ENTRIES` such inputs): a distillation step pairs the same fixed real images with
     new synthetic ones every step, and squaring a 2,000 × 784 pool anew cost more than the rest of a
-    KIP step's elementwise work. An entry holds a weak reference to the tensor that owns the memory
-    (``a`` or the base it is a view of) and is used only while that tensor lives and ``a``'s offset,
-    shape, strides and version counter (bumped by every in-place write) are unchanged.
+    KIP step's elementwise work. Entries are matched by :func:`identity_key`.
     """
     if a.requires_grad and torch.is_grad_enabled():
         return (a * a).sum(1)
-    owner = a._base if a._base is not None else a
-    key = (a.storage_offset(), tuple(a.shape), tuple(a.stride()), a._version, a.dtype, a.device)
+    owner, key = identity_key(a)
     for ref, k, value in _SQ_CACHE:
         if k == key and ref() is owner:
             return value

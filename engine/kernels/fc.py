@@ -207,9 +207,9 @@ class FCNetworkKernel(Kernel):
     @torch.no_grad()
     def _block_in_place(self, a, b, diag_offset=None):
         """:meth:`_block` without autograd (teacher, certificates, evaluation): the same formulas with
-        every elementwise step in place, over sub-tiles of about :data:`CACHE_BYTES` bytes an array that stay
-        in the CPU's cache between steps (the graph-building path allocates a new n_a × n_b tensor per
-        operation and streams each through memory)."""
+        every elementwise step in place, over sub-tiles of about :data:`CACHE_BYTES` bytes an array
+        that stay in the CPU's cache between steps (the graph-building path allocates a new n_a × n_b
+        tensor per operation and streams each through memory)."""
         w2, b2, d = self.w_std ** 2, self.b_std ** 2, a.shape[1]
         q12 = torch.mm(a, b.T)                       # ⟨a, b⟩: scaled to q₀ per sub-tile, in cache
         # the variances of every layer, computed once: q ↦ w²·q/2 + b²

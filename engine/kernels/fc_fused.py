@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from engine.kernels.base import row_sq_norms
+from engine.kernels.base import identity_key, row_sq_norms
 
 _TWO_PI = 2 * math.pi
 
@@ -69,13 +69,11 @@ _FIXED: list[tuple[Any, tuple, Any]] = []        # (weak ref to the memory's own
 
 def _fixed_transpose(w: torch.Tensor, create: bool = True) -> torch.Tensor | None:
     """The kept contiguous transpose of ``w`` (c, k), as (k, c), or None (not kept: first sighting,
-    too large, requiring gradients, or ``create`` False and not kept yet). Keyed like
-    :func:`engine.kernels.base.row_sq_norms`: the owner of the memory, offset, shape, strides and
-    version counter (bumped by in-place writes)."""
+    too large, requiring gradients, or ``create`` False and not kept yet); entries are matched by
+    :func:`engine.kernels.base.identity_key`."""
     if w.requires_grad or w.numel() > FIXED_MAX_ELEMENTS or w.dim() != 2:
         return None
-    owner = w._base if w._base is not None else w
-    key = (w.storage_offset(), tuple(w.shape), tuple(w.stride()), w._version, w.dtype, w.device)
+    owner, key = identity_key(w)
     for i, (ref, k, kept) in enumerate(_FIXED):
         if k == key and ref() is owner:
             if kept is None and create:                              # seen once before: copy now
@@ -147,8 +145,8 @@ def fused_forward(left: torch.Tensor, right: torch.Tensor, vl: torch.Tensor, vr:
     """k(L, R), (r, c), in the r × c layout (module doc), and what its backward needs; ``vl`` (r,),
     ``vr`` (c,) the first layer's variances W²‖·‖²/d + b² (detached), ``diag`` the offset of the k(x, x)
     entries or None; ``fixed``: ``right`` is an operand worth keeping transposed when it recurs
-    (:func:`_mm_nt`; never for one that changes every step). No autograd: :class:`_FusedFC` wraps it, and objectives
-    that write their own gradient (engine.kip's KIP loss) call it directly."""
+    (:func:`_mm_nt`; never for one that changes every step). No autograd: :class:`_FusedFC` wraps it,
+    and objectives that write their own gradient (engine.kip, engine.gap_step) call it directly."""
     with torch.no_grad():
         return _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed)
 
@@ -295,10 +293,12 @@ class _FusedFC(torch.autograd.Function):
         return g_left, g_right, None, None, None, None, None, None, None
 
 
-def first_variances(x: torch.Tensor, w2: float, b2: float) -> torch.Tensor:
+def first_variances(x: torch.Tensor, w2: float, b2: float, keep: bool = True) -> torch.Tensor:
     """W²‖x_i‖²/d + b², (n,), detached; the squared norms of an input without gradients are cached
-    (:func:`engine.kernels.base.row_sq_norms`)."""
-    if x.requires_grad:
+    (:func:`engine.kernels.base.row_sq_norms`) unless ``keep`` is False (the synthetic images inside
+    a hand-written step: detached there, but new every step, so caching them would only push the
+    fixed inputs' norms out)."""
+    if x.requires_grad or not keep:
         sq = torch.linalg.vecdot(x.detach(), x.detach())
     else:
         sq = row_sq_norms(x)
