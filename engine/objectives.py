@@ -181,7 +181,7 @@ class DGKIPObjective(Objective):
     def _exact_alpha(self, Kss: Tensor, Ys: Tensor) -> Tensor:
         """The exact m-point dual (m, C) at K_SS, warm-started from the last step's (a few solver steps)."""
         self.alpha_prev = solve_dense(Kss.detach(), Ys.detach(), self.teacher.loss, self.config.lam, tol=1e-6,
-                                      max_iter=8, alpha0=self.alpha_prev).alpha
+                                      max_iter=8, alpha0=self.alpha_prev, certify_start=False).alpha
         return self.alpha_prev
 
     def flops(self, m, chw):

@@ -56,14 +56,13 @@ def certificate(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float) -> tup
     """(primal P(w(α)), dual D(α), gap, z) for feasible α, given KA = K α."""
     N = Y.shape[0]
     z = KA / (lam * N)
-    quad = float((A * KA).sum()) / (lam * N * N)               # λ ‖w(α)‖² = αᵀKα / (λ N²)
     value, conj = loss.value(Y, z), loss.conj_neg(Y, A)
-    primal = float(value.mean()) + 0.5 * quad
-    dual = -float(conj.mean()) - 0.5 * quad
-    # = primal − dual without cancellation: the Fenchel-Young terms row by row (Loss.fenchel_young's
-    # sum, from the two parts above instead of computing them again)
-    gap = float((value + conj + (A * z).sum(-1)).mean())
-    return primal, dual, max(gap, 0.0), z
+    # the gap = primal − dual without cancellation: the Fenchel-Young terms row by row (Loss.fenchel_young's
+    # sum, from the two parts above instead of computing them again); one transfer for the four numbers
+    quad, v, cj, gap = torch.stack([(A * KA).sum(), value.mean(), conj.mean(),
+                                    (value + conj + (A * z).sum(-1)).mean()]).tolist()
+    quad /= lam * N * N                                          # λ ‖w(α)‖² = αᵀKα / (λ N²)
+    return v + 0.5 * quad, -cj - 0.5 * quad, max(gap, 0.0), z
 
 
 def _record(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float, it: int, t0: float,
@@ -120,52 +119,57 @@ DENSE_NEWTON_MAX = 256   # N·C at most: a Newton step solves its (N·C)² syste
 def _dense_newton_direction(K: Tensor, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, lam: float) -> Tensor:
     """The exact Newton step δ (N, C) of :func:`_newton`: (H K / N + λ I) δ = −g, with H the loss's
     Hessian in z at f (block-diagonal over the N rows) and K (N, N) dense, as one LU solve of the
-    (N·C)² matrix (δ flattened row-major). The distillation step's m-point problem: at m·C = 100 the
-    matrix and its solve take about 0.15 ms where CG took 6 iterations of 0.1 ms (one thread); the
-    system is not symmetric, and is non-singular for λ > 0 (H K has non-negative eigenvalues)."""
+    (N·C)² matrix M[(i, a), (l, b)] = (H_i)_ab K_il / N + λ δ (δ flattened row-major). The distillation
+    step's m-point problem: at m·C = 100 the matrix and its solve take about 0.15 ms where CG took 6
+    iterations of 0.1 ms (one thread); the system is not symmetric, and is non-singular for λ > 0 (H K
+    has non-negative eigenvalues)."""
     N, C = Y.shape
-    eye_c = torch.eye(C, dtype=f.dtype, device=f.device)
-    # column (l, b) of K ⊗ I_C as an (N, C) matrix: K[:, l] in column b; H applied to each, batched
-    columns = (K.T[:, None, :, None] * eye_c[None, :, None, :]).reshape(N * C, N, C)
-    M = loss.hvp(Y, f, columns).reshape(N * C, N * C).T / N
+    # H_i (C × C) from the Hessian's product with the C unit vectors: H[b, i, a] = (H_i)_ab
+    H = loss.hvp(Y, f, torch.eye(C, dtype=f.dtype, device=f.device)[:, None, :])
+    M = (H.permute(1, 2, 0)[:, :, None, :] * (K / N)[:, None, :, None]).reshape(N * C, N * C)
     M.diagonal().add_(lam)
-    return torch.linalg.solve(M, -g.reshape(-1)).reshape(N, C)
+    return torch.linalg.solve(M, g.reshape(-1)).neg_().reshape(N, C)
 
 
-def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint, dense=None):
+def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint, dense=None, certify_start=True):
     t0 = time.perf_counter()
     N = Y.shape[0]
     c = torch.zeros_like(Y) if alpha0 is None else alpha0 / (lam * N)
     f = matvec(c) if alpha0 is not None else torch.zeros_like(Y)
+    direct = dense is not None and Y.numel() <= DENSE_NEWTON_MAX
     total_cg = n_direct = 0
     best = None
     for it in range(max_iter + 1):
         A = loss.optimal_alpha(Y, f)
-        KA = matvec(A)
-        best, rel, event = _record(loss, Y, A, KA, lam, it, t0, best, "newton-cg")
-        yield event
-        if rel <= tol or it == max_iter:
-            break
+        KA = None
+        if certify_start or alpha0 is None or it > 0 or it == max_iter:
+            KA = matvec(A)
+            best, rel, event = _record(loss, Y, A, KA, lam, it, t0, best, "newton-cg")
+            yield event
+            if rel <= tol or it == max_iter:
+                break
         if checkpoint is not None:
             checkpoint()
         g = -A / N + lam * c                    # RKHS gradient coefficients
-        Kg = -KA / N + lam * f
-        if dense is not None and Y.numel() <= DENSE_NEWTON_MAX:
+        if direct:
             d = _dense_newton_direction(dense, loss, Y, f, g, lam)
             Kd = matvec(d)
             n_direct += 1
         else:
-            eta = min(0.1, math.sqrt(rel))
+            Kg = -(matvec(A) if KA is None else KA) / N + lam * f
+            eta = min(0.1, math.sqrt(rel)) if best is not None else 0.1
             d, Kd, n_cg = _cg_k_inner(matvec, loss, Y, f, g, Kg, lam, eta, max_iter=1000, checkpoint=checkpoint)
             total_cg += n_cg
-        slope = float((Kd * g).sum())
+        # the directional derivative, the objective and its parts along d, and |f|'s largest entry: one transfer
+        slope, p0, cf, df, dKd, f_max = torch.stack([
+            (Kd * g).sum(), loss.value(Y, f).mean(), (c * f).sum(), (d * f).sum(), (d * Kd).sum(),
+            f.abs().max()]).tolist()
         if not slope < 0:
             break
-        p0 = float(loss.value(Y, f).mean()) + 0.5 * lam * float((c * f).sum())
-        cf, df, dKd = float((c * f).sum()), float((d * f).sum()), float((d * Kd).sum())
+        p0 += 0.5 * lam * cf
         # the objective's rounding: a Newton decrease below it cannot be checked (the float32 step's
         # m-point problems near their optimum failed Armijo's test 40 times a step on rounding alone)
-        noise = ARMIJO_NOISE * torch.finfo(f.dtype).eps * (abs(p0) + float(f.abs().max()))
+        noise = ARMIJO_NOISE * torch.finfo(f.dtype).eps * (abs(p0) + f_max)
         t = 1.0
         if -slope > noise:                            # else: the full Newton step (the certificate judges it)
             for _ in range(40):
@@ -177,6 +181,10 @@ def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint, dense=None)
                 break                                 # no checkable decrease: keep the best certified α
         c = c + t * d
         f = f + t * Kd
+    if best is None:                                  # stopped before any certificate: certify where it stands
+        A = loss.optimal_alpha(Y, f)
+        best, _, event = _record(loss, Y, A, matvec(A), lam, it, t0, best, "newton-cg")
+        yield event
     best.seconds = time.perf_counter() - t0
     best.solver = (f"newton ({best.iterations} Newton, {n_direct} direct solves)" if n_direct and not total_cg
                    else f"newton-cg ({best.iterations} Newton, {total_cg} CG iterations)")
@@ -341,7 +349,7 @@ def cd_hinge(loss: Loss, device: torch.device, dtype: torch.dtype) -> bool:
 
 def solve_iter(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float = 1e-6, max_iter: int = 200,
                alpha0: Tensor | None = None, checkpoint: Callable[[], None] | None = None,
-               dense: Tensor | None = None
+               dense: Tensor | None = None, certify_start: bool = True
                ) -> Generator[TeacherProgress, None, DualSolution]:
     """Solve the mean-form problem on N points with labels ``Y`` (N, C) to relative gap ``tol``.
 
@@ -350,10 +358,12 @@ def solve_iter(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *, tol: float 
     ``checkpoint()`` is called between iterations (it may block, or raise to cancel). Given ``dense``
     (the (N, N) matrix behind ``matvec``) in float64 on the CPU, hinge runs working-set coordinate
     descent (up to ``max_iter`` sweeps' worth of N coordinate updates per column), otherwise up to
-    ``50 · max_iter`` FISTA steps warm-started from a rough squared-hinge solution.
+    ``50 · max_iter`` FISTA steps warm-started from a rough squared-hinge solution. ``certify_start=False``:
+    a smooth loss's Newton takes its first step from ``alpha0`` before it certifies anything (a warm
+    start from a neighbouring problem, which never passes the test: the distillation step's last dual).
     """
     if loss.smooth:
-        return (yield from _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint, dense))
+        return (yield from _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint, dense, certify_start))
     if dense is not None and cd_hinge(loss, dense.device, dense.dtype):
         return (yield from _cd_hinge(dense, loss, Y, lam, tol, max_iter, alpha0, checkpoint))
     if alpha0 is None:
@@ -369,11 +379,17 @@ def solve(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *,
 
 
 def solve_dense(K: Tensor, Y: Tensor, loss: Loss, lam: float, **kw) -> DualSolution:
-    """:func:`solve` with an explicit (N, N) kernel matrix (small problems: the distilled set). The
-    hinge on the CPU is solved in float64 whatever K's dtype (working-set coordinate descent needs it;
-    float32 took FISTA, up to 400 iterations a distillation step), and α and z come back in K's dtype
-    (a box-feasible α stays feasible: values in [0, 1] round inside)."""
-    if not loss.smooth and K.device.type == "cpu" and K.dtype != torch.float64:
+    """:func:`solve` with an explicit (N, N) kernel matrix (small problems: the distilled set).
+
+    On the CPU, two kinds are solved in float64 whatever K's dtype, with α and z returned in K's:
+    the hinge (working-set coordinate descent needs it; float32 took FISTA, up to 400 iterations a
+    distillation step), and smooth losses small enough for direct Newton systems (N·C ≤
+    ``DENSE_NEWTON_MAX``: float32's rounding is near the relative gap of 1e-6 that the distillation step
+    asks for, and 1 in 3 of its IPC-1 cross-entropy solves needed 2 to 8 Newton steps where float64
+    needed one, 0.90 → 0.62 ms a solve). The cast keeps α feasible: rounding is monotone, so an α
+    between bounds that are themselves float32 values (0, 1, the labels) stays between them."""
+    small = not loss.smooth or Y.numel() <= DENSE_NEWTON_MAX
+    if small and K.device.type == "cpu" and K.dtype != torch.float64:
         alpha0 = kw.pop("alpha0", None)
         sol = solve_dense(K.double(), Y.double(), loss, lam, alpha0=None if alpha0 is None else alpha0.double(), **kw)
         sol.alpha, sol.z = sol.alpha.to(K.dtype), sol.z.to(K.dtype)

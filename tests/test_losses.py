@@ -111,3 +111,19 @@ def test_projection_and_param_roundtrip_are_feasible():
         A2 = loss.alpha_from_param(Y, loss.param_from_alpha(Y, A))
         assert torch.isfinite(loss.conj_neg(Y, A)).all(), name
         assert torch.isfinite(loss.conj_neg(Y, A2)).all(), name
+
+
+def test_cross_entropy_value_against_scipys_logsumexp():
+    # ℓ = −yᵀz + log Σ e^z for any label rows (one-hot, soft, not summing to one) and scores up to 1e3
+    # (engine computes log Σ e^z as z₀ − log softmax(z)₀); float32 within its rounding of the float64 value
+    from scipy.special import logsumexp
+    loss = make_loss("cross-entropy")
+    rng = np.random.default_rng(3)
+    for scale in (1.0, 30.0, 1e3):
+        Z = scale * rng.standard_normal((200, 7))
+        Y = np.concatenate([np.eye(7)[rng.integers(0, 7, 100)], rng.random((100, 7))])
+        ref = -(Y * Z).sum(1) + logsumexp(Z, axis=1)
+        got = loss.value(torch.from_numpy(Y), torch.from_numpy(Z)).numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12 * scale)
+        got32 = loss.value(torch.from_numpy(Y).float(), torch.from_numpy(Z).float()).double().numpy()
+        np.testing.assert_allclose(got32, ref, rtol=0, atol=2e-6 * scale * 7)

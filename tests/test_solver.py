@@ -173,7 +173,8 @@ def test_small_dense_problems_take_exact_newton_steps_to_sklearns_optimum(proble
     assert "CG" in cg.solver and sol.iterations <= cg.iterations
 
 
-def test_exact_newton_direction_solves_the_newton_system_built_by_autograd():
+@pytest.mark.parametrize("name", ["cross-entropy", "logistic", "squared-hinge", "squared"])
+def test_exact_newton_direction_solves_the_newton_system_built_by_autograd(name):
     # the direction against the Hessian of the coefficient objective P(c) = mean ℓ(y, K c) + λ/2 cᵀKc,
     # taken by torch.autograd.functional (Newton in the K-inner product: K (H K/N + λ I) δ = −∇P)
     from engine.solver import _dense_newton_direction
@@ -181,7 +182,7 @@ def test_exact_newton_direction_solves_the_newton_system_built_by_autograd():
     N, C = 7, 4
     F = rng.standard_normal((N, 5))
     K = torch.from_numpy(F @ F.T / 5 + 0.1 * np.eye(N))
-    loss = make_loss("cross-entropy")
+    loss = make_loss(name)
     Y = loss.targets(torch.from_numpy(rng.integers(0, C, N)), C)
     c = torch.from_numpy(rng.standard_normal((N, C)) * 0.3)
 
@@ -217,9 +218,98 @@ def test_float32_solve_started_at_its_optimum_does_not_search_below_rounding():
             calls.append(1)
             return super().value(Y, Z)
 
-    sol = solve_dense(K.float(), Y.float(), Counting(), 1e-3, tol=1e-9, max_iter=8, alpha0=best.alpha.float())
+    # the float32 Newton itself (solve_dense takes a problem this small to float64 on the CPU; a GPU's
+    # stays in float32)
+    Kf = K.float()
+    sol = solve(lambda V: Kf @ V, Y.float(), Counting(), 1e-3, tol=1e-9, max_iter=8, alpha0=best.alpha.float(),
+                dense=Kf)
+    assert "direct solves" in sol.solver and sol.alpha.dtype == torch.float32
     assert len(calls) <= 30, (len(calls), sol.solver)     # 3-4 a Newton step (8 here), not ~30
     assert sol.rel_gap <= 1e-5
+
+
+def _step_problem(seed, shift=0.0):
+    """A distillation step's m-point problem: 10 images of 10 classes (MNIST-sized inputs, λ = 1e-3),
+    float32, its images moved by ``shift`` along a fixed random direction."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, 10)
+    X = rng.standard_normal((10, 784)) + 1.5 * np.eye(10, 784)[labels]
+    X = X + shift * np.random.default_rng(99).standard_normal(X.shape)
+    return torch.from_numpy(X @ X.T / 784).float(), labels
+
+
+@pytest.mark.parametrize("name", ["cross-entropy", "logistic", "squared-hinge", "squared"])
+def test_warm_started_newton_steps_before_its_first_certificate(name):
+    # certify_start=False (the distillation step: its last dual, for images that have moved since):
+    # no certificate of the stale start, the same certified optimum, and a certificate even when the
+    # solver stops before its first one (started at the optimum, the Newton step has no descent)
+    from engine.solver import solve_iter
+    loss = make_loss(name)
+    K, labels = _step_problem(0)
+    K, Y = K.double(), loss.targets(torch.from_numpy(labels), 10)
+    opt = solve_dense(K, Y, loss, 1e-3, tol=1e-12, max_iter=50)
+    K2 = _step_problem(0, shift=0.05)[0].double()
+
+    def run(K, **kw):
+        events = []
+        gen = solve_iter(lambda V: K @ V, Y, loss, 1e-3, tol=1e-9, max_iter=8, dense=K, alpha0=opt.alpha, **kw)
+        try:
+            while True:
+                events.append(next(gen))
+        except StopIteration as stop:
+            return events, stop.value
+
+    events, sol = run(K2, certify_start=False)
+    ref_events, ref = run(K2)
+    assert ref_events[0].iteration == 0 and ref_events[0].rel_gap > 1e-9       # the stale start fails the test
+    assert [e.iteration for e in events] == [e.iteration for e in ref_events[1:]]
+    assert sol.rel_gap <= 1e-9
+    torch.testing.assert_close(sol.alpha, ref.alpha, rtol=0, atol=1e-8)
+    # no Newton step allowed: the start is certified after all
+    zero = solve(lambda V: K2 @ V, Y, loss, 1e-3, tol=1e-9, max_iter=0, dense=K2, alpha0=opt.alpha,
+                 certify_start=False)
+    assert zero.iterations == 0 and zero.gap == pytest.approx(ref_events[0].gap, rel=1e-12)
+
+
+def test_newton_stopped_before_its_first_certificate_still_certifies(monkeypatch):
+    # a direction without descent ends the Newton loop at once; with the start's certificate skipped,
+    # the solver must certify where it stands rather than return nothing
+    import engine.solver as solver
+    real = solver._dense_newton_direction
+    monkeypatch.setattr(solver, "_dense_newton_direction", lambda *a: -real(*a))      # an ascent direction
+    loss = make_loss("cross-entropy")
+    K, labels = _step_problem(2)
+    K, Y = K.double(), loss.targets(torch.from_numpy(labels), 10)
+    alpha0 = 0.5 * loss.optimal_alpha(Y, torch.zeros_like(Y))
+    sol = solve(lambda V: K @ V, Y, loss, 1e-3, tol=1e-9, max_iter=8, dense=K, alpha0=alpha0, certify_start=False)
+    primal, dual, gap, _ = solver.certificate(loss, Y, sol.alpha, K @ sol.alpha, 1e-3)
+    assert sol.gap == pytest.approx(gap, rel=1e-12) and sol.gap > 0 and "0 Newton" in sol.solver
+
+
+@pytest.mark.parametrize("name", ["cross-entropy", "logistic", "squared-hinge", "squared"])
+def test_small_float32_problem_is_solved_in_float64_and_comes_back_feasible(name):
+    # solve_dense on the CPU takes N·C ≤ DENSE_NEWTON_MAX problems to float64: float32's rounding
+    # sits near the step's 1e-6 relative gap (cross-entropy needed 2-8 Newton steps for 1 in 3 of its
+    # solves). The cast-back α must stay feasible and keep its certified gap (recomputed in float64)
+    from engine.solver import certificate
+    loss = make_loss(name)
+    K, labels = _step_problem(5)
+    Y = loss.targets(torch.from_numpy(labels), 10, dtype=torch.float32)
+    warm = solve_dense(K.double(), Y.double(), loss, 1e-3, tol=1e-12, max_iter=50).alpha.float()
+    K2 = _step_problem(5, shift=0.005)[0]       # cross-entropy: 2 Newton steps in float32
+    sol = solve_dense(K2, Y, loss, 1e-3, tol=1e-6, max_iter=8, alpha0=warm, certify_start=False)
+    assert sol.alpha.dtype == sol.z.dtype == torch.float32
+    # one step from a neighbour's optimum (two for the squared hinge, whose active set may change)
+    assert sol.iterations <= (2 if name == "squared-hinge" else 1), sol.solver
+    A = sol.alpha
+    if name == "cross-entropy":
+        assert ((Y - A) >= 0).all()
+    elif name != "squared":
+        beta = A * Y
+        assert ((beta >= 0) & (beta <= (1 if name == "logistic" else np.inf))).all()
+    K64, A64 = K2.double(), A.double()
+    primal, _, gap, _ = certificate(loss, Y.double(), A64, K64 @ A64, 1e-3)
+    assert gap / primal <= 2e-6
 
 
 @pytest.mark.parametrize("name", ["squared", "logistic", "hinge", "squared-hinge", "cross-entropy"])
