@@ -383,17 +383,25 @@ def solve(matvec: MatVec, Y: Tensor, loss: Loss, lam: float, *,
 def solve_dense(K: Tensor, Y: Tensor, loss: Loss, lam: float, **kw) -> DualSolution:
     """:func:`solve` with an explicit (N, N) kernel matrix (small problems: the distilled set).
 
-    On the CPU, two kinds are solved in float64 whatever K's dtype, with α and z returned in K's:
-    the hinge (working-set coordinate descent needs it; float32 took FISTA, up to 400 iterations a
-    distillation step), and smooth losses small enough for direct Newton systems (N·C ≤
-    ``DENSE_NEWTON_MAX``: float32's rounding is near the relative gap of 1e-6 that the distillation step
-    asks for, and 1 in 3 of its IPC-1 cross-entropy solves needed 2 to 8 Newton steps where float64
-    needed one, 0.90 → 0.62 ms a solve). The cast keeps α feasible: rounding is monotone, so an α
-    between bounds that are themselves float32 values (0, 1, the labels) stays between them."""
+    Two kinds are solved on the CPU in float64 whatever K's device and dtype, with α and z returned
+    on K's device in K's dtype:
+
+    - the hinge (working-set coordinate descent needs it; float32 took FISTA, up to 400 iterations a
+      distillation step, and on an H200 the IPC-1 hinge step ran at 10 steps/s against 197 on the
+      CPU path);
+    - smooth losses small enough for direct Newton systems (N·C ≤ ``DENSE_NEWTON_MAX``): float32's
+      rounding is near the relative gap of 1e-6 that the distillation step asks for, and 1 in 3 of its
+      IPC-1 cross-entropy solves needed 2 to 8 Newton steps where float64 needed one (0.90 → 0.62 ms a
+      solve on the CPU); on a GPU each of those steps is some 30 kernel launches and transfers.
+
+    The cast keeps α feasible: rounding is monotone, so an α between bounds that are themselves
+    float32 values (0, 1, the labels) stays between them."""
     small = not loss.smooth or Y.numel() <= DENSE_NEWTON_MAX
-    if small and K.device.type == "cpu" and K.dtype != torch.float64:
+    if small and (K.device.type != "cpu" or K.dtype != torch.float64):
         alpha0 = kw.pop("alpha0", None)
-        sol = solve_dense(K.double(), Y.double(), loss, lam, alpha0=None if alpha0 is None else alpha0.double(), **kw)
-        sol.alpha, sol.z = sol.alpha.to(K.dtype), sol.z.to(K.dtype)
+        as64 = {"device": "cpu", "dtype": torch.float64}
+        sol = solve_dense(K.to(**as64), Y.to(**as64), loss, lam,
+                          alpha0=None if alpha0 is None else alpha0.to(**as64), **kw)
+        sol.alpha, sol.z = sol.alpha.to(K.device, K.dtype), sol.z.to(K.device, K.dtype)
         return sol
     return solve(lambda V: K @ V, Y, loss, lam, dense=K, **kw)
