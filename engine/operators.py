@@ -74,6 +74,13 @@ PROGRESS_TILES = 50      # the kernel build reports progress (and checks for Can
 MIN_TILE_ROWS = 64       # in tiles of at least this many rows (thinner products run far below BLAS speed)
 
 
+def build_tile_rows(n: int, kernel_rows: int) -> int:
+    """Rows per tile of the teacher's build of n rows (:func:`build_operator_iter`; the memory model
+    counts these tiles): n / :data:`PROGRESS_TILES`, at least :data:`MIN_TILE_ROWS`, at most the
+    kernel's own tile of ``kernel_rows`` rows."""
+    return max(1, min(max(-(-n // PROGRESS_TILES), MIN_TILE_ROWS), kernel_rows))
+
+
 @torch.no_grad()
 def build_operator_iter(kernel: Kernel, x: torch.Tensor, budget_bytes: int, prefer_features: bool = True,
                         dense_if_fits: bool = False, checkpoint: Callable[[], None] | None = None
@@ -86,7 +93,7 @@ def build_operator_iter(kernel: Kernel, x: torch.Tensor, budget_bytes: int, pref
     n = x.shape[0]
     t0 = time.perf_counter()
     explicit = kernel.explicit and prefer_features
-    rows = max(1, min(max(-(-n // PROGRESS_TILES), MIN_TILE_ROWS), kernel.tile_rows(kernel.prepare(x), n)))
+    rows = build_tile_rows(n, kernel.tile_rows(kernel.prepare(x), n))
 
     def tiles(stage: str, block: Callable[[slice], torch.Tensor], out: torch.Tensor | None
               ) -> Generator[Progress, None, list]:

@@ -6,11 +6,11 @@
 - data: the loaded uint8 dataset (+ the copy class selection / the cap makes), the float32 train and
   evaluation-test features (N, H, W, C), the float64 certificate copy of x_train (n·d·8) on the
   certificate device, ZCA matrices (2·d²·8) and the preprocessing temporaries;
-- teacher: the kernel operator while it is built — dense n²·8, twice while :meth:`Kernel.__call__`
-  concatenates several row tiles, plus one tile of temporaries (``bytes_per_pair`` × rows × n, at most
-  the kernel's ``tile_bytes``; the allocator keeps it), plus n²·8 / 2 of heap growth when it takes
-  ``HEAP_GROWTH_TILES`` tiles or more (measured on MNIST); features 3·n·p·8 (tile list, concatenations)
-  plus one tile of temporaries — plus ≈ 20 (n, C) float64 solver arrays;
+- teacher: the kernel operator while it is built — dense n²·8, allocated whole and filled in row tiles,
+  plus ``BUILD_TILES`` tiles with their temporaries (``bytes_per_pair`` × rows × n) and BLAS's packed
+  copy of the rows (n·d·8); ΦΦᵀ from explicit features: the features, K and its concatenated tiles;
+  features 3·n·p·8 (tile list, concatenations) plus one tile of temporaries — plus ≈ 20 (n, C) float64
+  solver arrays;
 - test set: the teacher (its support rows x[keep], a copy: n·d·8; or weights p·C), the float64
   evaluation points (≤ ``MAX_EVAL_TEST``), one 2048-row block of test-kernel rows (2048 × n) with its
   tile temporaries, and k(x, x) on the test points (conv kernels: per-pixel maps, 16 arrays);
@@ -43,7 +43,7 @@ from engine.kernels import Kernel, make_kernel
 from engine.losses import make_loss
 from engine.nystrom import FEATURE_ROWS
 from engine.objectives import Objective, StepShape, make_objective
-from engine.operators import ResourceError, operator_plan
+from engine.operators import ResourceError, build_tile_rows, operator_plan
 from engine.solver import cd_hinge
 from engine.tensors import ROW_TILE
 
@@ -54,12 +54,14 @@ NYSTROM_ARRAYS = 8          # (n, C) float64 arrays alive in the Nyström solver
 NYSTROM_SQUARES = 6         # (M, M) float64 arrays: K_ZZ, its jittered copy, L, LᵀL, A and a temporary
 # cross-entropy on all of MNIST at λ 1e-5 (M = 1,000 to 10,000); hinge (Huber continuation): an order of magnitude
 # from the sample digits (hundreds to thousands of passes), not measured on whole datasets
-# The dense teacher's build in many row tiles (≥ 4: n ≳ 3,500 for ntk-fc) grows the heap by about half the
-# matrix beyond 2 × K + one tile: glibc keeps freed tile temporaries interleaved with the kept output
-# blocks. Peak RSS measured for ntk-fc, MNIST 3 vs 5 (n = 11,552) and 10 classes at 1,200 per class
-# (n = 12,000): 2.2–3.1 and 2.6–3.3 GiB over the loaded dataset, against 2.35 and 2.55 GiB modelled
-# without this term (n = 4,000 and 6,000 measured 0.31 and 0.37 × K above the same model).
-HEAP_GROWTH_TILES = 4
+# The dense teacher's K is allocated whole and filled in row tiles (engine.operators.build_operator_iter):
+# K, two tiles with their temporaries (the one being built and the last, which the allocator may keep),
+# and BLAS's packed copy of the n × d rows. Build alone, float64, ntk-fc, 2 threads, peak RSS over K:
+# n = 12,000, d = 784: 89 MiB measured against 160 modelled; d = 64: 32 against 94; n = 6,000, d = 784:
+# 49 against 58; n = 20,000, d = 64: 75 against 254. On an H200, MNIST (n = 60,000, d = 784): 27.8 GiB
+# peak allocated for the whole run against 29.3 GiB modelled for the build (the model of concatenated
+# tiles it replaces said 67.3).
+BUILD_TILES = 2
 
 
 # ---------------------------------------------------------------------------------------------- sizes
@@ -225,11 +227,12 @@ def _teacher_parts(run: Run, s: Sizes, storage: str, nys: Nystrom | None) -> lis
     if storage == "features":
         build = kernel.feature_bytes(n, s.chw, torch.float64, False)
     else:
-        build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False)
-        if n >= HEAP_GROWTH_TILES * kernel.tile_rows_for(n, n, s.chw, torch.float64, False):
-            build += n * n * CERT_BYTES // 2    # heap growth over many row tiles (see HEAP_GROWTH_TILES)
         if kernel.explicit:                     # features computed first, then p ≥ n: ΦΦᵀ as well
-            build += n * p * CERT_BYTES
+            build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False) + n * p * CERT_BYTES
+        else:                                   # K filled in row tiles (see BUILD_TILES)
+            rows = build_tile_rows(n, kernel.tile_rows_for(n, n, s.chw, torch.float64, False))
+            build = (n * n * CERT_BYTES + n * d * CERT_BYTES
+                     + BUILD_TILES * _dense_call_bytes(kernel, rows, n, s.chw, p, torch.float64, False, False))
     parts = [("teacher kernel operator (building)", cert, build),
              ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]
     if storage == "dense" and cd_hinge(make_loss(run.config.loss), run.cdev, torch.float64):
