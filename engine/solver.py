@@ -134,7 +134,7 @@ def _dense_newton_direction(K: Tensor, loss: Loss, Y: Tensor, f: Tensor, g: Tens
 
 def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint, dense=None, certify_start=True):
     t0 = time.perf_counter()
-    N = Y.shape[0]
+    N, max_iter = Y.shape[0], max(0, max_iter)
     c = torch.zeros_like(Y) if alpha0 is None else alpha0 / (lam * N)
     f = matvec(c) if alpha0 is not None else torch.zeros_like(Y)
     direct = dense is not None and Y.numel() <= DENSE_NEWTON_MAX
@@ -386,7 +386,8 @@ def solve_dense(K: Tensor, Y: Tensor, loss: Loss, lam: float, **kw) -> DualSolut
     Two kinds are solved on the CPU in float64 whatever K's device and dtype, with α and z returned
     on K's device in K's dtype:
 
-    - the hinge (working-set coordinate descent needs it; float32 took FISTA, up to 400 iterations a
+    - the hinge, whatever N (the callers' problems are distilled sets: m up to a few thousand points;
+      working-set coordinate descent needs it; float32 took FISTA, up to 400 iterations a
       distillation step, and on an H200 the IPC-1 hinge step ran at 10 steps/s against 197 on the
       CPU path);
     - smooth losses small enough for direct Newton systems (N·C ≤ ``DENSE_NEWTON_MAX``): float32's

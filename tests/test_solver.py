@@ -287,11 +287,19 @@ def test_newton_stopped_before_its_first_certificate_still_certifies(monkeypatch
 
 
 @pytest.mark.parametrize("name", ["cross-entropy", "logistic", "squared-hinge", "squared"])
-def test_small_float32_problem_is_solved_in_float64_and_comes_back_feasible(name):
+def test_small_float32_problem_is_solved_in_float64_and_comes_back_feasible(name, monkeypatch):
     # solve_dense on the CPU takes N·C ≤ DENSE_NEWTON_MAX problems to float64: float32's rounding
     # sits near the step's 1e-6 relative gap (cross-entropy needed 2-8 Newton steps for 1 in 3 of its
     # solves). The cast-back α must stay feasible and keep its certified gap (recomputed in float64)
+    import engine.solver as solver
     from engine.solver import certificate
+    seen, real = [], solver.solve
+
+    def recording(mv, Y, *a, **kw):
+        seen.append((Y.dtype, kw["dense"].dtype))
+        return real(mv, Y, *a, **kw)
+
+    monkeypatch.setattr(solver, "solve", recording)
     loss = make_loss(name)
     K, labels = _step_problem(5)
     Y = loss.targets(torch.from_numpy(labels), 10, dtype=torch.float32)
@@ -299,6 +307,7 @@ def test_small_float32_problem_is_solved_in_float64_and_comes_back_feasible(name
     K2 = _step_problem(5, shift=0.005)[0]       # cross-entropy: 2 Newton steps in float32
     sol = solve_dense(K2, Y, loss, 1e-3, tol=1e-6, max_iter=8, alpha0=warm, certify_start=False)
     assert sol.alpha.dtype == sol.z.dtype == torch.float32
+    assert seen and set(seen) == {(torch.float64, torch.float64)}, seen         # the solver saw float64 only
     # one step from a neighbour's optimum (two for the squared hinge, whose active set may change)
     assert sol.iterations <= (2 if name == "squared-hinge" else 1), sol.solver
     A = sol.alpha

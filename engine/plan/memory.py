@@ -7,8 +7,8 @@
   evaluation-test features (N, H, W, C), the float64 certificate copy of x_train (n·d·8) on the
   certificate device, ZCA matrices (2·d²·8) and the preprocessing temporaries;
 - teacher: the kernel operator while it is built — dense n²·8, allocated whole and filled in row tiles,
-  plus ``BUILD_TILES`` tiles with their temporaries (``bytes_per_pair`` × rows × n) and BLAS's packed
-  copy of the rows (n·d·8); ΦΦᵀ from explicit features: the features, K and its concatenated tiles;
+  plus ``BUILD_TILES`` tiles with their temporaries (``bytes_per_pair`` × rows × n) and ``BUILD_PACKED``
+  of BLAS's packed copies of the rows (n·d·8); ΦΦᵀ from explicit features: the features, K and its concatenated tiles;
   features 3·n·p·8 (tile list, concatenations) plus one tile of temporaries — plus ≈ 20 (n, C) float64
   solver arrays;
 - test set: the teacher (its support rows x[keep], a copy: n·d·8; or weights p·C), the float64
@@ -56,12 +56,14 @@ NYSTROM_SQUARES = 6         # (M, M) float64 arrays: K_ZZ, its jittered copy, L,
 # from the sample digits (hundreds to thousands of passes), not measured on whole datasets
 # The dense teacher's K is allocated whole and filled in row tiles (engine.operators.build_operator_iter):
 # K, two tiles with their temporaries (the one being built and the last, which the allocator may keep),
-# and BLAS's packed copy of the n × d rows. Build alone, float64, ntk-fc, 2 threads, peak RSS over K:
-# n = 12,000, d = 784: 89 MiB measured against 160 modelled; d = 64: 32 against 94; n = 6,000, d = 784:
-# 49 against 58; n = 20,000, d = 64: 75 against 254. On an H200, MNIST (n = 60,000, d = 784): 27.8 GiB
-# peak allocated for the whole run against 29.3 GiB modelled for the build (the model of concatenated
-# tiles it replaces said 67.3).
-BUILD_TILES = 2
+# and BLAS's packed copies of the n × d rows, one a tile: under glibc's 32 MiB mmap threshold
+# (n·d·8 < 32 MiB) freed copies stay in its heap, so up to BUILD_PACKED are counted. Build alone,
+# float64 ntk-fc, d = 784, 2 threads, peak RSS over the start against the model (MiB): n = 3,000 89
+# against 128; 4,000 150–183 / 204; 4,500 220 / 248; 5,000 239–274 / 296; 6,000 331 / 404; 8,000 552 /
+# 671; 12,000 1,187 / 1,402. On an H200, all of MNIST (n = 60,000): 27.8 GiB allocated at the run's
+# peak against 29.6 GiB modelled at the teacher stage (the model of concatenated tiles it replaces,
+# 2·K plus half of K of heap growth, said 68.0).
+BUILD_TILES, BUILD_PACKED = 2, 3
 
 
 # ---------------------------------------------------------------------------------------------- sizes
@@ -231,7 +233,7 @@ def _teacher_parts(run: Run, s: Sizes, storage: str, nys: Nystrom | None) -> lis
             build = _dense_call_bytes(kernel, n, n, s.chw, p, torch.float64, False, False) + n * p * CERT_BYTES
         else:                                   # K filled in row tiles (see BUILD_TILES)
             rows = build_tile_rows(n, kernel.tile_rows_for(n, n, s.chw, torch.float64, False))
-            build = (n * n * CERT_BYTES + n * d * CERT_BYTES
+            build = (n * n * CERT_BYTES + BUILD_PACKED * n * d * CERT_BYTES
                      + BUILD_TILES * _dense_call_bytes(kernel, rows, n, s.chw, p, torch.float64, False, False))
     parts = [("teacher kernel operator (building)", cert, build),
              ("solver arrays", cert, SOLVER_ARRAYS * n * k * CERT_BYTES)]
