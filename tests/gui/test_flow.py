@@ -52,10 +52,14 @@ def test_full_flow_on_sample(qtbot, make_window, tmp_path):
     assert window.plots.point_count("gap") == 12
     assert window.plots.point_count("distilled_accuracy") >= 3
     assert window.plots.point_count("teacher_rel_gap") >= 1
-    assert window.grid.image.image is not None and window.grid.image.image.shape[0] > 8
-    # class names label the rows from the left axis, outside the view (they were clipped inside it)
-    ticks = window.grid.axis._tickLevels[0]            # pyqtgraph keeps setTicks' levels here
+    grid = window.grid
+    assert grid.image.image is not None and max(grid.image.image.shape[:2]) > 8
+    # class names label the rows from the left axis (the columns from the bottom one), outside the view
+    # (they were clipped inside it); only that axis is shown
+    shown, hidden = (grid.bottom, grid.axis) if grid.by_column else (grid.axis, grid.bottom)
+    ticks = shown._tickLevels[0]                       # pyqtgraph keeps setTicks' levels here
     assert [name for _, name in ticks] == [str(d) for d in range(10)]
+    assert shown.isVisible() and not hidden.isVisible()
     assert window.results.table.rowCount() > 5
     save_screenshot(window, "finished")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.events import Snapshot, Step
-from dgkip_gui.widgets.image_grid import GAP, mosaic
+from dgkip_gui.widgets.image_grid import GAP, columns_show_larger, mosaic
 from dgkip_gui.widgets.run_panel import RateMeter, format_duration
 from dgkip_gui.worker import EventQueue
 
@@ -30,6 +30,23 @@ def test_mosaic_puts_each_class_on_its_row():
     assert np.allclose(grid[3 + GAP, 2 + GAP], 0.9)
     rgb = mosaic(np.full((1, 2, 2, 3), 255, np.uint8), np.array([0]), 1)
     assert rgb.shape == (2, 2, 3) and np.allclose(rgb, 1.0)
+
+
+def test_mosaic_by_column_puts_each_class_in_its_column():
+    images = np.stack([np.full((3, 2, 1), v, np.float32) for v in (0.1, 0.2, 0.9)])
+    grid = mosaic(images, np.array([1, 0, 1]), n_classes=2, by_column=True)
+    assert grid.shape == (2 * 3 + GAP, 2 * 2 + GAP, 3)
+    assert np.allclose(grid[0, 0], 0.2) and np.allclose(grid[0, 2 + GAP], 0.1)
+    assert np.allclose(grid[3 + GAP, 2 + GAP], 0.9) and np.allclose(grid[3 + GAP, 0], grid[2, 2])   # gap colour
+
+
+def test_columns_only_where_they_show_the_tiles_larger_and_the_names_fit():
+    # IPC 1, ten 28 × 28 classes in a 300 × 160 view: a column of ten is 289 px tall (scale 0.55), a row
+    # of ten 289 px wide (scale 1.04)
+    assert columns_show_larger((28, 28), 1, 10, (300, 160), name_width=8)
+    assert not columns_show_larger((28, 28), 1, 10, (300, 160), name_width=60)     # "automobile" would overlap
+    assert not columns_show_larger((28, 28), 10, 10, (300, 160), name_width=8)     # square: rows as before
+    assert not columns_show_larger((28, 28), 1, 10, (100, 600), name_width=8)      # a tall, narrow view
 
 
 def test_rate_meter_and_durations():
