@@ -55,6 +55,8 @@ def columns_show_larger(tile: tuple[int, int], per_class: int, n_classes: int, a
     """Whether one column per class shows ``tile`` (H, W) pixels larger than one row per class, in a
     view of ``area`` (width, height) pixels, with ``per_class`` images a class; only where each class's
     name (``name_width`` pixels) fits under its column."""
+    if n_classes < 2 or per_class < 1:
+        return False
     h, w = (t + GAP for t in tile)
     width, height = area
 

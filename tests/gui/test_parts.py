@@ -47,6 +47,7 @@ def test_columns_only_where_they_show_the_tiles_larger_and_the_names_fit():
     assert not columns_show_larger((28, 28), 1, 10, (300, 160), name_width=60)     # "automobile" would overlap
     assert not columns_show_larger((28, 28), 10, 10, (300, 160), name_width=8)     # square: rows as before
     assert not columns_show_larger((28, 28), 1, 10, (100, 600), name_width=8)      # a tall, narrow view
+    assert not columns_show_larger((28, 28), 1, 0, (300, 160), name_width=0)       # no classes: rows
 
 
 def test_rate_meter_and_durations():
