@@ -138,12 +138,13 @@ def _newton(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint, dense=None,
     c = torch.zeros_like(Y) if alpha0 is None else alpha0 / (lam * N)
     f = matvec(c) if alpha0 is not None else torch.zeros_like(Y)
     direct = dense is not None and Y.numel() <= DENSE_NEWTON_MAX
+    skip_start = alpha0 is not None and not certify_start     # a stale warm start: step before certifying
     total_cg = n_direct = 0
     best = None
     for it in range(max_iter + 1):
         A = loss.optimal_alpha(Y, f)
         KA = None
-        if certify_start or alpha0 is None or it > 0 or it == max_iter:
+        if not (skip_start and it == 0) or it == max_iter:
             KA = matvec(A)
             best, rel, event = _record(loss, Y, A, KA, lam, it, t0, best, "newton-cg")
             yield event
