@@ -8,9 +8,12 @@ coefficients) and α̃ the exact m-point dual, held fixed (Danskin). Its derivat
     ∂G/∂Z = ∇ℓ(Ỹ, Z) / m        (the α̃ terms of the Fenchel-Young and kernel-matching parts cancel)
     ∂G/∂K_SS = α̃ α̃ᵀ / (2 λ m²)
 
-So the teacher block's gradient needs only Z, not α̃: the node computes K(x̃, X_T), Z, ∂G/∂Z and the
-product of the block's gradient with X_T, then K_SS, the solve and the K_SS part, without an autograd
-graph (0.956× / 0.943× the autograd path's step at IPC 1 / 10, cross-entropy, one thread). ∇ℓ of a
+The node computes [K(x̃, X_T), K_SS] as one tile of m × (n_T + m) entries, Z, ∂G/∂Z, the solve, and
+the tile's gradient on its left side alone, without an autograd graph (0.956× / 0.943× the autograd
+path's step at IPC 1 / 10, cross-entropy, one thread, when the two blocks were computed apart; one
+tile took 0.96× / 0.99× the time of two, in-process interleaved). K_SS's gradient enters as G + Gᵀ: the
+derivative of Σ G_ij k(x̃_i, x̃_j) through the right argument with G is that through the left with Gᵀ,
+k being symmetric (the diagonal, k(x, x), included). ∇ℓ of a
 smooth loss is −α(Z), the loss's ``optimal_alpha``: 11 µs where autograd on the (m, C) scores took
 172–192 µs (cross-entropy, m = C = 10, one thread; 3–5 % of an IPC-1 step); the hinge's is
 autograd's, the subgradient the autograd path takes. The autograd graph of the same gap
@@ -38,7 +41,7 @@ def fused_gap_applies(kernel, teacher, xs: Tensor, Ys: Tensor, dual_param: Tenso
     if not (torch.is_grad_enabled() and xs.requires_grad):
         return False
     x = kernel.prepare(xs)
-    return fc.fused_blocks(kernel, x, teacher.x.shape[0], x.shape[0])
+    return fc.fused_blocks(kernel, x, teacher.x.shape[0] + x.shape[0])
 
 
 def fused_gap(kernel, teacher, lam: float, xs: Tensor, Ys: Tensor, solve: Callable[[Tensor], Tensor]
@@ -58,9 +61,12 @@ class _FCGap(torch.autograd.Function):
     def forward(ctx, xs, Ys, kernel, teacher, lam, solve, parts):
         depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
         x, rows = kernel.prepare(xs).detach(), kernel.prepare(teacher.x)
-        m = x.shape[0]
+        m, n_t = x.shape[0], rows.shape[0]
         vs = first_variances(x, w2, b2, keep=False)
-        Kst, saved = fused_forward(x, rows, vs, first_variances(rows, w2, b2), depth, w2, b2, ntk, None)
+        # [K(x̃, X_T), K_SS] as one tile (module doc); θ = 0 on the pairs (i, n_T + i)
+        K, saved = fused_forward(x, (rows, x), vs, torch.cat([first_variances(rows, w2, b2), vs]), depth, w2, b2,
+                                 ntk, n_t)
+        Kst, Kss = K[:, :n_t], K[:, n_t:]
         Z = Kst @ teacher.coef                                                   # f*(x̃), (m, C)
         if teacher.loss.smooth:                                                  # ∇ℓ / m = −α(Z) / m
             gZ = teacher.loss.optimal_alpha(Ys, Z).to(Z.dtype).div_(-m)
@@ -68,13 +74,14 @@ class _FCGap(torch.autograd.Function):
             with torch.enable_grad():
                 Zg = Z.detach().requires_grad_(True)
                 gZ, = torch.autograd.grad(teacher.loss.value(Ys, Zg).sum() / m, Zg)
-        g_x, _ = fused_backward(saved, gZ @ teacher.coef.T, True, False)
-        del saved
-        Kss, saved_ss = fused_forward(x, x, vs, vs, depth, w2, b2, ntk, 0, fixed=False)
         A = solve(Kss)
         fy, km = gap_terms(teacher.loss, lam, teacher.w_norm2, Z, Ys, A, Kss)
-        _, g_ss = fused_backward(saved_ss, (A @ A.T).mul_(1.0 / (2 * lam * m * m)), True, True)
-        ctx.grad = g_x.add_(g_ss).reshape(xs.shape)
+        # K_SS's gradient α̃α̃ᵀ/(2λm²) twice: the left side's derivative of a symmetric block with G
+        # equals its right side's with Gᵀ (k(a, b) = k(b, a)), so G + Gᵀ on the left is the whole
+        grad = torch.cat([gZ @ teacher.coef.T, (A @ A.T).mul_(1.0 / (lam * m * m))], 1)
+        g_x, _ = fused_backward(saved, grad, True, False)
+        del saved
+        ctx.grad = g_x.reshape(xs.shape)
         parts["fenchel_young"], parts["kernel_match"] = fy.item(), km.item()
         return fy + km
 

@@ -145,7 +145,10 @@ def fused_forward(left: torch.Tensor, right: torch.Tensor, vl: torch.Tensor, vr:
     """k(L, R), (r, c), in the r × c layout (module doc), and what its backward needs; ``vl`` (r,),
     ``vr`` (c,) the first layer's variances W²‖·‖²/d + b² (detached), ``diag`` the offset of the k(x, x)
     entries or None; ``fixed``: ``right`` is an operand worth keeping transposed when it recurs
-    (:func:`_mm_nt`; never for one that changes every step). No autograd: :class:`_FusedFC` wraps it,
+    (:func:`_mm_nt`; never for one that changes every step). ``right`` may be a tuple of column blocks
+    (c_i, d), c = Σ c_i, computed as one tile (``fixed`` then applies to the first; the backward takes
+    the left side's gradient only): a step's teacher or batch block and its k(x̃, x̃) block in one
+    pass of elementwise calls instead of two. No autograd: :class:`_FusedFC` wraps it,
     and objectives that write their own gradient (engine.kip, engine.gap_step) call it directly."""
     with torch.no_grad():
         return _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed)
@@ -153,7 +156,11 @@ def fused_forward(left: torch.Tensor, right: torch.Tensor, vl: torch.Tensor, vr:
 
 def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):
     d = left.shape[1]
-    q = _mm_nt(left, right, fixed=fixed).mul_(w2 / d).add_(b2)
+    if isinstance(right, tuple):            # column blocks: one tile, one product per block
+        q = torch.cat([_mm_nt(left, r, fixed=fixed and i == 0) for i, r in enumerate(right)], 1)
+    else:
+        q = _mm_nt(left, right, fixed=fixed)
+    q = q.mul_(w2 / d).add_(b2)
     eps, c1 = _eps(q.dtype), w2 / _TWO_PI
     theta = q if ntk else None
     vls, vrs, saved = [vl], [vr], []
@@ -199,8 +206,8 @@ def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):
             vls.append(vls[-1] * (w2 / 2) + b2)
             vrs.append(vrs[-1] * (w2 / 2) + b2)
     # the same memory on both sides (k(x, x), one tile): the backward adds the two gradients first
-    same = (left.data_ptr() == right.data_ptr() and left.shape == right.shape
-            and left.stride() == right.stride())
+    same = (not isinstance(right, tuple) and left.data_ptr() == right.data_ptr()
+            and left.shape == right.shape and left.stride() == right.stride())
     return (theta if ntk else q), Saved((left, right, *vls, *vrs, *saved), (depth, w2, b2, ntk), same)
 
 
@@ -218,6 +225,8 @@ def _backward(state, grad, need_l, need_r):
     # costs less than the 5-10× slower elementwise passes over mixed layouts
     grad = grad.contiguous()
     left, right, *rest = state.tensors
+    if need_r and isinstance(right, tuple):
+        raise ValueError("the gradient of column blocks is taken on the left side only")
     vls, vrs, saved = rest[:depth], rest[depth:2 * depth], rest[2 * depth:]
     c1, per = w2 / _TWO_PI, (4 if ntk else 3)
     # gradients are kept as (array, scale): the true gradient is scale × array (fewer passes)
@@ -269,7 +278,13 @@ def _backward(state, grad, need_l, need_r):
         gs = gq + gq.T
         g_right = _mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
         return None, g_right
-    if need_l:
+    if need_l and isinstance(right, tuple):
+        at, g_left = 0, None
+        for r in right:
+            part = _mm_nn(gq[:, at:at + r.shape[0]], r)
+            g_left, at = part if g_left is None else g_left.add_(part), at + r.shape[0]
+        g_left = g_left.mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
+    elif need_l:
         g_left = _mm_nn(gq, right).mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
     if need_r:
         g_right = _mm_nt(gq.T, left.T).mul_(sq * w2 / d).addcmul_(sum_r[:, None], right, value=2 * w2 / d)
