@@ -1,6 +1,6 @@
 """Where an export goes, and what the user is told when writing fails.
 
-The folder chooser returns a folder; what happens next depends on what is there (:func:`classify`):
+The export dialog returns a folder path; what happens next depends on what is there (:func:`classify`):
 a new or empty folder receives the export, an earlier export is replaced only after the user agrees,
 any other non-empty folder is never replaced (the user may agree to a new subfolder inside it), and a
 file is refused. Write failures become one sentence naming the folder and the fix

@@ -192,21 +192,21 @@ class RunSession(Session):
     # -------------------------------------------------------------- export
     def suggested_export_name(self) -> str:
         config = self.config or DistillConfig()
-        return re.sub(r"[^\w.-]+", "-", f"{self.dataset_name}-{config.mode}-{config.loss}-ipc{config.ipc}").strip("-")
+        name = f"{self.dataset_name}-{config.mode}-{config.loss}-ipc{config.ipc}"
+        return re.sub(r"[^\w.]+", "-", name).strip("-")        # "digits (sample)-dgkip…": one dash, not three
 
     def export_result(self, target: str | Path | None = None) -> Path | None:
-        """Export the distilled set to ``target`` (a folder chooser asks when None). A new or empty folder
-        receives the files; an earlier export is replaced only after asking (default No); another
-        non-empty folder is never replaced: a new subfolder inside it is offered instead (default No); a
-        file is refused. Write failures are explained in one sentence. None when nothing was written."""
+        """Export the distilled set to ``target`` (asked for when None: :meth:`ask_export_folder`). A new
+        or empty folder receives the files; an earlier export is replaced only after asking (default
+        No); another non-empty folder is never replaced: a new subfolder inside it is offered instead
+        (default No); a file is refused. Write failures are explained in one sentence. None when
+        nothing was written."""
         if self.result is None or self.host.running:
             return None
         if target is None:
-            chosen = QFileDialog.getExistingDirectory(self.shell.window, "Export the distilled set: choose an empty "
-                                                      "folder or create one", self.store.folder(EXPORTS))
-            if not chosen:
+            target = self.ask_export_folder()
+            if target is None:
                 return None
-            target = chosen
         decided = self._export_target(Path(target).absolute())
         if decided is None:
             self.shell.status("Export cancelled; nothing was written.", 5000)
@@ -232,6 +232,17 @@ class RunSession(Session):
                           10000)
         log.info("exported to %s", path)
         return Path(path)
+
+    def ask_export_folder(self) -> Path | None:
+        """The export folder from a save dialog that proposes a new folder named after the run
+        (:meth:`suggested_export_name`, ``-2``… when taken) beside the last export: a typed new name is
+        accepted and created (a folder chooser refuses a folder that does not exist yet). None when
+        cancelled."""
+        start = free_subfolder(Path(self.store.folder(EXPORTS)), self.suggested_export_name())
+        chosen, _ = QFileDialog.getSaveFileName(
+            self.shell.window, "Export the distilled set to a folder (a new name creates it)", str(start), "",
+            "", QFileDialog.Option.DontConfirmOverwrite)
+        return Path(chosen) if chosen else None
 
     def _export_target(self, target: Path) -> tuple[Path, bool] | None:
         """(folder to write, whether it replaces an earlier export) after asking where needed; None when

@@ -40,7 +40,7 @@ def finished(qtbot, window):
 
 
 def choose(monkeypatch, folder) -> None:
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(folder), ""))
 
 
 def test_a_non_empty_folder_is_nested_only_when_confirmed(finished, tmp_path, monkeypatch, questions):
@@ -130,3 +130,40 @@ def test_other_write_errors_keep_a_readable_reason(tmp_path):
     assert message == f"Could not save the plots to {target}: input/output error. Choose another folder."
     refusal = FileExistsError(f"{target} is a file — choose a folder name for the export")
     assert write_error_message(refusal, target, "the distilled set") == str(refusal)
+
+
+def test_the_export_dialog_proposes_a_new_folder_and_accepts_a_typed_one(finished, tmp_path, qtbot):
+    """The real dialog (Qt's own, as on a desktop without a platform file dialog): it opens on a new
+    folder named after the run beside the last export, and a typed folder that does not exist yet is
+    accepted and created (a folder chooser answered "Directory not found")."""
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication, QLineEdit
+
+    window = finished
+    window.store.set_folder("exports", tmp_path)
+    seen = {}
+
+    def type_and_accept():
+        dialog = QApplication.activeModalWidget()
+        seen["dialog"] = dialog
+        if isinstance(dialog, QFileDialog):
+            seen["proposed"] = dialog.selectedFiles()
+            name = dialog.findChild(QLineEdit, "fileNameEdit")           # what a person types into
+            name.clear()
+            QTest.keyClicks(name, str(tmp_path / "typed"))
+            QTest.keyClick(name, Qt.Key.Key_Return)
+        elif dialog is not None:
+            dialog.reject()
+
+    def close_leftovers():              # a refusal ("Directory not found") fails the test instead of hanging it
+        for _ in range(3):
+            if QApplication.activeModalWidget() is not None:
+                QApplication.activeModalWidget().reject()
+
+    QTimer.singleShot(300, type_and_accept)
+    QTimer.singleShot(1500, close_leftovers)
+    target = window.export_result()
+    assert isinstance(seen["dialog"], QFileDialog)
+    assert seen["proposed"] == [str(tmp_path / window.run_session.suggested_export_name())]
+    assert target == tmp_path / "typed" and load_distilled(target).images.shape[0] == 10

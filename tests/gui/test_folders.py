@@ -9,6 +9,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog
 
 from dgkip_gui import open_dialog
+from dgkip_gui.export_target import free_subfolder
 from dgkip_gui.settings_store import DATASETS, EXPORTS, SettingsStore
 
 from gui_helpers import image_folder, load, quick, run_to_end
@@ -52,22 +53,24 @@ def test_open_and_export_dialogs_start_in_their_own_folders(qtbot, window, tmp_p
         starts["open"].append(directory)
         return str(folder)
 
-    def existing(parent, caption, directory, *args, **kwargs):
+    def save(parent, caption, directory, *args, **kwargs):
         starts["export"].append(directory)
-        return str(exports)
+        return str(exports), ""
 
     monkeypatch.setattr(open_dialog, "choose_dataset", choose)
-    monkeypatch.setattr(QFileDialog, "getExistingDirectory", existing)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save)
     with qtbot.waitSignal(window.dataset_loaded, timeout=120_000):
         window.act_open.trigger()
     quick(window, steps=2, max_per_class=6)
     assert run_to_end(qtbot, window) == "finished"
+    proposed = free_subfolder(Path.home(), window.run_session.suggested_export_name())
     assert window.export_result() == exports                              # empty folder: written into
     with qtbot.waitSignal(window.dataset_loaded, timeout=120_000):
         window.act_open.trigger()
     load(qtbot, window)                                                   # the sample moves no folder
 
     assert starts["open"][1] == str(data_root)                           # not the exports folder
-    assert starts["export"] == [str(Path.home())]
+    # the export dialog proposes a new folder named after the run, in the home folder the first time
+    assert starts["export"] == [str(proposed)] and not proposed.exists()
     assert window.store.folder(DATASETS) == str(data_root)
     assert window.store.folder(EXPORTS) == str(exports.parent)           # beside the last export
