@@ -11,9 +11,9 @@ coefficients) and α̃ the exact m-point dual, held fixed (Danskin). Its derivat
 The node computes [K(x̃, X_T), K_SS] as one tile of m × (n_T + m) entries, Z, ∂G/∂Z, the solve, and
 the tile's gradient on its left side alone, without an autograd graph (0.956× / 0.943× the autograd
 path's step at IPC 1 / 10, cross-entropy, one thread, when the two blocks were computed apart; one
-tile took 0.92–0.96× the step time of two at IPC 1 and 0.99× at IPC 10, in-process interleaved). K_SS's gradient enters as G + Gᵀ: the
-derivative of Σ G_ij k(x̃_i, x̃_j) through the right argument with G is that through the left with Gᵀ,
-k being symmetric (the diagonal, k(x, x), included). ∇ℓ of a
+tile took 0.92–0.96× the step time of two at IPC 1 and 0.99× at IPC 10, in-process interleaved).
+K_SS's gradient enters as G + Gᵀ: the derivative of Σ G_ij k(x̃_i, x̃_j) through the right argument
+with G is that through the left with Gᵀ, k being symmetric (the diagonal, k(x, x), included). ∇ℓ of a
 smooth loss is −α(Z), the loss's ``optimal_alpha``: 11 µs where autograd on the (m, C) scores took
 172–192 µs (cross-entropy, m = C = 10, one thread; 3–5 % of an IPC-1 step); the hinge's is
 autograd's, the subgradient the autograd path takes. The autograd graph of the same gap

@@ -88,9 +88,10 @@ def _fused_path(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Te
 class _FCKIPLoss(torch.autograd.Function):
     """:func:`kip_loss` for the FC network kernels as one autograd node whose forward also computes
     the gradient (engine.kernels.fc_fused's forward and backward called directly, no autograd graph:
-    0.87× / 0.91× the autograd path's step at IPC 1 / 10, one thread): [K_SB, K_SS] as one tile (0.92–0.96×
-    the step time of the two blocks apart at IPC 1, 0.99–1.02× at IPC 10, interleaved), the solve, the residual, and the tile's gradient
-    on its left side alone, K_SS's part as G + Gᵀ (engine.gap_step).
+    0.87× / 0.91× the autograd path's step at IPC 1 / 10, one thread): [K_SB, K_SS] as one tile
+    (0.92–0.96× the step time of the two blocks apart at IPC 1, 0.99–1.02× at IPC 10, interleaved),
+    the solve, the residual, and the tile's gradient on its left side alone, K_SS's part as G + Gᵀ
+    (engine.gap_step).
     With L = ‖Y_B − K_BS α‖²/(2b), α = A⁻¹Ỹ, A = K_SS + ρ I (A symmetric):
 
         ∂L/∂K_SB = −α Rᵀ/b,   ∂L/∂α = −K_SB R/b,   β = A⁻¹ ∂L/∂α,   ∂L/∂Ỹ = β,

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFileDialog
 
 from engine import ResourceError, distill, export
 from engine.config import ConfigError, DistillConfig
@@ -17,6 +16,7 @@ from engine.control import RunControl
 from engine.data import Dataset
 from engine.events import Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone, TeacherProgress
 from engine.result import DistillResult
+from dgkip_gui import open_dialog
 from dgkip_gui.errors import ErrorReport
 from dgkip_gui.export_target import EMPTY, EXPORT, NEW, OTHER, classify, free_subfolder, write_error_message
 from dgkip_gui.sessions.base import JobHost, Session, Shell
@@ -234,14 +234,12 @@ class RunSession(Session):
         return Path(path)
 
     def ask_export_folder(self) -> Path | None:
-        """The export folder from a save dialog that proposes a new folder named after the run
-        (:meth:`suggested_export_name`, ``-2``… when taken) beside the last export: a typed new name is
-        accepted and created (a folder chooser refuses a folder that does not exist yet). None when
-        cancelled."""
+        """The export folder from :class:`dgkip_gui.open_dialog.ExportDialog`, which proposes a new folder
+        named after the run (:meth:`suggested_export_name`, ``-2``… when taken) beside the last export
+        and takes a typed new name (created by the export) or an existing folder. None when cancelled."""
         start = free_subfolder(Path(self.store.folder(EXPORTS)), self.suggested_export_name())
-        chosen, _ = QFileDialog.getSaveFileName(
-            self.shell.window, "Export the distilled set to a folder (a new name creates it)", str(start), "",
-            "", QFileDialog.Option.DontConfirmOverwrite)
+        chosen = open_dialog.choose_export_folder(
+            self.shell.window, "Export the distilled set to a folder (a new name creates it)", start)
         return Path(chosen) if chosen else None
 
     def _export_target(self, target: Path) -> tuple[Path, bool] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from PySide6.QtWidgets import QFileDialog
+from dgkip_gui import open_dialog
 
 import engine.export
 from engine.export import load_distilled
@@ -23,7 +23,7 @@ def test_failed_export_keeps_the_result_and_offers_another_folder(qtbot, window,
         return real(result, folder)
     monkeypatch.setattr(engine.export, "_write_export", disk_full)
     (tmp_path / "elsewhere").mkdir()
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "elsewhere"), ""))
+    monkeypatch.setattr(open_dialog, "choose_export_folder", lambda *a, **k: str(tmp_path / "elsewhere"))
 
     answer["reply"] = answer["reply"].No                 # declined: the error is shown, the result stays
     assert window.export_result(tmp_path / "full" / "out") is None

@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine import export
+from dgkip_gui import open_dialog
 from engine.export import load_distilled
 from dgkip_gui.export_target import write_error_message
 
@@ -40,7 +41,7 @@ def finished(qtbot, window):
 
 
 def choose(monkeypatch, folder) -> None:
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *args, **kwargs: (str(folder), ""))
+    monkeypatch.setattr(open_dialog, "choose_export_folder", lambda *args, **kwargs: str(folder))
 
 
 def test_a_non_empty_folder_is_nested_only_when_confirmed(finished, tmp_path, monkeypatch, questions):
@@ -133,8 +134,8 @@ def test_other_write_errors_keep_a_readable_reason(tmp_path):
 
 
 def test_the_export_dialog_proposes_a_new_folder_and_accepts_a_typed_one(finished, tmp_path, qtbot):
-    """The real dialog (Qt's own, as on a desktop without a platform file dialog): it opens on a new
-    folder named after the run beside the last export, and a typed folder that does not exist yet is
+    """The real dialog (Qt's own on every platform, open_dialog.ExportDialog): it opens on a new folder
+    named after the run beside the last export, and a typed folder that does not exist yet is
     accepted and created (a folder chooser answered "Directory not found")."""
     from PySide6.QtCore import Qt, QTimer
     from PySide6.QtTest import QTest
@@ -161,9 +162,16 @@ def test_the_export_dialog_proposes_a_new_folder_and_accepts_a_typed_one(finishe
             if QApplication.activeModalWidget() is not None:
                 QApplication.activeModalWidget().reject()
 
-    QTimer.singleShot(300, type_and_accept)
-    QTimer.singleShot(1500, close_leftovers)
-    target = window.export_result()
+    timers = [QTimer(window), QTimer(window)]           # owned: they die with the test's window
+    for timer, delay, slot in zip(timers, (300, 1500), (type_and_accept, close_leftovers)):
+        timer.setSingleShot(True)
+        timer.timeout.connect(slot)
+        timer.start(delay)
+    try:
+        target = window.export_result()
+    finally:
+        for timer in timers:
+            timer.stop()
     assert isinstance(seen["dialog"], QFileDialog)
     assert seen["proposed"] == [str(tmp_path / window.run_session.suggested_export_name())]
     assert target == tmp_path / "typed" and load_distilled(target).images.shape[0] == 10

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QFileDialog
 
 from dgkip_gui import open_dialog
 from dgkip_gui.export_target import free_subfolder
@@ -53,12 +52,12 @@ def test_open_and_export_dialogs_start_in_their_own_folders(qtbot, window, tmp_p
         starts["open"].append(directory)
         return str(folder)
 
-    def save(parent, caption, directory, *args, **kwargs):
-        starts["export"].append(directory)
-        return str(exports), ""
+    def save(parent, caption, proposal):
+        starts["export"].append(str(proposal))
+        return str(exports)
 
     monkeypatch.setattr(open_dialog, "choose_dataset", choose)
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", save)
+    monkeypatch.setattr(open_dialog, "choose_export_folder", save)
     with qtbot.waitSignal(window.dataset_loaded, timeout=120_000):
         window.act_open.trigger()
     quick(window, steps=2, max_per_class=6)

@@ -54,6 +54,36 @@ def test_dataset_dialog_takes_a_folder_or_a_file(qtbot, datasets):
         assert dialog.result() == QDialog.DialogCode.Rejected and dialog.chosen is None
 
 
+def test_export_dialog_takes_a_new_name_or_an_existing_folder(qtbot, tmp_path):
+    """ExportDialog: the proposal is selected; a typed new name and a typed existing folder are both
+    chosen (a save dialog enters the folder instead); *Export here* takes the folder shown."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+
+    def exporting() -> open_dialog.ExportDialog:
+        dialog = open_dialog.ExportDialog(None, "Export", tmp_path / "digits-dgkip-ipc1")
+        qtbot.addWidget(dialog)
+        return dialog
+
+    dialog = exporting()
+    assert dialog.selectedFiles() == [str(tmp_path / "digits-dgkip-ipc1")]
+    assert dialog.testOption(QFileDialog.Option.DontUseNativeDialog)
+    for name, expected in (("digits-dgkip-ipc1", tmp_path / "digits-dgkip-ipc1"), ("empty", tmp_path / "empty"),
+                           (str(tmp_path / "new" / "deeper"), tmp_path / "new" / "deeper"),
+                           ("notes.txt", tmp_path / "notes.txt")):     # a file: chosen, refused later
+        dialog = exporting()
+        type_name(dialog, name)
+        dialog.accept()
+        assert dialog.result() == QDialog.DialogCode.Accepted and dialog.chosen == str(expected)
+    dialog = exporting()
+    dialog.here_button.click()
+    assert dialog.result() == QDialog.DialogCode.Accepted and dialog.chosen == str(tmp_path)
+    dialog = exporting()
+    type_name(dialog, "..")                     # typed navigation moves, it does not choose
+    dialog.accept()
+    assert dialog.result() == QDialog.DialogCode.Rejected and dialog.chosen is None
+
+
 def test_ctrl_o_opens_folders_and_files(qtbot, window, datasets, monkeypatch):
     root, folder, npz = datasets
     picked = iter([str(folder), str(npz)])
