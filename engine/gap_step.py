@@ -27,7 +27,7 @@ import torch
 
 from engine.certify import gap_terms
 from engine.kernels import fc
-from engine.kernels.fc_fused import first_variances, fused_backward, fused_forward
+from engine.kernels.fc_fused import first_variances, fused_backward, fused_with_self
 
 Tensor = torch.Tensor
 
@@ -35,7 +35,8 @@ Tensor = torch.Tensor
 def fused_gap_applies(kernel, teacher, xs: Tensor, Ys: Tensor, dual_param: Tensor | None) -> bool:
     """Whether a DGKIP step may take :func:`fused_gap`: exact α̃ (no learnt dual parameter), fixed
     labels, a teacher given by rows and coefficients (exact or Nyström, not explicit weights), and
-    an FC network kernel whose blocks fit its tile budget (:func:`engine.kernels.fc.fused_blocks`)."""
+    an FC network kernel whose one tile k(x̃, [X_T, x̃]) fits its tile budget
+    (:func:`engine.kernels.fc.fused_blocks`)."""
     if dual_param is not None or Ys.requires_grad or teacher.x is None or teacher.weights is not None:
         return False
     if not (torch.is_grad_enabled() and xs.requires_grad):
@@ -61,12 +62,9 @@ class _FCGap(torch.autograd.Function):
     def forward(ctx, xs, Ys, kernel, teacher, lam, solve, parts):
         depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
         x, rows = kernel.prepare(xs).detach(), kernel.prepare(teacher.x)
-        m, n_t = x.shape[0], rows.shape[0]
+        m = x.shape[0]
         vs = first_variances(x, w2, b2, keep=False)
-        # [K(x̃, X_T), K_SS] as one tile (module doc); θ = 0 on the pairs (i, n_T + i)
-        K, saved = fused_forward(x, (rows, x), vs, torch.cat([first_variances(rows, w2, b2), vs]), depth, w2, b2,
-                                 ntk, n_t)
-        Kst, Kss = K[:, :n_t], K[:, n_t:]
+        Kst, Kss, saved = fused_with_self(x, rows, vs, depth, w2, b2, ntk)      # one tile (module doc)
         Z = Kst @ teacher.coef                                                   # f*(x̃), (m, C)
         if teacher.loss.smooth:                                                  # ∇ℓ / m = −α(Z) / m
             gZ = teacher.loss.optimal_alpha(Ys, Z).to(Z.dtype).div_(-m)
@@ -76,8 +74,7 @@ class _FCGap(torch.autograd.Function):
                 gZ, = torch.autograd.grad(teacher.loss.value(Ys, Zg).sum() / m, Zg)
         A = solve(Kss)
         fy, km = gap_terms(teacher.loss, lam, teacher.w_norm2, Z, Ys, A, Kss)
-        # K_SS's gradient α̃α̃ᵀ/(2λm²) twice: the left side's derivative of a symmetric block with G
-        # equals its right side's with Gᵀ (k(a, b) = k(b, a)), so G + Gᵀ on the left is the whole
+        # K_SS's gradient α̃α̃ᵀ/(2λm²) as G + Gᵀ on the left side (fused_with_self)
         grad = torch.cat([gZ @ teacher.coef.T, (A @ A.T).mul_(1.0 / (lam * m * m))], 1)
         g_x, _ = fused_backward(saved, grad, True, False)
         del saved

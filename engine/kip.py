@@ -22,7 +22,7 @@ import torch
 
 import engine.kernels.fc as fc
 from engine.kernels import Kernel
-from engine.kernels.fc_fused import fused_backward, fused_forward, first_variances
+from engine.kernels.fc_fused import first_variances, fused_backward, fused_with_self
 
 
 def uses_kip_batches(config) -> bool:
@@ -78,7 +78,7 @@ def kip_loss(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tenso
 
 def _fused_path(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tensor) -> bool:
     """Whether :func:`kip_loss` takes :class:`_FCKIPLoss`: a gradient wanted, and an FC network kernel
-    whose two blocks fit its tile budget (:func:`engine.kernels.fc.fused_blocks`)."""
+    whose one tile k(x̃, [x_B, x̃]) fits its tile budget (:func:`engine.kernels.fc.fused_blocks`)."""
     if not (torch.is_grad_enabled() and (xs.requires_grad or Ys.requires_grad)):
         return False
     x = kernel.prepare(xs)
@@ -108,10 +108,7 @@ class _FCKIPLoss(torch.autograd.Function):
         Ys, Yb = Ys.detach(), Yb.detach()
         m, b = x.shape[0], real.shape[0]
         vs = first_variances(x, w2, b2, keep=False)
-        # [K_SB, K_SS] as one tile; θ = 0 on the pairs (i, b + i)
-        K, saved = fused_forward(x, (real, x), vs, torch.cat([first_variances(real, w2, b2), vs]), depth, w2, b2,
-                                 ntk, b)
-        Ksb, Kss = K[:, :b], K[:, b:]
+        Ksb, Kss, saved = fused_with_self(x, real, vs, depth, w2, b2, ntk)      # one tile
         A = Kss + kip_ridge_value(Kss, lam, ridge) * torch.eye(m, dtype=Kss.dtype, device=Kss.device)
         lu = torch.linalg.lu_factor(A)
         alpha = torch.linalg.lu_solve(*lu, Ys)                                  # (m, C)
@@ -120,7 +117,7 @@ class _FCKIPLoss(torch.autograd.Function):
         gA = (beta @ alpha.T).neg_()
         if ridge == "trace":
             gA.diagonal().add_(gA.diagonal().sum() * (lam / m))
-        # K_SS's part as G + Gᵀ on the left side alone (engine.gap_step: k(a, b) = k(b, a))
+        # K_SS's part as G + Gᵀ on the left side alone (fused_with_self)
         grad = torch.cat([(alpha @ R.T).mul_(-1.0 / b), gA + gA.T], 1)
         g_x, _ = fused_backward(saved, grad, True, False)
         ctx.grads = (g_x.reshape(xs.shape), beta)

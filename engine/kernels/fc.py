@@ -131,14 +131,14 @@ def _relu_step(q12, q11, q22, theta_ntk=None, diag_mask=None):
     return new_q, new_ntk
 
 
-def fused_blocks(kernel: Kernel, x: torch.Tensor, *n_bs: int) -> bool:
-    """Whether a step may hand-write the gradient of ``kernel``'s blocks k(x, ·) with ``n_b`` columns
-    each (engine.kip, engine.gap_step): ``kernel`` is an FC network kernel on the fused path
-    (engine.kernels.fc_fused) and each block fits one tile of its budget, as the autograd path with
-    gradients would have it. ``x``: (m, d) flat, requiring gradients."""
+def fused_blocks(kernel: Kernel, x: torch.Tensor, n_b: int) -> bool:
+    """Whether a step may hand-write the gradient of ``kernel``'s tile k(x, ·) with ``n_b`` columns
+    (engine.kip, engine.gap_step: the real rows and x itself): ``kernel`` is an FC network kernel on the
+    fused path (engine.kernels.fc_fused) and the tile fits one tile of its budget, as the autograd path
+    with gradients would have it. ``x``: (m, d) flat, requiring gradients."""
     if not (isinstance(kernel, FCNetworkKernel) and kernel.fused):
         return False
-    return all(kernel.tile_rows(x, n_b) >= x.shape[0] for n_b in n_bs)
+    return kernel.tile_rows(x, n_b) >= x.shape[0]
 
 
 class FCNetworkKernel(Kernel):

@@ -141,17 +141,28 @@ class Saved(NamedTuple):
 
 
 def fused_forward(left: torch.Tensor, right: torch.Tensor, vl: torch.Tensor, vr: torch.Tensor, depth: int,
-                  w2: float, b2: float, ntk: bool, diag: int | None, fixed: bool = True) -> tuple[torch.Tensor, Saved]:
+                  w2: float, b2: float, ntk: bool, diag: int | None) -> tuple[torch.Tensor, Saved]:
     """k(L, R), (r, c), in the r × c layout (module doc), and what its backward needs; ``vl`` (r,),
     ``vr`` (c,) the first layer's variances W²‖·‖²/d + b² (detached), ``diag`` the offset of the k(x, x)
-    entries or None; ``fixed``: ``right`` is an operand worth keeping transposed when it recurs
-    (:func:`_mm_nt`; never for one that changes every step). ``right`` may be a tuple of column blocks
-    (c_i, d), c = Σ c_i, computed as one tile (``fixed`` then applies to the first; the backward takes
-    the left side's gradient only): a step's teacher or batch block and its k(x̃, x̃) block in one
-    pass of elementwise calls instead of two. No autograd: :class:`_FusedFC` wraps it,
-    and objectives that write their own gradient (engine.kip, engine.gap_step) call it directly."""
+    entries or None. ``right`` is a fixed operand, kept transposed when it recurs (:func:`_mm_nt`), or
+    a tuple of column blocks (c_i, d), c = Σ c_i, computed as one tile whose first block is the fixed
+    one (the backward then takes the left side's gradient only; :func:`fused_with_self`). No
+    autograd: :class:`_FusedFC` wraps it, and objectives that write their own gradient (engine.kip,
+    engine.gap_step) call it directly."""
     with torch.no_grad():
-        return _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed)
+        return _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, True)
+
+
+def fused_with_self(x: torch.Tensor, real: torch.Tensor, vx: torch.Tensor, depth: int, w2: float, b2: float,
+                    ntk: bool) -> tuple[torch.Tensor, torch.Tensor, Saved]:
+    """(k(x, B), k(x, x), what the backward needs) for synthetic rows ``x`` (m, d) with variances ``vx``
+    (m,) and fixed real rows ``real`` B (n, d), as one m × (n + m) tile: one chain of elementwise calls
+    instead of two (θ = 0 on the pairs (i, n + i)). Its gradient is :func:`fused_backward` with
+    ``need_l`` only and [G_B, G_S + G_Sᵀ]: k being symmetric, the derivative of Σ G_ij k(x_i, x_j)
+    through the right argument with G is that through the left one with Gᵀ (the diagonal included)."""
+    n = real.shape[0]
+    K, saved = fused_forward(x, (real, x), vx, torch.cat([first_variances(real, w2, b2), vx]), depth, w2, b2, ntk, n)
+    return K[:, :n], K[:, n:], saved
 
 
 def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):
@@ -278,14 +289,13 @@ def _backward(state, grad, need_l, need_r):
         gs = gq + gq.T
         g_right = _mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
         return None, g_right
-    if need_l and isinstance(right, tuple):
-        at, g_left = 0, None
-        for r in right:
-            part = _mm_nn(gq[:, at:at + r.shape[0]], r)
-            g_left, at = part if g_left is None else g_left.add_(part), at + r.shape[0]
+    if need_l:
+        blocks = right if isinstance(right, tuple) else (right,)
+        g_left = None
+        for g, r in zip(gq.split([r.shape[0] for r in blocks], 1), blocks):
+            part = _mm_nn(g, r)
+            g_left = part if g_left is None else g_left.add_(part)
         g_left = g_left.mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
-    elif need_l:
-        g_left = _mm_nn(gq, right).mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
     if need_r:
         g_right = _mm_nt(gq.T, left.T).mul_(sq * w2 / d).addcmul_(sum_r[:, None], right, value=2 * w2 / d)
     return g_left, g_right
