@@ -130,16 +130,18 @@ class JobHost(QObject):
     def _finished(self, job_id: int) -> None:
         if self._job is None or self._owner is None or job_id != self._job.id:
             return
-        self.drain(final=True)
-        job, owner = self._job, self._owner
-        self._job, self._owner = None, None
-        job.deleteLater()
-        self._timer.stop()
-        owner.control = None
-        garbage.job_ended()
-        owner.on_done()
-        settle_heap()             # after the first job that warmed the engine up (GUI thread only)
-        self.changed.emit()
+        try:
+            self.drain(final=True)
+        finally:                  # a view that fails on the last events must not leave the job "running"
+            job, owner = self._job, self._owner
+            self._job, self._owner = None, None
+            job.deleteLater()
+            self._timer.stop()
+            owner.control = None
+            garbage.job_ended()
+            owner.on_done()
+            settle_heap()         # after the first job that warmed the engine up (GUI thread only)
+            self.changed.emit()
 
 
 class Session(QObject):

@@ -97,3 +97,23 @@ def test_error_dialog_copy_details(qtbot):
     text = QGuiApplication.clipboard().text()
     assert text.startswith("disk full") and "Traceback" in text and "PySide6:" in text
     assert dialog.copy_button.text() == "Copied"
+
+
+def test_a_view_failing_on_the_last_events_leaves_the_window_usable(qtbot, make_window, monkeypatch):
+    """The results view raising on the Done event reaches the error path, yet the job is over: the
+    window is not left 'running' (a quit would ask forever), and the finished result is kept."""
+    window = make_window()
+    load(qtbot, window)
+    quick(window, steps=3)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the results view broke")
+
+    monkeypatch.setattr(window.results, "show_metrics", broken)
+    with qtbot.capture_exceptions() as raised, \
+            qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.start_run()
+    assert any("the results view broke" in str(exc) for _, exc, _ in raised)
+    assert finished.args == ["finished"]
+    assert not window.running and window.act_run.isEnabled()
+    assert window.result is not None and window.act_export.isEnabled()
