@@ -38,7 +38,8 @@ DTYPES = ("float32", "float64")
 PREPROCESS = ("standardize", "zca")
 TEACHERS = ("auto", "exact", "nystrom")
 CENTRE_SELECTIONS = ("uniform", "kmeans++")
-KIP_RIDGES = ("trace", "fixed")      # engine.kip.RIDGES
+KIP_RIDGES = ("trace", "fixed")
+CPU_THREADS = ("auto", "one", "all")  # engine.device.THREAD_POLICIES      # engine.kip.RIDGES
 # LOSSES and KERNELS are the names in engine.losses' and engine.kernels' registries, read when asked
 # for (module __getattr__ below), so a kernel added with engine.kernels.register passes validation.
 
@@ -332,7 +333,8 @@ class DistillConfig:
         help="float64 is slower but gives tighter certificates.")
     seed: int = _setting(
         0, label="Seed", spec=_Spec("int", 0, MAX_SEED, example="0"), group="Optimisation",
-        help="Random seed for initialisation and sampling: the same seed gives the same result.")
+        help="Random seed for initialisation and sampling: the same seed gives the same result (bit for bit "
+             "on the same machine when CPU threads is one or all).")
     # -- "Advanced" (folded away in the form)
     optimizer: str = _setting(
         "adam", label="Optimiser", spec=_choice(OPTIMIZERS), group="Advanced",
@@ -369,6 +371,12 @@ class DistillConfig:
     memory_budget_gb: float = _setting(
         4.0, label="Memory budget (GiB)", spec=_Spec("float", 0.0, 2.0**20, open_lo=True, example="4"),
         group="Advanced", help="Largest memory the run may use, in GiB (kernel blocks are tiled to fit).")
+    cpu_threads: str = _setting(
+        "auto", label="CPU threads", spec=_choice(CPU_THREADS), group="Advanced",
+        choice_labels={"auto": "Auto (timed)", "one": "One", "all": "All"},
+        help="Threads of the distillation steps on the CPU. auto: small steps time one thread against all "
+             "on the run's first steps (and every 500) and keep the faster, larger steps use all; the "
+             "last digits can then differ between runs of one seed. one or all fix the count.")
     eval_every: int = _setting(
         50, label="Evaluate every", spec=_Spec("int", 0, MAX_COUNT, example="50 (0 = at the end only)"),
         group="Advanced", form_max=1_000_000,

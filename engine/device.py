@@ -1,6 +1,8 @@
-"""Device and dtype resolution. Certificates always use float64 (on CPU when the device lacks it)."""
+"""Device and dtype resolution, and the step loop's CPU threads. Certificates always use float64 (on
+CPU when the device lacks it)."""
 from __future__ import annotations
 
+import statistics
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -37,15 +39,85 @@ def describe(device: torch.device) -> str:
     return device.type
 
 
-# Below this many multiply-adds per step, torch's intra-op thread pool costs more than it saves: on a
-# 2-core machine with any other load, a (100 × 100)·(100 × 10) product took 2.7 ms with 2 threads
-# and 22 µs with 1 (measured while another process used a core).
+# Below this many flops a step is "small": on a 2-core machine with any other load, a (100 × 100)·(100 × 10)
+# product took 2.7 ms with 2 threads and 22 µs with 1 (measured while another process used a core).
 SMALL_STEP_FLOPS = 2e9
+THREAD_POLICIES = ("auto", "one", "all")
 
 
-def step_threads(device: torch.device, flops_per_step: float) -> int | None:
-    """Intra-op threads for the distillation step loop: 1 for small CPU steps, else unchanged (None)."""
-    return 1 if device.type == "cpu" and flops_per_step < SMALL_STEP_FLOPS else None
+def step_threads(device: torch.device, flops_per_step: float, policy: str = "auto") -> int | None:
+    """Intra-op threads for a step (None: leave torch's setting), before or without timing: "one" → 1
+    and "all" → None on the CPU; "auto" → 1 for small CPU steps (:data:`SMALL_STEP_FLOPS`), else None.
+    :class:`StepThreads` times the alternative on a run's own steps."""
+    if device.type != "cpu" or policy == "all":
+        return None
+    return 1 if policy == "one" or flops_per_step < SMALL_STEP_FLOPS else None
+
+
+class StepThreads:
+    """The threads of each step of a run's loop (:func:`engine.distill._loop`), chosen by timing.
+
+    Policy "auto", a small CPU step (:func:`step_threads` says 1) and torch set to n > 1 threads: one
+    thread and n threads are both timed on the run's own steps, and the faster is kept. On 2 idle
+    cores (2,000-image pool, ntk-fc) n threads took 0.76× the time of one at IPC 10 and 0.90-0.97× at
+    IPC 1; with another process busy on one of the cores they took 1.3-2.2× the time. After
+    :attr:`WARMUP` steps, and again every :attr:`RETRY` steps (other processes come and go), blocks of
+    :attr:`BLOCK` steps alternate, one thread first, :attr:`ROUNDS` blocks each; n threads are kept
+    when their median step is at most :attr:`MARGIN` × one thread's, else one thread is (also the
+    choice until the first trial ends). GEMMs round differently on 1 and n threads, so under "auto" two
+    runs of one seed can differ in the last bits; "one" and "all" fix the count and time nothing.
+    """
+
+    # WARMUP covers the run estimate's probe (engine.plan.time.STEPS steps): it times the untried policy
+    WARMUP, BLOCK, ROUNDS, RETRY, MARGIN = 24, 6, 3, 500, 0.95
+    KEPT = 20            # trials kept in :attr:`trials` (a run's metrics), the latest ones
+
+    def __init__(self, device: torch.device, flops_per_step: float, policy: str = "auto") -> None:
+        fixed = step_threads(device, flops_per_step, policy)
+        n = torch.get_num_threads()
+        # one thread against n: only where "auto" picked one thread for its size and n > 1, and not in a
+        # torchrun job, whose steps wait for the other processes' (their timings would be theirs)
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        tune = policy == "auto" and fixed == 1 and n > 1 and not distributed
+        self.candidates: tuple[int | None, ...] = (1, n) if tune else (fixed,)
+        self.choice = self.candidates[0]
+        self._cpu = device.type == "cpu"
+        self._times: dict[int | None, list[float]] = {c: [] for c in self.candidates}
+        self.trials: list[dict[str, float]] = []      # the latest KEPT trials: first step, median s each, choice
+
+    def used(self) -> int | None:
+        """The CPU threads the steps run on now (None off the CPU)."""
+        if not self._cpu:
+            return None
+        return torch.get_num_threads() if self.choice is None else self.choice
+
+    def _trial_offset(self, step: int) -> int | None:
+        """The step's place in a trial (0-based), or None outside one."""
+        if len(self.candidates) < 2 or step <= self.WARMUP:
+            return None
+        start = self.WARMUP + 1 if step < self.RETRY else step - step % self.RETRY
+        offset = step - start
+        return offset if offset < 2 * self.BLOCK * self.ROUNDS else None
+
+    def threads(self, step: int) -> int | None:
+        """Threads for ``step`` (1-based; None: torch's setting): a trial's candidate, else the choice."""
+        offset = self._trial_offset(step)
+        return self.choice if offset is None else self.candidates[(offset // self.BLOCK) % 2]
+
+    def record(self, step: int, seconds: float) -> None:
+        """The wall time of ``step`` as :meth:`threads` ran it; the last step of a trial decides."""
+        offset = self._trial_offset(step)
+        if offset is None:
+            return
+        self._times[self.candidates[(offset // self.BLOCK) % 2]].append(seconds)
+        if offset == 2 * self.BLOCK * self.ROUNDS - 1:
+            one, many = (statistics.median(self._times[c]) for c in self.candidates)
+            self.choice = self.candidates[1] if many <= self.MARGIN * one else self.candidates[0]
+            self.trials.append({"step": step - offset, "one_thread_s": one, "threads": self.candidates[1],
+                                "threads_s": many, "chosen": self.choice})
+            del self.trials[:-self.KEPT]
+            for times in self._times.values():
+                times.clear()
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from engine.control import RunControl
 from engine.data import Dataset, DatasetError, check_ipc, check_test_split, load_dataset
 from engine.data.preprocess import Preprocessor
 from engine.data.rows import decode
-from engine.device import certificate_device, describe, resolve_device, resolve_dtype, step_threads, torch_threads
+from engine.device import StepThreads, certificate_device, describe, resolve_device, resolve_dtype, torch_threads
 from engine.plan import check_run
 from engine.events import Done, Evaluation, Event, Snapshot, Stage, Step, TeacherDone
 from engine.kernels import Kernel, make_kernel
@@ -216,12 +216,13 @@ class _Evaluation:
 @dataclass
 class _Loop:
     """The step loop's outcome: why it ended, the last step, the per-step curves, the last certificate
-    (None when no evaluation ran) and its start time."""
+    (None when no evaluation ran), its start time and its thread choices."""
     reason: str
     step: int
     curves: list
     cert: Certificate | None
     started: float
+    threads: StepThreads
 
 
 def run(config: DistillConfig, control: RunControl | None = None, dataset: Dataset | None = None,
@@ -356,7 +357,7 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
                            f"{describe(data.device)}")
     # built before the clock starts: the first torch.optim optimizer imports torch._dynamo (1.2-2.7 s measured)
     optimizer = make_optimizer(cfg.optimizer, syn.parameters(), cfg.lr, data.device)
-    threads = step_threads(data.device, objective.flops(syn.xs.shape[0], tuple(syn.xs.shape[1:])))
+    threads = StepThreads(data.device, objective.flops(syn.xs.shape[0], tuple(syn.xs.shape[1:])), cfg.cpu_threads)
     t2 = time.perf_counter()                          # steps/s counts the steps only
     cert: Certificate | None = None
     curves: list[dict[str, float]] = []
@@ -366,7 +367,8 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
         if control.stop_requested:
             reason, step = "stopped", step - 1
             break
-        with torch_threads(threads):                  # small steps: one thread (see engine.device)
+        started = time.perf_counter()
+        with torch_threads(threads.threads(step)):    # small CPU steps: one thread or all, timed
             if cfg.lr_schedule != "constant" or cfg.warmup_steps:
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.lr_schedule, cfg.warmup_steps)
@@ -375,6 +377,7 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
             value.loss.backward()
             optimizer.step()
             obj = value.loss.item()
+        threads.record(step, time.perf_counter() - started)
         elapsed = time.perf_counter() - t2
         gap = value.gap
         r = radius(gap, cfg.lam) if gap == gap else float("nan")
@@ -388,7 +391,7 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
             yield _evaluation(step, cert, ev.test, ev.random_acc)
             row.update(_cert_row(cert))
         curves.append(row)
-    return _Loop(reason, step, curves, cert, t2)
+    return _Loop(reason, step, curves, cert, t2, threads)
 
 
 def _final_certificate(data: _Data, ev: _Evaluation, syn: "_Synthetic", loop: _Loop
@@ -446,6 +449,8 @@ def _metrics(data: _Data, ev: _Evaluation, syn: "_Synthetic", loop: _Loop, cert:
         "teacher_iterations": sol.iterations, "teacher_solver": sol.solver, "teacher_seconds": timings["teacher"],
         "n_train": int(teacher.n), "n_support": teacher.n_support, "n_test": int(len(test.y)),
         "steps": step, "seconds": timings["total"], "processes": cluster.world,
+        # the steps' CPU threads at the end (None off the CPU) and the latest timed trials
+        "step_threads": loop.threads.used(), "thread_trials": loop.threads.trials,
         "columns": int(ev.Y_train.shape[1]),     # 1: a binary loss on two classes, solved as one column
         "steps_per_second": step / timings["distill"] if timings["distill"] > 0 else 0.0,
     }

@@ -46,7 +46,7 @@ def test_speed_suite_writes_every_column_with_a_stand_in_reference(tmp_path, mon
     monkeypatch.setattr(speed, "PEER_ROUNDS", 1)
     monkeypatch.setattr(speed, "PEER_POOL", 60)
     monkeypatch.setattr(speed, "PEER_CONV_CASES", [("fc", 1, True, 6, 5, 4, 4, 1)])
-    monkeypatch.setattr(speed, "_dgkip_step_ms", lambda ipc: 1.0)
+    monkeypatch.setattr(speed, "_dgkip_step", lambda ipc: (1.0, 1))   # the pool is too small for IPC 10
 
     def stand_in(python, args, threads):
         if args[0] == "step":
@@ -64,3 +64,24 @@ def test_speed_suite_writes_every_column_with_a_stand_in_reference(tmp_path, mon
         assert math.isfinite(r["loss_ours"])
     md = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert "pool products cold / hot ms" in md and "| 1 | 10 |" in md and report["machine"] in md
+    assert "| DGKIP threads |" in md and all(r["dgkip_threads"] == [1] for r in steps)
+
+
+def test_speed_suites_dgkip_cell_times_the_steps_after_the_thread_trial(monkeypatch):
+    """The DGKIP cell runs warm-up and trial first (StepThreads, shrunk here), then times PEER_STEPS
+    steps, and says which thread count the run kept."""
+    import torch
+    from engine.bench import speed
+    from engine.device import StepThreads
+    for name, value in (("WARMUP", 2), ("BLOCK", 1), ("ROUNDS", 1)):
+        monkeypatch.setattr(StepThreads, name, value)
+    monkeypatch.setattr(speed, "PEER_POOL", 100)
+    monkeypatch.setattr(speed, "PEER_STEPS", 3)
+    assert speed.dgkip_skip() == 4
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ms, threads = speed._dgkip_step(1)
+    finally:
+        torch.set_num_threads(before)
+    assert 0 < ms < 10_000 and threads in (1, 2)

@@ -70,12 +70,16 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "steps": ("Steps", "i", "Distillation steps taken."),
     "seconds": ("Total time", "s", "Wall time of the whole run."),
     "steps_per_second": ("Speed", "n", "Distillation steps per second."),
+    "step_threads": ("Step threads", "i", "CPU threads the steps ran on at the end of the run (setting CPU "
+                                          "threads; under auto, small steps time one thread against all and "
+                                          "keep the faster, in brackets the medians of the last trial)."),
     "columns": ("Label columns", "i", "Columns of the label matrix: 1 for a binary loss on two classes (one ±1 "
                                       "score; the gap and radius are the one column's), else the classes."),
     "processes": ("Processes", "i", "Processes that shared the teacher (torchrun); 1 for a run in the app."),
 }
 COMPANIONS = {"certified_consistency": ("agreement_with_teacher", "measured agreement", "%"),
-              "radius": ("distance_to_teacher", "measured distance", "n")}
+              "radius": ("distance_to_teacher", "measured distance", "n"),
+              "step_threads": ("thread_trials", "last timed", "trials")}
 
 
 def format_value(value: Any, kind: str) -> str:
@@ -84,6 +88,9 @@ def format_value(value: Any, kind: str) -> str:
         return "—"                  # not computed (e.g. the distance to the exact teacher without its certificate)
     if isinstance(value, bool) or isinstance(value, str):
         return str(value)
+    if kind == "trials":        # engine.device.StepThreads.trials: the latest trial's two medians
+        last = value[-1]
+        return f"1 thread {1e3 * last['one_thread_s']:.2f} ms, {last['threads']} threads {1e3 * last['threads_s']:.2f} ms"
     if isinstance(value, float) and math.isnan(value):
         return "—"
     if kind == "%":
@@ -103,12 +110,12 @@ def rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         if key not in metrics:
             continue
         text = format_value(metrics[key], kind)
-        if key in COMPANIONS and COMPANIONS[key][0] in metrics:
+        if key in COMPANIONS and COMPANIONS[key][0] in metrics and metrics[COMPANIONS[key][0]] != []:
             other, name, other_kind = COMPANIONS[key]
             text += f"  ({name} {format_value(metrics[other], other_kind)})"
         out.append((label, text, tip))
     for key, value in metrics.items():
-        if key not in METRICS and key not in companions and not isinstance(value, dict):
+        if key not in METRICS and key not in companions and not isinstance(value, (dict, list, tuple)):
             out.append((key.replace("_", " ").capitalize(), format_value(value, "n"), key))
     return out
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from engine.config import DistillConfig
-from engine.device import SMALL_STEP_FLOPS
+from engine.device import StepThreads
 from engine.distill import make_optimizer, run
 from engine.events import Done
 from engine.kernels import make_kernel
@@ -188,15 +188,29 @@ def _pool_products_ms(data: dict[str, np.ndarray], reps: int = 15) -> tuple[floa
     return statistics.median(cold) * 1e3, statistics.median(hot) * 1e3
 
 
-def _dgkip_step_ms(ipc: int) -> float:
-    """Our DGKIP step (cross-entropy, exact teacher on PEER_POOL MNIST-sized random images) in ms, as
-    the run estimate measures it (engine.plan.time: median of the run's own step clock). The run's
-    thread policy applies (engine.device.step_threads): steps under SMALL_STEP_FLOPS run on one
-    thread whatever the caller set, so at this pool both IPCs do."""
-    from engine.plan import time as step_timing
-    cfg = DistillConfig(ipc=ipc, kernel="ntk-fc", snapshot_every=0).validate()
-    step_timing._MEASURED.clear()
-    return step_timing.measure(cfg, (1, 28, 28), 10, PEER_POOL, 10).step_s * 1e3
+def dgkip_skip() -> int:
+    """Steps of a DGKIP cell's run before its timed PEER_STEPS: the warm-up and the first thread trial."""
+    return StepThreads.WARMUP + 2 * StepThreads.BLOCK * StepThreads.ROUNDS
+
+
+def _dgkip_step(ipc: int) -> tuple[float, int]:
+    """Our DGKIP step (cross-entropy, exact teacher on PEER_POOL MNIST-sized random images, as the run
+    estimate's probe sets it up, engine.plan.time): median ms of the run's own step clock over
+    PEER_STEPS steps after its warm-up and first thread trial (:func:`dgkip_skip` steps,
+    engine.device.StepThreads), and the threads it then ran."""
+    from engine.plan.time import random_dataset
+    from engine.events import Step
+    skip = dgkip_skip()
+    cfg = DistillConfig(data="(step timing)", ipc=ipc, kernel="ntk-fc", steps=skip + PEER_STEPS,
+                        eval_every=0, snapshot_every=0, teacher="exact", teacher_tol=1e-2, teacher_max_iter=3).validate()
+    elapsed, threads = [], None
+    for event in run(cfg, dataset=random_dataset((1, 28, 28), 10, PEER_POOL // 10, 10)):
+        if isinstance(event, Step):
+            elapsed.append(event.elapsed)
+        elif isinstance(event, Done):
+            threads = event.result.metrics["step_threads"]
+    per_step = [b - a for a, b in zip(elapsed[skip - 1:], elapsed[skip:])]
+    return statistics.median(per_step) * 1e3, threads
 
 
 def peer_rows(peer_python: str) -> dict[str, list[dict[str, Any]]]:
@@ -215,16 +229,19 @@ def peer_rows(peer_python: str) -> dict[str, list[dict[str, Any]]]:
                         "lr": np.float64(PEER_LR)}
                 path = Path(tmp) / f"ipc{ipc}.npz"
                 np.savez(path, **data)
-                ours, dgkip, peer, loss_ours, loss_peer = [], [], [], None, None
+                ours, dgkip, dgkip_threads, peer, loss_ours, loss_peer = [], [], [], [], None, None
                 for _ in range(PEER_ROUNDS):          # interleaved: all three see the same load
                     answer = _peer(peer_python, ["step", str(path), str(PEER_STEPS)], threads)
                     peer.append(statistics.median(answer["seconds"]) * 1e3)
                     loss_peer = answer["loss0"]
                     loss_ours, secs = _pinned(threads, lambda: _our_kip_steps(data, PEER_STEPS))
                     ours.append(statistics.median(secs) * 1e3)
-                    dgkip.append(_pinned(threads, lambda: _dgkip_step_ms(ipc)))
+                    ms, used = _pinned(threads, lambda: _dgkip_step(ipc))
+                    dgkip.append(ms)
+                    dgkip_threads.append(used)
                 cold, hot = _pinned(threads, lambda: _pool_products_ms(data))
                 row = {"threads": threads, "ipc": ipc, "pool": PEER_POOL, "kip_ms": ours, "dgkip_ms": dgkip,
+                       "dgkip_threads": dgkip_threads,
                        "peer_ms": peer, "jax": answer["jax"], "loss_ours": loss_ours, "loss_peer": loss_peer,
                        "pool_products_cold_ms": cold, "pool_products_hot_ms": hot}
                 for key in ("kip", "dgkip"):
@@ -300,14 +317,16 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
                   f"{PEER_POOL:,}-image pool, d = 784, ntk-fc depth 1 (W_std √2, b_std 0.1), {PEER_ROUNDS} "
                   f"interleaved rounds of {PEER_STEPS} steps, each process pinned to as many cores as threads "
                   "(ms per step, min / median over rounds). DGKIP: cross-entropy, exact teacher on the pool, "
-                  "timed by the run's own clock (engine.plan.time), whose thread policy runs steps under "
-                  f"{SMALL_STEP_FLOPS:.0e} flops on one thread (engine.device.step_threads): here, every DGKIP cell. *Pool products*: the two products every step "
+                  f"a run's own clock over {PEER_STEPS} steps after its {dgkip_skip()} steps of warm-up and thread "
+                  "trial (CPU threads auto, engine.device.StepThreads: one thread against the cell's, the faster "
+                  "kept); *DGKIP threads*: what each round's run kept. *Pool products*: the two products every step "
                   "of either side makes with the 2,000 × 784 pool (forward and gradient), alone, after a 64 MiB "
                   "write (cold) and repeated at once (hot); median of 15.", "",
-                  "| threads | IPC | our KIP ms | our DGKIP ms | reference KIP ms | KIP / ref | DGKIP / ref | pool products cold / hot ms | loss ours | loss ref |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| threads | IPC | our KIP ms | our DGKIP ms | DGKIP threads | reference KIP ms | KIP / ref | DGKIP / ref | pool products cold / hot ms | loss ours | loss ref |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['threads']} | {r['ipc']} | {min(r['kip_ms']):.2f} / {statistics.median(r['kip_ms']):.2f} | "
                   f"{min(r['dgkip_ms']):.2f} / {statistics.median(r['dgkip_ms']):.2f} | "
+                  f"{', '.join(str(t) for t in r.get('dgkip_threads', []))} | "
                   f"{min(r['peer_ms']):.2f} / {statistics.median(r['peer_ms']):.2f} | {r['kip_ratio_min']:.2f} / "
                   f"{r['kip_ratio_median']:.2f} | {r['dgkip_ratio_min']:.2f} / {r['dgkip_ratio_median']:.2f} | "
                   f"{r['pool_products_cold_ms']:.2f} / {r['pool_products_hot_ms']:.2f} | "

@@ -74,7 +74,7 @@ def measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, rows:
     key = (cfg.mode, cfg.loss, cfg.kernel, repr(sorted(cfg.kernel_params.items())), tuple(chw), n_classes,
            per_class, test_per_class, cfg.ipc, cfg.dtype, cfg.optimizer, cfg.learn_labels, cfg.alpha_mode,
            cfg.preprocess, min(cfg.kip_batch, per_class * n_classes), cfg.kip_weight > 0, cfg.kip_ridge,
-           cfg.snapshot_every, torch.get_num_threads())
+           cfg.snapshot_every, cfg.cpu_threads, torch.get_num_threads())
     epoch = getattr(_REQUEST, "epoch", None)
     epoch = _EPOCH if epoch is None else epoch
     with _LOCK:                              # one probe at a time (the app asks from a background thread)
@@ -143,7 +143,7 @@ def _measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, per_
     try:
         if epoch != _EPOCH:
             raise Cancelled()
-        for event in run(probe, control, dataset=_random_dataset(chw, n_classes, per_class, test_per_class)):
+        for event in run(probe, control, dataset=random_dataset(chw, n_classes, per_class, test_per_class)):
             if isinstance(event, Step):
                 elapsed.append(event.elapsed)
                 last_step = time.perf_counter()
@@ -157,7 +157,9 @@ def _measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, per_
     return StepTiming(statistics.mean(per_step), certificate or 0.0, rows, test_per_class * n_classes)
 
 
-def _random_dataset(chw: tuple[int, int, int], n_classes: int, per_class: int, test_per_class: int) -> Dataset:
+def random_dataset(chw: tuple[int, int, int], n_classes: int, per_class: int, test_per_class: int) -> Dataset:
+    """Uniform random uint8 images of shape ``chw``, ``per_class`` training and ``test_per_class`` test
+    images per class (seed 0): the probe's data (and the speed bench's DGKIP steps)."""
     c, h, w = chw
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(n_classes), per_class).astype(np.int64)

@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import DistillConfig
 from dgkip_gui.widgets.transfer_panel import accuracy_text
-from dgkip_gui.widgets.results_view import METRICS, RunResults, certificate_note
+from dgkip_gui.widgets.results_view import COMPANIONS, METRICS, RunResults, certificate_note
 
 from gui_helpers import load, quick, run_to_end
 
@@ -62,7 +62,7 @@ def test_every_metric_of_a_real_run_has_a_label(qtbot, window):
     quick(window)
     assert run_to_end(qtbot, window) == "finished"
     metrics = window.result.metrics
-    known = set(METRICS) | {"agreement_with_teacher", "distance_to_teacher"}
+    known = set(METRICS) | {key for key, _, _ in COMPANIONS.values()}      # shown beside their row's value
     assert set(metrics) <= known, set(metrics) - known
     assert window.results.note.text()                                     # the certificate, explained
 
@@ -97,3 +97,17 @@ def test_kip_and_binary_metrics_have_their_own_rows():
     assert shown["KIP model test accuracy"] == "93.70 %" and shown["KIP ridge"] == "trace"
     assert shown["Label columns"] == "10"
     assert not any(label.startswith("KIP") for label, _, _ in rows({"distilled_test_accuracy": 0.9, "columns": 1}))
+
+
+def test_thread_choice_has_a_row_with_its_last_trial_and_list_metrics_are_no_rows():
+    """The steps' CPU threads are a labelled row, with the last timed trial's medians beside them; a
+    list metric is no row of its own (formatting one as a number raised on the Done event)."""
+    from dgkip_gui.widgets.results_view import rows
+
+    trials = [{"step": 25, "one_thread_s": 0.005, "threads": 2, "threads_s": 0.004, "chosen": 2}]
+    shown = {label: value for label, value, _ in rows({"steps": 100, "step_threads": 2, "thread_trials": trials,
+                                                        "future_list": [1, 2]})}
+    assert shown["Step threads"] == "2  (last timed 1 thread 5.00 ms, 2 threads 4.00 ms)"
+    untimed = {label: value for label, value, _ in rows({"step_threads": 1, "thread_trials": []})}
+    assert untimed["Step threads"] == "1"
+    assert not any("trials" in label.lower() or "future" in label.lower() for label in shown)
