@@ -38,8 +38,8 @@ DTYPES = ("float32", "float64")
 PREPROCESS = ("standardize", "zca")
 TEACHERS = ("auto", "exact", "nystrom")
 CENTRE_SELECTIONS = ("uniform", "kmeans++")
-KIP_RIDGES = ("trace", "fixed")
-CPU_THREADS = ("auto", "one", "all")  # engine.device.THREAD_POLICIES      # engine.kip.RIDGES
+KIP_RIDGES = ("trace", "fixed")      # engine.kip.RIDGES
+CPU_THREADS = ("auto", "one", "all")  # engine.device.StepThreads
 # LOSSES and KERNELS are the names in engine.losses' and engine.kernels' registries, read when asked
 # for (module __getattr__ below), so a kernel added with engine.kernels.register passes validation.
 
@@ -375,8 +375,9 @@ class DistillConfig:
         "auto", label="CPU threads", spec=_choice(CPU_THREADS), group="Advanced",
         choice_labels={"auto": "Auto (timed)", "one": "One", "all": "All"},
         help="Threads of the distillation steps on the CPU. auto: small steps time one thread against all "
-             "on the run's first steps (and every 500) and keep the faster, larger steps use all; the "
-             "last digits can then differ between runs of one seed. one or all fix the count.")
+             "on the run's own steps (after 24, then every 500) and keep all where they are at least 5 % "
+             "faster, larger steps use all; the last digits can then differ between runs of one seed. "
+             "one or all fix the count.")
     eval_every: int = _setting(
         50, label="Evaluate every", spec=_Spec("int", 0, MAX_COUNT, example="50 (0 = at the end only)"),
         group="Advanced", form_max=1_000_000,

@@ -42,7 +42,6 @@ def describe(device: torch.device) -> str:
 # Below this many flops a step is "small": on a 2-core machine with any other load, a (100 × 100)·(100 × 10)
 # product took 2.7 ms with 2 threads and 22 µs with 1 (measured while another process used a core).
 SMALL_STEP_FLOPS = 2e9
-THREAD_POLICIES = ("auto", "one", "all")
 
 
 def step_threads(device: torch.device, flops_per_step: float, policy: str = "auto") -> int | None:
@@ -64,19 +63,30 @@ class StepThreads:
     :attr:`WARMUP` steps, and again every :attr:`RETRY` steps (other processes come and go), blocks of
     :attr:`BLOCK` steps alternate, one thread first, :attr:`ROUNDS` blocks each; n threads are kept
     when their median step is at most :attr:`MARGIN` × one thread's, else one thread is (also the
-    choice until the first trial ends). GEMMs round differently on 1 and n threads, so under "auto" two
-    runs of one seed can differ in the last bits; "one" and "all" fix the count and time nothing.
+    choice until the first trial ends). A trial that the run's ``steps`` would cut short is not begun.
+    GEMMs round differently on 1 and n threads, so under "auto" two runs of one seed can differ in the
+    last bits; "one" and "all" fix the count and time nothing.
     """
 
     # WARMUP covers the run estimate's probe (engine.plan.time.STEPS steps): it times the untried policy
     WARMUP, BLOCK, ROUNDS, RETRY, MARGIN = 24, 6, 3, 500, 0.95
     KEPT = 20            # trials kept in :attr:`trials` (a run's metrics), the latest ones
 
-    def __init__(self, device: torch.device, flops_per_step: float, policy: str = "auto") -> None:
+    @classmethod
+    def trial_steps(cls) -> int:
+        """Steps of one trial: :attr:`ROUNDS` blocks of :attr:`BLOCK` steps for each of the two counts."""
+        return 2 * cls.BLOCK * cls.ROUNDS
+
+    def __init__(self, device: torch.device, flops_per_step: float, policy: str = "auto",
+                 steps: int | None = None) -> None:
+        if self.WARMUP + self.trial_steps() > self.RETRY:
+            raise ValueError(f"StepThreads: the first trial (steps {self.WARMUP + 1}-"
+                             f"{self.WARMUP + self.trial_steps()}) must end by step RETRY = {self.RETRY}")
         fixed = step_threads(device, flops_per_step, policy)
         n = torch.get_num_threads()
+        self.steps = steps                            # the run's step count (None: unbounded)
         # one thread against n: only where "auto" picked one thread for its size and n > 1, and not in a
-        # torchrun job, whose steps wait for the other processes' (their timings would be theirs)
+        # torchrun job (its processes run with one thread each, as torchrun sets, unless told otherwise)
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         tune = policy == "auto" and fixed == 1 and n > 1 and not distributed
         self.candidates: tuple[int | None, ...] = (1, n) if tune else (fixed,)
@@ -97,7 +107,9 @@ class StepThreads:
             return None
         start = self.WARMUP + 1 if step < self.RETRY else step - step % self.RETRY
         offset = step - start
-        return offset if offset < 2 * self.BLOCK * self.ROUNDS else None
+        if self.steps is not None and start + self.trial_steps() - 1 > self.steps:
+            return None                              # the run ends before this trial could decide
+        return offset if offset < self.trial_steps() else None
 
     def threads(self, step: int) -> int | None:
         """Threads for ``step`` (1-based; None: torch's setting): a trial's candidate, else the choice."""
@@ -109,15 +121,16 @@ class StepThreads:
         offset = self._trial_offset(step)
         if offset is None:
             return
+        if offset == 0:
+            for times in self._times.values():
+                times.clear()
         self._times[self.candidates[(offset // self.BLOCK) % 2]].append(seconds)
-        if offset == 2 * self.BLOCK * self.ROUNDS - 1:
+        if offset == self.trial_steps() - 1:
             one, many = (statistics.median(self._times[c]) for c in self.candidates)
             self.choice = self.candidates[1] if many <= self.MARGIN * one else self.candidates[0]
             self.trials.append({"step": step - offset, "one_thread_s": one, "threads": self.candidates[1],
                                 "threads_s": many, "chosen": self.choice})
             del self.trials[:-self.KEPT]
-            for times in self._times.values():
-                times.clear()
 
 
 @contextmanager

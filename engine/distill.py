@@ -357,7 +357,8 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
                            f"{describe(data.device)}")
     # built before the clock starts: the first torch.optim optimizer imports torch._dynamo (1.2-2.7 s measured)
     optimizer = make_optimizer(cfg.optimizer, syn.parameters(), cfg.lr, data.device)
-    threads = StepThreads(data.device, objective.flops(syn.xs.shape[0], tuple(syn.xs.shape[1:])), cfg.cpu_threads)
+    threads = StepThreads(data.device, objective.flops(syn.xs.shape[0], tuple(syn.xs.shape[1:])), cfg.cpu_threads,
+                          cfg.steps)
     t2 = time.perf_counter()                          # steps/s counts the steps only
     cert: Certificate | None = None
     curves: list[dict[str, float]] = []

@@ -10,7 +10,7 @@ from engine.distill import run
 from engine.events import Done
 
 CPU = torch.device("cpu")
-TRIAL = 2 * StepThreads.BLOCK * StepThreads.ROUNDS
+TRIAL = StepThreads.trial_steps()
 
 
 @pytest.fixture
@@ -87,6 +87,23 @@ def test_one_thread_machine_times_nothing(monkeypatch):
     assert _drive(tuner, range(1, 100), lambda step, n: 1.0) == [1] * 99 and tuner.trials == []
 
 
+def test_a_trial_the_run_would_cut_short_is_not_begun(four_threads):
+    """A run that ends inside a trial window would alternate counts without ever deciding."""
+    short = StepThreads(CPU, 1e6, steps=StepThreads.WARMUP + TRIAL - 1)
+    assert _drive(short, range(1, short.steps + 1), lambda step, n: 1.0 if n == 1 else 0.5) == [1] * short.steps
+    assert short.trials == []
+    # the first trial fits, the one at step 500 does not: four threads stay from the first
+    run = StepThreads(CPU, 1e6, steps=510)
+    used = _drive(run, range(1, 511), lambda step, n: 1.0 if n == 1 else 0.5)
+    assert len(run.trials) == 1 and used[StepThreads.WARMUP + TRIAL:] == [4] * (510 - StepThreads.WARMUP - TRIAL)
+
+
+def test_a_schedule_whose_first_trial_overlaps_the_next_is_refused(four_threads, monkeypatch):
+    monkeypatch.setattr(StepThreads, "RETRY", StepThreads.WARMUP + TRIAL - 1)
+    with pytest.raises(ValueError, match="RETRY"):
+        StepThreads(CPU, 1e6)
+
+
 def test_the_run_estimates_probe_ends_before_the_first_trial():
     from engine.plan import time as step_timing
     assert StepThreads.WARMUP >= step_timing.STEPS
@@ -99,18 +116,22 @@ def test_cpu_threads_setting_is_checked():
 
 
 def _run(**kw):
-    cfg = DistillConfig(ipc=1, eval_every=0, snapshot_every=0, **kw).validate()
+    cfg = DistillConfig(ipc=1, eval_every=0, snapshot_every=0, device="cpu", **kw).validate()
     return [e for e in run(cfg) if isinstance(e, Done)][-1].result
 
 
 def test_a_run_records_its_trial_and_a_fixed_count_repeats_bit_for_bit():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    steps = StepThreads.WARMUP + TRIAL + 2
     try:
-        timed = _run(steps=StepThreads.WARMUP + TRIAL + 2)
-        a, b = _run(steps=StepThreads.WARMUP + TRIAL + 2, cpu_threads="one"), _run(steps=StepThreads.WARMUP + TRIAL + 2, cpu_threads="one")
+        timed = _run(steps=steps)
+        assert torch.get_num_threads() == 2                      # the run's counts were its own
+        a, b = _run(steps=steps, cpu_threads="one"), _run(steps=steps, cpu_threads="one")
+        every = _run(steps=3, cpu_threads="all")
     finally:
         torch.set_num_threads(before)
+    assert every.metrics["step_threads"] == 2 and every.metrics["thread_trials"] == []
     trials = timed.metrics["thread_trials"]
     assert len(trials) == 1 and trials[0]["step"] == StepThreads.WARMUP + 1
     assert trials[0]["one_thread_s"] > 0 and trials[0]["threads_s"] > 0 and trials[0]["threads"] == 2

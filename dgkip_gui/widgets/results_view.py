@@ -72,14 +72,15 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "steps_per_second": ("Speed", "n", "Distillation steps per second."),
     "step_threads": ("Step threads", "i", "CPU threads the steps ran on at the end of the run (setting CPU "
                                           "threads; under auto, small steps time one thread against all and "
-                                          "keep the faster, in brackets the medians of the last trial)."),
+                                          "keep all where they are at least 5 % faster; in brackets the last trial's median step time "
+                                          "for each count)."),
     "columns": ("Label columns", "i", "Columns of the label matrix: 1 for a binary loss on two classes (one ±1 "
                                       "score; the gap and radius are the one column's), else the classes."),
     "processes": ("Processes", "i", "Processes that shared the teacher (torchrun); 1 for a run in the app."),
 }
 COMPANIONS = {"certified_consistency": ("agreement_with_teacher", "measured agreement", "%"),
               "radius": ("distance_to_teacher", "measured distance", "n"),
-              "step_threads": ("thread_trials", "last timed", "trials")}
+              "step_threads": ("thread_trials", "timed", "trials")}
 
 
 def format_value(value: Any, kind: str) -> str:
@@ -90,7 +91,7 @@ def format_value(value: Any, kind: str) -> str:
         return str(value)
     if kind == "trials":        # engine.device.StepThreads.trials: the latest trial's two medians
         last = value[-1]
-        return f"1 thread {1e3 * last['one_thread_s']:.2f} ms, {last['threads']} threads {1e3 * last['threads_s']:.2f} ms"
+        return f"1: {1e3 * last['one_thread_s']:.2f} ms, {last['threads']}: {1e3 * last['threads_s']:.2f} ms"
     if isinstance(value, float) and math.isnan(value):
         return "—"
     if kind == "%":

@@ -317,7 +317,7 @@ def step_scaling(ns: tuple[int, ...], d: int = 784, m: int = 10, C: int = 10) ->
 
             flops = (step_flops(k, m, (d,), C, weights.shape[0]) if weights is not None
                      else step_flops(k, m, (d,), n))
-            with torch_threads(step_threads(torch.device("cpu"), flops)):      # the step loop's policy
+            with torch_threads(step_threads(torch.device("cpu"), flops)):      # the step loop's policy before timing
                 rows.append({"kernel": name, "n": n, "step_s": best_of(step, repeats=2)})
             print(f"  step time {name:8s} n = {n:6d}: {rows[-1]['step_s'] * 1e3:.1f} ms", flush=True)
     return rows

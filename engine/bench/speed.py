@@ -190,7 +190,7 @@ def _pool_products_ms(data: dict[str, np.ndarray], reps: int = 15) -> tuple[floa
 
 def dgkip_skip() -> int:
     """Steps of a DGKIP cell's run before its timed PEER_STEPS: the warm-up and the first thread trial."""
-    return StepThreads.WARMUP + 2 * StepThreads.BLOCK * StepThreads.ROUNDS
+    return StepThreads.WARMUP + StepThreads.trial_steps()
 
 
 def _dgkip_step(ipc: int) -> tuple[float, int]:
@@ -201,7 +201,7 @@ def _dgkip_step(ipc: int) -> tuple[float, int]:
     from engine.plan.time import random_dataset
     from engine.events import Step
     skip = dgkip_skip()
-    cfg = DistillConfig(data="(step timing)", ipc=ipc, kernel="ntk-fc", steps=skip + PEER_STEPS,
+    cfg = DistillConfig(data="(step timing)", ipc=ipc, kernel="ntk-fc", steps=skip + PEER_STEPS, device="cpu",
                         eval_every=0, snapshot_every=0, teacher="exact", teacher_tol=1e-2, teacher_max_iter=3).validate()
     elapsed, threads = [], None
     for event in run(cfg, dataset=random_dataset((1, 28, 28), 10, PEER_POOL // 10, 10)):

@@ -107,7 +107,7 @@ def test_thread_choice_has_a_row_with_its_last_trial_and_list_metrics_are_no_row
     trials = [{"step": 25, "one_thread_s": 0.005, "threads": 2, "threads_s": 0.004, "chosen": 2}]
     shown = {label: value for label, value, _ in rows({"steps": 100, "step_threads": 2, "thread_trials": trials,
                                                         "future_list": [1, 2]})}
-    assert shown["Step threads"] == "2  (last timed 1 thread 5.00 ms, 2 threads 4.00 ms)"
+    assert shown["Step threads"] == "2  (timed 1: 5.00 ms, 2: 4.00 ms)"
     untimed = {label: value for label, value, _ in rows({"step_threads": 1, "thread_trials": []})}
     assert untimed["Step threads"] == "1"
     assert not any("trials" in label.lower() or "future" in label.lower() for label in shown)
