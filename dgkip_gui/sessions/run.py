@@ -41,6 +41,14 @@ PROGRESS_TEXT = {"kernel": "Nyström teacher: kernel rows K(X, Z)",
                  "certify-exact": "Distance to the exact teacher: kernel rows"}
 
 
+def export_name(dataset_name: str, config: DistillConfig) -> str:
+    """The export folder proposed for a run: dataset, mode, loss and IPC, with each run of characters
+    other than letters, digits, "_" and "." as one dash ("digits (sample)-dgkip…": one dash, not three),
+    and no leading or trailing dash or dot (a dataset ".mnist" must not give a hidden folder)."""
+    name = f"{dataset_name}-{config.mode}-{config.loss}-ipc{config.ipc}"
+    return re.sub(r"[^\w.]+", "-", name).strip("-.")
+
+
 class RunSession(Session):
     """A distillation run and its result. ``finished(outcome)``: "finished" | "stopped" | "cancelled" |
     "failed" | "refused"; ``exported(path)`` after the result was written to a folder."""
@@ -191,9 +199,7 @@ class RunSession(Session):
 
     # -------------------------------------------------------------- export
     def suggested_export_name(self) -> str:
-        config = self.config or DistillConfig()
-        name = f"{self.dataset_name}-{config.mode}-{config.loss}-ipc{config.ipc}"
-        return re.sub(r"[^\w.]+", "-", name).strip("-")        # "digits (sample)-dgkip…": one dash, not three
+        return export_name(self.dataset_name, self.config or DistillConfig())
 
     def export_result(self, target: str | Path | None = None) -> Path | None:
         """Export the distilled set to ``target`` (asked for when None: :meth:`ask_export_folder`). A new

@@ -175,3 +175,13 @@ def test_the_export_dialog_proposes_a_new_folder_and_accepts_a_typed_one(finishe
     assert isinstance(seen["dialog"], QFileDialog)
     assert seen["proposed"] == [str(tmp_path / window.run_session.suggested_export_name())]
     assert target == tmp_path / "typed" and load_distilled(target).images.shape[0] == 10
+
+
+def test_proposed_export_names_are_plain_visible_folder_names():
+    from engine.config import DistillConfig
+    from dgkip_gui.sessions.run import export_name
+
+    config = DistillConfig(ipc=10)
+    assert export_name("digits (sample)", config) == "digits-sample-dgkip-cross-entropy-ipc10"
+    assert export_name(".mnist", config) == "mnist-dgkip-cross-entropy-ipc10"        # not a hidden folder
+    assert export_name("-- ..cifar.v2", config) == "cifar.v2-dgkip-cross-entropy-ipc10"
