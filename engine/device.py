@@ -57,9 +57,9 @@ class StepThreads:
     """The threads of each step of a run's loop (:func:`engine.distill._loop`), chosen by timing.
 
     Policy "auto", a small CPU step (:func:`step_threads` says 1) and torch set to n > 1 threads: one
-    thread and n threads are both timed on the run's own steps, and the faster is kept. On 2 idle
+    thread and n threads are both timed on the run's own steps, and the faster kept (below). On 2 idle
     cores (2,000-image pool, ntk-fc) n threads took 0.76× the time of one at IPC 10 and 0.90-0.97× at
-    IPC 1; with another process busy on one of the cores they took 1.3-2.2× the time. After
+    IPC 1; with another process busy on one of the cores they took 1.2-2.2× the time. After
     :attr:`WARMUP` steps, and again every :attr:`RETRY` steps (other processes come and go), blocks of
     :attr:`BLOCK` steps alternate, one thread first, :attr:`ROUNDS` blocks each; n threads are kept
     when their median step is at most :attr:`MARGIN` × one thread's, else one thread is (also the
@@ -77,11 +77,16 @@ class StepThreads:
         """Steps of one trial: :attr:`ROUNDS` blocks of :attr:`BLOCK` steps for each of the two counts."""
         return 2 * cls.BLOCK * cls.ROUNDS
 
+    @classmethod
+    def first_trial_end(cls) -> int:
+        """The last step of the first trial (1-based)."""
+        return cls.WARMUP + cls.trial_steps()
+
     def __init__(self, device: torch.device, flops_per_step: float, policy: str = "auto",
                  steps: int | None = None) -> None:
-        if self.WARMUP + self.trial_steps() > self.RETRY:
-            raise ValueError(f"StepThreads: the first trial (steps {self.WARMUP + 1}-"
-                             f"{self.WARMUP + self.trial_steps()}) must end by step RETRY = {self.RETRY}")
+        if self.first_trial_end() > self.RETRY:
+            raise ValueError(f"StepThreads: the first trial (steps {self.WARMUP + 1}-{self.first_trial_end()}) "
+                             f"must end by step RETRY = {self.RETRY}")
         fixed = step_threads(device, flops_per_step, policy)
         n = torch.get_num_threads()
         self.steps = steps                            # the run's step count (None: unbounded)
@@ -136,7 +141,7 @@ class StepThreads:
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run the block with ``n`` torch intra-op threads (None: leave as is), then restore the setting."""
-    if n is None:
+    if n is None or n == torch.get_num_threads():
         yield
         return
     before = torch.get_num_threads()

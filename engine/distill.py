@@ -378,8 +378,9 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
             value.loss.backward()
             optimizer.step()
             obj = value.loss.item()
-        threads.record(step, time.perf_counter() - started)
-        elapsed = time.perf_counter() - t2
+        now = time.perf_counter()
+        threads.record(step, now - started)
+        elapsed = now - t2
         gap = value.gap
         r = radius(gap, cfg.lam) if gap == gap else float("nan")
         yield Step(step, cfg.steps, obj, gap, value.fenchel_young, value.kernel_match, r, elapsed)

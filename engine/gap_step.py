@@ -9,11 +9,11 @@ coefficients) and α̃ the exact m-point dual, held fixed (Danskin). Its derivat
     ∂G/∂K_SS = α̃ α̃ᵀ / (2 λ m²)
 
 The node computes [K(x̃, X_T), K_SS] as one tile of m × (n_T + m) entries, Z, ∂G/∂Z, the solve, and
-the tile's gradient on its left side alone, without an autograd graph (0.956× / 0.943× the autograd
+the tile's gradient (engine.kernels.fc_fused.fused_with_self_backward, its left side alone, K_SS's part
+as G + Gᵀ), without an autograd graph (0.956× / 0.943× the autograd
 path's step at IPC 1 / 10, cross-entropy, one thread, when the two blocks were computed apart; one
 tile took 0.92–0.96× the step time of two at IPC 1 and 0.99× at IPC 10, in-process interleaved).
-K_SS's gradient enters as G + Gᵀ: the derivative of Σ G_ij k(x̃_i, x̃_j) through the right argument
-with G is that through the left with Gᵀ, k being symmetric (the diagonal, k(x, x), included). ∇ℓ of a
+∇ℓ of a
 smooth loss is −α(Z), the loss's ``optimal_alpha``: 11 µs where autograd on the (m, C) scores took
 172–192 µs (cross-entropy, m = C = 10, one thread; 3–5 % of an IPC-1 step); the hinge's is
 autograd's, the subgradient the autograd path takes. The autograd graph of the same gap
@@ -27,7 +27,7 @@ import torch
 
 from engine.certify import gap_terms
 from engine.kernels import fc
-from engine.kernels.fc_fused import first_variances, fused_backward, fused_with_self
+from engine.kernels.fc_fused import first_variances, fused_with_self, fused_with_self_backward
 
 Tensor = torch.Tensor
 
@@ -42,7 +42,7 @@ def fused_gap_applies(kernel, teacher, xs: Tensor, Ys: Tensor, dual_param: Tenso
     if not (torch.is_grad_enabled() and xs.requires_grad):
         return False
     x = kernel.prepare(xs)
-    return fc.fused_blocks(kernel, x, teacher.x.shape[0] + x.shape[0])
+    return fc.fused_blocks(kernel, x, teacher.x.shape[0])
 
 
 def fused_gap(kernel, teacher, lam: float, xs: Tensor, Ys: Tensor, solve: Callable[[Tensor], Tensor]
@@ -74,10 +74,7 @@ class _FCGap(torch.autograd.Function):
                 gZ, = torch.autograd.grad(teacher.loss.value(Ys, Zg).sum() / m, Zg)
         A = solve(Kss)
         fy, km = gap_terms(teacher.loss, lam, teacher.w_norm2, Z, Ys, A, Kss)
-        # K_SS's gradient α̃α̃ᵀ/(2λm²) as G + Gᵀ on the left side (fused_with_self)
-        grad = torch.cat([gZ @ teacher.coef.T, (A @ A.T).mul_(1.0 / (lam * m * m))], 1)
-        g_x, _ = fused_backward(saved, grad, True, False)
-        del saved
+        g_x = fused_with_self_backward(saved, gZ @ teacher.coef.T, (A @ A.T).mul_(0.5 / (lam * m * m)))
         ctx.grad = g_x.reshape(xs.shape)
         parts["fenchel_young"], parts["kernel_match"] = fy.item(), km.item()
         return fy + km

@@ -22,7 +22,7 @@ import torch
 
 import engine.kernels.fc as fc
 from engine.kernels import Kernel
-from engine.kernels.fc_fused import first_variances, fused_backward, fused_with_self
+from engine.kernels.fc_fused import first_variances, fused_with_self, fused_with_self_backward
 
 
 def uses_kip_batches(config) -> bool:
@@ -82,7 +82,7 @@ def _fused_path(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Te
     if not (torch.is_grad_enabled() and (xs.requires_grad or Ys.requires_grad)):
         return False
     x = kernel.prepare(xs)
-    return fc.fused_blocks(kernel, x, xb.shape[0] + x.shape[0])
+    return fc.fused_blocks(kernel, x, xb.shape[0])
 
 
 class _FCKIPLoss(torch.autograd.Function):
@@ -90,8 +90,7 @@ class _FCKIPLoss(torch.autograd.Function):
     the gradient (engine.kernels.fc_fused's forward and backward called directly, no autograd graph:
     0.87× / 0.91× the autograd path's step at IPC 1 / 10, one thread): [K_SB, K_SS] as one tile
     (0.92–0.96× the step time of the two blocks apart at IPC 1, 0.99–1.02× at IPC 10, interleaved),
-    the solve, the residual, and the tile's gradient on its left side alone, K_SS's part as G + Gᵀ
-    (engine.gap_step).
+    the solve, the residual, and the tile's gradient (engine.kernels.fc_fused.fused_with_self_backward).
     With L = ‖Y_B − K_BS α‖²/(2b), α = A⁻¹Ỹ, A = K_SS + ρ I (A symmetric):
 
         ∂L/∂K_SB = −α Rᵀ/b,   ∂L/∂α = −K_SB R/b,   β = A⁻¹ ∂L/∂α,   ∂L/∂Ỹ = β,
@@ -117,9 +116,7 @@ class _FCKIPLoss(torch.autograd.Function):
         gA = (beta @ alpha.T).neg_()
         if ridge == "trace":
             gA.diagonal().add_(gA.diagonal().sum() * (lam / m))
-        # K_SS's part as G + Gᵀ on the left side alone (fused_with_self)
-        grad = torch.cat([(alpha @ R.T).mul_(-1.0 / b), gA + gA.T], 1)
-        g_x, _ = fused_backward(saved, grad, True, False)
+        g_x = fused_with_self_backward(saved, (alpha @ R.T).mul_(-1.0 / b), gA)
         ctx.grads = (g_x.reshape(xs.shape), beta)
         return (R * R).sum() / (2 * b)
 

@@ -218,10 +218,10 @@ def test_near_duplicates_without_gradients_are_as_close_to_the_exact_value(name,
 @pytest.mark.parametrize("ntk", [False, True])
 @pytest.mark.parametrize("depth", [1, 3])
 def test_column_blocks_with_the_symmetric_block_give_the_whole_gradient(ntk, depth):
-    """[k(x, R), k(x, x)] as one tile (fused_forward with a tuple of right blocks, engine.gap_step and
-    engine.kip): the values of the two blocks, and the left-side gradient with G_R and G_S + G_Sᵀ equal
+    """[k(x, R), k(x, x)] as one tile (fused_with_self, engine.gap_step and engine.kip): the values of
+    the two blocks, and the left-side gradient with G_R and G_S + G_Sᵀ (fused_with_self_backward) equal
     autograd's gradient of Σ G_R ∘ k(x, R) + Σ G_S ∘ k(x, x) through both arguments of k(x, x)."""
-    from engine.kernels.fc_fused import first_variances, fused_backward, fused_forward
+    from engine.kernels.fc_fused import first_variances, fused_backward, fused_with_self, fused_with_self_backward
     g = torch.Generator().manual_seed(depth + 7 * ntk)
     k = make_kernel("ntk-fc" if ntk else "nngp-fc", depth=depth, w_std=1.4, b_std=0.3)
     w2, b2 = 1.4 ** 2, 0.3 ** 2
@@ -229,14 +229,13 @@ def test_column_blocks_with_the_symmetric_block_give_the_whole_gradient(ntk, dep
     G_R, G_S = (torch.randn(6, 13, dtype=torch.float64, generator=g),
                 torch.randn(6, 6, dtype=torch.float64, generator=g))          # G_S not symmetric
     vx = first_variances(x, w2, b2, keep=False)
-    K, saved = fused_forward(x, (R, x), vx, torch.cat([first_variances(R, w2, b2, keep=False), vx]),
-                             depth, w2, b2, ntk, 13)
+    K_R, K_S, saved = fused_with_self(x, R, vx, depth, w2, b2, ntk)
     rx = x.clone().requires_grad_(True)
     ref_R, ref_S = _unfused(k, rx, R), _unfused(k, rx, rx, 0)
-    torch.testing.assert_close(K[:, :13], ref_R.detach(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(K[:, 13:], ref_S.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(K_R, ref_R.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(K_S, ref_S.detach(), rtol=1e-12, atol=1e-12)
     ref, = torch.autograd.grad((ref_R * G_R).sum() + (ref_S * G_S).sum(), rx)
-    got, _ = fused_backward(saved, torch.cat([G_R, G_S + G_S.T], 1), True, False)
+    got = fused_with_self_backward(saved, G_R, G_S)
     torch.testing.assert_close(got, ref, rtol=1e-11, atol=1e-11 * float(ref.abs().max()))
     with pytest.raises(ValueError, match="left side only"):
         fused_backward(saved, torch.cat([G_R, G_S], 1), True, True)

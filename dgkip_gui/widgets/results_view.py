@@ -90,6 +90,8 @@ def format_value(value: Any, kind: str) -> str:
     if isinstance(value, bool) or isinstance(value, str):
         return str(value)
     if kind == "trials":        # engine.device.StepThreads.trials: the latest trial's two medians
+        if not value:
+            return ""
         last = value[-1]
         return f"1: {1e3 * last['one_thread_s']:.2f} ms, {last['threads']}: {1e3 * last['threads_s']:.2f} ms"
     if isinstance(value, float) and math.isnan(value):
@@ -111,9 +113,11 @@ def rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         if key not in metrics:
             continue
         text = format_value(metrics[key], kind)
-        if key in COMPANIONS and COMPANIONS[key][0] in metrics and metrics[COMPANIONS[key][0]] != []:
+        if key in COMPANIONS and COMPANIONS[key][0] in metrics:
             other, name, other_kind = COMPANIONS[key]
-            text += f"  ({name} {format_value(metrics[other], other_kind)})"
+            extra = format_value(metrics[other], other_kind)
+            if extra:                                     # "" for nothing to add (no thread trial)
+                text += f"  ({name} {extra})"
         out.append((label, text, tip))
     for key, value in metrics.items():
         if key not in METRICS and key not in companions and not isinstance(value, (dict, list, tuple)):

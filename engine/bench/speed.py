@@ -190,7 +190,7 @@ def _pool_products_ms(data: dict[str, np.ndarray], reps: int = 15) -> tuple[floa
 
 def dgkip_skip() -> int:
     """Steps of a DGKIP cell's run before its timed PEER_STEPS: the warm-up and the first thread trial."""
-    return StepThreads.WARMUP + StepThreads.trial_steps()
+    return StepThreads.first_trial_end()
 
 
 def _dgkip_step(ipc: int) -> tuple[float, int]:
@@ -198,11 +198,10 @@ def _dgkip_step(ipc: int) -> tuple[float, int]:
     estimate's probe sets it up, engine.plan.time): median ms of the run's own step clock over
     PEER_STEPS steps after its warm-up and first thread trial (:func:`dgkip_skip` steps,
     engine.device.StepThreads), and the threads it then ran."""
-    from engine.plan.time import random_dataset
+    from engine.plan.time import probe_config, random_dataset
     from engine.events import Step
     skip = dgkip_skip()
-    cfg = DistillConfig(data="(step timing)", ipc=ipc, kernel="ntk-fc", steps=skip + PEER_STEPS, device="cpu",
-                        eval_every=0, snapshot_every=0, teacher="exact", teacher_tol=1e-2, teacher_max_iter=3).validate()
+    cfg = probe_config(DistillConfig(ipc=ipc, kernel="ntk-fc", snapshot_every=0), PEER_POOL, skip + PEER_STEPS).validate()
     elapsed, threads = [], None
     for event in run(cfg, dataset=random_dataset((1, 28, 28), 10, PEER_POOL // 10, 10)):
         if isinstance(event, Step):
@@ -326,7 +325,7 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['threads']} | {r['ipc']} | {min(r['kip_ms']):.2f} / {statistics.median(r['kip_ms']):.2f} | "
                   f"{min(r['dgkip_ms']):.2f} / {statistics.median(r['dgkip_ms']):.2f} | "
-                  f"{', '.join(str(t) for t in r.get('dgkip_threads', []))} | "
+                  f"{', '.join(str(t) for t in r['dgkip_threads'])} | "
                   f"{min(r['peer_ms']):.2f} / {statistics.median(r['peer_ms']):.2f} | {r['kip_ratio_min']:.2f} / "
                   f"{r['kip_ratio_median']:.2f} | {r['dgkip_ratio_min']:.2f} / {r['dgkip_ratio_median']:.2f} | "
                   f"{r['pool_products_cold_ms']:.2f} / {r['pool_products_hot_ms']:.2f} | "

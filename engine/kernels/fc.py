@@ -131,14 +131,14 @@ def _relu_step(q12, q11, q22, theta_ntk=None, diag_mask=None):
     return new_q, new_ntk
 
 
-def fused_blocks(kernel: Kernel, x: torch.Tensor, n_b: int) -> bool:
-    """Whether a step may hand-write the gradient of ``kernel``'s tile k(x, ·) with ``n_b`` columns
-    (engine.kip, engine.gap_step: the real rows and x itself): ``kernel`` is an FC network kernel on the
-    fused path (engine.kernels.fc_fused) and the tile fits one tile of its budget, as the autograd path
-    with gradients would have it. ``x``: (m, d) flat, requiring gradients."""
+def fused_blocks(kernel: Kernel, x: torch.Tensor, n_real: int) -> bool:
+    """Whether a step may hand-write the gradient of ``kernel``'s tile k(x, [real rows, x]) of
+    ``n_real`` + m columns (engine.kip, engine.gap_step; engine.kernels.fc_fused.fused_with_self):
+    ``kernel`` is an FC network kernel on the fused path and the tile fits one tile of its budget, as
+    the autograd path with gradients would have it. ``x``: (m, d) flat, requiring gradients."""
     if not (isinstance(kernel, FCNetworkKernel) and kernel.fused):
         return False
-    return kernel.tile_rows(x, n_b) >= x.shape[0]
+    return kernel.tile_rows(x, n_real + x.shape[0]) >= x.shape[0]
 
 
 class FCNetworkKernel(Kernel):

@@ -132,7 +132,7 @@ def _eps(dtype: torch.dtype) -> float:
 
 
 class Saved(NamedTuple):
-    """What :func:`fused_backward` needs from :func:`fused_forward`: ``tensors`` (left, right, the
+    """What :func:`fused_backward` needs from the forward (:func:`fused_with_self`, :class:`_FusedFC`): ``tensors`` (left, right, the
     variances of each layer on both sides, then per layer q, s, ψ and, for the NTK, Θ z), ``config``
     (depth, W², b², ntk) and ``same`` (both sides are the same memory: k(x, x) in one tile)."""
     tensors: tuple
@@ -140,29 +140,27 @@ class Saved(NamedTuple):
     same: bool
 
 
-def fused_forward(left: torch.Tensor, right: torch.Tensor, vl: torch.Tensor, vr: torch.Tensor, depth: int,
-                  w2: float, b2: float, ntk: bool, diag: int | None) -> tuple[torch.Tensor, Saved]:
-    """k(L, R), (r, c), in the r × c layout (module doc), and what its backward needs; ``vl`` (r,),
-    ``vr`` (c,) the first layer's variances W²‖·‖²/d + b² (detached), ``diag`` the offset of the k(x, x)
-    entries or None. ``right`` is a fixed operand, kept transposed when it recurs (:func:`_mm_nt`), or
-    a tuple of column blocks (c_i, d), c = Σ c_i, computed as one tile whose first block is the fixed
-    one (the backward then takes the left side's gradient only; :func:`fused_with_self`). No
-    autograd: :class:`_FusedFC` wraps it, and objectives that write their own gradient (engine.kip,
-    engine.gap_step) call it directly."""
-    with torch.no_grad():
-        return _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, True)
-
-
 def fused_with_self(x: torch.Tensor, real: torch.Tensor, vx: torch.Tensor, depth: int, w2: float, b2: float,
                     ntk: bool) -> tuple[torch.Tensor, torch.Tensor, Saved]:
-    """(k(x, B), k(x, x), what the backward needs) for synthetic rows ``x`` (m, d) with variances ``vx``
-    (m,) and fixed real rows ``real`` B (n, d), as one m × (n + m) tile: one chain of elementwise calls
-    instead of two (θ = 0 on the pairs (i, n + i)). Its gradient is :func:`fused_backward` with
-    ``need_l`` only and [G_B, G_S + G_Sᵀ]: k being symmetric, the derivative of Σ G_ij k(x_i, x_j)
-    through the right argument with G is that through the left one with Gᵀ (the diagonal included)."""
+    """(k(x, B), k(x, x), what :func:`fused_with_self_backward` needs) for synthetic rows ``x`` (m, d)
+    with variances ``vx`` (m,) and fixed real rows ``real`` B (n, d), as one m × (n + m) tile (the
+    real block kept transposed when it recurs, :func:`_mm_nt`): one chain of elementwise calls instead
+    of two (θ = 0 on the pairs (i, n + i)). No autograd: the objectives that write their own gradient
+    (engine.kip, engine.gap_step) call it."""
     n = real.shape[0]
-    K, saved = fused_forward(x, (real, x), vx, torch.cat([first_variances(real, w2, b2), vx]), depth, w2, b2, ntk, n)
+    with torch.no_grad():
+        K, saved = _forward(x, (real, x), vx, torch.cat([first_variances(real, w2, b2), vx]), depth, w2, b2,
+                            ntk, n, True)
     return K[:, :n], K[:, n:], saved
+
+
+def fused_with_self_backward(saved: Saved, g_real: torch.Tensor, g_self: torch.Tensor) -> torch.Tensor:
+    """∂/∂x of Σ g_real ∘ k(x, B) + Σ g_self ∘ k(x, x), (m, d), from :func:`fused_with_self`'s tile;
+    ``g_real`` (m, n), ``g_self`` (m, m). The tile's gradient is taken on its left side alone, with
+    [g_real, g_self + g_selfᵀ]: k being symmetric, the derivative of Σ G_ij k(x_i, x_j) through the
+    right argument with G is that through the left one with Gᵀ (the diagonal included)."""
+    g_x, _ = fused_backward(saved, torch.cat([g_real, g_self + g_self.T], 1), True, False)
+    return g_x
 
 
 def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):

@@ -132,10 +132,7 @@ def _measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, per_
     from engine.events import Evaluation, Step
 
     rows = per_class * n_classes
-    probe = cfg.replace(data="(step timing)", test_data=None, classes=None, max_per_class=None, init="real",
-                        init_from=None, steps=STEPS, eval_every=0, teacher="exact", centres=None,
-                        certify_exact=False, device="cpu", teacher_max_iter=min(cfg.teacher_max_iter, 3),
-                        teacher_tol=1e-2, kip_batch=min(cfg.kip_batch, rows))
+    probe = probe_config(cfg, rows, STEPS)
     global _ACTIVE
     elapsed: list[float] = []
     last_step = certificate = None
@@ -155,6 +152,16 @@ def _measure(cfg: DistillConfig, chw: tuple[int, int, int], n_classes: int, per_
         _ACTIVE = None
     per_step = [b - a for a, b in zip(elapsed[1:], elapsed[2:])]       # mean: snapshots are part of the steps
     return StepTiming(statistics.mean(per_step), certificate or 0.0, rows, test_per_class * n_classes)
+
+
+def probe_config(cfg: DistillConfig, rows: int, steps: int) -> DistillConfig:
+    """``cfg`` as a step-timing probe runs it: ``steps`` steps on the CPU on :func:`random_dataset`'s
+    ``rows`` training images, an exact teacher solved roughly (3 iterations, tolerance 1e-2), no
+    evaluations (the probe's, and the speed bench's DGKIP cells)."""
+    return cfg.replace(data="(step timing)", test_data=None, classes=None, max_per_class=None, init="real",
+                       init_from=None, steps=steps, eval_every=0, teacher="exact", centres=None,
+                       certify_exact=False, device="cpu", teacher_max_iter=min(cfg.teacher_max_iter, 3),
+                       teacher_tol=1e-2, kip_batch=min(cfg.kip_batch, rows))
 
 
 def random_dataset(chw: tuple[int, int, int], n_classes: int, per_class: int, test_per_class: int) -> Dataset:
