@@ -300,7 +300,7 @@ def _backward(state, grad, need_l, need_r):
 
 
 class _FusedFC(torch.autograd.Function):
-    """k(L, R) as one autograd node (:func:`fused_forward`, :func:`fused_backward`)."""
+    """k(L, R) as one autograd node (the forward and :func:`fused_backward` behind it)."""
 
     @staticmethod
     def forward(ctx, left, right, vl, vr, depth, w2, b2, ntk, diag):
