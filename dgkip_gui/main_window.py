@@ -207,10 +207,11 @@ class MainWindow(QMainWindow):
         """The three kinds of background job, each handed the views it drives; one job at a time."""
         self.jobs = JobHost(self)
         self.jobs.changed.connect(self._job_changed)
-        shell = Shell(self, self.statusBar().showMessage, self.show_error, self.confirm)
+        shell = Shell(self, self.statusBar().showMessage, self.show_error, self.confirm, self.choose)
         self.load_session = LoadSession(self.jobs, shell, panel=self.dataset_panel, store=self.store,
                                         show_panel=lambda: self.left_tabs.setCurrentIndex(0),
-                                        config=self.settings.valid_config, load_fn=load_fn)
+                                        config=self.settings.valid_config, load_fn=load_fn,
+                                        may_replace=lambda doing: self.run_session.may_discard(doing))
         self.load_session.loaded.connect(self._dataset_ready)
         panel = self.dataset_panel
         panel.sample_requested.connect(lambda: self.load_dataset(SAMPLE))
@@ -371,7 +372,9 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         event.acceptProposedAction()
-        self.load_dataset(path)
+        # after the drop has finished: loading may ask about an unexported result, and a modal
+        # question inside the drop would keep the drag source waiting
+        QTimer.singleShot(0, lambda: self.load_dataset(path))
 
     # ------------------------------------------------------------------ runs
     def _form_config(self) -> DistillConfig | None:
@@ -439,6 +442,19 @@ class MainWindow(QMainWindow):
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
+    def choose(self, title: str, text: str, answers: tuple[str, ...]) -> str:
+        """Ask with named ``answers`` (the first the default, the last what Escape or closing the box
+        gives); the chosen one (tests monkeypatch this method)."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, self)
+        buttons = [box.addButton(answer, QMessageBox.ButtonRole.AcceptRole if i == 0 else
+                                 QMessageBox.ButtonRole.RejectRole if i == len(answers) - 1 else
+                                 QMessageBox.ButtonRole.DestructiveRole) for i, answer in enumerate(answers)]
+        box.setDefaultButton(buttons[0])
+        box.setEscapeButton(buttons[-1])
+        box.exec()
+        clicked = box.clickedButton()
+        return answers[buttons.index(clicked)] if clicked in buttons else answers[-1]
+
     def inform(self, title: str, text: str) -> None:
         """A message with an OK button (tests monkeypatch ``QMessageBox.information``)."""
         QMessageBox.information(self, title, text)
@@ -471,7 +487,8 @@ class MainWindow(QMainWindow):
         return self.jobs.abort_and_wait(timeout_s)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """During a job: ask, cancel it, and close once it has ended (never left behind)."""
+        """During a job: ask, cancel it, and close once it has ended (never left behind). With a result
+        no export holds: ask to export it first (:meth:`RunSession.may_discard`)."""
         session = self.jobs.session
         if session is not None:
             if not self._close_requested:
@@ -482,6 +499,9 @@ class MainWindow(QMainWindow):
                 self._close_requested = True
                 self.jobs.cancel()
                 self.statusBar().showMessage("Stopping before closing…")
+            event.ignore()
+            return
+        if not self.run_session.may_discard("Quitting"):
             event.ignore()
             return
         self.settings.time_estimator.cancel(wait_s=1.0)

@@ -64,6 +64,7 @@ def run_self_test(relay: ExceptionRelay) -> int:
     with tempfile.TemporaryDirectory(prefix="dgkip-self-test-") as tmp:
         store = SettingsStore(QSettings(str(Path(tmp) / "settings.ini"), QSettings.Format.IniFormat))
         window = MainWindow(store)
+        window.run_session.ask_before_discarding = False   # a failed check must not leave a question open
         relay.raised.connect(window.show_error)
         window.show()
         try:

@@ -40,6 +40,9 @@ class Shell:
     status: Callable[..., None]                  # the status bar's showMessage(text, ms=0)
     show_error: Callable[[ErrorReport], None]    # the error dialog
     confirm: Callable[[str, str], bool]          # a Yes/No question (title, text), default No
+    # a question with named answers (title, text, answers): the chosen answer; the first is the
+    # default, the last answers Escape (and is what a shell without the dialog gives)
+    choose: Callable[[str, str, tuple[str, ...]], str] = lambda title, text, answers: answers[-1]
 
 
 class JobHost(QObject):

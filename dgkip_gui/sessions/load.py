@@ -50,9 +50,10 @@ class LoadSession(Session):
 
     def __init__(self, host: JobHost, shell: Shell, *, panel: DatasetPanel, store: SettingsStore,
                  show_panel: Callable[[], None], config: Callable[[], DistillConfig | None],
-                 load_fn: LoadFn | None = None) -> None:
+                 load_fn: LoadFn | None = None, may_replace: Callable[[str], bool] = lambda doing: True) -> None:
         super().__init__(host, shell)
         self.panel, self.store, self._show_panel, self._config = panel, store, show_panel, config
+        self._may_replace = may_replace      # asked before a load that would replace the run's result
         self.load_fn: LoadFn = load_fn or engine_data.load_dataset
         self.dataset: engine_data.Dataset | None = None
         self.path: str | None = None
@@ -92,9 +93,13 @@ class LoadSession(Session):
 
     # -------------------------------------------------------------- the job
     def load(self, path: str | Path, test_path: str | Path | None = None) -> bool:
-        """Load a dataset on a worker thread; ``loaded`` fires when done. False when a job is busy."""
+        """Load a dataset on a worker thread; ``loaded`` fires when done. False when a job is busy or
+        the user keeps the run's unexported result (``may_replace``; a load that fails keeps it too)."""
         if self.host.busy:
             self.shell.status("Wait until the current job ends (or stop it) before loading.", 5000)
+            return False
+        if not self._may_replace("Reloading the dataset with this test split" if test_path is not None
+                                 else "Opening another dataset"):
             return False
         path = str(path)
         test = str(test_path) if test_path is not None else None

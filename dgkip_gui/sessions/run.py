@@ -31,6 +31,7 @@ from dgkip_gui.worker import Emit
 log = logging.getLogger(__name__)
 
 RunFn = Callable[..., Iterable[Any]]      # engine.distill.run(config, control, dataset)
+EXPORT_FIRST, DISCARD, CANCEL = "Export…", "Discard", "Cancel"     # the answers of :meth:`RunSession.may_discard`
 
 STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…", "teacher": "Solving the teacher…",
               "features": "Computing features…", "distill": "Distilling…", "certify": "Certifying…",
@@ -67,6 +68,8 @@ class RunSession(Session):
         self.run_fn: RunFn = run_fn or distill.run
         self.config: DistillConfig | None = None      # the running (or last) run's settings
         self.result: DistillResult | None = None
+        self._exported: DistillResult | None = None   # the result last written to a folder
+        self.ask_before_discarding = True   # off: :meth:`may_discard` never asks (``--self-test``)
         self.dataset_name = "dataset"
         self._outcome: str | None = None
         self._stage = ""
@@ -81,16 +84,39 @@ class RunSession(Session):
         self.plots.reset()
         self.panel.idle(f"{dataset.name} loaded: press Distil (F5) to start.")
 
+    @property
+    def unexported(self) -> bool:
+        """A result is kept that no export holds (a finished or stopped run not written to a folder)."""
+        return self.result is not None and self.result is not self._exported
+
+    def may_discard(self, doing: str) -> bool:
+        """Whether ``doing`` ("Quitting", "Opening another dataset", …), which forgets the kept result,
+        may go ahead: yes when every kept result is exported; otherwise the user exports it first
+        (yes once it is written), discards it (yes) or cancels (no, and nothing is done)."""
+        if not (self.unexported and self.ask_before_discarding):
+            return True
+        config = self.config or DistillConfig()
+        what = f"{self.dataset_name}, {config.mode.upper()} {config.loss}, {config.ipc} per class"
+        answer = self.shell.choose(
+            "Export the distilled set first?",
+            f"The distilled set of the last run ({what}) is not exported. {doing} discards it.",
+            (EXPORT_FIRST, DISCARD, CANCEL))
+        if answer == EXPORT_FIRST:
+            return self.export_result() is not None
+        return answer == DISCARD
+
     # -------------------------------------------------------------- the job
     def start(self, config: DistillConfig, dataset: Dataset) -> bool:
         """Distil ``dataset`` with ``config`` (the form's settings naming it) unless the estimate refuses
-        them. False when nothing was started."""
+        them or the user keeps an unexported result (:meth:`may_discard`). False when nothing was started."""
         if self.host.busy:
             return False
         self.settings.update_estimate(timed=False)   # the estimate of exactly these settings, not a pending one
         if self.settings.refusal is not None:
             self._show_settings()
             self.shell.status(f"{self.settings.refusal}: pick an alternative under Settings.", 8000)
+            return False
+        if not self.may_discard("A new run"):
             return False
         self.settings.time_estimator.cancel()   # its step measurement must not share the CPU with the run
         self.store.set_config(config)
@@ -232,6 +258,7 @@ class RunSession(Session):
         except Exception as exc:  # noqa: BLE001 - surfaced to the user
             self.shell.show_error(ErrorReport.from_exception(exc, "Export failed"))
             return None
+        self._exported = self.result
         self.store.set_folder(EXPORTS, Path(path).parent)
         self.exported.emit(Path(path))
         self.shell.status(f"Exported the distilled set to {path}; Transfer… (Ctrl+T) tests it on finite networks.",

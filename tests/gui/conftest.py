@@ -38,6 +38,21 @@ def answer(monkeypatch) -> dict[str, QMessageBox.StandardButton]:
     return state
 
 
+@pytest.fixture(autouse=True)
+def choice(monkeypatch) -> dict:
+    """``MainWindow.choose`` (questions with named answers, e.g. about an unexported result) answers
+    ``choice["reply"]`` ("Discard" by default) and records (title, text) in ``choice["asked"]``."""
+    state = {"reply": "Discard", "asked": []}
+
+    def choose(self, title, text, answers):
+        state["asked"].append((title, text))
+        assert state["reply"] in answers, (state["reply"], answers)
+        return state["reply"]
+
+    monkeypatch.setattr(MainWindow, "choose", choose)
+    return state
+
+
 @pytest.fixture
 def store(tmp_path) -> SettingsStore:
     return SettingsStore(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))

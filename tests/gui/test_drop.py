@@ -48,9 +48,8 @@ def test_dropping_a_bad_folder_explains_and_stays_usable(qtbot, window, tmp_path
     bad = tmp_path / "notes"
     bad.mkdir()
     (bad / "readme.txt").write_text("not an image")
-    assert drop(window, bad)
-    qtbot.waitUntil(lambda: not window.busy, timeout=RUN_TIMEOUT_MS)
-    assert window.dataset_panel.error.isVisible()
+    assert drop(window, bad)                         # the load starts once the drop has returned
+    qtbot.waitUntil(lambda: window.dataset_panel.error.isVisible() and not window.busy, timeout=RUN_TIMEOUT_MS)
     assert "notes" in window.dataset_panel.error.text()
     assert window.error_dialog is None, "bad input is explained inline, not as a crash"
     assert window.dataset is None and not window.act_run.isEnabled()
