@@ -82,6 +82,9 @@ class DecadeAxis(pg.AxisItem):
         metrics = QFontMetricsF(self.style["tickFont"] or QApplication.font())
         widest = max(metrics.horizontalAdvance(decade_label(v)) for v in SHOWN_DECADES)
         self.setStyle(autoExpandTextSpace=False, tickTextWidth=math.ceil(widest) + 2)
+        # the ticks show true values (10⁻⁴, 0.01): pyqtgraph's unit prefix would add a wrong "(x0.001)"
+        # to the axis title for ranges under 10⁻³
+        self.enableAutoSIPrefix(False)
 
     def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
         return [decade_label(v) for v in values]

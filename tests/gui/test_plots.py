@@ -166,6 +166,24 @@ def test_log_axes_keep_their_width_when_the_curves_cross_decades(qtbot):
     assert len(widths) == 1 and len(grid) == 1, (widths, grid)
 
 
+def test_log_axes_titles_get_no_unit_prefix(qtbot):
+    """The log axes' ticks show true values (10⁻⁴, 0.01): a range under 1 must not add pyqtgraph's
+    "(x0.001)" to the title (it read as if the ticks were to be scaled)."""
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(1000, 500)
+    plots.show()
+    plots.reset(total_steps=10)
+    for step, value in enumerate((0.3, 3e-2, 1e-3, 1e-4), start=1):      # a range topping out under 1
+        plots.add_step(Step(step, 10, value, value / 2, value / 2, 1.0, (2 * value / 1e-3) ** 0.5, 0.01))
+    plots.refresh()
+    plot = plots._curves["gap"].plot
+    plot.getViewBox().setYRange(-4.2, -1.8, padding=0)       # zoomed in, as a hinge run's gap reads
+    qtbot.wait(20)
+    axis = plot.getAxis("left")
+    assert 10 ** axis.range[1] < 1 and "(x" not in axis.labelString(), (axis.range, axis.labelString())
+
+
 def test_count_axes_never_get_an_si_prefix(qtbot):
     plots = LivePlots()
     qtbot.addWidget(plots)
