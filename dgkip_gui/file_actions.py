@@ -20,7 +20,7 @@ from dgkip_gui.settings_store import EXPORTS, SettingsStore
 
 log = logging.getLogger(__name__)
 
-SETTINGS_FILES = "Run settings (*.json)"
+SETTINGS_FILES = "Run settings or an export's manifest (*.json)"
 
 
 class FileActions:
@@ -55,6 +55,8 @@ class FileActions:
 
     # -------------------------------------------------------------- settings files
     def load_settings(self) -> None:
+        """File › Load settings: a settings JSON (Save settings as…, --save-config) or an export's
+        manifest.json (the settings of the run it holds) into the form."""
         path, _ = QFileDialog.getOpenFileName(self.shell.window, "Load run settings", self.store.folder(EXPORTS),
                                               SETTINGS_FILES)
         if not path:
@@ -62,7 +64,9 @@ class FileActions:
         try:
             config = DistillConfig.load(path).validate()
         except ConfigError as exc:
-            self.shell.show_error(ErrorReport.from_exception(exc, "Could not load the settings"))
+            self.shell.show_error(ErrorReport.from_exception(
+                exc, "Could not load the settings", f"{path}: {exc} — choose a file saved with Save settings as… "
+                "or an export's manifest.json"))
             return
         self.settings.set_config(config)
         self.shell.status(f"Loaded settings from {path}", 5000)

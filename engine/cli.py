@@ -32,6 +32,7 @@ and exports while the others exit 0. Without torchrun nothing changes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -42,7 +43,7 @@ from typing import Any, Sequence
 from engine import __version__
 from engine.bench import SUITES as BENCH_SUITES
 from engine.cluster import ClusterError
-from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig
+from engine.config import DEVICES, MAX_CONFIG_BYTES, SETTINGS, ConfigError, DistillConfig
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
@@ -220,6 +221,28 @@ def cmd_distill(args: argparse.Namespace) -> int:
         cluster.close()
 
 
+def _check_save_config(path: Path, cfg: DistillConfig, config_file: str | None) -> None:
+    """Refuse a ``--save-config`` target that is one of the run's inputs (the dataset, its test split,
+    the config read) or an existing file that is not a settings file (a JSON object of settings only;
+    an export's manifest.json is not one): writing the settings there would destroy it."""
+    if not path.exists():
+        return
+    where = printable(str(path))
+    for flag, given in {"--data": cfg.data, "--test-data": cfg.test_data, "--config": config_file}.items():
+        if given and os.path.exists(given) and os.path.samefile(path, given):
+            raise ConfigError("save_config", f"{where} is the run's {flag} input; writing the settings there "
+                              "would destroy it — choose a new file name such as run.json")
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = json.loads(f.read(MAX_CONFIG_BYTES + 1))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        data = None
+    known = {f.name for f in dataclasses.fields(DistillConfig)}
+    if not (isinstance(data, dict) and set(data) <= known):
+        raise ConfigError("save_config", f"{where} exists and is not a settings file, so it is not replaced — "
+                          "choose a new file name such as run.json")
+
+
 def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
     """``distill`` in one process, or as one rank of a torchrun job (only rank 0 writes anything)."""
     from engine.distill import budget_bytes, prepare_dataset, refuse_unsharded, run
@@ -238,6 +261,7 @@ def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
     for note in check_target_location(out, overwrite=args.overwrite):
         _say(f"note: {note}")
     if args.save_config:
+        _check_save_config(Path(args.save_config), cfg, args.config)
         cfg.save(args.save_config)
     # the estimate comes before anything big is built: refuse here rather than run out of memory
     # (run() refuses by the same rule, engine.plan.check_run; here the summary is printed too)

@@ -438,10 +438,13 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DistillConfig":
-        """Build from a mapping, rejecting unknown keys by name (typos must not pass silently)."""
+        """Build from a mapping, rejecting unknown keys by name (typos must not pass silently). An
+        export's manifest (engine.export) gives the settings of its run, kept under ``config``."""
         if not isinstance(data, dict):
             raise ConfigError("config", f"must be a JSON object of settings such as {{\"ipc\": 10}}, "
                               f"not {type(data).__name__} {shown(data)}")
+        if isinstance(data.get("config"), dict) and "class_folders" in data and "metrics" in data:
+            data = data["config"]                       # an export's manifest.json: its run's recipe
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted((k for k in data if k not in known), key=str)
         if unknown:

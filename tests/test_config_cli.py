@@ -1,6 +1,7 @@
 """The run config (validation, JSON round-trip) and the headless CLI end to end."""
 import json
 
+import numpy as np
 import pytest
 
 from engine.cli import main
@@ -37,11 +38,39 @@ def test_cli_distills_exports_and_reopens(tmp_path, capsys):
     for key in ("teacher_test_accuracy", "distilled_test_accuracy", "random_subset_test_accuracy", "gap",
                 "radius", "certified_consistency", "teacher_gap", "steps", "seconds"):
         assert key in manifest["metrics"]
-    # the saved config reproduces the run's settings through --config
+    # the saved config reproduces the run's settings through --config, and so does the export's manifest
     assert DistillConfig.load(tmp_path / "run.json").kernel_params == {"depth": 2}
+    assert DistillConfig.load(out / "manifest.json") == ds.config      # (its kernel parameters resolved)
     # an existing output folder is refused with exit status 2 and a message
     assert main(["distill", "--data", "sample", "--out", str(out), "--steps", "1"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_save_config_never_replaces_an_input_or_a_file_that_is_not_settings(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y=np.repeat([0, 1], 20),
+             classes=np.array(["a", "b"]))
+    before = data.read_bytes()
+    base = ["distill", "--data", str(data), "--steps", "1", "--ipc", "1"]
+    assert main(base + ["--out", str(tmp_path / "o1"), "--save-config", str(data)]) == 2
+    assert "is the run's --data input" in capsys.readouterr().err
+    assert data.read_bytes() == before and not (tmp_path / "o1").exists()
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    assert main(base + ["--out", str(tmp_path / "o2"), "--save-config", str(notes)]) == 2
+    assert "exists and is not a settings file" in capsys.readouterr().err and notes.read_text() == "my notes"
+
+    settings = tmp_path / "run.json"
+    DistillConfig(ipc=3).save(settings)                   # an earlier settings file is replaced
+    assert main(base + ["--out", str(tmp_path / "o3"), "--save-config", str(settings)]) == 0
+    capsys.readouterr()
+    assert DistillConfig.load(settings).ipc == 1
+    manifest = tmp_path / "o3" / "manifest.json"          # an export's manifest is not a settings file
+    text = manifest.read_text()
+    assert main(base + ["--out", str(tmp_path / "o4"), "--save-config", str(manifest)]) == 2
+    assert "is not a settings file" in capsys.readouterr().err and manifest.read_text() == text
 
 
 @pytest.mark.parametrize("args,message", [

@@ -3,14 +3,16 @@ and persistence of settings, geometry and recent datasets."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QRect, Qt
+from PySide6.QtWidgets import QFileDialog
 
 from engine.config import DistillConfig, KERNELS
 from dgkip_gui.widgets.settings_panel import HELP, PRESETS, SettingsPanel
 
-from gui_helpers import load
+from gui_helpers import load, quick, run_to_end
 
 pytestmark = pytest.mark.gui
 
@@ -267,3 +269,22 @@ def test_form_rows_come_from_the_declarations(panel):
             assert isinstance(form, QFormLayout) and form.labelForField(widget).text() == setting.label, name
         if isinstance(widget, QComboBox):
             assert [widget.itemData(i) for i in range(widget.count())] == list(setting.spec.options()), name
+
+
+def test_load_settings_takes_a_settings_file_or_an_exports_manifest(qtbot, window, tmp_path, monkeypatch):
+    from engine.export import export_distilled
+    load(qtbot, window)
+    quick(window, steps=2, loss="hinge", ipc=2)
+    assert run_to_end(qtbot, window) == "finished"
+    out = Path(export_distilled(window.result, tmp_path / "export"))
+    window.settings.set_config(window.settings.config().replace(loss="squared", ipc=5))
+    chosen = {"path": str(out / "manifest.json")}
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (chosen["path"], ""))
+    window.act_load_settings.trigger()
+    config = window.settings.config()
+    assert (config.loss, config.ipc, config.steps) == ("hinge", 2, 2) and window.error_dialog is None
+
+    chosen["path"] = str(out / "curves.csv")              # not settings: the message names the file
+    window.act_load_settings.trigger()
+    assert window.error_dialog is not None and str(out / "curves.csv") in window.error_dialog.report.message
+    assert window.settings.config().loss == "hinge"
