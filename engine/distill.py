@@ -70,7 +70,7 @@ def prepare_dataset(cfg: DistillConfig, dataset: Dataset | None) -> Dataset:
     check_test_split(ds, cfg.holdout_fraction)
     if cfg.init_from:
         from engine.export import check_init_from
-        check_init_from(cfg.init_from, ds.classes, ds.report.image_shape)
+        check_init_from(cfg.init_from, ds.classes, ds.report.image_shape, cfg.ipc)
     return ds
 
 
@@ -116,13 +116,18 @@ def lr_factor(step: int, steps: int, schedule: str, warmup: int = 0) -> float:
     return 1.0
 
 
-def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray, n_classes: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(m, H, W, C) float32 preprocessed images and (m,) labels, grouped by class."""
+def _initial_images(cfg: DistillConfig, pre: Preprocessor, x_train: np.ndarray, y_train: np.ndarray,
+                    n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(m, H, W, C) float32 images preprocessed by ``pre`` and (m,) labels, grouped by class. An
+    ``init_from`` export made with another preprocessing (ZCA against standardisation, or statistics
+    of other data) is carried over through its unclipped pixels."""
     if cfg.init_from:
         from engine.export import load_distilled
         prev = load_distilled(cfg.init_from)         # checked against the data in prepare_dataset
-        return prev.images.astype(np.float32), prev.labels.astype(np.int64)
+        images = prev.images.astype(np.float32)
+        if not prev.preprocess.same_map(pre):
+            images = pre.from_pixels(prev.preprocess.inverse(images, clip=False))
+        return images, prev.labels.astype(np.int64)
     if cfg.init == "kmeans":
         return kmeans_centres(x_train, y_train, cfg.ipc, cfg.seed)
     xs, ys = random_subset(x_train, y_train, cfg.ipc, cfg.seed)
@@ -249,8 +254,9 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     ev = yield from _teacher(data, control, cluster, timings)
     if ev is None:                     # the other ranks' work ends with the teacher
         return
-    syn = _make_synthetic(data.cfg, data.loss, *_initial_images(data.cfg, data.train_rows, data.y_train_np,
-                                                                 data.n_classes), data.n_classes, data.device, data.dtype)
+    syn = _make_synthetic(data.cfg, data.loss, *_initial_images(data.cfg, data.pre, data.train_rows,
+                                                                 data.y_train_np, data.n_classes),
+                          data.n_classes, data.device, data.dtype)
     objective = make_objective(data.cfg, data.kernel)
     yield from objective.prepare(ev.teacher, data.x_train, ev.Y_train, data.device, data.dtype, control.checkpoint)
     loop = yield from _loop(data, ev, syn, objective, control)

@@ -442,9 +442,11 @@ def load_distilled(path: str | os.PathLike) -> DistilledSet:
                         preprocess=pre, manifest=manifest, config=config, path=folder)
 
 
-def check_init_from(path: str | os.PathLike, classes: list[str], image_shape: tuple[int, ...]) -> DistilledSet:
-    """Open the export a run continues from (``--init-from``) and check it fits the run's data: same
-    classes in the same order (labels index them) and the same image shape (H, W, C)."""
+def check_init_from(path: str | os.PathLike, classes: list[str], image_shape: tuple[int, ...],
+                    ipc: int) -> DistilledSet:
+    """Open the export a run continues from (``--init-from``) and check it fits the run: same classes
+    in the same order (labels index them), the same image shape (H, W, C) and ``ipc`` images of every
+    class (the run's images per class, which its baselines and manifest use)."""
     prev = load_distilled(path)
     fix = "continue from a set distilled on the same data and classes, or start afresh (init)"
     if prev.classes != list(classes):
@@ -453,6 +455,13 @@ def check_init_from(path: str | os.PathLike, classes: list[str], image_shape: tu
     if tuple(prev.images.shape[1:]) != tuple(image_shape):
         raise DatasetError(f"holds images of {tuple(prev.images.shape[1:])}, the dataset's are {tuple(image_shape)}",
                            prev.path, fix)
+    counts = np.bincount(prev.labels, minlength=len(prev.classes))
+    if not np.all(counts == ipc):
+        held = f"{counts[0]} images of each class" if np.all(counts == counts[0]) else \
+            f"{counts.min()}–{counts.max()} images per class"
+        raise DatasetError(f"holds {held}, this run asks for {ipc}", prev.path,
+                           f"set images per class (ipc, --ipc) to {counts[0]} to continue from it"
+                           if np.all(counts == counts[0]) else fix)
     return prev
 
 

@@ -166,6 +166,34 @@ def test_init_from_checked_before_the_teacher(tmp_path, capsys):
         prepare_dataset(cfg, None)
 
 
+def test_init_from_must_match_the_ipc_and_is_carried_across_preprocessings(tmp_path, capsys):
+    from engine.data.preprocess import Preprocessor
+    from engine.distill import _initial_images
+    args = ["distill", "--data", "sample", "--steps", "2", "--max-per-class", "20", "--loss", "squared",
+            "--kernel", "linear"]
+    first = tmp_path / "first"
+    assert main([*args, "--ipc", "2", "--preprocess", "zca", "--out", str(first)]) == 0
+    capsys.readouterr()
+    assert main([*args, "--ipc", "1", "--init-from", str(first), "--out", str(tmp_path / "second")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 images of each class, this run asks for 1" in err and "(ipc, --ipc) to 2" in err
+    assert not (tmp_path / "second").exists()
+    assert main([*args, "--ipc", "2", "--init-from", str(first), "--out", str(tmp_path / "third")]) == 0
+    assert json.loads((tmp_path / "third" / "manifest.json").read_text())["n_images"] == 20
+    # ZCA features of the export → the standardised features of the same (unclipped) pixels
+    prev = load_distilled(first)
+    rng = np.random.default_rng(0)
+    standard = Preprocessor.fit(rng.integers(0, 256, (50, 8, 8, 1), dtype=np.uint8))
+    cfg = DistillConfig(data="sample", init_from=str(first), ipc=2)
+    images, labels = _initial_images(cfg, standard, None, None, 10)
+    assert np.array_equal(labels, prev.labels)
+    assert np.allclose(standard.inverse(images, clip=False), prev.preprocess.inverse(prev.images, clip=False),
+                       atol=1e-5)
+    assert not np.allclose(images, prev.images, atol=1e-2)         # the features did change
+    same, _ = _initial_images(cfg, prev.preprocess, None, None, 10)
+    assert np.array_equal(same, prev.images)                        # the same map: taken as they are
+
+
 # ------------------------------------------------------------------ 3. bounded resources
 def npz_with_header(path: Path, arrays: dict[str, tuple[str, tuple, bytes]]) -> Path:
     """An .npz whose members have the given header (dtype descr, shape) and raw data, whatever they say."""

@@ -103,13 +103,32 @@ class Preprocessor:
             z = (z.reshape(len(z), -1) @ self.zca.astype(np.float32)).reshape(z.shape)
         return z
 
-    def inverse(self, z: np.ndarray) -> np.ndarray:
-        """float (N, H, W, C) features → float32 pixels in [0, 1] (clipped), (N, H, W, C)."""
+    def inverse(self, z: np.ndarray, clip: bool = True) -> np.ndarray:
+        """float (N, H, W, C) features → float32 pixels in [0, 1] units, (N, H, W, C), clipped to [0, 1]
+        unless ``clip`` is False (distilled images stray outside it)."""
         z = np.asarray(z, np.float64)
         self._check(z)
         if self.zca_inverse is not None:
             z = (z.reshape(len(z), -1) @ self.zca_inverse).reshape(z.shape)
-        return np.clip(z * self.std + self.mean, 0.0, 1.0).astype(np.float32)
+        pixels = z * self.std + self.mean
+        return (np.clip(pixels, 0.0, 1.0) if clip else pixels).astype(np.float32)
+
+    def from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """float (N, H, W, C) pixels in [0, 1] units (values outside it allowed) → float32 features:
+        :meth:`transform` for unquantised pixels, the inverse of ``inverse(·, clip=False)``."""
+        self._check(pixels)
+        z = (np.asarray(pixels, np.float64) - self.mean) / self.std
+        if self.zca is not None:
+            z = (z.reshape(len(z), -1) @ self.zca).reshape(z.shape)
+        return z.astype(np.float32)
+
+    def same_map(self, other: "Preprocessor") -> bool:
+        """Whether ``other`` maps pixels to the same features (same method and statistics, to float32)."""
+        def close(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+            return (a is None) == (b is None) and (a is None or (a.shape == b.shape and np.allclose(a, b, rtol=1e-6,
+                                                                                               atol=1e-9)))
+        return self.method == other.method and close(self.mean, other.mean) and close(self.std, other.std) \
+            and close(self.zca, other.zca)
 
     def to_uint8(self, z: np.ndarray) -> np.ndarray:
         """float (N, H, W, C) features → uint8 (N, H, W, C) pixels."""
