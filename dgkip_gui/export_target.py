@@ -40,7 +40,7 @@ def free_subfolder(folder: Path, name: str) -> Path:
 _REASONS: dict[tuple[int, ...], str] = {
     (errno.EACCES, errno.EPERM):
         "the system does not allow writing there (permission denied). Choose a folder you own, for "
-        "example one in your home folder, or get write permission for {parent}",
+        "example one in your home folder, or get write permission for {denied}",
     (errno.ENOSPC, errno.EDQUOT):
         "the disk holding {parent} is full (or your disk quota is used up). Free some space there, "
         "or choose a folder on another disk",
@@ -62,7 +62,10 @@ def write_error_message(exc: OSError, target: str | Path, what: str) -> str:
     """One sentence for a failed write of ``what`` (e.g. "the distilled set") to ``target``: the folder,
     the reason and the fix. Errors without an errno (the engine's own refusals) keep their text."""
     target = Path(target)
-    fields = {"name": target.name, "parent": target.parent}
+    # the folder the system refused: the target itself when the error names it (it could not be moved
+    # aside or written into), else the folder that would hold the export's files and its temporaries
+    denied = target if exc.filename is not None and Path(exc.filename) == target else target.parent
+    fields = {"name": target.name, "parent": target.parent, "denied": denied}
     for codes, reason in _REASONS.items():
         if exc.errno in codes:
             return f"Could not save {what} to {target}: {reason.format(**fields)}."

@@ -253,7 +253,9 @@ class RunSession(Session):
             if self.shell.confirm("Save the distilled set elsewhere?",
                                   f"{message}\n\nThe distilled set is kept. Choose another folder?"):
                 return self.export_result()
-            self.shell.show_error(ErrorReport.from_exception(exc, "Export failed", message))
+            # declined: the question already said why; no second dialog, the status bar keeps it
+            self.shell.status(f"Not exported: {message} The distilled set is kept: Export… (Ctrl+E) to try "
+                              "another folder.")
             return None
         except Exception as exc:  # noqa: BLE001 - surfaced to the user
             self.shell.show_error(ErrorReport.from_exception(exc, "Export failed"))

@@ -25,10 +25,12 @@ def test_failed_export_keeps_the_result_and_offers_another_folder(qtbot, window,
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.setattr(open_dialog, "choose_export_folder", lambda *a, **k: str(tmp_path / "elsewhere"))
 
-    answer["reply"] = answer["reply"].No                 # declined: the error is shown, the result stays
+    answer["reply"] = answer["reply"].No                 # declined: no second dialog, the result stays
     assert window.export_result(tmp_path / "full" / "out") is None
     assert answer["asked"] == ["Save the distilled set elsewhere?"]
-    assert window.error_dialog is not None and "is full" in window.error_dialog.report.message   # in words (issue 16)
+    assert window.error_dialog is None
+    status = window.statusBar().currentMessage()
+    assert status.startswith("Not exported: ") and "is full" in status and "is kept" in status    # in words (issue 16)
     assert window.result is not None and window.act_export.isEnabled()
 
     answer["reply"] = answer["reply"].Yes                # accepted: the folder chooser, then a real export

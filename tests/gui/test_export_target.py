@@ -3,6 +3,7 @@ and write failures are one sentence naming the folder and the fix, not ``[Errno 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 
 import pytest
@@ -93,7 +94,7 @@ def test_a_file_is_refused(finished, tmp_path, qtbot, questions):
     assert "is a file" in shown.args[0].message and file.read_text() == "not a folder"
 
 
-def test_a_failed_export_names_the_folder_and_the_fix(finished, tmp_path, qtbot, monkeypatch, questions):
+def test_a_failed_export_names_the_folder_and_the_fix(finished, tmp_path, qtbot, monkeypatch, questions, caplog):
     window = finished
     target = tmp_path / "locked" / "digits"
 
@@ -101,15 +102,15 @@ def test_a_failed_export_names_the_folder_and_the_fix(finished, tmp_path, qtbot,
         raise PermissionError(errno.EPERM, "Operation not permitted", f"{where}", f"{target.parent}/.digits.3f2a.old")
 
     monkeypatch.setattr(export, "export_distilled", refuse)
-    with qtbot.waitSignal(window.error_shown) as shown:
-        assert window.export_result(target) is None
-    report = shown.args[0]
-    assert report.title == "Export failed"
-    assert str(target) in report.message and "permission denied" in report.message
-    assert "Choose a folder you own" in report.message
-    assert "Errno" not in report.message and ".old" not in report.message
-    assert "Operation not permitted" in report.details                  # the raw error stays in the details
-    assert window.error_dialog.isVisible()
+    with caplog.at_level(logging.WARNING, logger="dgkip_gui.sessions.run"):
+        assert window.export_result(target) is None                     # "Choose another folder?" No
+    (title, message, _), = questions["asked"]
+    assert title == "Save the distilled set elsewhere?" and window.error_dialog is None
+    assert str(target) in message and "permission denied" in message
+    assert "Choose a folder you own" in message
+    assert "Errno" not in message and ".old" not in message
+    assert "Operation not permitted" in caplog.text                     # the raw error stays in the log
+    assert "permission denied" in window.statusBar().currentMessage()
 
 
 @pytest.mark.parametrize("code, words", [
@@ -123,6 +124,15 @@ def test_write_errors_read_as_sentences(tmp_path, code, words):
     assert message.startswith(f"Could not save the distilled set to {target}: ")
     assert words in message and "Errno" not in message and ".partial" not in message
     assert "Choose" in message or "choose" in message                   # the fix
+
+
+def test_a_permission_error_names_the_folder_the_system_refused(tmp_path):
+    target = tmp_path / "exports" / "digits"
+    inside = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "exports" / ".digits.a1.partial"))
+    assert write_error_message(inside, target, "the distilled set").endswith(
+        f"get write permission for {tmp_path / 'exports'}.")
+    moved = PermissionError(errno.EPERM, "Operation not permitted", str(target), str(target.parent / ".digits.old"))
+    assert write_error_message(moved, target, "the distilled set").endswith(f"get write permission for {target}.")
 
 
 def test_other_write_errors_keep_a_readable_reason(tmp_path):
