@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLabel, Q
 
 from dgkip_gui import APP_NAME
 from dgkip_gui.widgets.elided import ElidedLabel
-from dgkip_gui.errors import ErrorReport
+from dgkip_gui.errors import ErrorReport, is_expected
 from dgkip_gui.logging_setup import log_path
 from dgkip_gui.system_info import versions
 
@@ -25,16 +25,19 @@ def _monospace_view(text: str) -> QPlainTextEdit:
 
 class ErrorDialog(QDialog):
     """Shows an :class:`ErrorReport`: the message up front, the details (traceback, versions) below,
-    and a "Copy details" button. Shown non-modally so it never blocks a running event loop."""
+    and a "Copy details" button. Shown non-modally so it never blocks a running event loop. Bad input
+    and environment limits (:func:`dgkip_gui.errors.is_expected`) get a warning icon and their details
+    folded away behind "Show details": the message says what to fix, a traceback would read as a crash."""
 
     def __init__(self, report: ErrorReport, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.report = report
         self.setWindowTitle(report.title)
-        self.resize(640, 420)
+        expected = is_expected(report.exception)
 
         icon = QLabel()
-        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxCritical).pixmap(40, 40))
+        kind = QStyle.StandardPixmap.SP_MessageBoxWarning if expected else QStyle.StandardPixmap.SP_MessageBoxCritical
+        icon.setPixmap(self.style().standardIcon(kind).pixmap(40, 40))
         self.message = QLabel(f"<b>{html.escape(report.title)}</b><br>{html.escape(report.message)}")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -46,17 +49,33 @@ class ErrorDialog(QDialog):
         head.addWidget(self.message, 1)
 
         self.details = _monospace_view(self.details_text())
+        self.details_label = QLabel("Details:")
         self.copy_button = QPushButton("Copy details")
         self.copy_button.clicked.connect(self.copy_details)
+        self.details_button = QPushButton("Show details")
+        self.details_button.setCheckable(True)
+        self.details_button.toggled.connect(self.show_details)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.addButton(self.copy_button, QDialogButtonBox.ButtonRole.ActionRole)
+        if expected:
+            buttons.addButton(self.details_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
 
         layout = QVBoxLayout(self)
         layout.addLayout(head)
-        layout.addWidget(QLabel("Details:"))
+        layout.addWidget(self.details_label)
         layout.addWidget(self.details, 1)
         layout.addWidget(buttons)
+        self.show_details(not expected)
+        self.resize(640, 420 if not expected else self.sizeHint().height())
+
+    def show_details(self, shown: bool) -> None:
+        """Unfold (or fold away) the traceback and versions."""
+        self.details_label.setVisible(shown)
+        self.details.setVisible(shown)
+        self.details_button.setText("Hide details" if shown else "Show details")
+        if shown and self.height() < 420:
+            self.resize(max(self.width(), 640), 420)
 
     def details_text(self) -> str:
         """Everything a bug report needs: message, traceback, versions and the log file."""

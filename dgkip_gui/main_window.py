@@ -52,7 +52,7 @@ RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, networks 
 class MainWindow(QMainWindow):
     """DGKIP Studio's window. Signals let tests and ``--self-test`` wait on the real flow."""
     dataset_loaded = Signal(object)        # engine.data.Dataset
-    run_finished = Signal(str)             # "finished" | "stopped" | "cancelled" | "failed" | "refused"
+    run_finished = Signal(str)             # "finished" | "stopped" | "cancelled" | "failed" | "not started" | "refused"
     transfer_finished = Signal(str)      # "finished" | "stopped" | "cancelled" | "failed"
     error_shown = Signal(object)           # ErrorReport
 

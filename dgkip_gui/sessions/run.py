@@ -2,6 +2,7 @@
 events drawn as live curves, the synthetic images and the results table; the result kept for export."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from engine.data import Dataset
 from engine.events import Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone, TeacherProgress
 from engine.result import DistillResult
 from dgkip_gui import open_dialog
-from dgkip_gui.errors import ErrorReport
+from dgkip_gui.errors import ErrorReport, is_expected
 from dgkip_gui.export_target import EMPTY, EXPORT, NEW, OTHER, classify, free_subfolder, write_error_message
 from dgkip_gui.sessions.base import JobHost, Session, Shell
 from dgkip_gui.widgets.settings_panel import SettingsPanel
@@ -52,7 +53,8 @@ def export_name(dataset_name: str, config: DistillConfig) -> str:
 
 class RunSession(Session):
     """A distillation run and its result. ``finished(outcome)``: "finished" | "stopped" | "cancelled" |
-    "failed" | "refused"; ``exported(path)`` after the result was written to a folder."""
+    "failed" | "not started" (bad input found before the first step) | "refused" (over the memory
+    budget); ``exported(path)`` after the result was written to a folder."""
     finished = Signal(str)
     exported = Signal(object)             # Path
     latest_only = (Snapshot,)
@@ -201,6 +203,9 @@ class RunSession(Session):
         if isinstance(report.exception, ConfigError):
             self.settings.show_error(report.exception)
             self._show_settings()
+        if is_expected(report.exception) and self._last_step is None:    # bad input found before the first step
+            self._outcome = "not started"
+            report = dataclasses.replace(report, title="The distillation could not start")
         self.shell.show_error(report)
 
     def on_done(self) -> None:
@@ -214,6 +219,7 @@ class RunSession(Session):
                 "stopped": f"Stopped{step}; the result so far is kept.",
                 "cancelled": "Cancelled; nothing was kept.",
                 "failed": "The run failed; see the error details.",
+                "not started": "Not started; see the message.",
                 "refused": "Not started: the run would not fit in memory (see Settings)."}.get(outcome, outcome)
         last = self._last_step if outcome in ("finished", "stopped") else None
         self.panel.idle(text, last.step if last else None, last.total if last else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 
+import numpy as np
 import pytest
 from PySide6.QtGui import QGuiApplication
 
@@ -11,7 +12,7 @@ from engine.events import Stage, Step
 from dgkip_gui.dialogs import ErrorDialog
 from dgkip_gui.errors import ErrorReport, ExceptionRelay, install_excepthooks
 
-from gui_helpers import RUN_TIMEOUT_MS, load, quick
+from gui_helpers import RUN_TIMEOUT_MS, load, quick, run_to_end
 
 pytestmark = pytest.mark.gui
 
@@ -117,3 +118,29 @@ def test_a_view_failing_on_the_last_events_leaves_the_window_usable(qtbot, make_
     assert finished.args == ["finished"]
     assert not window.running and window.act_run.isEnabled()
     assert window.result is not None and window.act_export.isEnabled()
+
+
+def test_a_reopened_export_loads_and_bad_input_reads_as_a_message_not_a_crash(qtbot, window, tmp_path):
+    """Opening an export shows its distilled images as a dataset (1 per class, no test split); Distil
+    on it is bad input: a warning with the fix up front, the traceback folded away, the form usable."""
+    load(qtbot, window)
+    quick(window, steps=2)
+    assert run_to_end(qtbot, window) == "finished"
+    out = window.export_result(tmp_path / "export")
+    pixels = window.result.pixels()
+    load(qtbot, window, out)
+    dataset = window.dataset
+    assert dataset.name == "export" and dataset.report.train_counts == [1] * 10
+    assert np.array_equal(np.sort(dataset.x_train.reshape(10, -1), 0), np.sort(pixels.reshape(10, -1), 0))
+
+    with qtbot.waitSignal(window.error_shown, timeout=RUN_TIMEOUT_MS) as shown, \
+            qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.start_run()
+    assert finished.args == ["not started"]
+    report = shown.args[0]
+    assert report.title == "The distillation could not start" and "no test images" in report.message
+    dialog = window.error_dialog
+    assert not dialog.details.isVisible() and dialog.details_button.text() == "Show details"
+    dialog.details_button.click()
+    assert dialog.details.isVisible() and "Traceback" in dialog.details.toPlainText()
+    assert window.act_run.isEnabled() and "Not started" in window.statusBar().currentMessage()
