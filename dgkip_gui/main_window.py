@@ -312,7 +312,10 @@ class MainWindow(QMainWindow):
             action.setEnabled(not busy and self.dataset is not None)
         stoppable = running and control is not None and not control.stop_requested and not control.cancelled
         self.act_pause.setEnabled(stoppable)
-        self.act_pause.setText("&Resume" if control is not None and control.paused else "&Pause")
+        paused = control is not None and control.paused
+        self.act_pause.setText("&Resume" if paused else "&Pause")      # the toolbar button shows what it does
+        self.act_pause.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay if paused
+                                                         else QStyle.StandardPixmap.SP_MediaPause))
         self.act_stop.setEnabled(stoppable)
         self.act_cancel.setEnabled(running and control is not None and not control.cancelled)
         self.act_export.setEnabled(self.result is not None and not running)

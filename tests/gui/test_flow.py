@@ -5,6 +5,7 @@ import csv
 import threading
 
 import pytest
+from PySide6.QtWidgets import QStyle
 from engine.distill import run
 from engine.events import Step
 from engine.export import load_distilled
@@ -44,8 +45,11 @@ def test_full_flow_on_sample(qtbot, make_window, tmp_path):
             qtbot.wait(300)                        # one view refresh
             save_screenshot(window, "running")
             assert window.act_pause.text() == "&Resume" and "paused" in window.run_panel.info.text()
+            play = window.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay).pixmap(16).toImage()
+            assert window.act_pause.icon().pixmap(16).toImage() == play       # the button shows "resume"
             window.act_pause.trigger()
             assert window.act_pause.text() == "&Pause"
+            assert window.act_pause.icon().pixmap(16).toImage() != play
         finally:
             hold.set()
     assert finished.args == ["finished"]
