@@ -72,7 +72,7 @@ class ConfigError(ValueError):
 
     def __init__(self, field_name: str, message: str):
         super().__init__(f"{field_name}: {message}")
-        self.field = field_name
+        self.field, self.reason = field_name, message
 
 
 def _is_int(v: Any) -> bool:

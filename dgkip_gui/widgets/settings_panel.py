@@ -165,6 +165,15 @@ def narrow(box: QComboBox) -> QComboBox:
     return box
 
 
+def field_label(name: str) -> str:
+    """The form's label of the setting ``name`` (a :class:`ConfigError`'s field): "λ (ridge)" for
+    ``lam``, "kernel depth" for ``kernel_params.depth``; the name itself for anything else."""
+    if name.startswith("kernel_params."):
+        return f"kernel {name.split('.', 1)[1]}"
+    setting = cfg.SETTINGS.get(name)
+    return setting.label if setting is not None else name
+
+
 class FormScrollArea(QScrollArea):
     """A vertically scrolling area that is never narrower than its form (plus the scroll bar), so a
     splitter or a small window cannot cut the form's right-hand side off."""
@@ -252,7 +261,6 @@ class SettingsPanel(QWidget):
         layout = QVBoxLayout(form)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(preset_row)
-        layout.addWidget(self.message)
         for group in groups.values():
             layout.addWidget(group)
         layout.addWidget(self.advanced_toggle)
@@ -266,6 +274,7 @@ class SettingsPanel(QWidget):
         page.setContentsMargins(0, 0, 0, 0)     # grows, the form's fields do not move
         page.setSpacing(0)
         page.addWidget(self.scroll, 1)
+        page.addWidget(self.message)    # under the form too: in view wherever the form is scrolled to
         page.addWidget(self.estimate)
 
         self._grey_placeholders_when_disabled()
@@ -507,13 +516,15 @@ class SettingsPanel(QWidget):
         self.message.setVisible(error is not None)
         if error is None:
             return
-        self.message.setText(f"⚠ {error}")
+        self.message.setText(f"⚠ {field_label(error.field)}: {error.reason}")
         name = error.field
         widget = (self._kernel_edits.get(name.split(".", 1)[1]) if name.startswith("kernel_params.")
                   else self._fields[name].widget if name in self._fields else None)
         if widget is not None:
             widget.setStyleSheet(f"{type(widget).__name__} {{ {_INVALID_STYLE} }}")
             self._reveal(widget)
+            if widget.hasFocus():                       # being typed into: keep it above the message,
+                self.scroll.ensureWidgetVisible(widget)  # which took room at the form's foot
 
     def _reveal(self, widget: QWidget) -> None:
         if self.advanced.isAncestorOf(widget):

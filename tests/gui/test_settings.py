@@ -45,7 +45,7 @@ def test_invalid_values_are_marked_inline_and_never_crash(qtbot, panel):
     lam.clear()
     qtbot.keyClicks(lam, "abc")
     assert panel.error is not None and panel.error.field == "lam"
-    assert panel.message.isVisible() and "lam" in panel.message.text()
+    assert panel.message.isVisible() and panel.message.text().startswith("⚠ λ (ridge): ")   # the form's label
     assert "border" in lam.styleSheet()
     assert panel.valid_config() is None
 
@@ -288,3 +288,17 @@ def test_load_settings_takes_a_settings_file_or_an_exports_manifest(qtbot, windo
     window.act_load_settings.trigger()
     assert window.error_dialog is not None and str(out / "curves.csv") in window.error_dialog.report.message
     assert window.settings.config().loss == "hinge"
+
+
+def test_the_settings_message_stays_in_view_where_the_form_is_scrolled(qtbot, panel):
+    panel.resize(380, 420)
+    panel.scroll.verticalScrollBar().setValue(panel.scroll.verticalScrollBar().maximum())   # at the foot
+    panel._fields["kernel"].set("ntk-fc")
+    depth = panel._kernel_edits["depth"]
+    depth.clear()
+    qtbot.keyClicks(depth, "0")
+    assert panel.error is not None and panel.error.field == "kernel_params"
+    assert panel.message.text() == "⚠ Kernel parameters: depth must be between 1 and 100"
+    top_left = panel.message.mapTo(panel, panel.message.rect().topLeft())
+    assert panel.message.isVisible() and 0 <= top_left.y() < panel.height()
+    assert panel.message.geometry().top() >= panel.scroll.geometry().bottom()      # under the form, not in it
