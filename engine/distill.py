@@ -479,7 +479,8 @@ def _result(data: _Data, syn: "_Synthetic", cert: Certificate, metrics: dict, lo
         # form every reader of exports and the transfer evaluation expects (engine.losses)
         targets=loss.expand_columns(syn.targets().detach(), n_classes).to("cpu", torch.float32).numpy(),
         alpha=loss.expand_columns(cert.alpha, n_classes).cpu().numpy(), preprocess=data.pre, metrics=metrics,
-        curves=loop.curves, dataset=data.ds.describe(), timings=timings, device=describe(data.device))
+        curves=loop.curves, dataset=data.ds.describe(), timings=timings, device=describe(data.device),
+        outcome=loop.reason)
 
 
 def _make_synthetic(cfg, loss, xs_np, ys_np, n_classes, device, dtype) -> _Synthetic:

@@ -174,6 +174,8 @@ def _manifest(result: DistillResult, classes: list[str], folders: list[str],
         "schema_version": MANIFEST_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": result.config.to_dict(),
+        # "stopped": the run ended early on request, after metrics.steps of config.steps
+        "outcome": result.outcome,
         "dataset": result.dataset,
         "classes": classes,
         "class_folders": dict(zip(classes, folders)),

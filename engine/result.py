@@ -34,6 +34,7 @@ class DistillResult:
     dataset: dict[str, Any] = field(default_factory=dict)     # description + fingerprint
     timings: dict[str, float] = field(default_factory=dict)   # seconds per phase
     device: str = "cpu"
+    outcome: str = "finished"     # "stopped": ended early on request, after metrics["steps"] of config.steps
 
     def pixels(self) -> np.ndarray:
         """uint8 (m, H, W, channels) images in pixel space (the preprocessing inverted and clipped)."""

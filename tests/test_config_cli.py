@@ -41,6 +41,7 @@ def test_cli_distills_exports_and_reopens(tmp_path, capsys):
     # the saved config reproduces the run's settings through --config, and so does the export's manifest
     assert DistillConfig.load(tmp_path / "run.json").kernel_params == {"depth": 2}
     assert DistillConfig.load(out / "manifest.json") == ds.config      # (its kernel parameters resolved)
+    assert manifest["outcome"] == "finished"
     # an existing output folder is refused with exit status 2 and a message
     assert main(["distill", "--data", "sample", "--out", str(out), "--steps", "1"]) == 2
     assert "already exists" in capsys.readouterr().err

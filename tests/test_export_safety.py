@@ -175,7 +175,8 @@ def test_first_ctrl_c_during_the_run_stops_and_exports(tmp_path, capsys, monkeyp
     monkeypatch.setattr(engine.distill, "run", run)
     assert main([*RUN[:-4], "--steps", "50", "--out", str(tmp_path / "out")]) == 130
     assert json.loads(capsys.readouterr().out)["reason"] == "stopped"
-    assert load_distilled(tmp_path / "out").manifest["metrics"]["steps"] < 50
+    manifest = load_distilled(tmp_path / "out").manifest
+    assert manifest["metrics"]["steps"] < 50 and manifest["outcome"] == "stopped"     # the recipe said 50
 
 
 # ------------------------------------------------------------------ concurrent exports, leftovers
