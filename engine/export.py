@@ -326,11 +326,16 @@ def estimate_export_bytes(n_images: int, image_shape: tuple[int, int, int], n_cl
 
 
 def _export_folder(path: str | os.PathLike) -> Path:
-    folder = Path(os.path.abspath(path))
-    folder = folder.parent if folder.is_file() else folder
-    if not folder.is_dir():
-        raise DatasetError("is not a folder", folder, "choose a folder written by Export")
-    return folder
+    """The export folder ``path`` names: itself, or the folder of an export's own file (its manifest,
+    ``distilled.npz``…). Any other file is refused by its own name."""
+    given = Path(os.path.abspath(path))
+    if given.is_file():
+        if not (given.parent / MANIFEST).is_file():
+            raise DatasetError("is a file, not a distilled-set export", given, "choose a folder written by Export")
+        return given.parent
+    if not given.is_dir():
+        raise DatasetError("is not a folder", given, "choose a folder written by Export")
+    return given
 
 
 _MANIFEST_TYPES = {"classes": list, "class_folders": dict, "metrics": dict, "dataset": dict,

@@ -192,6 +192,20 @@ def test_bad_npz_files_name_the_file(tmp_path):
     np.savez(tmp_path / "range.npz", x=np.full((2, 4, 4), 300.0), y=np.array([0, 1]))
     with pytest.raises(DatasetError, match="pixel values span 300..300"):
         load_dataset(tmp_path / "range.npz")
+    x = np.full((2, 4, 4), 0.5)
+    x[0, 1, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.array([0, 1]))
+    with pytest.raises(DatasetError, match=r"1 pixel value is not finite \(NaN or ±inf\)"):
+        load_dataset(tmp_path / "nan.npz")
+
+
+def test_a_test_split_of_another_size_is_a_warning_to_check_not_a_note(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train.npz", x=rng.integers(0, 256, (20, 8, 8), dtype=np.uint8), y=np.arange(20) % 2)
+    np.savez(tmp_path / "other.npz", x=rng.integers(0, 256, (6, 12, 12, 3), dtype=np.uint8), y=np.arange(6) % 2)
+    ds = load_dataset(tmp_path / "train.npz", test_path=tmp_path / "other.npz")
+    (problem,) = [p for p in ds.report.problems if "were converted to the training images" in p.message]
+    assert problem.severity == "warning" and "check that it is the test split of the same dataset" in problem.fix
 
 
 def test_float_and_channel_first_arrays_are_converted_with_a_note(tmp_path):

@@ -60,7 +60,8 @@ def test_existing_and_overlong_targets_are_refused_before_reading_data(tmp_path,
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     assert main([*RUN, "--out", str(tmp_path / "taken")]) == 2
-    assert "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err          # not "--overwrite": it would only lead to the same refusal
+    assert "not a distilled-set export" in err and "--overwrite" not in err
     assert main([*RUN, "--out", str(tmp_path / "taken"), "--overwrite"]) == 2
     assert "not a distilled-set export" in capsys.readouterr().err
     assert main([*RUN, "--out", str(tmp_path / ("é" * 200))]) == 2
@@ -260,3 +261,21 @@ def test_exports_honour_the_umask(tmp_path, umask, dirs, files):
     assert stat.S_IMODE(out.stat().st_mode) == dirs
     for path in out.rglob("*"):
         assert stat.S_IMODE(path.stat().st_mode) == (dirs if path.is_dir() else files), path
+
+
+def test_a_folder_that_is_no_export_is_refused_without_offering_overwrite(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("keep")
+    for overwrite in (False, True):          # the refusal is the same: --overwrite would not help
+        with pytest.raises(FileExistsError) as err:
+            check_target_location(tmp_path / "mine", overwrite=overwrite)
+        assert "is not a distilled-set export" in str(err.value) and "--overwrite" not in str(err.value)
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "keep"
+
+
+def test_a_file_given_as_an_export_is_named_itself(tmp_path, capsys):
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"not an export")
+    assert main(["transfer", "--distilled", str(data), "--data", "sample"]) == 2
+    err = capsys.readouterr().err
+    assert f"{data}: is a file, not a distilled-set export" in err and "manifest.json" not in err

@@ -78,7 +78,8 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
         problems.append(Problem(test_where or source, f"test images ({h}×{w}, {c} channels) were "
                                 f"converted to the training images' size and channels "
                                 f"({x_train.shape[1]}×{x_train.shape[2]}, {x_train.shape[3]})",
-                                "nothing to do; save both splits alike to skip this"))
+                                "check that it is the test split of the same dataset (a test set of other "
+                                "images gives meaningless accuracies); save both splits alike to skip this"))
         x_test = fit_images(x_test, x_train.shape[1:3], x_train.shape[3])
     if len(x_train) == 0:
         raise DatasetError("has no training images", source, "choose a folder or file with images")

@@ -93,7 +93,11 @@ def as_images(x: np.ndarray, path: Path, problems: list[Problem]) -> np.ndarray:
         raise DatasetError(f"images have dtype {x.dtype}; expected uint8 pixels", path,
                            "re-save the images as uint8 in 0..255")
     lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise DatasetError(f"{bad:,} pixel value{'s are' if bad != 1 else ' is'} not finite (NaN or ±inf)", path,
+                           "re-save the images as uint8 in 0..255")
+    if lo < 0 or hi > 255:
         raise DatasetError(f"pixel values span {lo:g}..{hi:g}; expected 0..255 (or 0..1 floats)",
                            path, "re-save the images as uint8 in 0..255")
     scale = 255.0 if np.issubdtype(x.dtype, np.floating) and hi <= 1.0 else 1.0
