@@ -233,8 +233,16 @@ def _check_kernel_params(kernel: str, params: Any) -> None:
     try:
         make_kernel(kernel, **params)
     except (ValueError, TypeError, OverflowError) as exc:
+        try:                                            # a name the kernel does not take: say which it takes
+            accepted = make_kernel(kernel).params()
+        except (ValueError, TypeError, OverflowError):
+            accepted = None
+        unknown = sorted(set(params) - set(accepted)) if accepted is not None else []
+        if unknown and "unexpected keyword" in str(exc):
+            raise ConfigError("kernel_params", f"kernel {kernel!r} has no parameter {shown(unknown[0])}; its "
+                              f"parameters are {', '.join(accepted) or 'none'}") from exc
         raise ConfigError("kernel_params", f"kernel {kernel!r} refuses {shown(params)} ({printable(exc)}); "
-                          "fix or remove the parameter (see the kernels in the README)") from exc
+                          "fix or remove the parameter") from exc
 
 
 @dataclass

@@ -58,6 +58,7 @@ def folder(root: Path, counts: dict[str, int]) -> Path:
     ("teacher", "big", "not one of"),
     ("centres", 1, "≥ 2"),
     ("kernel_params", {"depth": "abc"}, "refuses"),
+    ("kernel_params", {"gamma": 2}, "kernel 'ntk-fc' has no parameter 'gamma'; its parameters are depth, w_std, b_std"),
     ("kernel_params", {"depth": 10**9}, "between 1 and 100"),
     ("kernel_params", {"depth": [1]}, "not a number"),
     ("kernel_params", [1], "mapping"),

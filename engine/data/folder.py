@@ -248,7 +248,7 @@ def _assemble(root: Path, classes: list[str], images: list[_Image],
         problems.append(Problem(where, f"images have {len(sizes)} different sizes; {len(odd)} were "
                                 f"resized to the most common, {size[0]}×{size[1]} (e.g. "
                                 f"{display_path(odd[0].path.relative_to(root))} is {h}×{w})",
-                                "pass resize_to=(H, W) to choose the size, or resize the files"))
+                                "resize the files to one size yourself to choose another"))
     gray = [im for im in images if im.pixels.shape[2] != channels]
     if gray:
         example = display_path(gray[0].path.relative_to(root))
