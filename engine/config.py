@@ -366,7 +366,8 @@ class DistillConfig:
         group="Advanced", help="Relative duality gap at which the full-data (teacher) solve stops.")
     teacher_max_iter: int = _setting(
         200, label="Teacher iterations", spec=_Spec("int", 1, MAX_COUNT, example="200"), group="Advanced",
-        form_max=1_000_000, help="Iteration cap of the teacher solve.")
+        form_max=1_000_000, help="Iteration cap of the teacher solve (Newton or FISTA iterations; for the hinge "
+        "loss, sweeps of N coordinate updates per class, so its progress counts up to this × N × classes).")
     centre_selection: str = _setting(
         "uniform", label="Centre selection", spec=_choice(CENTRE_SELECTIONS), group="Advanced",
         choice_labels={"uniform": "Class-balanced uniform", "kmeans++": "Kernel k-means++"},

@@ -33,11 +33,15 @@ class Progress:
 
 @dataclass(frozen=True)
 class TeacherProgress:
-    """One outer iteration of the full-data (teacher) solve."""
+    """One certificate of the full-data (teacher) solve, after ``iteration`` of at most ``total``
+    ``unit``s (``total`` 0: the config's ``teacher_max_iter``; the hinge's coordinate descent counts
+    single coordinate updates, of which ``teacher_max_iter`` sweeps allow N per class each)."""
     iteration: int
     gap: float          # certified duality gap P(w(α)) − D(α), ≥ 0
     rel_gap: float      # gap / |P|
     seconds: float
+    total: int = 0
+    unit: str = "iteration"
 
 
 @dataclass(frozen=True)

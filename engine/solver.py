@@ -67,14 +67,15 @@ def certificate(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float) -> tup
 
 
 def _record(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float, it: int, t0: float,
-            best: DualSolution | None, solver: str) -> tuple[DualSolution, float, TeacherProgress]:
+            best: DualSolution | None, solver: str, total: int = 0, unit: str = "iteration"
+            ) -> tuple[DualSolution, float, TeacherProgress]:
     """Certify α = A (KA = K A); keep the best certified solution; return it, the relative gap and
-    the progress event."""
+    the progress event (``it`` of at most ``total`` ``unit``s: :class:`TeacherProgress`)."""
     primal, dual, gap, z = certificate(loss, Y, A, KA, lam)
     if best is None or gap < best.gap:
         best = DualSolution(A.clone(), z, primal, dual, gap, it, 0.0, solver)
     rel = gap / max(abs(primal), 1e-300)
-    return best, rel, TeacherProgress(it, gap, rel, time.perf_counter() - t0)
+    return best, rel, TeacherProgress(it, gap, rel, time.perf_counter() - t0, total, unit)
 
 
 def _cg_k_inner(matvec: MatVec, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, Kg: Tensor, lam: float,
@@ -271,7 +272,8 @@ def _cd_hinge(K: Tensor, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
         KA = _exact_product(Kn, A)
         ws.set_scores(KA)
         best, rel, event = _record(loss, Y, torch.from_numpy(A), torch.from_numpy(KA), lam, ws.updates, t0,
-                                   best, "coordinate descent")      # (_record keeps its own copy of α)
+                                   best, "coordinate descent",       # (_record keeps its own copy of α)
+                                   total=budget, unit="coordinate update")
         last = time.perf_counter()
         cert_s = last - t
         yield event

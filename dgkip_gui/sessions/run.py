@@ -152,7 +152,8 @@ class RunSession(Session):
             self.plots.add_evaluation(event)
         elif isinstance(event, TeacherProgress):
             self.plots.add_teacher(event)
-            self.panel.teacher(event.iteration, self.config.teacher_max_iter, event.rel_gap)
+            self.panel.teacher(event.iteration, event.total or self.config.teacher_max_iter, event.rel_gap,
+                               event.unit)
         elif isinstance(event, Stage):
             self._stage = event.name
             if event.name != "distill":

@@ -1,5 +1,5 @@
 """Live plots of a run: teacher convergence, duality gap (two parts), radius bound, test accuracy
-against its ceiling and floor, and certified consistency.
+against the teacher (all data) and a random real subset of the same size, and certified consistency.
 
 Events only append to growable buffers; :meth:`LivePlots.refresh` (called on the GUI's repaint
 timer) pushes changed buffers into persistent curve items with ``setData``. Plots are never rebuilt.
@@ -234,8 +234,8 @@ class LivePlots(QWidget):
         self._add(radius, "certified_radius", "certified radius", None, symbol="o", color=RADIUS)
         self._add(radius, "distance", "measured distance", None, symbol="t", color=MEASURED)
         self._add(accuracy, "distilled_accuracy", "model trained on S", GAP, symbol="o")
-        self._add(accuracy, "teacher_accuracy", "teacher (ceiling)", TEACHER, dashed=True)
-        self._add(accuracy, "random_accuracy", "random real subset (floor)", RANDOM, dashed=True)
+        self._add(accuracy, "teacher_accuracy", "teacher (all data)", TEACHER, dashed=True)
+        self._add(accuracy, "random_accuracy", "random real subset", RANDOM, dashed=True)
         self._add(consistency, "certified_consistency", "certified consistency", CONSISTENCY, symbol="o")
         self._add(consistency, "agreement", "measured agreement", MEASURED, symbol="t", dashed=True)
         for plot, xlabel in ((teacher, "iteration"),) + tuple((p, "step") for p in self._step_plots):
@@ -288,6 +288,8 @@ class LivePlots(QWidget):
         curve.dirty = True
 
     def add_teacher(self, event: TeacherProgress) -> None:
+        if self._curves["teacher_rel_gap"].data.n == 0:     # the x axis counts the solver's own unit
+            self._teacher_plot.setLabel("bottom", f"{event.unit}s" if event.unit != "iteration" else "iteration")
         self._append("teacher_rel_gap", event.iteration, event.rel_gap)
 
     def add_step(self, event: Step) -> None:

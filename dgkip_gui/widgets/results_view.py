@@ -22,7 +22,7 @@ from engine.kernels import make_kernel
 # "t" text. Rows appear in this order; "agreement_with_teacher" and "distance_to_teacher" are shown beside
 # certified consistency and the radius (see COMPANIONS) rather than on rows of their own.
 METRICS: dict[str, tuple[str, str, str]] = {
-    "teacher_test_accuracy": ("Teacher test accuracy", "%", "Kernel model trained on all training images (the ceiling)."),
+    "teacher_test_accuracy": ("Teacher test accuracy", "%", "Kernel model trained on all training images (the reference; a distilled set can score above it on the test images)."),
     "distilled_test_accuracy": ("Distilled-set test accuracy", "%",
                                 "Same kernel model trained on the distilled images only."),
     "kip_test_accuracy": ("KIP model test accuracy", "%",

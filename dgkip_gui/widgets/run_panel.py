@@ -112,11 +112,14 @@ class RunPanel(QWidget):
         """Details behind the status line, shown as its tooltip (e.g. how the teacher was solved)."""
         self.info.setToolTip(text)
 
-    def teacher(self, iteration: int, max_iter: int, rel_gap: float) -> None:
+    def teacher(self, iteration: int, max_iter: int, rel_gap: float, unit: str = "iteration") -> None:
+        """The teacher solve's progress: ``iteration`` of at most ``max_iter`` ``unit``s (it usually stops
+        early, at its tolerance)."""
         self.bar.setRange(0, max_iter)
         self.bar.setValue(min(iteration, max_iter))
         self.bar.setFormat("teacher %v")
-        self.info.setText(f"Solving the teacher: iteration {iteration}, relative gap {rel_gap:.2e}")
+        self.info.setText(f"Solving the teacher: {unit} {iteration:,} of at most {max_iter:,}, relative gap "
+                          f"{rel_gap:.2e}")
 
     def step(self, step: int, total: int, suffix: str = "") -> None:
         rate = self.meter.rate()

@@ -265,3 +265,17 @@ def test_legends_are_placed_for_the_range_a_stopped_run_ends_with(qtbot):
     (left, right), _ = gap_plot.viewRange()
     assert right < 1000                                               # the axis fits the steps taken
     assert _points_under_legend(plots, gap_plot) == 0
+
+
+def test_the_teacher_plot_and_progress_count_the_solvers_own_unit(window):
+    plots, panel = window.plots, window.run_panel
+    plots.reset()
+    event = TeacherProgress(361, 1e-3, 1e-4, 0.5, total=9_000, unit="coordinate update")
+    plots.add_teacher(event)
+    assert "coordinate updates" in plots._teacher_plot.getAxis("bottom").labelString()
+    panel.teacher(event.iteration, event.total, event.rel_gap, event.unit)
+    assert panel.info.text().startswith("Solving the teacher: coordinate update 361 of at most 9,000")
+    assert panel.bar.maximum() == 9_000 and panel.bar.value() == 361
+    plots.reset()
+    plots.add_teacher(TeacherProgress(3, 1e-3, 1e-4, 0.5))             # the next run: Newton iterations
+    assert "coordinate" not in plots._teacher_plot.getAxis("bottom").labelString()
