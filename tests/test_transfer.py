@@ -7,6 +7,7 @@ import torch
 
 from engine.baselines import kmeans_centres, random_subset
 from engine.control import Cancelled, RunControl
+from engine.data import DatasetError
 from engine.transfer.networks import make_network
 from engine.transfer.training import (RECIPES, TransferProgress, TransferScore, TransferSummary, _augment, _batches,
                                       run_transfer, label_loss_for, resolve_recipe, seeded_network,
@@ -226,3 +227,11 @@ def test_evaluate_export_merges_networks_into_the_manifest(tmp_path):
     for entry in transfer.values():
         assert entry["data"] == "sample" and entry["device"] == "cpu" and entry["n_test"] > 0
         assert 0.0 <= entry["mean"] <= 1.0 and len(entry["accuracies"]) == 1
+    # a dataset of other images (12 × 12 RGB against the sample's 8 × 8 gray) is refused by name, with the fix
+    rng = np.random.default_rng(0)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8), y=np.arange(40) % 10,
+             classes=np.array([str(c) for c in range(10)]))
+    with pytest.raises(DatasetError, match=r"other.npz: test images are \(12, 12, 3\) \(H, W, channels\), the "
+                                           r"distilled ones \(8, 8, 1\) — use the dataset it was distilled from"):
+        list(transfer_exported(str(out), str(other), networks=("mlp",), seeds=1, epochs=1, device="cpu"))

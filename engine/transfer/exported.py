@@ -30,6 +30,9 @@ def transfer_exported(distilled: str, data: str, *, test_path: str | None = None
         raise DatasetError(f"{data}: classes {missing} of the distilled set are not in this dataset — "
                            "evaluate against the dataset it was distilled from")
     ds = ds.select_classes(list(ds_set.classes))
+    if tuple(ds.x_test.shape[1:]) != tuple(ds_set.images.shape[1:]):       # before the preprocessing refuses
+        raise DatasetError(f"{data}: test images are {tuple(ds.x_test.shape[1:])} (H, W, channels), the distilled "
+                           f"ones {tuple(ds_set.images.shape[1:])} — use the dataset it was distilled from")
     x_test = ds_set.preprocess.transform(ds.x_test)
     if x_test.shape[1:] != ds_set.images.shape[1:]:
         raise DatasetError(f"{data}: test images are {x_test.shape[1:]}, the distilled ones "
