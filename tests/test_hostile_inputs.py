@@ -342,6 +342,7 @@ def test_split_without_test_images_is_refused_before_the_teacher(tmp_path, capsy
     assert main(["distill", "--data", str(root), "--out", str(tmp_path / "o"), "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert "12 classes have no test images" in err and "at least 3 images for a 20% hold-out" in err
+    assert "raise holdout_fraction" in err                     # 2 images a class: a larger hold-out would split them
     assert "teacher" not in err
     assert main(["distill", "--data", str(root), "--out", str(tmp_path / "o"), "--steps", "1",
                  "--holdout-fraction", "0.5", "--kernel", "linear", "--loss", "squared"]) == 0

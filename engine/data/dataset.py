@@ -125,10 +125,10 @@ def check_test_split(dataset: Dataset, holdout_fraction: float) -> None:
     if r.test_source.startswith("held out"):
         need = holdout_minimum(holdout_fraction)
         fewest = min(n for _, n in empty)
+        raise_it = "raise holdout_fraction, " if fewest >= 2 else ""    # one image cannot be split however held out
         raise DatasetError(f"{what}: holding out {holdout_fraction:.0%} of a class of {fewest} image"
                            f"{'' if fewest == 1 else 's'} leaves none to test on", r.source,
                            f"each class needs at least {need} images for a {holdout_fraction:.0%} hold-out: add "
-                           "images, raise holdout_fraction, give a test split (test_data), or leave those "
-                           "classes out (classes)")
+                           f"images, {raise_it}give a test split (test_data), or leave those classes out (classes)")
     raise DatasetError(f"{what} in the test split ({r.test_source})", r.source,
                        "add test images for them, or leave them out (classes)")

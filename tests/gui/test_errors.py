@@ -58,7 +58,7 @@ def test_engine_config_error_marks_the_field(qtbot, make_window):
     quick(window)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
         window.start_run()
-    assert "lr" in window.settings.message.text()
+    assert window.settings.message.text() == "⚠ Learning rate: too large for this dataset; try 0.01"   # the form's label
     assert "border" in window.settings._fields["lr"].widget.styleSheet()
 
 
@@ -139,6 +139,7 @@ def test_a_reopened_export_loads_and_bad_input_reads_as_a_message_not_a_crash(qt
     assert finished.args == ["not started"]
     report = shown.args[0]
     assert report.title == "The distillation could not start" and "no test images" in report.message
+    assert "raise holdout_fraction" not in report.message        # one image a class: no hold-out can split it
     dialog = window.error_dialog
     assert not dialog.details.isVisible() and dialog.details_button.text() == "Show details"
     dialog.details_button.click()
