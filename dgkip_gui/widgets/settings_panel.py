@@ -240,6 +240,7 @@ class SettingsPanel(QWidget):
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #b3261e; font-weight: bold;")
+        self.message.setContentsMargins(6, 3, 6, 3)     # under the form, outside its margins
         self.message.hide()
         self.estimate = EstimateView()
         self.estimate.change_requested.connect(self.apply_changes)
