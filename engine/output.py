@@ -106,8 +106,8 @@ def target_state(target: Path, overwrite: bool) -> bool:
     if empty:
         return True
     if not is_export(target):       # never replaced: offering --overwrite would only lead to this refusal
-        raise FileExistsError(f"{printable(target)} is not empty and is not a distilled-set export (no "
-                              "manifest.json), so it is never replaced — choose a new folder name")
+        raise FileExistsError(f"{printable(target)} already exists and is not empty; it is not a distilled-set "
+                              "export (no manifest.json), so it is never replaced — choose a new folder name")
     if not overwrite:
         raise FileExistsError(f"{printable(target)} already exists — choose a new folder name, or confirm "
                               "replacing it (overwrite=True, --overwrite)")
