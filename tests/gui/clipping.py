@@ -188,6 +188,7 @@ def probe() -> dict:
         grabbed = window.grab()
         result = {"dpr": window.devicePixelRatioF(), "grab": [grabbed.width(), grabbed.height()],
                   "size": [window.width(), window.height()], "outcome": outcome[0], "clipped": sorted(set(clipped))}
+        window.run_session.ask_before_discarding = False   # a probe: no question about the unexported result
         window.close()
         return result
     finally:
