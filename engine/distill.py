@@ -116,16 +116,16 @@ def lr_factor(step: int, steps: int, schedule: str, warmup: int = 0) -> float:
     return 1.0
 
 
-def _initial_images(cfg: DistillConfig, pre: Preprocessor, x_train: np.ndarray, y_train: np.ndarray,
-                    n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(m, H, W, C) float32 images preprocessed by ``pre`` and (m,) labels, grouped by class. An
-    ``init_from`` export made with another preprocessing (ZCA against standardisation, or statistics
-    of other data) is carried over through its unclipped pixels."""
+def _initial_images(cfg: DistillConfig, x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
+                    pre: Preprocessor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(m, H, W, C) float32 preprocessed images and (m,) labels, grouped by class. An ``init_from``
+    export made with a preprocessing other than the run's ``pre`` (ZCA against standardisation, or
+    statistics of other data) is carried over through its unclipped pixels."""
     if cfg.init_from:
         from engine.export import load_distilled
         prev = load_distilled(cfg.init_from)         # checked against the data in prepare_dataset
         images = prev.images.astype(np.float32)
-        if not prev.preprocess.same_map(pre):
+        if pre is not None and not prev.preprocess.same_map(pre):
             images = pre.from_pixels(prev.preprocess.inverse(images, clip=False))
         return images, prev.labels.astype(np.int64)
     if cfg.init == "kmeans":
@@ -254,8 +254,8 @@ def run(config: DistillConfig, control: RunControl | None = None, dataset: Datas
     ev = yield from _teacher(data, control, cluster, timings)
     if ev is None:                     # the other ranks' work ends with the teacher
         return
-    syn = _make_synthetic(data.cfg, data.loss, *_initial_images(data.cfg, data.pre, data.train_rows,
-                                                                 data.y_train_np, data.n_classes),
+    syn = _make_synthetic(data.cfg, data.loss, *_initial_images(data.cfg, data.train_rows, data.y_train_np,
+                                                                 data.n_classes, data.pre),
                           data.n_classes, data.device, data.dtype)
     objective = make_objective(data.cfg, data.kernel)
     yield from objective.prepare(ev.teacher, data.x_train, ev.Y_train, data.device, data.dtype, control.checkpoint)

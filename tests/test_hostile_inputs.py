@@ -186,12 +186,12 @@ def test_init_from_must_match_the_ipc_and_is_carried_across_preprocessings(tmp_p
     rng = np.random.default_rng(0)
     standard = Preprocessor.fit(rng.integers(0, 256, (50, 8, 8, 1), dtype=np.uint8))
     cfg = DistillConfig(data="sample", init_from=str(first), ipc=2)
-    images, labels = _initial_images(cfg, standard, None, None, 10)
+    images, labels = _initial_images(cfg, None, None, 10, standard)
     assert np.array_equal(labels, prev.labels)
     assert np.allclose(standard.inverse(images, clip=False), prev.preprocess.inverse(prev.images, clip=False),
                        atol=1e-5)
     assert not np.allclose(images, prev.images, atol=1e-2)         # the features did change
-    same, _ = _initial_images(cfg, prev.preprocess, None, None, 10)
+    same, _ = _initial_images(cfg, None, None, 10, prev.preprocess)
     assert np.array_equal(same, prev.images)                        # the same map: taken as they are
 
 
