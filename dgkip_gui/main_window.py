@@ -505,6 +505,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         if not self.run_session.may_discard("Quitting"):
+            self._close_requested = False     # no later job's end may close the window unasked
             event.ignore()
             return
         self.settings.time_estimator.cancel(wait_s=1.0)

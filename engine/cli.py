@@ -32,7 +32,6 @@ and exports while the others exit 0. Without torchrun nothing changes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -43,7 +42,7 @@ from typing import Any, Sequence
 from engine import __version__
 from engine.bench import SUITES as BENCH_SUITES
 from engine.cluster import ClusterError
-from engine.config import DEVICES, MAX_CONFIG_BYTES, SETTINGS, ConfigError, DistillConfig
+from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig, is_settings_file
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
@@ -232,13 +231,7 @@ def _check_save_config(path: Path, cfg: DistillConfig, config_file: str | None) 
         if given and os.path.exists(given) and os.path.samefile(path, given):
             raise ConfigError("save_config", f"{where} is the run's {flag} input; writing the settings there "
                               "would destroy it — choose a new file name such as run.json")
-    try:
-        with path.open(encoding="utf-8") as f:
-            data = json.loads(f.read(MAX_CONFIG_BYTES + 1))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        data = None
-    known = {f.name for f in dataclasses.fields(DistillConfig)}
-    if not (isinstance(data, dict) and set(data) <= known):
+    if not is_settings_file(path):
         raise ConfigError("save_config", f"{where} exists and is not a settings file, so it is not replaced — "
                           "choose a new file name such as run.json")
 
@@ -289,7 +282,8 @@ def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
                 progress.line(f"{_bar(event.done, event.total)} {event.stage}: {event.done:,}/{event.total:,} rows  "
                               f"{event.seconds:.0f} s  ETA {eta:.0f} s", force=event.done == event.total)
             elif isinstance(event, TeacherProgress):
-                progress.line(f"teacher iteration {event.iteration}: gap {event.gap:.3e} (relative {event.rel_gap:.2e})")
+                progress.line(f"teacher {event.unit} {event.iteration:,}: gap {event.gap:.3e} (relative "
+                              f"{event.rel_gap:.2e})")
             elif isinstance(event, TeacherDone):
                 progress.done(f"teacher ({event.reason or event.kind}): relative gap {event.rel_gap:.2e} after "
                               f"{event.solver}, {event.seconds:.1f} s, n = {event.n:,}, support = {event.n_support:,}")
@@ -436,7 +430,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("distill", help="distil a dataset and export the result")
     d.add_argument("--out", required=True, help="new folder for the export")
-    d.add_argument("--config", help="JSON config (as saved by the GUI or --save-config); flags override it")
+    d.add_argument("--config", help="JSON config (as saved by the GUI or --save-config, or an export's "
+                   "manifest.json: its run's settings); flags override it")
     d.add_argument("--save-config", dest="save_config", help="write the effective config to this JSON file")
     d.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     add_setting_flags(d)

@@ -366,8 +366,10 @@ class DistillConfig:
         group="Advanced", help="Relative duality gap at which the full-data (teacher) solve stops.")
     teacher_max_iter: int = _setting(
         200, label="Teacher iterations", spec=_Spec("int", 1, MAX_COUNT, example="200"), group="Advanced",
-        form_max=1_000_000, help="Iteration cap of the teacher solve (Newton or FISTA iterations; for the hinge "
-        "loss, sweeps of N coordinate updates per class, so its progress counts up to this × N × classes).")
+        form_max=1_000_000, help="Iteration cap of the teacher solve: Newton iterations for the smooth losses; for the "
+        "hinge, sweeps of N coordinate updates per class (coordinate descent on the CPU), or 50× this many "
+        "FISTA iterations (on a GPU, or where the kernel matrix is not kept). The progress counts in the "
+        "solver's own unit.")
     centre_selection: str = _setting(
         "uniform", label="Centre selection", spec=_choice(CENTRE_SELECTIONS), group="Advanced",
         choice_labels={"uniform": "Class-balanced uniform", "kmeans++": "Kernel k-means++"},
@@ -502,6 +504,18 @@ class DistillConfig:
 
     def replace(self, **changes: Any) -> "DistillConfig":
         return dataclasses.replace(self, **changes)
+
+
+def is_settings_file(path: str | Path) -> bool:
+    """Whether ``path`` holds a settings file: a JSON object whose keys are all settings (what
+    :meth:`DistillConfig.save` writes; an export's manifest.json is not one). Saving settings over
+    anything else would destroy it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.loads(f.read(MAX_CONFIG_BYTES + 1))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and set(data) <= {f.name for f in dataclasses.fields(DistillConfig)}
 
 
 def _declarations(cls: type = DistillConfig) -> dict[str, Setting]:

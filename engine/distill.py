@@ -70,7 +70,7 @@ def prepare_dataset(cfg: DistillConfig, dataset: Dataset | None) -> Dataset:
     check_test_split(ds, cfg.holdout_fraction)
     if cfg.init_from:
         from engine.export import check_init_from
-        check_init_from(cfg.init_from, ds.classes, ds.report.image_shape, cfg.ipc)
+        check_init_from(cfg.init_from, ds.classes, ds.report.image_shape, ipc=cfg.ipc)
     return ds
 
 

@@ -88,7 +88,7 @@ class Evaluation:
     gap: float
     radius: float
     distilled_accuracy: float       # same-loss kernel model trained on S
-    teacher_accuracy: float         # ceiling
+    teacher_accuracy: float         # the teacher (all training data): a reference, not a bound
     random_accuracy: float          # same model on a random class-balanced real subset of size m
     certified_consistency: float    # fraction of test points whose prediction provably matches the teacher's
     error_lower: float              # certified bounds on the test error of the model trained on S

@@ -220,7 +220,7 @@ def _fista_hinge(matvec, loss, Y, lam, tol, max_iter, alpha0, checkpoint):
     check_every = 10
     for it in range(max_iter + 1):
         if it % check_every == 0 or it == max_iter:
-            best, rel, event = _record(loss, Y, A, matvec(A), lam, it, t0, best, "fista")
+            best, rel, event = _record(loss, Y, A, matvec(A), lam, it, t0, best, "fista", total=max_iter)
             yield event
             if rel <= tol or it == max_iter:
                 break

@@ -160,12 +160,12 @@ def check_out(out: Path, names: list[str], overwrite: bool) -> None:
         if not out.is_dir():
             raise FileExistsError(f"{printable(out)} is a file — choose a folder name for the sweep")
         if any(out.iterdir()):
+            if not (out / SWEEP_JSON).is_file():        # never replaced: --overwrite would not help
+                raise FileExistsError(f"{printable(out)} already exists and is not an earlier sweep (no {SWEEP_JSON}), "
+                                      "so it is never replaced — choose a new folder name")
             if not overwrite:
                 raise FileExistsError(f"{printable(out)} already exists — choose a new folder name, or replace an "
                                       "earlier sweep's cells with --overwrite")
-            if not (out / SWEEP_JSON).is_file():
-                raise FileExistsError(f"{printable(out)} is not an earlier sweep (no {SWEEP_JSON}), so it is never "
-                                      "replaced — choose a new folder name")
     for i, name in enumerate(names):      # the cells share one parent: its writability and space once
         (check_target_name if i else check_target_location)(out / name, overwrite=overwrite)
 

@@ -471,6 +471,10 @@ def test_auto_teacher_is_exact_when_it_fits_and_exact_is_refused_with_the_nystro
     tight = estimate_memory(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=6000), _whole("mnist"))
     assert tight.fits and not tight.nystrom_cache and tight.operator_bytes == 0
     assert "recomputed" in tight.summary()
+    # more centres than training images: all of them, and the reason says so
+    few = {**_whole("mnist"), "train_counts": [40] * 10}
+    capped = estimate_memory(DistillConfig(data="x", device="cpu", teacher="nystrom", centres=5000), few)
+    assert capped.centres == 400 and "5,000 asked for, at most the 400 training images" in capped.teacher_reason
 
 
 @pytest.mark.parametrize("cfg,rep", [

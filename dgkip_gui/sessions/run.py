@@ -53,7 +53,7 @@ def export_name(dataset_name: str, config: DistillConfig) -> str:
 
 class RunSession(Session):
     """A distillation run and its result. ``finished(outcome)``: "finished" | "stopped" | "cancelled" |
-    "failed" | "not started" (bad input found before the first step) | "refused" (over the memory
+    "failed" | "not started" (bad input found while preparing the data) | "refused" (over the memory
     budget); ``exported(path)`` after the result was written to a folder."""
     finished = Signal(str)
     exported = Signal(object)             # Path
@@ -166,7 +166,9 @@ class RunSession(Session):
         elif isinstance(event, TeacherDone):
             kind = (f"Nyström teacher ({event.centres:,} centres)" if event.kind == "nystrom"
                     else "Exact teacher")
-            text = (f"{kind} solved: relative gap {event.rel_gap:.2e} after {event.iterations} iterations "
+            # the hinge's coordinate descent counts single updates (engine.solver: "coordinate descent (N updates)")
+            unit = "coordinate updates" if event.solver.startswith("coordinate descent") else "iterations"
+            text = (f"{kind} solved: relative gap {event.rel_gap:.2e} after {event.iterations:,} {unit} "
                     f"({event.seconds:.1f} s, {event.n:,} training images)")
             self.panel.explain(f"{text}.\nWhy: {event.reason}" if event.reason else text)
             self.shell.status(text, 10000)
@@ -204,7 +206,7 @@ class RunSession(Session):
         if isinstance(report.exception, ConfigError):
             self.settings.show_error(report.exception)
             self._show_settings()
-        if is_expected(report.exception) and self._last_step is None:    # bad input found before the first step
+        if is_expected(report.exception) and self._stage in ("", "data"):    # bad input, found preparing the data
             self._outcome = "not started"
             report = dataclasses.replace(report, title="The distillation could not start")
         self.shell.show_error(report)

@@ -510,7 +510,7 @@ class SettingsPanel(QWidget):
         self.changed.emit()
 
     def _mark(self, error: ConfigError | None) -> None:
-        """Red border on the offending widget and the message above the form; clear otherwise."""
+        """Red border on the offending widget and the message under the form; clear otherwise."""
         widgets = [b.widget for b in self._fields.values()] + list(self._kernel_edits.values())
         for widget in widgets:
             widget.setStyleSheet("")

@@ -5,7 +5,7 @@ compares, at the same number of images per class, with a random class-balanced r
 k-means centres:
 
 - kernel accuracy: the same-loss kernel model (same kernel, λ) trained on each set, on the real test
-  split, next to the teacher (ceiling);
+  split, next to the teacher (all data);
 - transfer accuracy: finite networks trained from scratch on each set (``engine.transfer``
   recipes, several seeds, mean ± std), tested on a stratified sample of the real test split with the
   set's own preprocessing.

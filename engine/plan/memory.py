@@ -413,7 +413,9 @@ def answer(run: Run, report: Any, cap: int | None, budget: int, ranks: int = 1) 
             b = nystrom_answer(run, s, Nystrom(nys.centres, cache=False))
             a = b if b.peak.total <= budget else a
         how = "" if a.nys.cache else "; K(X, Z) recomputed in every pass (caching it would exceed the budget)"
-        return dataclasses.replace(a, reason=f"Nyström teacher with {nys.centres:,} centres ({why}{how})")
+        capped = (f"; {cfg.centres:,} asked for, at most the {s.n:,} training images" if cfg.centres > s.n
+                  else "")
+        return dataclasses.replace(a, reason=f"Nyström teacher with {nys.centres:,} centres ({why}{capped}{how})")
     low = min(s.n, max(2, s.k))
     best = largest_cap(lambda M: nystrom_answer(run, s, Nystrom(M)).peak.total <= budget, low, s.n) or low
     return nystrom_answer(run, s, Nystrom(best), f"Nyström teacher with {best:,} centres, the most whose run fits "

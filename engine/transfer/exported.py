@@ -34,9 +34,6 @@ def transfer_exported(distilled: str, data: str, *, test_path: str | None = None
         raise DatasetError(f"{data}: test images are {tuple(ds.x_test.shape[1:])} (H, W, channels), the distilled "
                            f"ones {tuple(ds_set.images.shape[1:])} — use the dataset it was distilled from")
     x_test = ds_set.preprocess.transform(ds.x_test)
-    if x_test.shape[1:] != ds_set.images.shape[1:]:
-        raise DatasetError(f"{data}: test images are {x_test.shape[1:]}, the distilled ones "
-                           f"{ds_set.images.shape[1:]} — use the dataset it was distilled from")
     dev = str(resolve_device(device))
     merged = dict(ds_set.manifest.get("transfer") or {})
     for event in run_transfer(ds_set.images, ds_set.labels, ds_set.targets, x_test, ds.y_test,

@@ -302,3 +302,17 @@ def test_the_settings_message_stays_in_view_where_the_form_is_scrolled(qtbot, pa
     top_left = panel.message.mapTo(panel, panel.message.rect().topLeft())
     assert panel.message.isVisible() and 0 <= top_left.y() < panel.height()
     assert panel.message.geometry().top() >= panel.scroll.geometry().bottom()      # under the form, not in it
+
+
+def test_save_settings_never_replaces_a_file_that_is_not_settings(qtbot, window, tmp_path, monkeypatch):
+    chosen = {"path": str(tmp_path / "manifest.json")}
+    (tmp_path / "manifest.json").write_text('{"config": {}, "class_folders": {}, "metrics": {}}')
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (chosen["path"], ""))
+    window.act_save_settings.trigger()
+    assert window.error_dialog is not None and "is not a settings file" in window.error_dialog.report.message
+    assert "class_folders" in (tmp_path / "manifest.json").read_text()
+    chosen["path"] = str(tmp_path / "run.json")                 # a new name, then an earlier settings file
+    window.act_save_settings.trigger()
+    window.act_save_settings.trigger()
+    assert DistillConfig.load(tmp_path / "run.json") == window.settings.config().replace(
+        data=DistillConfig.load(tmp_path / "run.json").data, test_data=None)
