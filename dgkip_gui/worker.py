@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Qt, Signal, Slot
 
 from engine.control import Cancelled
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -60,7 +60,13 @@ class EventQueue:
 
 
 class _Worker(QObject):
-    """Lives on the job's thread; runs the job once."""
+    """Lives on the job's thread while it runs the job once; then moves itself back to the GUI thread,
+    where it is destroyed.
+
+    Destroyed on the job's thread (``deleteLater`` there), its ``~QObject`` locked Qt's connection
+    mutex and then waited for the GIL (PySide looks up Python overrides), while the GUI thread held
+    the GIL and waited for that mutex (pyqtgraph disconnecting a signal): both threads hung, once in
+    a CI run of the test suite."""
     failed = Signal(int, object)   # job id, ErrorReport
     finished = Signal(int)         # job id
 
@@ -81,6 +87,9 @@ class _Worker(QObject):
                 log.exception("job %d failed", self._job_id)
             self.failed.emit(self._job_id, ErrorReport.from_exception(exc, self._title))
         finally:
+            app = QCoreApplication.instance()
+            if app is not None:                 # destroyed on the GUI thread (class doc)
+                self.moveToThread(app.thread())
             self.finished.emit(self._job_id)
 
 
@@ -108,7 +117,7 @@ class Job(QObject):
         self._thread.started.connect(self._worker.work)
         # Direct: QThread.quit is thread-safe, and a GUI thread blocked in wait() cannot deadlock.
         self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
-        self._worker.finished.connect(self._worker.deleteLater)
+        self._worker.finished.connect(self._worker.deleteLater)     # queued: runs on the GUI thread
         self._worker.failed.connect(self.failed)
         self._thread.finished.connect(self._on_thread_finished)
         self._thread.finished.connect(self._thread.deleteLater)
@@ -124,7 +133,7 @@ class Job(QObject):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        self._thread.wait()   # fully stopped, the worker's deferred deletion included
+        self._thread.wait()   # fully stopped
         _live_threads.discard(self._thread)
         self._running = False
         self.finished.emit(self.id)

@@ -93,3 +93,23 @@ def test_controls_act_only_on_the_running_session(qtbot, host):
         assert messages[-1] == "Cancelling…"
     qtbot.waitUntil(lambda: not jobs.busy, timeout=10_000)
     assert running.calls[-1] == ("done", None)          # the control is released before on_done
+
+
+def test_a_jobs_worker_is_destroyed_on_the_gui_thread(qtbot):
+    """The worker QObject is deleted on the GUI thread: deleted on the job's thread, its destructor once
+    waited for the GIL while holding Qt's connection mutex, and the GUI thread, holding the GIL, waited
+    for that mutex (dgkip_gui.worker._Worker)."""
+    import shiboken6
+    from PySide6.QtCore import QObject
+    from dgkip_gui.worker import Job
+
+    parent = QObject()
+    ran_on, destroyed_on = [], []
+    job = Job(1, lambda emit: ran_on.append(threading.current_thread()), title="t", parent=parent)
+    worker = job._worker
+    worker.destroyed.connect(lambda *_: destroyed_on.append(threading.current_thread()))
+    with qtbot.waitSignal(job.finished, timeout=10_000):
+        job.start()
+    qtbot.waitUntil(lambda: not shiboken6.isValid(worker), timeout=5_000)
+    assert ran_on and ran_on[0] is not threading.main_thread()
+    assert destroyed_on == [threading.main_thread()]
