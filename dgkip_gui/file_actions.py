@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QDialog, QFileDialog
 
 from engine.cluster_job import EXPORT_NAME, JobOptions, write_cluster_job
-from engine.config import ConfigError, DistillConfig, is_settings_file
+from engine.config import ConfigError, DistillConfig, check_settings_target
 from dgkip_gui.cluster_job_dialog import ClusterJobDialog
 from dgkip_gui.errors import ErrorReport
 from dgkip_gui.export_target import free_subfolder, write_error_message
@@ -64,7 +64,7 @@ class FileActions:
         try:
             config = DistillConfig.load(path).validate()
         except ConfigError as exc:
-            reason = str(exc) if str(path) in str(exc) else f"{path}: {exc}"       # named once
+            reason = str(exc) if exc.field == "config" else f"{path}: {exc}"    # load names the file in the former
             self.shell.show_error(ErrorReport.from_exception(
                 exc, "Could not load the settings", f"{reason} — choose a file saved with Save settings as… "
                 "or an export's manifest.json"))
@@ -82,11 +82,10 @@ class FileActions:
                                               "Run settings (*.json)")
         if not path:
             return
-        if Path(path).exists() and not is_settings_file(path):      # a dataset, an export's manifest, …
-            self.shell.show_error(ErrorReport.from_exception(
-                FileExistsError(path), "Settings not saved",
-                f"{path} exists and is not a settings file, so it is not replaced — choose a new file name "
-                "such as run.json"))
+        try:
+            check_settings_target(path)                  # never over a dataset, an export's manifest, …
+        except ConfigError as exc:
+            self.shell.show_error(ErrorReport.from_exception(exc, "Settings not saved", exc.reason))
             return
         config = self._with_data(config)
         try:

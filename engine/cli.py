@@ -42,7 +42,7 @@ from typing import Any, Sequence
 from engine import __version__
 from engine.bench import SUITES as BENCH_SUITES
 from engine.cluster import ClusterError
-from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig, is_settings_file
+from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig, check_settings_target
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
 from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
@@ -231,9 +231,7 @@ def _check_save_config(path: Path, cfg: DistillConfig, config_file: str | None) 
         if given and os.path.exists(given) and os.path.samefile(path, given):
             raise ConfigError("save_config", f"{where} is the run's {flag} input; writing the settings there "
                               "would destroy it — choose a new file name such as run.json")
-    if not is_settings_file(path):
-        raise ConfigError("save_config", f"{where} exists and is not a settings file, so it is not replaced — "
-                          "choose a new file name such as run.json")
+    check_settings_target(path)
 
 
 def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:

@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from engine.output import MANIFEST, is_export
 from engine.text import printable, shown
 
 SCHEMA_VERSION = 2                  # 2: kip_ridge (issue 17); a version-1 config without it is "fixed"
@@ -449,13 +450,10 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DistillConfig":
-        """Build from a mapping, rejecting unknown keys by name (typos must not pass silently). An
-        export's manifest (engine.export) gives the settings of its run, kept under ``config``."""
+        """Build from a mapping, rejecting unknown keys by name (typos must not pass silently)."""
         if not isinstance(data, dict):
             raise ConfigError("config", f"must be a JSON object of settings such as {{\"ipc\": 10}}, "
                               f"not {type(data).__name__} {shown(data)}")
-        if isinstance(data.get("config"), dict) and "class_folders" in data and "metrics" in data:
-            data = data["config"]                       # an export's manifest.json: its run's recipe
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted((k for k in data if k not in known), key=str)
         if unknown:
@@ -484,7 +482,16 @@ class DistillConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "DistillConfig":
+        """The settings in a JSON file (:meth:`save`, the app's *Save settings as…*), or in an export's
+        manifest.json: the settings of the run it holds (read by :func:`engine.export.read_manifest`)."""
         where = printable(os.fspath(path))
+        if os.path.basename(path) == MANIFEST and is_export(Path(path).parent):
+            from engine.data.report import DatasetError
+            from engine.export import read_manifest         # (imports torch: only for a manifest)
+            try:
+                return read_manifest(path)[2]
+            except DatasetError as exc:
+                raise ConfigError("config", str(exc)) from exc
         try:
             size = os.stat(path).st_size
             if size > MAX_CONFIG_BYTES:
@@ -506,16 +513,20 @@ class DistillConfig:
         return dataclasses.replace(self, **changes)
 
 
-def is_settings_file(path: str | Path) -> bool:
-    """Whether ``path`` holds a settings file: a JSON object whose keys are all settings (what
-    :meth:`DistillConfig.save` writes; an export's manifest.json is not one). Saving settings over
-    anything else would destroy it."""
+def check_settings_target(path: str | Path) -> None:
+    """Refuse to write settings over an existing file that is not a settings file (a JSON object whose
+    keys are all settings, what :meth:`DistillConfig.save` writes; an export's manifest.json or a
+    dataset is not one): it would be destroyed. ``--save-config`` and *Save settings as…*."""
+    if not os.path.exists(path):
+        return
     try:
         with open(path, encoding="utf-8") as f:
             data = json.loads(f.read(MAX_CONFIG_BYTES + 1))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return False
-    return isinstance(data, dict) and set(data) <= {f.name for f in dataclasses.fields(DistillConfig)}
+        data = None
+    if not (isinstance(data, dict) and set(data) <= {f.name for f in dataclasses.fields(DistillConfig)}):
+        raise ConfigError("save_config", f"{printable(os.fspath(path))} exists and is not a settings file, so it is "
+                          "not replaced — choose a new file name such as run.json")
 
 
 def _declarations(cls: type = DistillConfig) -> dict[str, Setting]:

@@ -330,7 +330,7 @@ def _teacher(data: _Data, control: RunControl, cluster: Cluster, timings: dict[s
     timings["teacher"] = time.perf_counter() - t1
     yield TeacherDone(sol.iterations, sol.gap, sol.rel_gap, sol.primal, timings["teacher"], teacher.n,
                       teacher.n_support, sol.solver, teacher.kind, teacher.info.get("centres"),
-                      data.plan.teacher_reason)
+                      data.plan.teacher_reason, sol.unit)
     if not cluster.leader:
         return None
     ds, cdev = data.ds, data.cdev

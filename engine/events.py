@@ -57,6 +57,7 @@ class TeacherDone:
     kind: str = "exact"          # "exact" (all n points) or "nystrom" (M centres)
     centres: int | None = None   # Nyström centres M
     reason: str = ""             # why this teacher ran (the plan's words)
+    unit: str = "iteration"      # what ``iterations`` counts (TeacherProgress.unit)
 
 
 @dataclass(frozen=True)

@@ -45,14 +45,12 @@ from engine import __version__
 from engine.config import ConfigError, DistillConfig
 from engine.data.preprocess import Preprocessor
 from engine.data.report import DatasetError
-from engine.output import (ExportError, TargetLock, check_target_location, make_temp_dir, old_name,
-                           recovery_candidates, target_state, tidy_leftovers)
+from engine.output import (ARRAYS, MANIFEST, ExportError, TargetLock, check_target_location, is_export,
+                           make_temp_dir, old_name, recovery_candidates, target_state, tidy_leftovers)
 from engine.result import DistillResult
 from engine.text import printable, shown
 
 MANIFEST_VERSION = 1
-MANIFEST = "manifest.json"
-ARRAYS = "distilled.npz"
 TENSORS = "distilled.pt"
 PREPROCESS = "preprocess.npz"
 CURVES = "curves.csv"
@@ -330,7 +328,7 @@ def _export_folder(path: str | os.PathLike) -> Path:
     ``distilled.npz``…). Any other file is refused by its own name."""
     given = Path(os.path.abspath(path))
     if given.is_file():
-        if not (given.parent / MANIFEST).is_file():
+        if not is_export(given.parent):
             raise DatasetError("is a file, not a distilled-set export", given, "choose a folder written by Export")
         return given.parent
     if not given.is_dir():

@@ -33,6 +33,7 @@ ORG_NAME, APP_NAME = "DGKIP", "DGKIP Studio"      # as dgkip_gui sets them (QSta
 NAME_MAX_BYTES = 255                                 # longest file name on every common file system
 SPACE_MARGIN_BYTES = 16 * 2**20                      # kept free beyond the estimate
 PARTIAL, OLD, LOCK = ".partial", ".old", ".lock"
+MANIFEST, ARRAYS = "manifest.json", "distilled.npz"  # an export's manifest and arrays (engine.export)
 
 
 class ExportError(OSError):
@@ -88,7 +89,7 @@ def _probe_writable(folder: Path) -> None:
                           "choose a folder you may write to, or fix its permissions", exc.errno) from exc
 
 
-def is_export(folder: Path, manifest: str = "manifest.json") -> bool:
+def is_export(folder: Path, manifest: str = MANIFEST) -> bool:
     return (folder / manifest).is_file()
 
 

@@ -46,6 +46,7 @@ class DualSolution:
     iterations: int
     seconds: float
     solver: str
+    unit: str = "iteration"       # what ``iterations`` counts (the hinge's coordinate descent: single updates)
 
     @property
     def rel_gap(self) -> float:
@@ -73,7 +74,7 @@ def _record(loss: Loss, Y: Tensor, A: Tensor, KA: Tensor, lam: float, it: int, t
     the progress event (``it`` of at most ``total`` ``unit``s: :class:`TeacherProgress`)."""
     primal, dual, gap, z = certificate(loss, Y, A, KA, lam)
     if best is None or gap < best.gap:
-        best = DualSolution(A.clone(), z, primal, dual, gap, it, 0.0, solver)
+        best = DualSolution(A.clone(), z, primal, dual, gap, it, 0.0, solver, unit)
     rel = gap / max(abs(primal), 1e-300)
     return best, rel, TeacherProgress(it, gap, rel, time.perf_counter() - t0, total, unit)
 

@@ -142,6 +142,7 @@ def test_hinge_coordinate_descent_and_fista_reach_the_same_optimum(problem):
     cd = solve(lambda V: K @ V, Y, loss, LAM, tol=1e-9, dense=K)
     fista = solve(lambda V: K @ V, Y, loss, LAM, tol=1e-7)
     assert cd.solver.startswith("coordinate descent") and fista.solver.startswith("fista")
+    assert (cd.unit, fista.unit) == ("coordinate update", "iteration")       # what .iterations counts
     assert cd.rel_gap <= 1e-9 and fista.rel_gap <= 1e-7
     # each primal is within its own gap of the optimum, so they are within the sum of the gaps
     assert abs(cd.primal - fista.primal) <= cd.gap + fista.gap + 1e-15

@@ -166,9 +166,7 @@ class RunSession(Session):
         elif isinstance(event, TeacherDone):
             kind = (f"Nyström teacher ({event.centres:,} centres)" if event.kind == "nystrom"
                     else "Exact teacher")
-            # the hinge's coordinate descent counts single updates (engine.solver: "coordinate descent (N updates)")
-            unit = "coordinate updates" if event.solver.startswith("coordinate descent") else "iterations"
-            text = (f"{kind} solved: relative gap {event.rel_gap:.2e} after {event.iterations:,} {unit} "
+            text = (f"{kind} solved: relative gap {event.rel_gap:.2e} after {event.iterations:,} {event.unit}s "
                     f"({event.seconds:.1f} s, {event.n:,} training images)")
             self.panel.explain(f"{text}.\nWhy: {event.reason}" if event.reason else text)
             self.shell.status(text, 10000)

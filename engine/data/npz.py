@@ -20,6 +20,7 @@ from engine.data.formats import ByteBudget, RawData, array_modes, as_images, as_
     index_labels, natural_key
 from engine.data.report import DatasetError, Problem, display_path
 from engine.data.rows import NotShardable, NpzRows, encode, image_member
+from engine.output import ARRAYS, is_export
 from engine.text import printable
 
 _SPLIT = re.compile(r"^(?P<prefix>.*?)(?:^|[-_. ]+)(?P<split>train|test|val)(?:[-_. \d].*)?$",
@@ -27,7 +28,6 @@ _SPLIT = re.compile(r"^(?P<prefix>.*?)(?:^|[-_. ]+)(?P<split>train|test|val)(?:[
 # image and label arrays, in order of preference; "pixels" are the uint8 images of a distilled-set
 # export (engine.export: its "images" are in the preprocessed space the run worked in)
 _KEYS = (("x", "y"), ("pixels", "labels"), ("images", "labels"))
-EXPORT_FILES = ("manifest.json", "distilled.npz")    # a folder holding both is an export: its distilled set
 
 
 def split_name(path: Path) -> tuple[str, str]:
@@ -140,8 +140,8 @@ def _group(files: list[Path]) -> dict[str, dict[str, list[Path]]]:
 def _dataset_files(path: Path) -> tuple[str, dict[str, list[Path]]]:
     """(prefix, {"train": files, "test": files}) for a folder holding one dataset, or a file."""
     folder = path if path.is_dir() else path.parent
-    if path.is_dir() and all((folder / name).is_file() for name in EXPORT_FILES):
-        return folder.name, {"train": [folder / EXPORT_FILES[1]], "test": []}    # an export's distilled images
+    if path.is_dir() and is_export(folder) and (folder / ARRAYS).is_file():
+        return folder.name, {"train": [folder / ARRAYS], "test": []}    # an export's distilled images
     groups = _group([p for p in folder.iterdir() if p.suffix.lower() == ".npz" and p.is_file()])
     if path.is_dir():
         if len(groups) > 1:
