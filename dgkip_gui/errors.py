@@ -50,7 +50,8 @@ class ErrorReport:
             return cls(title, message, f"{trace}\n{versions_text()}", exc)
         message = str(exc) or type(exc).__name__
         if isinstance(exc, ConfigError):
-            message = f"Invalid setting {message}"
+            from dgkip_gui.widgets.settings_panel import field_label
+            message = f"Setting “{field_label(exc.field)}”: {exc.reason}"
         elif isinstance(exc, MemoryError):
             message = f"Not enough memory: {message}. Lower IPC, the image size or the memory budget."
         return cls(title, message, f"{trace}\n{versions_text()}", exc)

@@ -56,9 +56,11 @@ def test_engine_config_error_marks_the_field(qtbot, make_window):
     window = make_window(run_fn=rejecting_run)
     load(qtbot, window)
     quick(window)
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS), \
+            qtbot.waitSignal(window.error_shown, timeout=RUN_TIMEOUT_MS) as shown:
         window.start_run()
     assert window.settings.message.text() == "⚠ Learning rate: too large for this dataset; try 0.01"   # the form's label
+    assert shown.args[0].message == "Setting “Learning rate”: too large for this dataset; try 0.01"      # not "lr: …"
     assert "border" in window.settings._fields["lr"].widget.styleSheet()
 
 
