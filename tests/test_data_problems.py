@@ -215,3 +215,28 @@ def test_float_and_channel_first_arrays_are_converted_with_a_note(tmp_path):
     assert ds.report.image_shape == (5, 5, 3)
     messages = " | ".join(p.message for p in ds.report.problems)
     assert "channel-first" in messages and "scaled from 0..1" in messages
+
+
+def test_blank_images_are_counted_and_named_by_class(tmp_path):
+    """Flat images (one value in every pixel and channel) load with a warning that counts them per
+    split and names a class; an all-blank dataset says a run on it means nothing; a flat image that
+    is not constant across channels is not blank."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
+    x[[3, 9]] = 0                                 # two black images, class 1
+    x[11] = (200, 10, 10)                         # one flat red image: has content across channels
+    x[20] = 255                                   # white, class 0
+    np.savez(tmp_path / "d.npz", x=x[:30], y=np.arange(30) % 2)
+    np.savez(tmp_path / "d_test.npz", x=x[30:], y=np.arange(10) % 2)
+    ds = load_dataset(tmp_path / "d.npz", test_path=tmp_path / "d_test.npz")
+    found = problem(ds, "blank")
+    assert found.severity == "warning" and found.path.endswith("d.npz")
+    assert found.message.startswith("3 of the 30 training images are blank (e.g. one of class '1', every pixel 0)")
+    assert "remove them" in found.fix
+    assert [p for p in ds.report.problems if "blank" in p.message] == [found]      # the test split has none
+    np.savez(tmp_path / "zero.npz", x=np.zeros((12, 4, 4), np.uint8), y=np.arange(12) % 3)
+    ds = load_dataset(tmp_path / "zero.npz", holdout_fraction=0.25)
+    train, test = [p.message for p in ds.report.problems if "blank" in p.message]
+    assert train.startswith("all 9 of the 9 training images are blank") and "test images" in test
+    assert "means nothing" in ds.report.problems[0].fix
+    assert "blank" in ds.report.summary()

@@ -85,6 +85,11 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
         raise DatasetError("has no training images", source, "choose a folder or file with images")
 
     k = len(raw.classes)
+    if raw.rows is None:                          # pixels in memory (row codes otherwise)
+        for split, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
+            problem = blank_problem(x, y, raw.classes, split, test_where if split == "test" and test_where else source)
+            if problem is not None:
+                problems.append(problem)
     train_counts, test_counts = np.bincount(y_train, minlength=k), np.bincount(y_test, minlength=k)
     untested = [c for c, tr, te in zip(raw.classes, train_counts, test_counts) if tr and not te]
     if untested:
@@ -109,6 +114,39 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
                            "distillation needs at least two classes: add another class (for an "
                            "image folder, one subfolder of images per class)")
     return dataset
+
+
+BLANK_CHUNK = 4096          # images per pass of blank_images (bounds its temporary arrays)
+
+
+def blank_images(x: np.ndarray) -> np.ndarray:
+    """(n,) bool: which of the images ``x`` (n, H, W, C) have every pixel and channel at one value (an
+    all-black, all-white or otherwise flat image: no content to distil)."""
+    out = np.zeros(len(x), bool)
+    if x.size == 0:
+        return out
+    flat = x.reshape(len(x), -1)
+    for i in range(0, len(x), BLANK_CHUNK):
+        part = flat[i:i + BLANK_CHUNK]
+        out[i:i + BLANK_CHUNK] = (part == part[:, :1]).all(axis=1)
+    return out
+
+
+def blank_problem(x: np.ndarray, y: np.ndarray, classes: list[str], split: str, where: str) -> Problem | None:
+    """A warning naming how many of the ``split`` images ``x`` (labels ``y``) are blank
+    (:func:`blank_images`), with the first one's class and value; None when none is."""
+    blank = np.flatnonzero(blank_images(x))
+    if not len(blank):
+        return None
+    n, first = len(blank), int(blank[0])
+    value = x.reshape(len(x), -1)[first, 0]
+    every = n == len(x)
+    return Problem(where, f"{'all ' if every else ''}{n:,} of the {len(x):,} {split} images "
+                   f"{'are' if n > 1 else 'is'} blank (e.g. one of class {shown(classes[int(y[first])])}, "
+                   f"every pixel {value})",
+                   "check the files or the program that wrote them: blank images carry nothing to "
+                   "distil" + (", and a run on them means nothing" if every else
+                               "; remove them to skip this"))
 
 
 def _unique_classes(raw: RawData, where: str) -> RawData:
