@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, QRectF
 
 SeriesXY = Callable[[], tuple[np.ndarray, np.ndarray]]     # a curve's current (x, y) buffers
 
@@ -52,15 +52,20 @@ class HoverReadout:
 
     def __init__(self, scene: pg.GraphicsScene) -> None:
         self._plots: dict[pg.PlotItem, _Hover] = {}
+        self._scene = scene
         scene.sigMouseMoved.connect(self._moved)
 
     def add(self, plot: pg.PlotItem, xlabel: str, curves: list[tuple[str, SeriesXY]]) -> None:
         line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", width=1))
+        line.setZValue(100)
+        line.hide()
+        plot.addItem(line, ignoreBounds=True)
+        # the box lives in the scene, not in the plot's view, which clips its items: on a narrow plot
+        # the box is wider than the view and may cover the axis or a neighbour while it is shown
         text = pg.TextItem(color="#222", fill=pg.mkBrush(255, 255, 255, 220), border=pg.mkPen("#aaa"))
-        for item in (line, text):
-            item.setZValue(100)
-            item.hide()
-            plot.addItem(item, ignoreBounds=True)
+        text.setZValue(1000)
+        text.hide()
+        self._scene.addItem(text)
         self._plots[plot] = _Hover(line, text, xlabel, curves)
 
     def text_of(self, plot: pg.PlotItem) -> str:
@@ -81,8 +86,29 @@ class HoverReadout:
             at, text = found
             hover.line.setPos(at)
             hover.text.setText(text)
-            (left, right), (bottom, top) = plot.vb.viewRange()
-            hover.text.setAnchor((0, 0) if point.x() < (left + right) / 2 else (1, 0))
-            hover.text.setPos(point.x(), top)
+            hover.text.setAnchor((0, 0))
+            area = plot.vb.sceneBoundingRect()
+            shown = self._shown_rect()
+            width = hover.text.boundingRect().width()
+            hover.text.setPos(box_left(pos.x(), width, area.left(), area.right(), shown.left(), shown.right()),
+                              area.top())
             hover.line.show()
             hover.text.show()
+
+    def _shown_rect(self) -> QRectF:
+        """The part of the scene the widget shows, in scene coordinates."""
+        views = self._scene.views()
+        if not views:
+            return self._scene.sceneRect()
+        view = views[0]
+        return view.mapToScene(view.viewport().rect()).boundingRect()
+
+
+def box_left(x: float, width: float, left: float, right: float, lo: float, hi: float) -> float:
+    """The scene x of a ``width``-wide read-out's left edge for the pointer at scene x ``x`` over a plot
+    spanning ``left``..``right``: right of the pointer in the plot's left half, left of it in the right
+    half, moved inside the plot where that side lacks room, and never outside ``lo``..``hi`` (what the
+    widget shows; at ``lo`` when the box is wider)."""
+    start = x if x < (left + right) / 2 else x - width
+    start = max(left, min(start, right - width)) if width <= right - left else min(start, hi - width)
+    return max(lo, min(start, hi - width))

@@ -279,3 +279,43 @@ def test_the_teacher_plot_and_progress_count_the_solvers_own_unit(window):
     plots.reset()
     plots.add_teacher(TeacherProgress(3, 1e-3, 1e-4, 0.5))             # the next run: Newton iterations
     assert "coordinate" not in plots._teacher_plot.getAxis("bottom").labelString()
+
+
+def test_hover_box_stays_inside_a_narrow_plot(qtbot):
+    """The read-out is never cut: on a narrow plot it is wider than the plot's view, which clipped its
+    first characters at the left edge; it now lies in the scene, within what the widget shows, and on
+    a wide plot it stays over the plot at either edge."""
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(560, 420)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.reset(1000)
+    for step in range(1, 1001, 10):
+        plots.add_step(Step(step, 1000, 1.0, 0.5 / step, 0.3 / step, 0.2 / step, 3.0 / step, 0.01))
+    plots.refresh()
+    gap = plots._curves["gap"].plot
+    rect = gap.vb.sceneBoundingRect()
+    wider = 0
+    for fraction in (0.02, 0.3, 0.55, 0.98):
+        x = rect.left() + fraction * rect.width()
+        QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x, rect.center().y())))
+        qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
+        box = plots.hover._plots[gap].text.sceneBoundingRect()
+        shown = plots.view.mapToScene(plots.view.viewport().rect()).boundingRect()
+        assert shown.left() - 1 <= box.left() and box.right() <= shown.right() + 1, (fraction, box, shown)
+        if box.width() <= rect.width():
+            assert rect.left() - 1 <= box.left() and box.right() <= rect.right() + 1, (fraction, box, rect)
+        wider += box.width() > rect.width()
+        assert box.left() <= x <= box.right() or abs(box.left() - x) < 2 or abs(box.right() - x) < 2
+        assert plots.hover._plots[gap].text.parentItem() is None      # not clipped by the plot's view
+    assert wider                                                     # the case that was cut
+    plots.resize(1400, 700)                                          # a wide plot: the box stays over it
+    qtbot.waitUntil(lambda: plots._curves["gap"].plot.vb.sceneBoundingRect().width() > 300)
+    rect = gap.vb.sceneBoundingRect()
+    for fraction in (0.02, 0.98):
+        x = rect.left() + fraction * rect.width()
+        QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x, rect.center().y())))
+        qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
+        box = plots.hover._plots[gap].text.sceneBoundingRect()
+        assert rect.left() - 1 <= box.left() and box.right() <= rect.right() + 1, (fraction, box, rect)
