@@ -37,7 +37,7 @@ from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.transfer_dialog import TransferOptions
 from dgkip_gui.widgets.wheel_guard import guard_wheel
-from dgkip_gui.widgets.dataset_panel import DatasetPanel, display_name
+from dgkip_gui.widgets.dataset_panel import DatasetPanel, recent_names
 from dgkip_gui.widgets.image_grid import ImageGrid
 from dgkip_gui.widgets.plots import LivePlots
 from dgkip_gui.widgets.results_view import RunResults
@@ -239,6 +239,7 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         file_menu.addActions([self.act_open, self.act_open_folder])
         self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.setToolTipsVisible(True)          # each entry's full path
         file_menu.addActions([self.act_sample, self.act_test_folder, self.act_test_file])
         file_menu.addSeparator()
         file_menu.addActions([self.act_load_settings, self.act_save_settings])
@@ -269,8 +270,8 @@ class MainWindow(QMainWindow):
     def _rebuild_recent_menu(self, recent: list[str] | None = None) -> None:
         recent = self.store.recent() if recent is None else recent
         self.recent_menu.clear()
-        for path in recent:
-            action = self.recent_menu.addAction(display_name(path))
+        for path, name in zip(recent, recent_names(recent)):
+            action = self.recent_menu.addAction(name)
             action.setToolTip(path)
             action.triggered.connect(lambda _=False, p=path: self.load_dataset(p))
         self.recent_menu.setEnabled(bool(recent))

@@ -30,6 +30,21 @@ def display_name(path: str) -> str:
     return "Sample: handwritten digits" if path == SAMPLE else Path(path).name or path
 
 
+def recent_names(paths: list[str]) -> list[str]:
+    """The recent list's labels for ``paths``: :func:`display_name`, with the folder that holds it
+    added where two paths would read alike ("train — …/mnist" and "train — …/cifar10")."""
+    names = [display_name(p) for p in paths]
+    return [name if names.count(name) == 1 or p == SAMPLE else f"{name} — {_parent(p)}"
+            for name, p in zip(names, paths)]
+
+
+def _parent(path: str) -> str:
+    """The folder holding ``path``, as its last two parts ("…/data/mnist") when it has more."""
+    parent = Path(path).parent
+    parts = parent.parts
+    return str(parent) if len(parts) <= 3 else "…/" + "/".join(parts[-2:])
+
+
 def class_strip(x: np.ndarray, y: np.ndarray, label: int, count: int = THUMBS_PER_CLASS) -> QPixmap:
     """The first ``count`` training images of class ``label`` side by side, ``THUMB_HEIGHT`` high."""
     picked = x[np.flatnonzero(y == label)[:count]]
@@ -181,8 +196,8 @@ class DatasetPanel(QWidget):
 
     def set_recent(self, recent: list[str]) -> None:
         self.recent_list.clear()
-        for path in recent:
-            item = QListWidgetItem(display_name(path))
+        for path, name in zip(recent, recent_names(recent)):
+            item = QListWidgetItem(name)
             item.setData(Qt.ItemDataRole.UserRole, path)
             item.setToolTip(path)
             self.recent_list.addItem(item)

@@ -316,3 +316,19 @@ def test_save_settings_never_replaces_a_file_that_is_not_settings(qtbot, window,
     window.act_save_settings.trigger()
     assert DistillConfig.load(tmp_path / "run.json") == window.settings.config().replace(
         data=DistillConfig.load(tmp_path / "run.json").data, test_data=None)
+
+
+def test_recent_datasets_of_one_name_say_where_they_are(qtbot, make_window, store, tmp_path):
+    """Two recent datasets named alike ("train" in two folders) read apart by the folder holding them,
+    in the File menu and in the empty panel's list; the menu shows the full
+    path as a tool tip."""
+    for folder in ("mnist", "deep/er/cifar10"):
+        (tmp_path / folder / "train").mkdir(parents=True)
+        store.add_recent(str(tmp_path / folder / "train"))
+    window = make_window()
+    texts = [a.text() for a in window.recent_menu.actions()]
+    assert texts[0] == "train — …/er/cifar10" and texts[1].startswith("train — ") and texts[1].endswith("/mnist")
+    panel = window.dataset_panel.recent_list
+    assert [panel.item(i).text() for i in range(panel.count())] == texts
+    assert window.recent_menu.toolTipsVisible()
+    assert window.recent_menu.actions()[0].toolTip() == str(tmp_path / "deep/er/cifar10/train")
