@@ -6,6 +6,8 @@ The panel only displays and asks; the main window loads datasets (on a worker th
 """
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 
 import numpy as np
@@ -227,13 +229,13 @@ class DatasetPanel(QWidget):
         """Fill the loaded page from a dataset and its report."""
         report = dataset.report
         self.error.hide()
-        self.title.setText(f"<b style='font-size:12pt'>{dataset.name}</b>"
-                           f"<br><span style='color:#666'>{report.source}</span>")
+        self.title.setText(f"<b style='font-size:12pt'>{html.escape(dataset.name)}</b>"
+                           f"<br><span style='color:#666'>{html.escape(report.source)}</span>")
         h, w, c = report.image_shape
         self.summary.setText(
-            f"{len(dataset.classes)} classes · {sum(report.train_counts)} train · "
-            f"{sum(report.test_counts)} test · {h}×{w}×{c} · {format_bytes(report.memory_bytes)}")
-        self.test_label.setText(f"<span style='color:#555'>Test data: {report.test_source}</span>")
+            f"{len(dataset.classes)} classes · {sum(report.train_counts):,} train · "
+            f"{sum(report.test_counts):,} test · {h}×{w}×{c} · {format_bytes(report.memory_bytes)}")
+        self.test_label.setText(f"<span style='color:#555'>Test data: {html.escape(report.test_source)}</span>")
         self.table.setRowCount(len(dataset.classes))
         for row, name in enumerate(dataset.classes):
             self.table.setItem(row, 0, QTableWidgetItem(str(name)))

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QDialog, QFileDialog, QLineEdit
 from dgkip_gui import open_dialog
 from dgkip_gui.open_dialog import DatasetDialog
 
-from gui_helpers import RUN_TIMEOUT_MS, image_folder
+from gui_helpers import RUN_TIMEOUT_MS, image_folder, load
 
 pytestmark = pytest.mark.gui
 
@@ -108,3 +108,15 @@ def test_ctrl_shift_o_opens_the_folder_chooser(qtbot, window, datasets, monkeypa
     with qtbot.waitSignal(window.dataset_loaded, timeout=RUN_TIMEOUT_MS):
         qtbot.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert window.load_session.path == str(folder)
+
+
+def test_a_dataset_named_like_markup_reads_as_its_name_with_grouped_counts(qtbot, window, tmp_path):
+    """The panel's title and source are plain text (a file named "<b>a&b.npz" was read as markup),
+    and its counts are grouped like the table's ("1,200 train")."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "<i>a&b.npz"
+    np.savez(path, x=rng.integers(0, 256, (1500, 4, 4), dtype=np.uint8), y=np.arange(1500) % 2)
+    load(qtbot, window, path)
+    panel = window.dataset_panel
+    assert "&lt;i&gt;a&amp;b" in panel.title.text() and "<i>" not in panel.title.text()
+    assert panel.summary.text().startswith("2 classes · 1,200 train · 300 test")
