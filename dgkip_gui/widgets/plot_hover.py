@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF
 
 SeriesXY = Callable[[], tuple[np.ndarray, np.ndarray]]     # a curve's current (x, y) buffers
 
@@ -47,13 +47,28 @@ def readout(xlabel: str, curves: list[tuple[str, SeriesXY]], x: float) -> tuple[
     return at, "\n".join(lines)
 
 
-class HoverReadout:
-    """Attach to the plots of one ``GraphicsLayoutWidget``; follows the mouse over its scene."""
+class HoverReadout(QObject):
+    """Attach to the plots of one ``GraphicsLayoutWidget``; follows the mouse over its scene and
+    hides when the pointer leaves the widget (a read-out stayed up over a finished run's plot)."""
 
     def __init__(self, scene: pg.GraphicsScene) -> None:
+        super().__init__(scene)
         self._plots: dict[pg.PlotItem, _Hover] = {}
         self._scene = scene
         scene.sigMouseMoved.connect(self._moved)
+        for view in scene.views():          # the pointer leaving the widget hides the read-out
+            view.viewport().installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Leave:
+            self.hide()
+        return False
+
+    def hide(self) -> None:
+        """Hide every read-out (the pointer left the plots)."""
+        for hover in self._plots.values():
+            hover.line.hide()
+            hover.text.hide()
 
     def add(self, plot: pg.PlotItem, xlabel: str, curves: list[tuple[str, SeriesXY]]) -> None:
         line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", width=1))

@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters  # noqa: F401 - registers the exporters the right-click menu offers
 import pytest
-from PySide6.QtCore import QPoint, QPointF
+from PySide6.QtCore import QEvent, QPoint, QPointF
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QApplication
 from PySide6.QtTest import QTest
@@ -116,6 +116,8 @@ def test_hover_reads_out_values_under_the_pointer(qtbot):
     qtbot.waitUntil(lambda: plots.hover.text_of(consistency) != "")
     assert "measured agreement: 0.93" in plots.hover.text_of(consistency)
     assert plots.hover.text_of(gap) == ""                       # only the plot under the pointer reads out
+    QApplication.sendEvent(plots.view.viewport(), QEvent(QEvent.Type.Leave))
+    assert plots.hover.text_of(consistency) == ""               # the pointer left the plots: hidden
 
 
 def test_right_click_menu_offers_pyqtgraph_export(qtbot, tmp_path):
