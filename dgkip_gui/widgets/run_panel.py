@@ -91,7 +91,7 @@ class RunPanel(QWidget):
         else:
             self.bar.setRange(0, total)
             self.bar.setValue(step)
-            self.bar.setFormat("%v / %m")
+            self.bar.setFormat(f"{step:,} / {total:,}")
         self.info.setText(text)
 
     def busy(self, text: str) -> None:
@@ -117,7 +117,7 @@ class RunPanel(QWidget):
         early, at its tolerance)."""
         self.bar.setRange(0, max_iter)
         self.bar.setValue(min(iteration, max_iter))
-        self.bar.setFormat("teacher %v")
+        self.bar.setFormat(f"teacher {min(iteration, max_iter):,}")
         self.info.setText(f"Solving the teacher: {unit} {iteration:,} of at most {max_iter:,}, relative gap "
                           f"{rel_gap:.2e}")
 
@@ -125,7 +125,7 @@ class RunPanel(QWidget):
         rate = self.meter.rate()
         self.bar.setRange(0, total)
         self.bar.setValue(step)
-        self.bar.setFormat("%v / %m")
+        self.bar.setFormat(f"{step:,} / {total:,}")        # grouped like the status line (Qt's %v is not)
         text = f"Step {step:,} of {total:,}"
         if rate:
             text += f" · {rate:.1f} steps/s · ETA {format_duration((total - step) / rate)}"

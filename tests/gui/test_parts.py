@@ -76,3 +76,17 @@ def test_one_byte_formatter_for_engine_and_gui():
 
     assert [format_bytes(n) for n in (512, 1536, 3 * 2**30, -2048)] == ["512 bytes", "1.5 KiB", "3.0 GiB",
                                                                         "-2.0 KiB"]
+
+
+def test_run_bar_groups_its_counts_like_the_status_line(qtbot):
+    """The progress bar reads "6,575 / 100,000" beside "Step 6,575 of 100,000" (Qt's %v / %m printed
+    6575 / 100000), at the teacher, during the steps and after the run."""
+    from dgkip_gui.widgets.run_panel import RunPanel
+    panel = RunPanel([], [])
+    qtbot.addWidget(panel)
+    panel.teacher(12_345, 90_000, 1e-3, "coordinate update")
+    assert panel.bar.text() == "teacher 12,345"
+    panel.step(6_575, 100_000)
+    assert panel.bar.text() == "6,575 / 100,000" and panel.info.text().startswith("Step 6,575 of 100,000")
+    panel.idle("Stopped", 6_600, 100_000)
+    assert panel.bar.text() == "6,600 / 100,000"
