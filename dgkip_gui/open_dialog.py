@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFileDialog, QLineEdit, QPushButton, QWidget
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHeaderView, QLineEdit, QPushButton, QTreeView,
+                               QWidget)
 
 DATASET_FILES = "NumPy archives (*.npz);;MNIST IDX or CIFAR batches (*ubyte* *batch*);;All files (*)"
 NAVIGATE = ("", ".", "..")      # typed names that move around instead of choosing
@@ -38,6 +39,13 @@ class _FolderChoosingDialog(QFileDialog):
             self.here_button = box.addButton(here[0], QDialogButtonBox.ButtonRole.ActionRole)
             self.here_button.setToolTip(here[1])
             self.here_button.clicked.connect(self.open_current_folder)
+        details = self.findChild(QTreeView, "treeView")
+        if details is not None:   # the detail view: sizes and types whole ("27....MiB" at its default width)
+            header = details.header()
+            header.setStretchLastSection(False)
+            header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)        # the name takes the rest
+            for column in range(1, header.count()):
+                header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
 
     def typed_name(self) -> str:
         """The text of the file name field (what the accept button acts on)."""

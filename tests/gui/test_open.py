@@ -120,3 +120,20 @@ def test_a_dataset_named_like_markup_reads_as_its_name_with_grouped_counts(qtbot
     panel = window.dataset_panel
     assert "&lt;i&gt;a&amp;b" in panel.title.text() and "<i>" not in panel.title.text()
     assert panel.summary.text().startswith("2 classes · 1,200 train · 300 test")
+
+
+def test_the_dataset_dialog_shows_sizes_and_types_whole(qtbot, tmp_path):
+    """In the detail view the size, type and date columns fit their contents (sizes read "27....MiB")
+    and the name takes the rest: no column runs past the view."""
+    from PySide6.QtWidgets import QHeaderView, QTreeView
+    (tmp_path / "cifar10-train-1.npz").write_bytes(b"x" * 1000)
+    dialog = DatasetDialog(None, "Open", str(tmp_path))
+    qtbot.addWidget(dialog)
+    dialog.setViewMode(QFileDialog.ViewMode.Detail)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    header = dialog.findChild(QTreeView, "treeView").header()
+    modes = [header.sectionResizeMode(i) for i in range(header.count())]
+    assert modes[0] == QHeaderView.ResizeMode.Stretch
+    assert set(modes[1:]) == {QHeaderView.ResizeMode.ResizeToContents}
+    qtbot.waitUntil(lambda: header.length() <= header.viewport().width() + 1)
