@@ -40,6 +40,20 @@ def covered(rect: QRectF, x: np.ndarray, y: np.ndarray) -> int:
     return int(np.count_nonzero((x >= rect.left()) & (x <= rect.right()) & (y >= rect.top()) & (y <= rect.bottom())))
 
 
+def along(px: np.ndarray, py: np.ndarray, spacing: float = 3.0, most: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """A polyline's vertices (pixels) with points added along its segments every ``spacing`` pixels
+    or closer (at most about ``most`` in all): a line of four evaluations is counted where it runs,
+    not only at its four points."""
+    if len(px) < 2:
+        return px, py
+    lengths = np.hypot(np.diff(px), np.diff(py))
+    steps = np.minimum(np.ceil(lengths / spacing), max(1, most // len(lengths))).astype(int)
+    steps = np.maximum(steps, 1)
+    seg = np.repeat(np.arange(len(lengths)), steps)
+    t = (np.arange(len(seg)) - np.repeat(np.cumsum(steps) - steps, steps)) / np.repeat(steps, steps)
+    return (np.append(px[seg] + t * np.diff(px)[seg], px[-1]), np.append(py[seg] + t * np.diff(py)[seg], py[-1]))
+
+
 class LegendPlacer:
     """Remembers each plot's legend spot and moves the legend to the spot covering the fewest points."""
 
@@ -61,22 +75,29 @@ class LegendPlacer:
         return self._spots[plot]
 
     def place(self, plot: pg.PlotItem) -> str:
-        """Move ``plot``'s legend to the spot over the fewest of its curves' points; return the spot."""
+        """Move ``plot``'s legend to the spot over the fewest of its curves' points (and of its lines'
+        points every few pixels, :func:`along`); return the spot."""
         box = plot.getViewBox()
         view, area = box.viewRect(), box.boundingRect()
+        current = self._spots[plot]
+        if view.width() <= 0 or view.height() <= 0:
+            return current
         xs, ys = [], []
         for item in plot.listDataItems():
             x, y = item.getData()
-            if x is not None and len(x):
-                xs.append(np.asarray(x, float))
-                ys.append(np.asarray(y, float))
-        current = self._spots[plot]
-        if not xs or view.width() <= 0 or view.height() <= 0:
+            if x is None or not len(x):
+                continue
+            x, y = np.asarray(x, float), np.asarray(y, float)
+            keep = np.isfinite(x) & np.isfinite(y)
+            px = area.left() + (x[keep] - view.left()) / view.width() * area.width()
+            py = area.top() + (view.bottom() - y[keep]) / view.height() * area.height()  # view y grows upwards
+            if item.opts.get("pen") is not None:          # a drawn line covers its segments, not only its points
+                px, py = along(px, py)
+            xs.append(px)
+            ys.append(py)
+        if not xs:
             return current
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        keep = np.isfinite(x) & np.isfinite(y)
-        px = area.left() + (x[keep] - view.left()) / view.width() * area.width()
-        py = area.top() + (view.bottom() - y[keep]) / view.height() * area.height()     # view y grows upwards
+        px, py = np.concatenate(xs), np.concatenate(ys)
         size = plot.legend.boundingRect()
         counts = {s: covered(spot_rect(area, size.width(), size.height(), s), px, py) for s in self._order[plot]}
         order = self._order[plot]

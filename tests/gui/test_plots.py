@@ -328,3 +328,25 @@ def test_hover_box_stays_inside_a_narrow_plot(qtbot):
         qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
         box = plots.hover._plots[gap].text.sceneBoundingRect()
         assert rect.left() - 1 <= box.left() and box.right() <= rect.right() + 1, (fraction, box, rect)
+
+
+def test_a_legend_keeps_off_a_line_between_few_points(qtbot):
+    """A reference line drawn from two evaluations (the random subset's accuracy) is covered where it
+    runs, not only at its ends: the legend leaves mid-right, which the line crosses, for a free spot
+    (the accuracy legend hid that line on a 1024 × 700 window)."""
+    from dgkip_gui.widgets.plot_legends import FRACTIONS_FIRST, LegendPlacer
+    widget = pg.PlotWidget()
+    qtbot.addWidget(widget)
+    widget.resize(500, 300)
+    plot = widget.getPlotItem()
+    plot.addLegend()
+    plot.plot([0.0, 10.0], [0.5, 0.5], pen="k", name="random real subset")
+    plot.plot([0.0, 10.0], [0.5, 0.5], pen=None, symbol="o", name="points only")
+    plot.setXRange(0, 10, padding=0)
+    plot.setYRange(0, 1, padding=0)
+    widget.show()
+    qtbot.waitExposed(widget)
+    placer = LegendPlacer()
+    placer.add(plot, FRACTIONS_FIRST)
+    assert placer.spot(plot) == "mid-right"
+    assert placer.place(plot) == "top-right"
