@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, networks trained on the export
 
 
+STOP_AND_QUIT, DISCARD_AND_QUIT, KEEP_RUNNING = "Stop and quit", "Discard and quit", "Keep running"
+"""The answers to quitting during a distillation (the first keeps the result for the export question)."""
+
+
 class MainWindow(QMainWindow):
     """DGKIP Studio's window. Signals let tests and ``--self-test`` wait on the real flow."""
     dataset_loaded = Signal(object)        # engine.data.Dataset
@@ -491,17 +495,31 @@ class MainWindow(QMainWindow):
         return self.jobs.abort_and_wait(timeout_s)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """During a job: ask, cancel it, and close once it has ended (never left behind). With a result
-        no export holds: ask to export it first (:meth:`RunSession.may_discard`)."""
+        """During a job: ask, end it, and close once it has ended (never left behind); a distillation
+        may be stopped (its result kept) or discarded, other jobs are cancelled. With a result no export
+        holds: ask to export it first (:meth:`RunSession.may_discard`)."""
         session = self.jobs.session
         if session is not None:
             if not self._close_requested:
-                if self.running and not self.confirm("Quit during a run?",
-                                                     f"{session.noun} is running. Stop it and quit?"):
+                if session is self.run_session and self.running:
+                    # Stop keeps the result, which the export question below then offers to save
+                    answer = self.choose("Quit during a run?", f"{session.noun} is running. Stop keeps what it "
+                                         "has done (you can export it before the app closes); Discard throws "
+                                         "it away.", (STOP_AND_QUIT, DISCARD_AND_QUIT, KEEP_RUNNING))
+                    if answer == KEEP_RUNNING:
+                        event.ignore()
+                        return
+                    if answer == STOP_AND_QUIT:
+                        session.stop()
+                    else:
+                        self.jobs.cancel()
+                elif self.running and not self.confirm("Quit during a run?", f"{session.noun} is running. "
+                                                       "Cancel it and quit? Nothing of it is kept."):
                     event.ignore()
                     return
+                else:
+                    self.jobs.cancel()
                 self._close_requested = True
-                self.jobs.cancel()
                 self.statusBar().showMessage("Stopping before closing…")
             event.ignore()
             return

@@ -123,19 +123,49 @@ def test_export_never_overwrites_silently(qtbot, window, tmp_path, answer):
     assert load_distilled(target).images.shape[0] == 10
 
 
-def test_closing_mid_run_asks_stops_and_leaves_no_thread(qtbot, window, answer):
+def test_closing_mid_run_asks_stops_and_leaves_no_thread(qtbot, window, monkeypatch, choice):
+    """Quit during a run offers Stop and quit (the result is kept, and the export question follows),
+    Discard and quit (nothing kept, no further question) and Keep running (the Escape answer). The
+    export question goes through the window's shell (the ``choice`` fixture), the quit question through
+    ``MainWindow.choose`` patched here."""
+    from dgkip_gui.main_window import DISCARD_AND_QUIT, KEEP_RUNNING, MainWindow, STOP_AND_QUIT
+    replies, asked = [], []
+
+    def choose(self, title, text, answers):
+        asked.append((title, answers))
+        return replies.pop(0)
+    monkeypatch.setattr(MainWindow, "choose", choose)
     load(qtbot, window)
     quick(window, steps=100_000, eval_every=0)
     assert window.start_run()
     qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 2, timeout=RUN_TIMEOUT_MS)
 
-    answer["reply"] = answer["reply"].No
+    replies[:] = [KEEP_RUNNING]
     window.close()
-    assert window.isVisible() and window.running, "answering No keeps the run going"
+    assert window.isVisible() and window.running, "Keep running keeps the run going"
+    assert asked[-1] == ("Quit during a run?", (STOP_AND_QUIT, DISCARD_AND_QUIT, KEEP_RUNNING))
 
-    answer["reply"] = answer["reply"].Yes
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+    # Stop and quit: the run stops with its result, the export question comes; Cancel there keeps the
+    # window open with the result
+    replies[:] = [STOP_AND_QUIT]
+    choice["reply"] = "Cancel"
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
         window.close()
+    assert finished.args == ["stopped"]
+    qtbot.waitUntil(lambda: len(choice["asked"]) == 1, timeout=10_000)
+    assert choice["asked"][0][0] == "Export the distilled set first?"
+    assert window.isVisible() and window.result is not None and not replies
+
+    # a new run (discarding the stopped result), then Discard and quit: nothing kept, so the window
+    # closes without another export question
+    choice["reply"] = "Discard"
+    replies[:] = [DISCARD_AND_QUIT]
+    assert window.start_run()
+    qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 2, timeout=RUN_TIMEOUT_MS)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        window.close()
+    assert finished.args == ["cancelled"]
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=10_000)
-    assert answer["asked"] == ["Quit during a run?", "Quit during a run?"]
+    assert [title for title, _ in choice["asked"]] == ["Export the distilled set first?"] * 2   # 2nd: the new run
+    assert len(asked) == 3 and not replies
     assert not window.busy
