@@ -69,7 +69,7 @@ class FileActions:
                 exc, "Could not load the settings", f"{reason} — choose a file saved with Save settings as… "
                 "or an export's manifest.json"))
             return
-        self.settings.set_config(config)
+        self.settings.apply_loaded(config, Path(path).name)        # highlighted, and undoable
         self.shell.status(f"Loaded settings from {path}", 5000)
 
     def save_settings(self) -> None:

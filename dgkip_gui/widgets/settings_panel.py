@@ -552,8 +552,13 @@ class SettingsPanel(QWidget):
         """Apply config field ``changes`` (an estimate's alternative, e.g. ``{"max_per_class": 2660}``)."""
         self._replace(f"“{label}”", (self.valid_config() or self._base).replace(**changes).validate())
 
+    def apply_loaded(self, config: DistillConfig, source: str) -> None:
+        """Show settings loaded from the file ``source`` as a preset is shown: the changed fields
+        highlighted, and Undo back to the form as it was."""
+        self._replace(f"settings from {source}", config)
+
     def undo(self) -> None:
-        """Restore the form as it was before the last preset, reset or alternative."""
+        """Restore the form as it was before the last preset, reset, alternative or loaded settings."""
         if self._undo:
             what, before = self._undo.pop()
             self._replace(f"undo {what}", before, undoable=False)

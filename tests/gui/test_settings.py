@@ -283,6 +283,12 @@ def test_load_settings_takes_a_settings_file_or_an_exports_manifest(qtbot, windo
     window.act_load_settings.trigger()
     config = window.settings.config()
     assert (config.loss, config.ipc, config.steps) == ("hinge", 2, 2) and window.error_dialog is None
+    # shown as a preset is: the changed fields highlighted, and Undo back to the form before
+    assert "#e3a008" in window.settings._fields["loss"].widget.styleSheet()     # the changed-field style
+    assert window.settings.undo_button.isEnabled()
+    window.settings.undo()
+    assert (window.settings.config().loss, window.settings.config().ipc) == ("squared", 5)
+    window.act_load_settings.trigger()
 
     chosen["path"] = str(out / "curves.csv")              # not settings: the message names the file
     window.act_load_settings.trigger()
