@@ -478,6 +478,8 @@ class MainWindow(QMainWindow):
             self.error_dialog.close()
         self.error_dialog = ErrorDialog(report, self)
         self.error_dialog.show()
+        self.error_dialog.raise_()
+        self.error_dialog.activateWindow()      # keys go to it: Escape closes it, not the window's Stop
         self.error_shown.emit(report)
 
     def show_about(self) -> None:
