@@ -41,7 +41,7 @@ from dgkip_gui.widgets.dataset_panel import DatasetPanel, recent_names
 from dgkip_gui.widgets.image_grid import ImageGrid
 from dgkip_gui.widgets.plots import LivePlots
 from dgkip_gui.widgets.results_view import RunResults
-from dgkip_gui.widgets.run_panel import RunPanel
+from dgkip_gui.widgets.run_panel import RunPanel, format_duration
 from dgkip_gui.widgets.transfer_panel import ExportInfo, TransferPanel
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ RESULT_TABS = ("Run", "Transfer")     # the results area: run metrics, networks 
 
 STOP_AND_QUIT, DISCARD_AND_QUIT, KEEP_RUNNING = "Stop and quit", "Discard and quit", "Keep running"
 """The answers to quitting during a distillation (the first keeps the result for the export question)."""
+STOP_INSTEAD, DISCARD_RUN = "Stop and keep", "Discard the run"
+"""The answers to Cancel on a distillation that has stepped for ASK_BEFORE_CANCEL_S (and KEEP_RUNNING)."""
+ASK_BEFORE_CANCEL_S = 60.0
 
 
 class MainWindow(QMainWindow):
@@ -413,9 +416,20 @@ class MainWindow(QMainWindow):
             self.jobs.session.stop()
 
     def cancel_run(self) -> None:
-        """Abandon the run (also during the teacher solve); nothing is kept."""
-        if self.jobs.session is not None:
-            self.jobs.session.cancel()
+        """Abandon the run (also during the teacher solve); nothing is kept. A distillation that has
+        stepped for :data:`ASK_BEFORE_CANCEL_S` or more asks first (Stop keeps its result)."""
+        session = self.jobs.session
+        if session is None:
+            return
+        if session is self.run_session and session.distilled_seconds >= ASK_BEFORE_CANCEL_S:
+            answer = self.choose("Cancel the run?", f"Cancel throws away its {session.steps_done:,} steps "
+                                 f"({format_duration(session.distilled_seconds)}); Stop ends the run and keeps "
+                                 "them.", (STOP_INSTEAD, DISCARD_RUN, KEEP_RUNNING))
+            if answer == STOP_INSTEAD:
+                session.stop()
+            if answer != DISCARD_RUN:
+                return
+        session.cancel()
 
     # ------------------------------------------------------------------ export
     def export_result(self, target: str | Path | None = None) -> Path | None:

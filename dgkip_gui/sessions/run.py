@@ -87,6 +87,15 @@ class RunSession(Session):
         self.panel.idle(f"{dataset.name} loaded: press Distil (F5) to start.")
 
     @property
+    def distilled_seconds(self) -> float:
+        """Seconds of distillation steps the running (or last) run has done (0 before its first step)."""
+        return self._last_step.elapsed if self._last_step is not None else 0.0
+
+    @property
+    def steps_done(self) -> int:
+        return self._last_step.step if self._last_step is not None else 0
+
+    @property
     def unexported(self) -> bool:
         """A result is kept that no export holds (a finished or stopped run not written to a folder)."""
         return self.result is not None and self.result is not self._exported

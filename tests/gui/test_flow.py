@@ -169,3 +169,44 @@ def test_closing_mid_run_asks_stops_and_leaves_no_thread(qtbot, window, monkeypa
     assert [title for title, _ in choice["asked"]] == ["Export the distilled set first?"] * 2   # 2nd: the new run
     assert len(asked) == 3 and not replies
     assert not window.busy
+
+
+def test_cancel_of_a_long_run_asks_and_stop_keeps_it(qtbot, window, monkeypatch):
+    """Cancel on a run that has stepped for ASK_BEFORE_CANCEL_S asks (Cancel sits beside Stop, and one
+    slip threw hours away): Keep running goes on, Stop and keep ends it with its result, Discard the run
+    cancels. A run younger than that is cancelled without a question."""
+    import dgkip_gui.main_window as mw
+    replies, asked = [], []
+
+    def choose(self, title, text, answers):
+        asked.append((title, text, answers))
+        return replies.pop(0)
+    monkeypatch.setattr(mw.MainWindow, "choose", choose)
+    load(qtbot, window)
+    quick(window, steps=100_000, eval_every=0)
+
+    assert window.start_run()                                   # young: no question
+    qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 2, timeout=RUN_TIMEOUT_MS)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        window.cancel_run()
+    assert finished.args == ["cancelled"] and not asked
+
+    monkeypatch.setattr(mw, "ASK_BEFORE_CANCEL_S", 0.0)
+    assert window.start_run()
+    qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 2, timeout=RUN_TIMEOUT_MS)
+    replies[:] = [mw.KEEP_RUNNING]
+    window.cancel_run()
+    qtbot.wait(200)
+    assert window.running and asked[-1][0] == "Cancel the run?"
+    assert asked[-1][2] == (mw.STOP_INSTEAD, mw.DISCARD_RUN, mw.KEEP_RUNNING) and "steps" in asked[-1][1]
+    replies[:] = [mw.STOP_INSTEAD]
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        window.cancel_run()
+    assert finished.args == ["stopped"] and window.result is not None
+
+    assert window.start_run()                                   # the choice fixture discards the result
+    qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 2, timeout=RUN_TIMEOUT_MS)
+    replies[:] = [mw.DISCARD_RUN]
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        window.cancel_run()
+    assert finished.args == ["cancelled"] and window.result is None and len(asked) == 3
