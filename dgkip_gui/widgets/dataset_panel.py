@@ -48,9 +48,10 @@ def _parent(path: str) -> str:
 
 
 def class_strip(x: np.ndarray, y: np.ndarray, label: int, count: int = THUMBS_PER_CLASS) -> QPixmap:
-    """The first ``count`` training images of class ``label`` side by side, ``THUMB_HEIGHT`` high."""
+    """The first ``count`` training images of class ``label`` side by side, ``THUMB_HEIGHT`` high (as
+    many as the class has, up to ``count``: no empty slots)."""
     picked = x[np.flatnonzero(y == label)[:count]]
-    strip = mosaic(picked, np.zeros(len(picked), np.int64), 1, columns=count)
+    strip = mosaic(picked, np.zeros(len(picked), np.int64), 1, columns=max(1, len(picked)))
     pixmap = QPixmap.fromImage(to_qimage(strip))
     return pixmap.scaledToHeight(THUMB_HEIGHT, Qt.TransformationMode.FastTransformation)
 

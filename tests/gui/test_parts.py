@@ -90,3 +90,15 @@ def test_run_bar_groups_its_counts_like_the_status_line(qtbot):
     assert panel.bar.text() == "6,575 / 100,000" and panel.info.text().startswith("Step 6,575 of 100,000")
     panel.idle("Stopped", 6_600, 100_000)
     assert panel.bar.text() == "6,600 / 100,000"
+
+
+def test_a_class_strip_has_no_empty_slots(qtbot):
+    """A class with fewer images than the strip's slots (an export: one per class) shows only them,
+    not grey blocks after them."""
+    import numpy as np
+    from dgkip_gui.widgets.dataset_panel import THUMBS_PER_CLASS, class_strip
+    x = np.full((3, 8, 8, 1), 255, np.uint8)
+    one, full = class_strip(x, np.array([0, 1, 1]), 0), class_strip(np.repeat(x, 4, 0), np.zeros(12, np.int64), 0)
+    assert one.height() == full.height() and one.width() * THUMBS_PER_CLASS <= full.width() + THUMBS_PER_CLASS
+    image = one.toImage()
+    assert all(image.pixelColor(i, image.height() // 2).lightness() == 255 for i in range(image.width()))
