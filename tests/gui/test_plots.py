@@ -91,12 +91,7 @@ def test_total_gap_is_drawn_over_its_parts_and_plots_have_labels_and_legends():
 
 def test_hover_reads_out_values_under_the_pointer(qtbot):
     assert [decade_label(v) for v in (-12, -3, -2, 0, 2, 5)] == ["10⁻¹²", "10⁻³", "0.01", "1", "100", "10⁵"]
-    plots = LivePlots()
-    qtbot.addWidget(plots)
-    plots.resize(1000, 500)
-    plots.show()
-    qtbot.waitExposed(plots)
-    plots.reset(10)
+    plots = _shown_plots(qtbot, 1000, 500, 10)
     for step in range(1, 11):
         plots.add_step(Step(step, 10, 1.0, 0.5 / step, 0.3 / step, 0.2 / step, 3.0 / step, 0.01 * step))
     plots.add_evaluation(Evaluation(5, 0.1, 0.8, 0.9, 0.95, 0.7, 0.25, 0.0, 0.8, 0.93, 0.4, 0.05))
@@ -215,15 +210,21 @@ def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
             assert legend.bottom() < top or legend.top() > bottom, (key, low, high)
 
 
-def _flat_gap_run(qtbot, width: int, height: int, total: int, steps: int) -> LivePlots:
-    """Shown plots of a run of ``total`` steps with ``steps`` taken, its gap flat at the top of its
-    decade (right through the top-right corner, where the gap's legend starts)."""
+def _shown_plots(qtbot, width: int, height: int, total: int) -> LivePlots:
+    """Plots shown at ``width`` × ``height``, reset for a run of ``total`` steps."""
     plots = LivePlots()
     qtbot.addWidget(plots)
     plots.resize(width, height)
     plots.show()
     qtbot.waitExposed(plots)
     plots.reset(total)
+    return plots
+
+
+def _flat_gap_run(qtbot, width: int, height: int, total: int, steps: int) -> LivePlots:
+    """Shown plots of a run of ``total`` steps with ``steps`` taken, its gap flat at the top of its
+    decade (right through the top-right corner, where the gap's legend starts)."""
+    plots = _shown_plots(qtbot, width, height, total)
     assert plots.legends.spot(plots._curves["gap"].plot) == "top-right"
     for step in range(1, steps + 1):
         plots.add_step(Step(step, total, 0.9, 0.9, 0.45, 0.45, 10.0, 0.01 * step))
@@ -287,12 +288,7 @@ def test_hover_box_stays_inside_a_narrow_plot(qtbot):
     """The read-out is never cut: on a narrow plot it is wider than the plot's view, which clipped its
     first characters at the left edge; it now lies in the scene, within what the widget shows, and on
     a wide plot it stays over the plot at either edge."""
-    plots = LivePlots()
-    qtbot.addWidget(plots)
-    plots.resize(560, 420)
-    plots.show()
-    qtbot.waitExposed(plots)
-    plots.reset(1000)
+    plots = _shown_plots(qtbot, 560, 420, 1000)
     for step in range(1, 1001, 10):
         plots.add_step(Step(step, 1000, 1.0, 0.5 / step, 0.3 / step, 0.2 / step, 3.0 / step, 0.01))
     plots.refresh()
