@@ -37,7 +37,7 @@ from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.transfer_dialog import TransferOptions
 from dgkip_gui.widgets.wheel_guard import guard_wheel
-from dgkip_gui.widgets.dataset_panel import DatasetPanel, recent_names
+from dgkip_gui.widgets.dataset_panel import DatasetPanel, display_name, recent_names
 from dgkip_gui.widgets.image_grid import ImageGrid
 from dgkip_gui.widgets.plots import LivePlots
 from dgkip_gui.widgets.results_view import RunResults
@@ -328,6 +328,11 @@ class MainWindow(QMainWindow):
         self.act_cancel.setEnabled(running and control is not None and not control.cancelled)
         self.act_export.setEnabled(self.result is not None and not running)
         self.act_transfer.setEnabled(self.export_info is not None and not busy)
+        info = self.export_info           # which export Transfer trains on (it outlives a new dataset)
+        self.act_transfer.setToolTip(
+            "Train finite networks on the exported set and test them on the real data (Ctrl+T)" if info is None
+            else f"Train finite networks on the export {info.path.name} ({info.n_images:,} images of "
+                 f"{display_name(info.data)}) and test them on its real data (Ctrl+T)")
         self.act_open_export.setEnabled(not busy)
         self.act_cluster_job.setEnabled(not busy)
         self.act_export_transfer.setEnabled(self.transfer_panel.table.rowCount() > 0 and not busy)

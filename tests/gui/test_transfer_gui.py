@@ -60,6 +60,8 @@ def test_export_then_transfer_fills_table_and_manifest(qtbot, window, tmp_path):
     target = window.export_result(tmp_path / "distilled")
     assert window.act_transfer.isEnabled() and window.export_info.path == target
     assert window.transfer_session.defaults().data == "sample"              # the run's own dataset
+    # its tool tip names the export it trains on (Transfer stays on after another dataset is loaded)
+    assert "the export distilled (10 images of Sample: handwritten digits)" in window.act_transfer.toolTip()
 
     with qtbot.waitSignal(window.transfer_finished, timeout=RUN_TIMEOUT_MS) as finished:
         window.start_transfer(TransferOptions(**TINY))
