@@ -14,7 +14,7 @@ from types import TracebackType
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.config import ConfigError
+from engine.config import ConfigError, field_label
 from engine.data.report import DatasetError
 from engine.operators import ResourceError
 
@@ -50,7 +50,6 @@ class ErrorReport:
             return cls(title, message, f"{trace}\n{versions_text()}", exc)
         message = str(exc) or type(exc).__name__
         if isinstance(exc, ConfigError):
-            from dgkip_gui.widgets.settings_panel import field_label
             message = f"Setting “{field_label(exc.field)}”: {exc.reason}"
         elif isinstance(exc, MemoryError):
             message = f"Not enough memory: {message}. Lower IPC, the image size or the memory budget."

@@ -56,6 +56,15 @@ STOP_INSTEAD, DISCARD_RUN = "Stop and keep", "Discard the run"
 ASK_BEFORE_CANCEL_S = 60.0
 
 
+TRANSFER_TIP = "Train finite networks on the exported set and test them on the real data"
+
+
+def set_tip(action: QAction, tip: str) -> None:
+    """``action``'s tool tip: ``tip`` and its shortcuts ("Distil (Ctrl+R, F5)")."""
+    keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+    action.setToolTip(f"{tip} ({keys})" if keys else tip)
+
+
 class MainWindow(QMainWindow):
     """DGKIP Studio's window. Signals let tests and ``--self-test`` wait on the real flow."""
     dataset_loaded = Signal(object)        # engine.data.Dataset
@@ -111,9 +120,7 @@ class MainWindow(QMainWindow):
             action.setShortcuts([QKeySequence(s) for s in shortcuts])
         if icon is not None:
             action.setIcon(self.style().standardIcon(icon))
-        tip = tip or text.replace("…", "").replace("&", "")
-        keys = ", ".join(QKeySequence(s).toString(QKeySequence.SequenceFormat.NativeText) for s in shortcuts)
-        action.setToolTip(f"{tip} ({keys})" if keys else tip)
+        set_tip(action, tip or text.replace("…", "").replace("&", ""))
         action.triggered.connect(lambda _=False: slot())
         self.addAction(action)
         return action
@@ -148,7 +155,7 @@ class MainWindow(QMainWindow):
                                        "Abandon the run and discard its result")
         self.act_transfer = self._action("transfer", "&Transfer…", self.start_transfer, ("Ctrl+T",),
                                          sp.SP_FileDialogContentsView,
-                                         "Train finite networks on the exported set and test them on the real data")
+                                         TRANSFER_TIP)
         self.act_open_export = self._action("open_export", "Transfer an e&xported set…",
                                             lambda: self.transfer_session.open_folder(), ("Ctrl+Shift+T",),
                                             sp.SP_DirOpenIcon)
@@ -329,10 +336,9 @@ class MainWindow(QMainWindow):
         self.act_export.setEnabled(self.result is not None and not running)
         self.act_transfer.setEnabled(self.export_info is not None and not busy)
         info = self.export_info           # which export Transfer trains on (it outlives a new dataset)
-        self.act_transfer.setToolTip(
-            "Train finite networks on the exported set and test them on the real data (Ctrl+T)" if info is None
-            else f"Train finite networks on the export {info.path.name} ({info.n_images:,} images of "
-                 f"{display_name(info.data)}) and test them on its real data (Ctrl+T)")
+        set_tip(self.act_transfer, TRANSFER_TIP if info is None else
+                f"Train finite networks on the export {info.path.name} ({info.n_images:,} images of "
+                f"{display_name(info.data)}) and test them on its real data")
         self.act_open_export.setEnabled(not busy)
         self.act_cluster_job.setEnabled(not busy)
         self.act_export_transfer.setEnabled(self.transfer_panel.table.rowCount() > 0 and not busy)

@@ -548,6 +548,15 @@ def _declarations(cls: type = DistillConfig) -> dict[str, Setting]:
 
 
 SETTINGS: dict[str, Setting] = _declarations()
+
+
+def field_label(name: str) -> str:
+    """The label (as the app's form shows it) of the setting ``name``, a :class:`ConfigError`'s field:
+    "λ (ridge)" for ``lam``, "kernel depth" for ``kernel_params.depth``; the name itself otherwise."""
+    if name.startswith("kernel_params."):
+        return f"kernel {name.split('.', 1)[1]}"
+    setting = SETTINGS.get(name)
+    return setting.label if setting is not None else name
 # name → type and range of every field with a spec (the sweep's grid keys); classes, kernel_params and
 # schema_version have their own rules in DistillConfig.validate
 _FIELDS: dict[str, _Spec] = {name: s.spec for name, s in SETTINGS.items() if s.spec is not None}

@@ -447,11 +447,11 @@ def load_distilled(path: str | os.PathLike) -> DistilledSet:
                         preprocess=pre, manifest=manifest, config=config, path=folder)
 
 
-def check_init_from(path: str | os.PathLike, classes: list[str], image_shape: tuple[int, ...],
-                    ipc: int | None = None) -> DistilledSet:
+def check_init_from(path: str | os.PathLike, classes: list[str], image_shape: tuple[int, ...], *,
+                    ipc: int) -> DistilledSet:
     """Open the export a run continues from (``--init-from``) and check it fits the run: same classes
     in the same order (labels index them), the same image shape (H, W, C) and ``ipc`` images of every
-    class when ``ipc`` is given (the run's images per class, which its baselines and manifest use)."""
+    class (the run's images per class, which its baselines and manifest use)."""
     prev = load_distilled(path)
     fix = "continue from a set distilled on the same data and classes, or start afresh (init)"
     if prev.classes != list(classes):
@@ -461,7 +461,7 @@ def check_init_from(path: str | os.PathLike, classes: list[str], image_shape: tu
         raise DatasetError(f"holds images of {tuple(prev.images.shape[1:])}, the dataset's are {tuple(image_shape)}",
                            prev.path, fix)
     counts = np.bincount(prev.labels, minlength=len(prev.classes))
-    if ipc is not None and not np.all(counts == ipc):
+    if not np.all(counts == ipc):
         held = f"{counts[0]} images of each class" if np.all(counts == counts[0]) else \
             f"{counts.min()}–{counts.max()} images per class"
         raise DatasetError(f"holds {held}, this run asks for {ipc}", prev.path,

@@ -93,6 +93,7 @@ class RunSession(Session):
 
     @property
     def steps_done(self) -> int:
+        """Distillation steps the running (or last) run has done."""
         return self._last_step.step if self._last_step is not None else 0
 
     @property

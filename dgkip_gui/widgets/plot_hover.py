@@ -77,7 +77,8 @@ class HoverReadout(QObject):
         plot.addItem(line, ignoreBounds=True)
         # the box lives in the scene, not in the plot's view, which clips its items: on a narrow plot
         # the box is wider than the view and may cover the axis or a neighbour while it is shown
-        text = pg.TextItem(color="#222", fill=pg.mkBrush(255, 255, 255, 220), border=pg.mkPen("#aaa"))
+        text = pg.TextItem(color="#222", fill=pg.mkBrush(255, 255, 255, 220), border=pg.mkPen("#aaa"),
+                           anchor=(0, 0))              # placed by its left edge (box_left)
         text.setZValue(1000)
         text.hide()
         self._scene.addItem(text)
@@ -101,7 +102,6 @@ class HoverReadout(QObject):
             at, text = found
             hover.line.setPos(at)
             hover.text.setText(text)
-            hover.text.setAnchor((0, 0))
             area = plot.vb.sceneBoundingRect()
             shown = self._shown_rect()
             width = hover.text.boundingRect().width()
@@ -125,5 +125,6 @@ def box_left(x: float, width: float, left: float, right: float, lo: float, hi: f
     half, moved inside the plot where that side lacks room, and never outside ``lo``..``hi`` (what the
     widget shows; at ``lo`` when the box is wider)."""
     start = x if x < (left + right) / 2 else x - width
-    start = max(left, min(start, right - width)) if width <= right - left else min(start, hi - width)
+    if width <= right - left:
+        start = max(left, min(start, right - width))
     return max(lo, min(start, hi - width))

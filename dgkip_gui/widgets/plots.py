@@ -335,8 +335,7 @@ class LivePlots(QWidget):
 
         (Enabling auto-range alone does not undo a zoom: with clip-to-view the view keeps the zoomed
         range, so each range is set explicitly first.)"""
-        if hasattr(self, "hover"):
-            self.hover.hide()                   # a read-out of the cleared curves would stay up
+        self.hover.hide()                       # a read-out of the cleared curves would stay up
         for curve in self._curves.values():
             curve.data.clear()
             curve.item.setData([], [])

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QToolButton, QVBoxLayout, QWidget)
 
 from engine import config as cfg
-from engine.config import ConfigError, DistillConfig
+from engine.config import ConfigError, DistillConfig, field_label
 from engine.plan import estimate_run
 from engine.kernels import kernel_names, make_kernel
 from dgkip_gui.widgets.estimate_view import EstimateView
@@ -163,15 +163,6 @@ def narrow(box: QComboBox) -> QComboBox:
     box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     box.setMinimumContentsLength(COMBO_CHARS)
     return box
-
-
-def field_label(name: str) -> str:
-    """The form's label of the setting ``name`` (a :class:`ConfigError`'s field): "λ (ridge)" for
-    ``lam``, "kernel depth" for ``kernel_params.depth``; the name itself for anything else."""
-    if name.startswith("kernel_params."):
-        return f"kernel {name.split('.', 1)[1]}"
-    setting = cfg.SETTINGS.get(name)
-    return setting.label if setting is not None else name
 
 
 class FormScrollArea(QScrollArea):
