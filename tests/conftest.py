@@ -34,6 +34,15 @@ def datasets_dir() -> Path:
     return DATASETS
 
 
+@pytest.fixture(params=["atan2", "atan"])
+def angle_method(request, monkeypatch) -> str:
+    """Each of the ReLU angle's two formulas (engine.kernels.angle) in turn, whichever this machine's
+    measurement would choose: a test that takes this fixture checks the FC kernels under both."""
+    from engine.kernels import angle
+    monkeypatch.setattr(angle, "_chosen", {("cpu", d): request.param for d in (torch.float32, torch.float64)})
+    return request.param
+
+
 # Interpreter finalisation after the whole GUI + torch suite has been seen to abort in a C extension
 # ("Fatal Python error: none_dealloc … Garbage-collecting", after pytest printed its summary), which
 # would turn a green run into exit status 134. All results and reports (terminal summary, JUnit XML)

@@ -113,7 +113,7 @@ def test_every_kernel_the_app_offers_distils(mode, kernel):
 
 @pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])
 @pytest.mark.parametrize("depth", [1, 3])
-def test_in_place_evaluation_equals_the_differentiable_one(name, depth, monkeypatch):
+def test_in_place_evaluation_equals_the_differentiable_one(name, depth, monkeypatch, angle_method):
     """Without gradients the FC kernels take the in-place, cache-sized path (kernels.fc); it computes the
     same numbers as the autograd path, across sub-tiles, row tiles and the symmetric diagonal."""
     monkeypatch.setattr("engine.kernels.fc.CACHE_BYTES", 400)           # several sub-tiles per block

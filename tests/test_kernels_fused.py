@@ -22,7 +22,8 @@ def _unfused(k, a, b, diag_offset=None):
 @pytest.mark.parametrize("ntk", [False, True])
 @pytest.mark.parametrize("depth", [1, 2, 4])
 @pytest.mark.parametrize("w_std,b_std", PARAMS)
-def test_values_and_gradients_match_autograd_of_the_unfused_recursion(dtype, tol, ntk, depth, w_std, b_std):
+def test_values_and_gradients_match_autograd_of_the_unfused_recursion(dtype, tol, ntk, depth, w_std, b_std,
+                                                                     angle_method):
     g = torch.Generator().manual_seed(depth + 10 * ntk)
     k = make_kernel("ntk-fc" if ntk else "nngp-fc", depth=depth, w_std=w_std, b_std=b_std)
     for n_a, n_b in ((9, 4), (4, 9)):               # both layouts (the fused node puts the thinner side left)
@@ -54,7 +55,7 @@ def test_values_and_gradients_match_autograd_of_the_unfused_recursion(dtype, tol
 
 @pytest.mark.parametrize("ntk", [False, True])
 @pytest.mark.parametrize("depth", [1, 3])
-def test_gradcheck_float64(ntk, depth):
+def test_gradcheck_float64(ntk, depth, angle_method):
     g = torch.Generator().manual_seed(5)
     a = torch.randn(5, 7, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(3, 7, dtype=torch.float64, generator=g, requires_grad=True)
@@ -68,7 +69,7 @@ def test_gradcheck_float64(ntk, depth):
 
 
 @pytest.mark.parametrize("ntk", [False, True])
-def test_duplicate_points_give_the_unfused_clamped_gradient(ntk):
+def test_duplicate_points_give_the_unfused_clamped_gradient(ntk, angle_method):
     """A synthetic image equal to a real one (DGKIP and KIP start from real images): the radicand is
     clamped at ε P; the gradient stays finite and equals autograd's through the clamp."""
     for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
@@ -130,7 +131,7 @@ def test_gemm_helper_equals_torch_mm(monkeypatch):
     x64, w64 = torch.randn(30, 50, dtype=torch.float64, generator=g), torch.randn(40, 50, dtype=torch.float64, generator=g)
     assert torch.equal(fc_fused._mm_nt(x64, w64), torch.mm(x64, w64.T))
     monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)                   # every float32 product via oneDNN
-    test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3)
+    test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3, None)
 
 
 def test_fixed_operand_is_kept_transposed_only_while_unchanged(monkeypatch):
@@ -177,7 +178,7 @@ def test_fixed_operand_is_kept_transposed_only_while_unchanged(monkeypatch):
 
 @pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_a_zero_input_without_bias_gives_finite_values(name, dtype):
+def test_a_zero_input_without_bias_gives_finite_values(name, dtype, angle_method):
     # b_std = 0 and an all-zero image: its variance and every product with it are 0 (θ undefined); the
     # kernel's entries with it are 0 in the unfused recursion (atan2(0, 0) = 0) and must be finite and
     # equal here, in the fused node (with gradients) and the in-place evaluation (without)
@@ -198,7 +199,7 @@ def test_a_zero_input_without_bias_gives_finite_values(name, dtype):
 
 @pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_near_duplicates_without_gradients_are_as_close_to_the_exact_value(name, dtype):
+def test_near_duplicates_without_gradients_are_as_close_to_the_exact_value(name, dtype, angle_method):
     # without gradients the radicand is clamped at the dtype's tiny, with them at ε q11 q22 (the fused
     # node keeps its gradient finite). For pairs closer than √ε in angle the two differ (float32 NTK:
     # ~2e-4), and both are as far from the exact value, k(x, x) (θ = 0), as the dtype's rounding makes them

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from engine.kernels.angle import complement_into
 from engine.kernels.base import MAX_DEPTH, Kernel, median_distance, row_sq_norms
 from engine.kernels.fc_fused import fc_kernel
 
@@ -235,9 +236,7 @@ class FCNetworkKernel(Kernel):
                 torch.addcmul(t, q, q, value=-1.0, out=s).clamp_min_(tiny).sqrt_()
                 if diag_offset is not None:                           # k(x, x): θ = 0 exactly
                     s.diagonal(diag_offset + i).zero_()
-                # π − θ = π/2 + atan(q/s): atan2(s, q) cost 2.4 ns an entry against 0.5 for atan; q/s is
-                # +∞ on the diagonal (s = 0, q > 0), so θ = 0 exactly there
-                torch.div(q, s, out=t).atan_().add_(math.pi / 2)
+                complement_into(s, q, t)                              # φ = π − θ (θ = 0 where s = 0)
                 if not self.ntk:
                     torch.add(bias, torch.addcmul(s, q, t, out=q), alpha=c1, out=q)   # Dense ∘ ReLU
                     continue

@@ -12,7 +12,7 @@ which :func:`_mm_nt` takes for large float32 products, runs both alike), the sam
 recursion as ``FCNetworkKernel._recursion``, with P = q₁₁ q₂₂ the outer product of the layer's variances:
 
     q₀ = W² ⟨a, b⟩ / d + b²,  Θ₀ = q₀
-    s = √max(P − q², ε P)  (0 on the diagonal of k(x, x)),   φ = π − atan2(s, q) = π/2 + atan(q/s)
+    s = √max(P − q², ε P)  (0 on the diagonal of k(x, x)),   φ = π − atan2(s, q)  (engine.kernels.angle)
     q' = W²/2π · (s + φ q) + b²,   Θ' = q' + W²/2π · Θ φ
 
 Backward, by hand (c₁ = W²/2π; ∂(s + φ q)/∂q = φ, ∂(s + φ q)/∂P = s / 2P, ∂φ/∂q = z,
@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from engine.kernels.angle import complement_into
 from engine.kernels.base import identity_key, row_sq_norms
 
 _TWO_PI = 2 * math.pi
@@ -189,9 +190,7 @@ def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):
             s = radicand.sqrt_()
         if diag is not None:
             s.diagonal(diag).zero_()
-        # θ − π = −π/2 − atan(q/s) (saved: φ = −ψ, one pass fewer); atan2(s, q) cost 2.4 ns an entry
-        # against 0.5 for atan, and q/s is +∞ on the diagonal (s = 0, q > 0): θ = 0 exactly there
-        psi = torch.div(q, s).atan_().add_(math.pi / 2).neg_()
+        psi = complement_into(s, q, torch.empty_like(q), negate=True)      # θ − π = −φ, saved
         if ntk:
             # Θ z: Θ/s; where clamped (s² = ε P) Θ ε/s = Θ s/P; 0 on the diagonal
             tz = inv.mul_(theta).mul_(select)
