@@ -134,8 +134,9 @@ def test_gemm_helper_equals_torch_mm(monkeypatch):
     test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3, None)
 
 
-def test_fixed_operand_is_kept_transposed_only_while_unchanged(monkeypatch):
-    """A fixed operand seen twice is kept as a contiguous transpose (kernels.fc_fused._fixed_transpose)
+@pytest.mark.parametrize("forward", ["mkl", "onednn"])
+def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, monkeypatch):
+    """A fixed operand seen twice is kept as a contiguous transpose (kernels.fc_fused._fixed_entry)
     that the forward and the gradient product both read: values and gradients agree with autograd of
     the unfused recursion in float64 on every call, the copy is made on the second sighting only, and
     an in-place write to the operand is seen at once."""
@@ -144,6 +145,7 @@ def test_fixed_operand_is_kept_transposed_only_while_unchanged(monkeypatch):
         pytest.skip("torch built without oneDNN")
     monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
     monkeypatch.setattr(fc_fused, "_FIXED", [])
+    monkeypatch.setattr(fc_fused, "_faster_forward", lambda x, kept: forward)
     g = torch.Generator().manual_seed(13)
     k = make_kernel("ntk-fc", depth=2, w_std=1.4, b_std=0.3)
     real = torch.randn(50, 20, generator=g)
@@ -166,14 +168,38 @@ def test_fixed_operand_is_kept_transposed_only_while_unchanged(monkeypatch):
     for _ in range(3):
         weights.clear()
         check()
-        kept.append(sum(t is not None for _, _, t in fc_fused._FIXED))
+        kept.append(sum(e.kept is not None for e in fc_fused._FIXED))
         read.append(list(weights))
     assert kept == [0, 1, 1]                       # first sighting remembered, second copied, then reused
-    copy = next(t for _, _, t in fc_fused._FIXED if t is not None)
+    copy = next(e.kept for e in fc_fused._FIXED if e.kept is not None)
     assert copy.shape == (20, 50) and copy.is_contiguous() and torch.equal(copy, real.T)
-    assert copy.data_ptr() not in read[0] and read[2] == [copy.data_ptr()]   # the gradient reads the copy
+    # the gradient reads the copy, and so does oneDNN's forward where it is the faster (MKL's is not seen here)
+    assert copy.data_ptr() not in read[0] and read[2] == [copy.data_ptr()] * (2 if forward == "onednn" else 1)
     real[7].mul_(3.0)                              # bumps the version: the old copy must not be read
     check()
+
+
+def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
+    """Both forward paths from a kept transpose equal torch.mm to float32 rounding; the faster is
+    measured on the kept operand's first forward and reused after."""
+    from engine.kernels import fc_fused
+    if fc_fused._ONEDNN_LINEAR is None:
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(fc_fused, "_FIXED", [])
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(10, 784, generator=g), torch.randn(2000, 784, generator=g)
+    ref = x.double() @ w.double().T
+    scale = float((x.double().abs() @ w.double().abs().T).max())
+    for how in fc_fused.FORWARD_PATHS:
+        assert float((fc_fused._kept_forward(x, w.T.contiguous(), how).double() - ref).abs().max()) <= 1e-6 * scale
+    measured = []
+    faster = fc_fused._faster_forward
+    monkeypatch.setattr(fc_fused, "_faster_forward", lambda *a: measured.append(faster(*a)) or measured[-1])
+    for _ in range(4):
+        out = fc_fused._mm_nt(x, w, fixed=True)
+        assert float((out.double() - ref).abs().max()) <= 1e-6 * scale
+    assert len(measured) == 1 and measured[0] in fc_fused.FORWARD_PATHS
+    assert [e.forward for e in fc_fused._FIXED] == measured
 
 
 @pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])

@@ -33,8 +33,9 @@ g_q₀ + g_Θ₀ into one pass; k(x, x) takes one matmul, (G + Gᵀ) x, for both
 from __future__ import annotations
 
 import math
+import time
 import weakref
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -56,34 +57,42 @@ ONEDNN_MIN_MACS = 2**20
 
 # Contiguous transposes Rᵀ (d, c) of fixed right-hand operands R (c, d): KIP's real pool when one batch
 # is the whole pool, a DGKIP teacher's support images. A step's forward L Rᵀ and its gradient's G R then
-# both read this one copy (torch.mm(L, Rᵀ), and oneDNN with Rᵀ as its weight), where they read two
-# before (a oneDNN-packed copy of R for the forward, R for the gradient): on an Intel Xeon, one thread,
-# 2,000 × 784 pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time, interleaved; there
-# torch.mm(L, Rᵀ) (MKL) took 0.47 ms at 10 rows against 0.54 for oneDNN on the same copy. Not
-# measured on AMD, where MKL's product with R transposed was 1.7× slower than oneDNN's (above). The
-# copy is made the second time a float32 CPU operand is seen unchanged in a product of at least
-# ONEDNN_MIN_MACS multiply-adds (batches drawn anew every step never are); at most FIXED_ENTRIES
-# operands of at most FIXED_MAX_ELEMENTS entries each (a copy is as large as the operand).
+# both read this one copy (oneDNN with Rᵀ as its weight for the gradient), where they read two before (a
+# oneDNN-packed copy of R for the forward, R for the gradient): on an Intel Xeon, one thread, 2,000 × 784
+# pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time, interleaved. The copy is made the
+# second time a float32 CPU operand is seen unchanged in a product of at least ONEDNN_MIN_MACS
+# multiply-adds (batches drawn anew every step never are); at most FIXED_ENTRIES operands of at most
+# FIXED_MAX_ELEMENTS entries each (a copy is as large as the operand).
 FIXED_ENTRIES, FIXED_MAX_ELEMENTS = 4, 2**23
-_FIXED: list[tuple[Any, tuple, Any]] = []        # (weak ref to the memory's owner, key, Rᵀ or None)
 
 
-def _fixed_transpose(w: torch.Tensor, create: bool = True) -> torch.Tensor | None:
-    """The kept contiguous transpose of ``w`` (c, k), as (k, c), or None (not kept: first sighting,
-    too large, requiring gradients, or ``create`` False and not kept yet); entries are matched by
-    :func:`engine.kernels.base.identity_key`."""
+class _Fixed:
+    """A fixed operand's entry: a weak reference to its memory's owner, its identity key, its kept
+    transpose (None until the second sighting), and the forward product's measured path."""
+    __slots__ = ("owner", "key", "kept", "forward")
+
+    def __init__(self, owner, key) -> None:
+        self.owner, self.key, self.kept, self.forward = weakref.ref(owner), key, None, None
+
+
+_FIXED: list[_Fixed] = []
+
+
+def _fixed_entry(w: torch.Tensor, create: bool = True) -> _Fixed | None:
+    """The entry of ``w`` (c, k) whose contiguous transpose (k, c) is kept, or None (not kept: first
+    sighting, too large, requiring gradients, or ``create`` False and not kept yet); entries are matched
+    by :func:`engine.kernels.base.identity_key`."""
     if w.requires_grad or w.numel() > FIXED_MAX_ELEMENTS or w.dim() != 2:
         return None
     owner, key = identity_key(w)
-    for i, (ref, k, kept) in enumerate(_FIXED):
-        if k == key and ref() is owner:
-            if kept is None and create:                              # seen once before: copy now
-                kept = w.detach().T.contiguous()
-                _FIXED[i] = (ref, k, kept)
-            return kept
+    for entry in _FIXED:
+        if entry.key == key and entry.owner() is owner:
+            if entry.kept is None and create:                        # seen once before: copy now
+                entry.kept = w.detach().T.contiguous()
+            return entry if entry.kept is not None else None
     if create:
-        _FIXED[:] = [e for e in _FIXED if e[0]() is not None][-(FIXED_ENTRIES - 1):]
-        _FIXED.append((weakref.ref(owner), key, None))
+        _FIXED[:] = [e for e in _FIXED if e.owner() is not None][-(FIXED_ENTRIES - 1):]
+        _FIXED.append(_Fixed(owner, key))
     return None
 
 
@@ -94,15 +103,49 @@ def _onednn_fits(x: torch.Tensor, w: torch.Tensor) -> bool:
             and x.device.type == "cpu" and x.shape[0] * x.shape[1] * w.shape[0] >= ONEDNN_MIN_MACS)
 
 
+# The forward x Rᵀ from the kept Rᵀ: MKL's torch.mm(x, Rᵀ) or oneDNN with Rᵀ's transposed view as its
+# weight. Which is faster depends on the processor: 10 × 784 by 784 × 2,000, hot, ms, one / two threads:
+# AMD EPYC (AVX-512) MKL 0.54–0.69 / 0.42, oneDNN 0.31 / 0.18 (the KIP step at IPC 1 0.76–0.85× and the
+# DGKIP step 0.76–0.80× the time with oneDNN, interleaved); Intel Xeon, one thread, MKL 0.47, oneDNN 0.54.
+# So each kept operand's first forward times both (:func:`_faster_forward`) and keeps the faster.
+FORWARD_PATHS = ("mkl", "onednn")
+
+
+def _kept_forward(x: torch.Tensor, kept: torch.Tensor, how: str) -> torch.Tensor:
+    """x Rᵀ from the kept Rᵀ (k, c) by ``how``, one of :data:`FORWARD_PATHS`."""
+    if how == "onednn":
+        return _ONEDNN_LINEAR(x, kept.T, None, "none", [], "")
+    return torch.mm(x, kept)
+
+
+def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str:
+    """The faster of :data:`FORWARD_PATHS` for x Rᵀ on this machine: the minimum of ``rounds``
+    interleaved timings each, at the current thread count (about 6 products, 2-4 ms for a 2,000 × 784
+    pool); ``"mkl"`` where oneDNN refuses the call."""
+    best = dict.fromkeys(FORWARD_PATHS, float("inf"))
+    try:
+        for _ in range(rounds):
+            for how in FORWARD_PATHS:
+                start = time.perf_counter()
+                _kept_forward(x, kept, how)
+                best[how] = min(best[how], time.perf_counter() - start)
+    except RuntimeError:
+        return "mkl"
+    return min(best, key=best.get)
+
+
 def _mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tensor:
     """x wᵀ: x (r, k), w (c, k) → (r, c), same dtype; oneDNN where :func:`_onednn_fits`, else torch.mm
     (float64 and other devices). ``fixed``: ``w`` is an operand that recurs unchanged (where oneDNN
-    fits, it is then kept transposed, :func:`_fixed_transpose`, and the product is torch.mm(x, wᵀ))."""
+    fits, it is then kept transposed, :func:`_fixed_entry`, and the product takes the faster path from
+    that copy, measured on its first use)."""
     global _ONEDNN_LINEAR
     if _onednn_fits(x, w):
-        kept = _fixed_transpose(w) if fixed else None
-        if kept is not None:
-            return torch.mm(x, kept)
+        entry = _fixed_entry(w) if fixed else None
+        if entry is not None:
+            if entry.forward is None:
+                entry.forward = _faster_forward(x, entry.kept)
+            return _kept_forward(x, entry.kept, entry.forward)
         try:
             return _ONEDNN_LINEAR(x, w, None, "none", [], "")
         except RuntimeError:           # a build whose oneDNN refuses the call: MKL from now on
@@ -111,12 +154,12 @@ def _mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tenso
 
 
 def _mm_nn(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """g w: g (r, c), w (c, k) → (r, k); from ``w``'s kept transpose (:func:`_fixed_transpose`) when
+    """g w: g (r, c), w (c, k) → (r, k); from ``w``'s kept transpose (:func:`_fixed_entry`) when
     there is one, so that a step's gradient reads the copy its forward read."""
-    kept = _fixed_transpose(w, create=False) if _onednn_fits(g, w.T) else None
-    if kept is not None:
+    entry = _fixed_entry(w, create=False) if _onednn_fits(g, w.T) else None
+    if entry is not None:
         try:
-            return _ONEDNN_LINEAR(g, kept, None, "none", [], "")
+            return _ONEDNN_LINEAR(g, entry.kept, None, "none", [], "")
         except RuntimeError:
             pass
     return _mm_nt(g, w.T)
