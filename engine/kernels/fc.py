@@ -233,7 +233,10 @@ class FCNetworkKernel(Kernel):
                 # ε q11 q22: without gradients no floor is needed, and θ ≈ 0 is the exact value where
                 # q² ≥ q11 q22 (the floored value differs there by O(ε q): s ≈ √ε·√P, φ ≈ π − √ε, and
                 # s + φ q moves by √ε (√P − q)); s > 0 keeps q/s finite for a zero input without bias
-                torch.addcmul(t, q, q, value=-1.0, out=s).clamp_min_(tiny).sqrt_()
+                torch.addcmul(t, q, q, value=-1.0, out=s).clamp_min_(tiny)
+                # s ← s · s^(−1/2): float64 sqrt_ took 1.0 ns an entry against 0.69 for rsqrt and the
+                # product (AMD EPYC, 2 threads; float32 alike): depth-3 kernels 0.95–0.97× the time
+                s.mul_(torch.rsqrt(s, out=t))
                 if diag_offset is not None:                           # k(x, x): θ = 0 exactly
                     s.diagonal(diag_offset + i).zero_()
                 complement_into(s, q, t)                              # φ = π − θ (θ = 0 where s = 0)
