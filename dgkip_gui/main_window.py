@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QSize, QStandardPaths, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QMainWindow, QMessageBox, QSplitter,
+from PySide6.QtWidgets import (QFrame, QMainWindow, QMessageBox, QScrollArea, QSplitter,
                                QStyle, QLabel, QTabWidget, QVBoxLayout, QWidget)
 
 from engine import data as engine_data
@@ -214,7 +214,7 @@ class MainWindow(QMainWindow):
         main.setStretchFactor(0, 0)
         main.setStretchFactor(1, 1)
         main.setSizes([400, 1040])
-        self.setCentralWidget(main)
+        self.setCentralWidget(_scrolling(main))
         self._splitters = {"main_splitter": main, "right_splitter": right_split, "bottom_splitter": bottom}
 
     def _make_sessions(self, run_fn: RunFn | None, load_fn: LoadFn | None) -> None:
@@ -570,6 +570,22 @@ class MainWindow(QMainWindow):
         if config is not None:
             self.store.set_config(self.load_session.with_data(config))
         self.store.sync()
+
+
+# the window's own minimum; below the panels' (about 1,000 × 440 px) the central area scrolls
+WINDOW_MINIMUM = QSize(480, 320)
+
+
+def _scrolling(content: QWidget) -> QScrollArea:
+    """``content`` filling a frameless scroll area: it takes the whole area while that is at least its
+    minimum size, and scrolls where the window is smaller (a 1,280-px screen at 150 % scaling is 853
+    px wide), so nothing forces the window wider than the screen or cuts its right-hand side off."""
+    area = QScrollArea()
+    area.setWidget(content)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setMinimumSize(WINDOW_MINIMUM)
+    return area
 
 
 def _titled(title: str, widget: QWidget) -> QWidget:

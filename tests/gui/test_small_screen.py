@@ -82,3 +82,23 @@ def test_first_launch_fits_the_screen(qtbot, make_window):
     assert window.first_size() == QSize(min(1440, screen.width()), min(900, screen.height()))
     assert window.width() == max(window.minimumWidth(), min(1440, screen.width()))
     assert window.height() == max(window.minimumHeight(), min(900, screen.height()))
+
+
+def test_a_smaller_window_scrolls_instead_of_growing(qtbot, make_window):
+    """A 1,280 × 800 screen at 150 % scaling gives 853 × 533 px: the window takes that size and its
+    panels scroll, every run button reachable; at 1024 × 700 nothing scrolls."""
+    window = make_window(resize=False)
+    area = window.centralWidget()
+    window.resize(1024, 700)
+    load(qtbot, window)
+    qtbot.waitUntil(lambda: window.size() == QSize(1024, 700))
+    qtbot.wait(50)
+    assert area.horizontalScrollBar().maximum() == 0 and area.verticalScrollBar().maximum() == 0
+    window.resize(853, 533)
+    qtbot.waitUntil(lambda: window.size() == QSize(853, 533))
+    qtbot.waitUntil(lambda: area.horizontalScrollBar().maximum() > 0)
+    for button in window.run_panel.buttons.values():
+        area.ensureWidgetVisible(button)
+        qtbot.wait(10)
+        assert inside(button, area.viewport()), button.defaultAction().text()
+        assert button.width() >= button.sizeHint().width()                 # reached, not squeezed

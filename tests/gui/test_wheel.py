@@ -82,8 +82,7 @@ def test_wheel_over_the_form_scrolls_it_instead(qtbot, make_window):
     load(qtbot, window)
     window.left_tabs.setCurrentIndex(1)
     window.settings.advanced_toggle.setChecked(True)
-    scroll = window.findChild(QScrollArea)
-    bar = scroll.verticalScrollBar()
+    bar = window.settings.scroll.verticalScrollBar()        # the form's, inside the window's own
     qtbot.waitUntil(lambda: bar.maximum() > 0)
     loss = window.settings._fields["loss"].widget
     before = loss.currentIndex()
