@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QFontMetricsF, QPaintEvent
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
@@ -153,6 +153,7 @@ class _Curve:
 
 GAP, FY, KM, RADIUS = "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"
 TEACHER, RANDOM, CONSISTENCY, MEASURED = "#d62728", "#7f7f7f", "#17becf", "#e377c2"
+AXIS_LABEL_STYLE = {"font-size": "8pt"}   # as the legends: the y labels (113–118 px) fit a 1024 × 700 window's 132-px axes
 LEGEND_MARGIN_PX = 8  # a plot's data area is at least its legend's width plus this
 ON_TOP = 10         # z value of a total drawn over its parts (the gap over Fenchel–Young and kernel match)
 
@@ -188,6 +189,24 @@ class PlotView(pg.GraphicsLayoutWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         super().paintEvent(event)
         self.sync_minimum()      # axes size their tick labels while painting
+        self.sync_labels()
+
+    def sync_labels(self) -> None:
+        """Show each plot's vertical axis label only where it fits along its axis: in a short window a
+        longer one ran into the title and the next row's label (the plot's title, its legend and the
+        hover read-out still name what it shows)."""
+        changed = False
+        for item in self.ci.items:
+            if not isinstance(item, pg.PlotItem):
+                continue
+            axis = item.getAxis("left")
+            fits = axis.label.boundingRect().width() <= axis.height()
+            if axis.labelText and fits != axis.label.isVisible():
+                axis.showLabel(fits)
+                changed = True
+        if changed:      # the axes' widths changed: once their layout has taken the new minimum, fit the
+            # plots to the view again (a narrower minimum does not resize the view, which would do it)
+            QTimer.singleShot(0, self, lambda: self.ci.setGeometry(self.range))
 
     def sync_minimum(self) -> None:
         """Make the widget's minimum the scene's (a cached layout query; a layout request on change)."""
@@ -217,9 +236,9 @@ class LivePlots(QWidget):
 
         teacher = self._plot(0, 0, "Teacher solve", "iteration", "relative duality gap", log_y=True, legend=False)
         gap = self._plot(0, 1, "Duality gap G at the teacher", "step", "G (mean loss units)", log_y=True)
-        radius = self._plot(0, 2, "Distance to the teacher", "step", "‖w_S − w*‖ (RKHS norm)", log_y=True)
+        radius = self._plot(0, 2, "Distance to the teacher", "step", "‖w_S − w*‖ (RKHS)", log_y=True)
         accuracy = self._plot(1, 0, "Test accuracy of kernel models", "step", "accuracy (fraction)", colspan=2)
-        consistency = self._plot(1, 2, "Agreement with the teacher", "step", "fraction of test points")
+        consistency = self._plot(1, 2, "Agreement with the teacher", "step", "fraction of test set")
         for plot in (accuracy, consistency):
             plot.getViewBox().setLimits(yMin=-0.05, yMax=1.05)
         self._step_plots = (gap, radius, accuracy, consistency)
@@ -255,8 +274,8 @@ class LivePlots(QWidget):
         axes = {"bottom": SpacedAxis()} | ({"left": DecadeAxis("left")} if log_y else {})
         plot = self.view.addPlot(row=row, col=col, colspan=colspan, axisItems=axes)
         plot.setTitle(title, size="9pt", color="#222")
-        plot.setLabel("bottom", xlabel)
-        plot.setLabel("left", ylabel)
+        plot.setLabel("bottom", xlabel, **AXIS_LABEL_STYLE)
+        plot.setLabel("left", ylabel, **AXIS_LABEL_STYLE)
         plot.setLogMode(y=log_y)
         if log_y:
             self._decades[plot] = None
@@ -289,7 +308,8 @@ class LivePlots(QWidget):
 
     def add_teacher(self, event: TeacherProgress) -> None:
         if self._curves["teacher_rel_gap"].data.n == 0:     # the x axis counts the solver's own unit
-            self._teacher_plot.setLabel("bottom", f"{event.unit}s" if event.unit != "iteration" else "iteration")
+            self._teacher_plot.setLabel("bottom", f"{event.unit}s" if event.unit != "iteration" else "iteration",
+                                        **AXIS_LABEL_STYLE)
         self._append("teacher_rel_gap", event.iteration, event.rel_gap)
 
     def add_step(self, event: Step) -> None:

@@ -346,3 +346,18 @@ def test_a_legend_keeps_off_a_line_between_few_points(qtbot):
     placer.add(plot, FRACTIONS_FIRST)
     assert placer.spot(plot) == "mid-right"
     assert placer.place(plot) == "top-right"
+
+
+def test_vertical_axis_labels_show_only_where_they_fit(qtbot):
+    """In a short window each y-axis label longer than its axis is hidden (it ran into the title and the
+    next row's label); with room again every label is back. At 1024 × 700 they all fit (test_small_screen)."""
+    plots = _shown_plots(qtbot, 1000, 240, 100)
+    axes = [item.getAxis("left") for item in plots.view.ci.items if isinstance(item, pg.PlotItem)]
+    assert len(axes) == 5 and all(axis.labelText for axis in axes)
+
+    def consistent() -> bool:
+        return all(axis.label.isVisible() == (axis.label.boundingRect().width() <= axis.height()) for axis in axes)
+
+    qtbot.waitUntil(lambda: consistent() and not any(axis.label.isVisible() for axis in axes))
+    plots.resize(1000, 700)
+    qtbot.waitUntil(lambda: consistent() and all(axis.label.isVisible() for axis in axes))

@@ -34,6 +34,8 @@ def test_window_fits_1024_by_700(qtbot, make_window):
     view = window.plots.view                  # the plots' minimum is known once their axes have painted
     qtbot.waitUntil(lambda: view.width() >= view.scene_minimum().width(), timeout=5000)
     assert clipped_texts(window) == []                                   # texts, tabs, plots and legends whole
+    labels = [item.getAxis("left").label for item in view.ci.items if hasattr(item, "getAxis")]
+    assert len(labels) == 5 and all(label.isVisible() for label in labels)   # every y-axis label fits its axis
     window.left_tabs.setCurrentIndex(1)                                  # the settings form, also advanced
     for advanced in (False, True):
         window.settings.advanced_toggle.setChecked(advanced)
