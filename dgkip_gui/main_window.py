@@ -36,7 +36,7 @@ from dgkip_gui.widgets.settings_panel import SettingsPanel
 from dgkip_gui.settings_store import SAMPLE, SettingsStore
 from dgkip_gui.system_info import device_description, memory_description
 from dgkip_gui.transfer_dialog import TransferOptions
-from dgkip_gui.widgets.wheel_guard import guard_wheel
+from dgkip_gui.widgets.wheel_guard import PageWheel, guard_wheel
 from dgkip_gui.widgets.dataset_panel import DatasetPanel, display_name, recent_names
 from dgkip_gui.widgets.image_grid import ImageGrid
 from dgkip_gui.widgets.plots import LivePlots
@@ -202,19 +202,24 @@ class MainWindow(QMainWindow):
         right_split.addWidget(bottom)
         right_split.setStretchFactor(0, 3)
         right_split.setStretchFactor(1, 2)
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.addWidget(self.run_panel)
-        right_layout.addWidget(right_split, 1)
-
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(left)
-        main.addWidget(right)
+        main.addWidget(right_split)
         main.setStretchFactor(0, 0)
         main.setStretchFactor(1, 1)
         main.setSizes([400, 1040])
-        self.setCentralWidget(_scrolling(main))
+        # the run's controls and progress across the top, outside the area that scrolls in a small window
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.run_panel)
+        self.panels = _scrolling(main)
+        layout.addWidget(self.panels, 1)
+        self.setCentralWidget(central)
+        page_wheel = PageWheel(self.panels, self)
+        for view in (self.plots.view, self.grid.view):
+            view.viewport().installEventFilter(page_wheel)
         self._splitters = {"main_splitter": main, "right_splitter": right_split, "bottom_splitter": bottom}
 
     def _make_sessions(self, run_fn: RunFn | None, load_fn: LoadFn | None) -> None:
@@ -572,19 +577,19 @@ class MainWindow(QMainWindow):
         self.store.sync()
 
 
-# the window's own minimum; below the panels' (about 1,000 × 440 px) the central area scrolls
-WINDOW_MINIMUM = QSize(480, 320)
+# the least the panels' scroll area keeps on screen (the run bar above it sets the window's minimum width)
+PANELS_MINIMUM = QSize(320, 240)
 
 
 def _scrolling(content: QWidget) -> QScrollArea:
     """``content`` filling a frameless scroll area: it takes the whole area while that is at least its
-    minimum size, and scrolls where the window is smaller (a 1,280-px screen at 150 % scaling is 853
-    px wide), so nothing forces the window wider than the screen or cuts its right-hand side off."""
+    minimum size (about 1,000 × 470 px), and scrolls where the window is smaller (a 1,280 × 800 screen
+    at 150 % scaling is 853 × 533 px), so nothing forces the window larger than the screen."""
     area = QScrollArea()
     area.setWidget(content)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setMinimumSize(WINDOW_MINIMUM)
+    area.setMinimumSize(PANELS_MINIMUM)
     return area
 
 

@@ -155,6 +155,7 @@ GAP, FY, KM, RADIUS = "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"
 TEACHER, RANDOM, CONSISTENCY, MEASURED = "#d62728", "#7f7f7f", "#17becf", "#e377c2"
 AXIS_LABEL_STYLE = {"font-size": "8pt"}   # as the legends: the y labels (113–118 px) fit a 1024 × 700 window's 132-px axes
 LEGEND_MARGIN_PX = 8  # a plot's data area is at least its legend's width plus this
+PLOT_MIN_HEIGHT_PX = 90  # and this high: below it tick labels piled up and legends hid the curves
 ON_TOP = 10         # z value of a total drawn over its parts (the gap over Fenchel–Young and kernel match)
 
 
@@ -264,6 +265,8 @@ class LivePlots(QWidget):
         for plot in (gap, radius, accuracy, consistency):     # a legend is never wider than its plot
             plot.getViewBox().setMinimumWidth(math.ceil(plot.legend.boundingRect().width()) + LEGEND_MARGIN_PX)
             self.legends.add(plot, FRACTIONS_FIRST if plot in self._unit_plots else LINES_FIRST)
+        for plot in (teacher,) + self._step_plots:            # a short window scrolls instead (main_window)
+            plot.getViewBox().setMinimumHeight(PLOT_MIN_HEIGHT_PX)
         self.reset()
         self.view.sync_minimum()
 

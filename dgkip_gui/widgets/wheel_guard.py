@@ -5,12 +5,13 @@ box happens to pass under the pointer (a run could otherwise start with the wron
 :func:`guard_wheel` gives every combo box and spin box under a widget the ``StrongFocus`` policy (a
 wheel turn no longer focuses it) and an event filter that ignores wheel events while the control has
 no focus; Qt then passes the ignored event to the parent, so the surrounding scroll area scrolls.
-A control that has focus (clicked or tabbed into) keeps its wheel behaviour.
+A control that has focus (clicked or tabbed into) keeps its wheel behaviour. :class:`PageWheel`
+does the same for the zoomable views while the window's panels scroll.
 """
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QWidget
+from PySide6.QtWidgets import QAbstractScrollArea, QAbstractSpinBox, QApplication, QComboBox, QWidget
 
 GUARDED = (QComboBox, QAbstractSpinBox)     # the controls whose value a wheel turn changes
 
@@ -45,3 +46,24 @@ def guard_wheel(root: QWidget) -> None:
     for control in controls:
         control.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         control.installEventFilter(guard)
+
+
+class PageWheel(QObject):
+    """Event filter for a zoomable view (pyqtgraph's plots and image grid) inside a scrolling page:
+    while ``page`` can scroll in the wheel's direction a plain wheel turn scrolls the page (a page
+    scrolled by the wheel otherwise stuck on the first plot under the pointer, and zoomed it); with
+    Ctrl held, or with nothing to scroll, the view zooms as before. Install it on the view's viewport."""
+
+    def __init__(self, page: QAbstractScrollArea, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.page = page
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() != QEvent.Type.Wheel or event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            return False
+        delta = event.angleDelta()
+        bar = self.page.horizontalScrollBar() if abs(delta.x()) > abs(delta.y()) else self.page.verticalScrollBar()
+        if bar.maximum() <= bar.minimum():
+            return False
+        QApplication.sendEvent(bar, event)
+        return True

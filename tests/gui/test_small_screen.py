@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QRect, QSize
+from PySide6.QtCore import QPoint, QPointF, QRect, QSize, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
 
 from dgkip_gui.dialogs import AboutDialog
 from dgkip_gui.widgets.elided import ElidedLabel
+from dgkip_gui.widgets.plots import PLOT_MIN_HEIGHT_PX
 from dgkip_gui.widgets.transfer_panel import ExportInfo
 
 from clipping import clipped_texts
@@ -87,20 +90,50 @@ def test_first_launch_fits_the_screen(qtbot, make_window):
 
 
 def test_a_smaller_window_scrolls_instead_of_growing(qtbot, make_window):
-    """A 1,280 × 800 screen at 150 % scaling gives 853 × 533 px: the window takes that size and its
-    panels scroll, every run button reachable; at 1024 × 700 nothing scrolls."""
+    """A 1,280 × 800 screen at 150 % scaling gives 853 × 533 px: the window takes that size, the run bar
+    stays whole across the top and the panels under it scroll (plots keep their minimum height rather
+    than squeezing to a few pixels); at 1024 × 700 nothing scrolls."""
     window = make_window(resize=False)
-    area = window.centralWidget()
+    area = window.panels
     window.resize(1024, 700)
     load(qtbot, window)
     qtbot.waitUntil(lambda: window.size() == QSize(1024, 700))
     qtbot.wait(50)
     assert area.horizontalScrollBar().maximum() == 0 and area.verticalScrollBar().maximum() == 0
+    assert window.minimumSizeHint().width() <= 640 and window.minimumSizeHint().height() <= 400
     window.resize(853, 533)
     qtbot.waitUntil(lambda: window.size() == QSize(853, 533))
-    qtbot.waitUntil(lambda: area.horizontalScrollBar().maximum() > 0)
-    for button in window.run_panel.buttons.values():
-        area.ensureWidgetVisible(button)
-        qtbot.wait(10)
-        assert inside(button, area.viewport()), button.defaultAction().text()
-        assert button.width() >= button.sizeHint().width()                 # reached, not squeezed
+    qtbot.waitUntil(lambda: area.horizontalScrollBar().maximum() > 0 and area.verticalScrollBar().maximum() > 0)
+    for button in window.run_panel.buttons.values():                     # all on screen, none squeezed
+        assert inside(button, window), button.defaultAction().text()
+        assert button.width() >= button.sizeHint().width()
+    for plot in window.plots._step_plots:
+        assert plot.getViewBox().height() >= PLOT_MIN_HEIGHT_PX
+
+
+def _wheel(widget, centre: QPointF, steps: int, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(), QPoint(0, 120 * steps),
+                        Qt.MouseButton.NoButton, modifiers, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_scrolls_a_scrolling_page_and_ctrl_wheel_zooms(qtbot, make_window):
+    """Over the plots a plain wheel turn scrolls the panels while they can scroll, leaving the plot as it
+    was (it zoomed, and the page stuck under the pointer); Ctrl+wheel zooms. With nothing to scroll the
+    wheel zooms as before (test_plots: the teacher plot zoomed by real wheel events at 1280 × 820)."""
+    window = make_window(resize=False)
+    load(qtbot, window)
+    window.resize(853, 533)
+    bar = window.panels.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    plot = window.plots._step_plots[2]                       # test accuracy
+    view = window.plots.view
+
+    def centre() -> QPointF:
+        return QPointF(view.mapFromScene(plot.vb.sceneBoundingRect().center()))
+
+    before = plot.viewRange()
+    _wheel(view.viewport(), centre(), -1)
+    assert bar.value() > 0 and plot.viewRange() == before
+    _wheel(view.viewport(), centre(), 1, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: plot.viewRange() != before)      # the plot under the pointer zoomed
