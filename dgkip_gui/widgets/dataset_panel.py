@@ -163,6 +163,7 @@ class DatasetPanel(QWidget):
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setTabKeyNavigation(False)     # Tab leaves the table (it stepped through all 40+ cells)
         self.table.setIconSize(QSize(THUMBS_PER_CLASS * THUMB_HEIGHT * 2, THUMB_HEIGHT))
         self.table.verticalHeader().setDefaultSectionSize(THUMB_HEIGHT + 4)
         header = self.table.horizontalHeader()

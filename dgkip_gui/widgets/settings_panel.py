@@ -438,6 +438,10 @@ class SettingsPanel(QWidget):
             edit.textEdited.connect(lambda text, name=name: self._kernel_param_edited(kernel, name, text))
             self.kernel_form.addRow(name, edit)
             self._kernel_edits[name] = edit
+        previous = self._fields["kernel"].widget      # Tab goes kernel → its parameters → the next setting
+        for edit in self._kernel_edits.values():      # (new widgets join the end of the focus chain)
+            QWidget.setTabOrder(previous, edit)
+            previous = edit
 
     def _kernel_param_edited(self, kernel: str, name: str, text: str) -> None:
         self._kernel_texts.setdefault(kernel, {})[name] = text
