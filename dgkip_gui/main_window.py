@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QFrame, QMainWindow, QMessageBox, QScrollArea, QS
 from engine import data as engine_data
 from engine.config import ConfigError, DistillConfig
 from engine.result import DistillResult
+from engine.text import shown
 from dgkip_gui import APP_NAME
 from dgkip_gui.dialogs import AboutDialog, ErrorDialog
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -103,6 +104,24 @@ class MainWindow(QMainWindow):
             if state is not None:
                 splitter.restoreState(state)
         self._update_actions()
+
+    def _distil_blocked(self) -> str | None:
+        """Why Distil is off for the loaded dataset and the form's settings, as one sentence: the estimate's
+        refusal, or chosen classes without test images (the engine refuses such a run before its teacher,
+        engine.data.dataset.check_test_split; the Dataset tab's problem list says so too)."""
+        if self.settings.refusal is not None:
+            return f"Distil is off. {self.settings.refusal}: see the alternatives under Settings."
+        config = self.settings.valid_config()
+        report = self.dataset.report
+        chosen = set(config.classes) if config is not None and config.classes else None
+        untested = [c for c, n in zip(self.dataset.classes, report.test_counts)
+                    if n == 0 and (chosen is None or c in chosen)]
+        if not untested:
+            return None
+        many = len(untested) > 1
+        return (f"Distil is off. {len(untested):,} class{'es have' if many else ' has'} no test images (e.g. "
+                f"{shown(untested[0])}): set test data on the Dataset tab, add images, or leave "
+                f"{'them' if many else 'it'} out under Settings › Classes.")
 
     def first_size(self) -> QSize:
         """The size of a first launch: 1440 × 900, less where the screen is smaller (a window wider than
@@ -320,12 +339,11 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         busy, running, control = self.busy, self.running, self.jobs.control
-        refusal = self.settings.refusal if self.dataset is not None and not busy else None
+        blocked = self._distil_blocked() if self.dataset is not None and not busy else None
         self.act_run.setEnabled(not busy and self.dataset is not None and self.settings.error is None
-                                and refusal is None)
-        self.act_run.setToolTip(f"Distil is off. {refusal}: see the alternatives under Settings" if refusal
-                                else "Start distilling with the current settings (Ctrl+R, F5)")
-        self.run_panel.block(refusal)
+                                and blocked is None)
+        self.act_run.setToolTip(blocked or "Start distilling with the current settings (Ctrl+R, F5)")
+        self.run_panel.block(blocked)
         for action in (self.act_open, self.act_open_folder, self.act_sample, self.act_load_settings):
             action.setEnabled(not busy)
         for action in (self.act_test_folder, self.act_test_file):

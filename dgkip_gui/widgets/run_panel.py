@@ -76,11 +76,11 @@ class RunPanel(QWidget):
         self.buttons[action.objectName()] = button
         return button
 
-    def block(self, reason: str | None) -> None:
-        """Show why Distil is off (``reason``, one line) instead of the status line; ``None`` clears it."""
-        self.blocked.setText(f"Distil is off. {reason}: see the alternatives under Settings." if reason else "")
-        self.blocked.setVisible(reason is not None)
-        self.info.setVisible(reason is None)
+    def block(self, line: str | None) -> None:
+        """Show why Distil is off (``line``, one sentence) instead of the status line; ``None`` clears it."""
+        self.blocked.setText(line or "")            # elided in a narrow bar, the whole sentence its tool tip
+        self.blocked.setVisible(line is not None)
+        self.info.setVisible(line is None)
 
     def idle(self, text: str, step: int | None = None, total: int | None = None) -> None:
         """Nothing runs: ``text`` on the status line, the bar empty or, where a run ended, at ``step`` of ``total``."""

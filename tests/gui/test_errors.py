@@ -123,8 +123,9 @@ def test_a_view_failing_on_the_last_events_leaves_the_window_usable(qtbot, make_
 
 
 def test_a_reopened_export_loads_and_bad_input_reads_as_a_message_not_a_crash(qtbot, window, tmp_path):
-    """Opening an export shows its distilled images as a dataset (1 per class, no test split); Distil
-    on it is bad input: a warning with the fix up front, the traceback folded away, the form usable."""
+    """Opening an export shows its distilled images as a dataset (1 per class, no test split). Distil is
+    off on it, saying why; a run started anyway (start_run) is bad input: a warning with the fix up
+    front, the traceback folded away, the form usable."""
     load(qtbot, window)
     quick(window, steps=2)
     assert run_to_end(qtbot, window) == "finished"
@@ -133,6 +134,7 @@ def test_a_reopened_export_loads_and_bad_input_reads_as_a_message_not_a_crash(qt
     load(qtbot, window, out)
     dataset = window.dataset
     assert dataset.name == "export" and dataset.report.train_counts == [1] * 10
+    assert not window.act_run.isEnabled() and "no test images" in window.run_panel.blocked.text()
     assert np.array_equal(np.sort(dataset.x_train.reshape(10, -1), 0), np.sort(pixels.reshape(10, -1), 0))
 
     with qtbot.waitSignal(window.error_shown, timeout=RUN_TIMEOUT_MS) as shown, \
@@ -146,4 +148,4 @@ def test_a_reopened_export_loads_and_bad_input_reads_as_a_message_not_a_crash(qt
     assert not dialog.details.isVisible() and dialog.details_button.text() == "Show details"
     dialog.details_button.click()
     assert dialog.details.isVisible() and "Traceback" in dialog.details.toPlainText()
-    assert window.act_run.isEnabled() and "Not started" in window.statusBar().currentMessage()
+    assert window.settings.isEnabled() and "Not started" in window.statusBar().currentMessage()

@@ -108,3 +108,22 @@ def test_engine_refusal_is_not_a_failure(qtbot, make_window):
     assert finished.args == ["refused"] and not shown and window.error_dialog is None
     assert window.left_tabs.currentIndex() == 1
     assert "would not fit" in window.run_panel.info.text()
+
+
+def test_classes_without_test_images_turn_distil_off_until_left_out(qtbot, window, tmp_path):
+    """A class of one image has nothing to hold out for testing: the engine refuses such a run before its
+    teacher. Distil said "press Distil (F5) to start" and then "could not start"; it is now off, with
+    the reason and the ways out, until the class is left out (or test data is given)."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 10 + [1] * 10 + [2])
+    path = tmp_path / "lonely.npz"
+    np.savez(path, x=rng.integers(0, 256, (len(y), 8, 8), dtype=np.uint8), y=y, classes=np.array(["a", "b", "c"]))
+    load(qtbot, window, path)
+    line = window.run_panel.blocked
+    qtbot.waitUntil(line.isVisible)
+    assert not window.act_run.isEnabled() and not window.run_panel.info.isVisible()
+    assert line.text().startswith("Distil is off. 1 class has no test images (e.g. 'c')") and "Classes" in line.text()
+    assert window.act_run.toolTip() == line.text()
+    window.settings.set_config(window.settings.config().replace(classes=["a", "b"]))
+    qtbot.waitUntil(lambda: window.act_run.isEnabled() and not line.isVisible())
