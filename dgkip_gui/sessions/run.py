@@ -234,6 +234,8 @@ class RunSession(Session):
                 "refused": "Not started: the run would not fit in memory (see Settings)."}.get(outcome, outcome)
         last = self._last_step if outcome in ("finished", "stopped") else None
         self.panel.idle(text, last.step if last else None, last.total if last else None)
+        if outcome == "cancelled" and self.grid.step is not None:      # still on screen: say it is not a result
+            self.grid.caption.setText(f"step {self.grid.step:,}: cancelled, nothing kept")
         if self.result is not None:
             text += " Export the distilled set with Export… (Ctrl+E)."
         self.shell.status(text, 10000)

@@ -186,10 +186,12 @@ def test_cancel_of_a_long_run_asks_and_stop_keeps_it(qtbot, window, monkeypatch)
     quick(window, steps=100_000, eval_every=0)
 
     assert window.start_run()                                   # young: no question
-    qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 2, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 2 and window.grid.step is not None,
+                    timeout=RUN_TIMEOUT_MS)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
         window.cancel_run()
     assert finished.args == ["cancelled"] and not asked
+    assert window.grid.caption.text() == f"step {window.grid.step:,}: cancelled, nothing kept"   # images stay
 
     monkeypatch.setattr(mw, "ASK_BEFORE_CANCEL_S", 0.0)
     assert window.start_run()
