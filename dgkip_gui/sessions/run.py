@@ -197,7 +197,7 @@ class RunSession(Session):
         self.plots.refresh()
         if self._snapshot is not None:
             snap, self._snapshot = self._snapshot, None
-            self.grid.show_images(snap.images, snap.labels, f"step {snap.step}", snap.step)
+            self.grid.show_images(snap.images, snap.labels, f"step {snap.step:,}", snap.step)
         control = self.control
         if self._last_step is not None and self._stage == "distill" and control is not None:
             paused = " · paused" if control.paused else ""
