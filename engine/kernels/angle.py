@@ -17,6 +17,7 @@ Shapes: ``s`` and ``q`` are equal-shaped tensors, s ≥ 0 (√(P − q²) of the
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -73,5 +74,10 @@ def _measure(dtype: torch.dtype, entries: int = 2**15, rounds: int = 5) -> str:
 
 def _const(value: float, like: torch.Tensor) -> torch.Tensor:
     """A 0-d tensor of ``value`` in ``like``'s dtype and device (torch.add(c, x, alpha=-1) is c − x
-    in one pass)."""
-    return torch.tensor(value, dtype=like.dtype, device=like.device)
+    in one pass), made once: on a GPU each new one would be a host-to-device copy."""
+    return _cached_const(value, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_const(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(value, dtype=dtype, device=device)
