@@ -112,8 +112,10 @@ class MainWindow(QMainWindow):
         if self.settings.refusal is not None:
             return f"Distil is off. {self.settings.refusal}: see the alternatives under Settings."
         config = self.settings.valid_config()
+        if config is None:              # Distil is off anyway, and the form says what is wrong
+            return None
         report = self.dataset.report
-        chosen = set(config.classes) if config is not None and config.classes else None
+        chosen = set(config.classes) if config.classes else None
         untested = [c for c, n in zip(self.dataset.classes, report.test_counts)
                     if n == 0 and (chosen is None or c in chosen)]
         if not untested:

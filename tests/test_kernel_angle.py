@@ -38,6 +38,7 @@ def test_the_choice_is_measured_once_per_dtype_and_cuda_takes_atan2(monkeypatch)
     monkeypatch.setattr(angle, "_chosen", {})
     first = angle.method(torch.float32)
     assert first in angle.METHODS
+    assert list(angle._chosen) == [("cpu", torch.float32, torch.get_num_threads())]   # per thread count
     monkeypatch.setattr(angle, "_measure", lambda *a, **k: pytest.fail("measured twice"))
     assert angle.method(torch.float32) == first
     assert angle.method(torch.float64, "cuda") == "atan2"

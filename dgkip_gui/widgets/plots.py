@@ -156,6 +156,7 @@ TEACHER, RANDOM, CONSISTENCY, MEASURED = "#d62728", "#7f7f7f", "#17becf", "#e377
 AXIS_LABEL_STYLE = {"font-size": "8pt"}   # as the legends: the y labels (113–118 px) fit a 1024 × 700 window's 132-px axes
 LEGEND_MARGIN_PX = 8  # a plot's data area is at least its legend's width plus this
 PLOT_MIN_HEIGHT_PX = 90  # and this high: below it tick labels piled up and legends hid the curves
+LABEL_HYSTERESIS_PX = 12  # a hidden y label comes back only with this much of its axis to spare
 ON_TOP = 10         # z value of a total drawn over its parts (the gap over Fenchel–Young and kernel match)
 
 
@@ -201,8 +202,12 @@ class PlotView(pg.GraphicsLayoutWidget):
             if not isinstance(item, pg.PlotItem):
                 continue
             axis = item.getAxis("left")
-            fits = axis.label.boundingRect().width() <= axis.height()
-            if axis.labelText and fits != axis.label.isVisible():
+            needed, shown = axis.label.boundingRect().width(), axis.label.isVisible()
+            # hidden where it does not fit; shown again only with LABEL_HYSTERESIS_PX to spare: a label
+            # widens the plots' minimum, which in a scrolling window can bring a horizontal scroll bar,
+            # whose height shortened the axes by 7 px, hid the label, dropped the bar, and so on
+            fits = needed <= axis.height() - (0 if shown else LABEL_HYSTERESIS_PX)
+            if axis.labelText and fits != shown:
                 axis.showLabel(fits)
                 changed = True
         if changed:      # the axes' widths changed: once their layout has taken the new minimum, fit the

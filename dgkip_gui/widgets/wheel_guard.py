@@ -50,9 +50,11 @@ def guard_wheel(root: QWidget) -> None:
 
 class PageWheel(QObject):
     """Event filter for a zoomable view (pyqtgraph's plots and image grid) inside a scrolling page:
-    while ``page`` can scroll in the wheel's direction a plain wheel turn scrolls the page (a page
+    while ``page`` scrolls in the wheel's direction (its scroll bar has a range) a plain wheel turn
+    goes to that scroll bar, also at the bar's end, so that overshooting the end never zooms (a page
     scrolled by the wheel otherwise stuck on the first plot under the pointer, and zoomed it); with
-    Ctrl held, or with nothing to scroll, the view zooms as before. Install it on the view's viewport."""
+    Ctrl held, or where the page does not scroll, the view zooms as before. Install it on the view's
+    viewport."""
 
     def __init__(self, page: QAbstractScrollArea, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -10,10 +10,12 @@ Which is faster depends on the processor, and by a factor of two either way: tor
 2 threads, torch 2.14.1: AMD EPYC with AVX-512, atan2 0.74 and atan 1.25–1.38; the same machine
 forced to AVX2 (``ATEN_CPU_CAPABILITY=avx2``), 1.21 against 1.25; without SIMD (``default``), 9.9
 against 1.23; an earlier AMD EPYC (AVX2), one thread, 2.6 against 1.5. So on the CPU the choice is
-measured once per dtype on the machine that runs (:func:`method`), about 2 ms; CUDA takes ``atan2``.
+measured once per dtype and thread count on the machine that runs (:func:`method`), about 3 ms;
+CUDA takes ``atan2``.
 
 Shapes: ``s`` and ``q`` are equal-shaped tensors, s ≥ 0 (√(P − q²) of the map, in q's units);
-``out`` has their shape and may be ``s``'s or ``q``'s own buffer only where noted.
+``out`` has their shape. Where s = q = 0 (the diagonal of k(x, x) for a zero input without bias)
+``"atan"`` gives NaN: the kernels write θ = 0 on their diagonal themselves.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ METHODS = ("atan2", "atan")
 # so that runs on one machine do not flip between formulas on timing noise
 MARGIN = 0.8
 
-_chosen: dict[tuple[str, torch.dtype], str] = {}
+_chosen: dict[tuple[str, torch.dtype, int], str] = {}
 
 
 def complement_into(s: torch.Tensor, q: torch.Tensor, out: torch.Tensor, *, negate: bool = False,
@@ -47,17 +49,24 @@ def complement_into(s: torch.Tensor, q: torch.Tensor, out: torch.Tensor, *, nega
 
 
 def method(dtype: torch.dtype, device: torch.device | str = "cpu") -> str:
-    """The faster formula on this machine for ``dtype``: timed once per dtype on the CPU (the minimum
-    of 5 interleaved rounds on 2^15 entries), ``"atan2"`` elsewhere."""
+    """The faster formula on this machine for ``dtype``: timed once per dtype and thread count on the
+    CPU (the minimum of 5 interleaved rounds on one sub-tile of the in-place kernel), ``"atan2"``
+    elsewhere."""
     if torch.device(device).type != "cpu":
         return "atan2"
-    key = ("cpu", dtype)
+    key = ("cpu", dtype, torch.get_num_threads())
     if key not in _chosen:
         _chosen[key] = _measure(dtype)
     return _chosen[key]
 
 
-def _measure(dtype: torch.dtype, entries: int = 2**15, rounds: int = 5) -> str:
+def _measure(dtype: torch.dtype, entries: int | None = None, rounds: int = 5) -> str:
+    """Time both formulas on ``entries`` values (default: the in-place kernel's sub-tile, 2^17 float32
+    or 2^16 float64 entries; at torch's grain of 2^15 one formula ran on one thread, the other on
+    more)."""
+    if entries is None:
+        from engine.kernels.fc import CACHE_BYTES            # (fc imports this module)
+        entries = CACHE_BYTES // torch.tensor([], dtype=dtype).element_size()
     gen = torch.Generator().manual_seed(0)
     theta = torch.rand(entries, generator=gen, dtype=torch.float64) * math.pi
     s, q = theta.sin().to(dtype), theta.cos().to(dtype)

@@ -68,11 +68,13 @@ FIXED_ENTRIES, FIXED_MAX_ELEMENTS = 4, 2**23
 
 class _Fixed:
     """A fixed operand's entry: a weak reference to its memory's owner, its identity key, its kept
-    transpose (None until the second sighting), and the forward product's measured path."""
+    transpose (None until the second sighting), and the forward product's measured path by thread
+    count (a run's steps may switch between one thread and all, engine.device.StepThreads)."""
     __slots__ = ("owner", "key", "kept", "forward")
 
     def __init__(self, owner, key) -> None:
-        self.owner, self.key, self.kept, self.forward = weakref.ref(owner), key, None, None
+        self.owner, self.key, self.kept = weakref.ref(owner), key, None
+        self.forward: dict[int, str] = {}
 
 
 _FIXED: list[_Fixed] = []
@@ -138,14 +140,15 @@ def _mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tenso
     """x wᵀ: x (r, k), w (c, k) → (r, c), same dtype; oneDNN where :func:`_onednn_fits`, else torch.mm
     (float64 and other devices). ``fixed``: ``w`` is an operand that recurs unchanged (where oneDNN
     fits, it is then kept transposed, :func:`_fixed_entry`, and the product takes the faster path from
-    that copy, measured on its first use)."""
+    that copy, measured on its first use at each thread count)."""
     global _ONEDNN_LINEAR
     if _onednn_fits(x, w):
         entry = _fixed_entry(w) if fixed else None
         if entry is not None:
-            if entry.forward is None:
-                entry.forward = _faster_forward(x, entry.kept)
-            return _kept_forward(x, entry.kept, entry.forward)
+            threads = torch.get_num_threads()
+            if threads not in entry.forward:
+                entry.forward[threads] = _faster_forward(x, entry.kept)
+            return _kept_forward(x, entry.kept, entry.forward[threads])
         try:
             return _ONEDNN_LINEAR(x, w, None, "none", [], "")
         except RuntimeError:           # a build whose oneDNN refuses the call: MKL from now on
@@ -231,9 +234,10 @@ def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):
             s = radicand.mul_(inv)                                              # √P · sin θ
         else:
             s = radicand.sqrt_()
-        if diag is not None:
-            s.diagonal(diag).zero_()
         psi = complement_into(s, q, torch.empty_like(q), negate=True)      # θ − π = −φ, saved
+        if diag is not None:               # k(x, x): θ = 0 exactly (also where q = 0: atan's q/s is 0/0)
+            s.diagonal(diag).zero_()
+            psi.diagonal(diag).fill_(-math.pi)
         if ntk:
             # Θ z: Θ/s; where clamped (s² = ε P) Θ ε/s = Θ s/P; 0 on the diagonal
             tz = inv.mul_(theta).mul_(select)

@@ -361,3 +361,27 @@ def test_vertical_axis_labels_show_only_where_they_fit(qtbot):
     qtbot.waitUntil(lambda: consistent() and not any(axis.label.isVisible() for axis in axes))
     plots.resize(1000, 700)
     qtbot.waitUntil(lambda: consistent() and all(axis.label.isVisible() for axis in axes))
+
+
+@pytest.mark.parametrize("width,height", [(605, 400), (617, 400), (629, 404), (641, 408)])
+def test_axis_labels_settle_in_a_scrolling_window(qtbot, width, height):
+    """In a scroll area (the window's panels) a shown label widened the plots past the view, a horizontal
+    scroll bar took 7 px of the axes' height, the label no longer fitted and was hidden, the bar went,
+    and so on, about 33 times a second (review). Labels now settle."""
+    from PySide6.QtWidgets import QFrame, QScrollArea
+    area = QScrollArea()
+    qtbot.addWidget(area)
+    plots = LivePlots()
+    area.setWidget(plots)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.resize(width, height)
+    area.show()
+    qtbot.waitExposed(area)
+    axes = [item.getAxis("left") for item in plots.view.ci.items if isinstance(item, pg.PlotItem)]
+    qtbot.wait(300)
+    states = set()
+    for _ in range(10):
+        qtbot.wait(30)
+        states.add(tuple(axis.label.isVisible() for axis in axes))
+    assert len(states) == 1, states

@@ -110,14 +110,16 @@ def test_settings_geometry_and_recent_persist(qtbot, make_window, store, tmp_pat
     first = make_window()
     load(qtbot, first)
     first.settings.set_config(first.settings.config().replace(ipc=3, loss="hinge"))
-    first.setGeometry(QRect(40, 50, 760, 520))                # within offscreen's 800 × 600 screen
+    # offscreen's screen is 800 px wide, less than the panels' minimum width (they scroll sideways),
+    # so the main splitter has no room; a tall window gives the plots-results splitter some
+    first.setGeometry(QRect(40, 50, 760, 700))
     qtbot.waitUntil(lambda: first.panels.horizontalScrollBar().isVisible())   # laid out at that size
-    # offscreen's screen is smaller than the panels' minimum (they scroll), so only the splitter between
-    # the images and the results has room to move
+    splitters = ("right_splitter", "bottom_splitter")
+    first._splitters["right_splitter"].setSizes([400, 210])
     first._splitters["bottom_splitter"].setSizes([260, 385])
     qtbot.wait(20)
-    wanted = first._splitters["bottom_splitter"].sizes()
-    assert wanted[0] < 300
+    wanted = {name: first._splitters[name].sizes() for name in splitters}
+    assert wanted["right_splitter"][0] >= 380 and wanted["bottom_splitter"][0] < 300
     gone = tmp_path / "gone"
     gone.mkdir()
     store.add_recent(str(gone))
@@ -126,8 +128,8 @@ def test_settings_geometry_and_recent_persist(qtbot, make_window, store, tmp_pat
 
     second = make_window(resize=False)
     assert second.settings.config().ipc == 3 and second.settings.config().loss == "hinge"
-    assert second.geometry() == QRect(40, 50, 760, 520)
-    qtbot.waitUntil(lambda: second._splitters["bottom_splitter"].sizes() == wanted)
+    assert second.geometry() == QRect(40, 50, 760, 700)
+    qtbot.waitUntil(lambda: {name: second._splitters[name].sizes() for name in splitters} == wanted)
     assert store.recent() == ["sample"]                    # the missing folder was dropped
     assert [a.text() for a in second.recent_menu.actions()] == ["Sample: handwritten digits"]
     assert second.dataset_panel.recent_list.count() == 1

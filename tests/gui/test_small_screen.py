@@ -135,5 +135,8 @@ def test_the_wheel_scrolls_a_scrolling_page_and_ctrl_wheel_zooms(qtbot, make_win
     before = plot.viewRange()
     _wheel(view.viewport(), centre(), -1)
     assert bar.value() > 0 and plot.viewRange() == before
+    bar.setValue(bar.maximum())                              # at the end: overshooting does not zoom
+    _wheel(view.viewport(), centre(), -1)
+    assert bar.value() == bar.maximum() and plot.viewRange() == before
     _wheel(view.viewport(), centre(), 1, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: plot.viewRange() != before)      # the plot under the pointer zoomed
