@@ -108,16 +108,13 @@ class MainWindow(QMainWindow):
     def _distil_blocked(self) -> str | None:
         """Why Distil is off for the loaded dataset and the form's settings, as one sentence: the estimate's
         refusal, or chosen classes without test images (the engine refuses such a run before its teacher,
-        engine.data.dataset.check_test_split; the Dataset tab's problem list says so too)."""
+        engine.data.check_test_split; the Dataset tab's problem list says so too)."""
         if self.settings.refusal is not None:
             return f"Distil is off. {self.settings.refusal}: see the alternatives under Settings."
         config = self.settings.valid_config()
         if config is None:              # Distil is off anyway, and the form says what is wrong
             return None
-        report = self.dataset.report
-        chosen = set(config.classes) if config.classes else None
-        untested = [c for c, n in zip(self.dataset.classes, report.test_counts)
-                    if n == 0 and (chosen is None or c in chosen)]
+        untested = engine_data.untested_classes(self.dataset, config.classes or None)
         if not untested:
             return None
         many = len(untested) > 1

@@ -19,6 +19,19 @@ def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
     return max(best, 1e-9)
 
 
+def fastest_of(candidates: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Each candidate's shortest of ``rounds`` timed calls in seconds, the candidates called in turn
+    within every round (interleaved: a machine that slows down mid-way slows all of them alike). No
+    warm-up call: the first round's calls pay for it, and the minimum skips them."""
+    best = dict.fromkeys(candidates, math.inf)
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
 def peak_rss_mb() -> float | None:
     """Peak resident memory of this process so far (MiB); None where the platform does not say (Windows)."""
     try:

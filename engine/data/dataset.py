@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -113,11 +113,20 @@ def holdout_minimum(fraction: float) -> int:
     return n
 
 
+def untested_classes(dataset: Dataset, chosen: Iterable[str] | None = None) -> list[str]:
+    """The classes of ``dataset`` (of those ``chosen``, when given) without a test image, in the
+    dataset's order: :func:`check_test_split` refuses a run on them (the app turns Distil off)."""
+    wanted = None if chosen is None else set(chosen)
+    return [c for c, t in zip(dataset.classes, dataset.report.test_counts)
+            if t == 0 and (wanted is None or c in wanted)]
+
+
 def check_test_split(dataset: Dataset, holdout_fraction: float) -> None:
     """Refuse (before any teacher is fitted) a dataset in which a class has no test images, saying how
     many images per class a held-out split needs, or what to add to an explicit one."""
     r = dataset.report
-    empty = [(c, n) for c, n, t in zip(dataset.classes, r.train_counts, r.test_counts) if t == 0]
+    untested = set(untested_classes(dataset))
+    empty = [(c, n) for c, n in zip(dataset.classes, r.train_counts) if c in untested]
     if not empty:
         return
     names = ", ".join(shown(c) for c, _ in empty[:5]) + (f" and {len(empty) - 5:,} more" if len(empty) > 5 else "")

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 
 import torch
+
+from engine.timing import fastest_of
 
 METHODS = ("atan2", "atan")
 
@@ -71,13 +72,9 @@ def _measure(dtype: torch.dtype, entries: int | None = None, rounds: int = 5) ->
     theta = torch.rand(entries, generator=gen, dtype=torch.float64) * math.pi
     s, q = theta.sin().to(dtype), theta.cos().to(dtype)
     out = torch.empty_like(q)
-    best = dict.fromkeys(METHODS, math.inf)
     with torch.no_grad():
-        for _ in range(rounds):
-            for how in METHODS:
-                start = time.perf_counter()
-                complement_into(s, q, out, how=how)
-                best[how] = min(best[how], time.perf_counter() - start)
+        best = fastest_of({how: functools.partial(complement_into, s, q, out, how=how) for how in METHODS},
+                          rounds)
     return "atan" if best["atan"] < MARGIN * best["atan2"] else "atan2"
 
 

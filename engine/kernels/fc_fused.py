@@ -32,8 +32,8 @@ g_q₀ + g_Θ₀ into one pass; k(x, x) takes one matmul, (G + Gᵀ) x, for both
 """
 from __future__ import annotations
 
+import functools
 import math
-import time
 import weakref
 from typing import NamedTuple
 
@@ -41,6 +41,7 @@ import torch
 
 from engine.kernels.angle import complement_into
 from engine.kernels.base import identity_key, row_sq_norms
+from engine.timing import fastest_of
 
 _TWO_PI = 2 * math.pi
 
@@ -124,13 +125,8 @@ def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str
     """The faster of :data:`FORWARD_PATHS` for x Rᵀ on this machine: the minimum of ``rounds``
     interleaved timings each, at the current thread count (about 6 products, 2-4 ms for a 2,000 × 784
     pool); ``"mkl"`` where oneDNN refuses the call."""
-    best = dict.fromkeys(FORWARD_PATHS, float("inf"))
     try:
-        for _ in range(rounds):
-            for how in FORWARD_PATHS:
-                start = time.perf_counter()
-                _kept_forward(x, kept, how)
-                best[how] = min(best[how], time.perf_counter() - start)
+        best = fastest_of({how: functools.partial(_kept_forward, x, kept, how) for how in FORWARD_PATHS}, rounds)
     except RuntimeError:
         return "mkl"
     return min(best, key=best.get)
