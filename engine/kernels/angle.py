@@ -10,8 +10,8 @@ Which is faster depends on the processor, and by a factor of two either way: tor
 2 threads, torch 2.14.1: AMD EPYC with AVX-512, atan2 0.74 and atan 1.25–1.38; the same machine
 forced to AVX2 (``ATEN_CPU_CAPABILITY=avx2``), 1.21 against 1.25; without SIMD (``default``), 9.9
 against 1.23; an earlier AMD EPYC (AVX2), one thread, 2.6 against 1.5. So on the CPU the choice is
-measured once per dtype and thread count on the machine that runs (:func:`method`), about 3 ms;
-CUDA takes ``atan2``.
+measured once per dtype and thread count on the machine that runs (:func:`method`; 2–8 ms on the AMD
+EPYC, one or two threads, both dtypes); CUDA takes ``atan2``.
 
 Shapes: ``s`` and ``q`` are equal-shaped tensors, s ≥ 0 (√(P − q²) of the map, in q's units);
 ``out`` has their shape. Where s = q = 0 (the diagonal of k(x, x) for a zero input without bias)

@@ -123,7 +123,7 @@ def _kept_forward(x: torch.Tensor, kept: torch.Tensor, how: str) -> torch.Tensor
 
 def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str:
     """The faster of :data:`FORWARD_PATHS` for x Rᵀ on this machine: the minimum of ``rounds``
-    interleaved timings each, at the current thread count (about 6 products, 2-4 ms for a 2,000 × 784
+    interleaved timings each, at the current thread count (about 6 products, 1.7–5 ms for a 2,000 × 784
     pool); ``"mkl"`` where oneDNN refuses the call."""
     try:
         best = fastest_of({how: functools.partial(_kept_forward, x, kept, how) for how in FORWARD_PATHS}, rounds)
