@@ -27,7 +27,7 @@ import torch
 
 from engine.certify import gap_terms
 from engine.kernels import fc
-from engine.kernels.fc_fused import first_variances, fused_with_self, fused_with_self_backward
+from engine.kernels.fc_fused import mm_nt, first_variances, fused_with_self, fused_with_self_backward
 
 Tensor = torch.Tensor
 
@@ -65,7 +65,7 @@ class _FCGap(torch.autograd.Function):
         m = x.shape[0]
         vs = first_variances(x, w2, b2, keep=False)
         Kst, Kss, saved = fused_with_self(x, rows, vs, depth, w2, b2, ntk)      # one tile (module doc)
-        Z = Kst @ teacher.coef                                                   # f*(x̃), (m, C)
+        Z = mm_nt(Kst, teacher.coef_t)                                          # f*(x̃), (m, C)
         if teacher.loss.smooth:                                                  # ∇ℓ / m = −α(Z) / m
             gZ = teacher.loss.optimal_alpha(Ys, Z).to(Z.dtype).div_(-m)
         else:                                                                    # the hinge: autograd's subgradient
@@ -74,7 +74,7 @@ class _FCGap(torch.autograd.Function):
                 gZ, = torch.autograd.grad(teacher.loss.value(Ys, Zg).sum() / m, Zg)
         A = solve(Kss)
         fy, km = gap_terms(teacher.loss, lam, teacher.w_norm2, Z, Ys, A, Kss)
-        g_x = fused_with_self_backward(saved, gZ @ teacher.coef.T, (A @ A.T).mul_(0.5 / (lam * m * m)))
+        g_x = fused_with_self_backward(saved, gZ @ teacher.coef_t, (A @ A.T).mul_(0.5 / (lam * m * m)))
         ctx.grad = g_x.reshape(xs.shape)
         parts["fenchel_young"], parts["kernel_match"] = fy.item(), km.item()
         return fy + km

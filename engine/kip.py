@@ -22,7 +22,7 @@ import torch
 
 import engine.kernels.fc as fc
 from engine.kernels import Kernel
-from engine.kernels.fc_fused import first_variances, fused_with_self, fused_with_self_backward
+from engine.kernels.fc_fused import mm_nt, first_variances, fused_with_self, fused_with_self_backward
 
 
 def uses_kip_batches(config) -> bool:
@@ -111,14 +111,14 @@ class _FCKIPLoss(torch.autograd.Function):
         A = Kss + kip_ridge_value(Kss, lam, ridge) * torch.eye(m, dtype=Kss.dtype, device=Kss.device)
         lu = torch.linalg.lu_factor(A)
         alpha = torch.linalg.lu_solve(*lu, Ys)                                  # (m, C)
-        R = torch.addmm(Yb, Ksb.T, alpha, alpha=-1.0)                          # Y_B − K_BS α, (b, C)
-        beta = torch.linalg.lu_solve(*lu, (Ksb @ R).mul_(-1.0 / b))            # A⁻¹ ∂L/∂α
+        Rt = torch.addmm(Yb.T, alpha.T, Ksb, alpha=-1.0)                       # (Y_B − K_BS α)ᵀ, (C, b)
+        beta = torch.linalg.lu_solve(*lu, mm_nt(Ksb, Rt).mul_(-1.0 / b))      # A⁻¹ ∂L/∂α
         gA = (beta @ alpha.T).neg_()
         if ridge == "trace":
             gA.diagonal().add_(gA.diagonal().sum() * (lam / m))
-        g_x = fused_with_self_backward(saved, (alpha @ R.T).mul_(-1.0 / b), gA)
+        g_x = fused_with_self_backward(saved, (alpha @ Rt).mul_(-1.0 / b), gA)
         ctx.grads = (g_x.reshape(xs.shape), beta)
-        return (R * R).sum() / (2 * b)
+        return (Rt * Rt).sum() / (2 * b)
 
     @staticmethod
     def backward(ctx, grad):

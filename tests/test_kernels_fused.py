@@ -115,7 +115,7 @@ def test_kernel_class_takes_the_fused_node_with_gradients(name, monkeypatch):
 
 
 def test_gemm_helper_equals_torch_mm(monkeypatch):
-    """The fused node's x wᵀ (oneDNN for large float32 CPU products, engine.kernels.fc_fused._mm_nt)
+    """The fused node's x wᵀ (oneDNN for large float32 CPU products, engine.kernels.fc_fused.mm_nt)
     equals torch.mm to float32 rounding, for contiguous and transposed operands and both sides of the
     size threshold; float64 goes to torch.mm unchanged."""
     from engine.kernels import fc_fused
@@ -125,11 +125,11 @@ def test_gemm_helper_equals_torch_mm(monkeypatch):
         ref = (x.double() @ w.double().T)
         scale = float((x.double().abs() @ w.double().abs().T).max())
         for xx, ww in ((x, w), (x, w.T.contiguous().T), (x.T.contiguous().T, w)):
-            out = fc_fused._mm_nt(xx, ww)
+            out = fc_fused.mm_nt(xx, ww)
             assert out.dtype == torch.float32 and out.shape == (r, c)
             assert float((out.double() - ref).abs().max()) <= 1e-6 * scale
     x64, w64 = torch.randn(30, 50, dtype=torch.float64, generator=g), torch.randn(40, 50, dtype=torch.float64, generator=g)
-    assert torch.equal(fc_fused._mm_nt(x64, w64), torch.mm(x64, w64.T))
+    assert torch.equal(fc_fused.mm_nt(x64, w64), torch.mm(x64, w64.T))
     monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)                   # every float32 product via oneDNN
     test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3, None)
 
@@ -179,6 +179,50 @@ def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, monkeypa
     check()
 
 
+@pytest.mark.parametrize("forward", ["mkl", "onednn"])
+@pytest.mark.parametrize("constant", [5, 1, 0])
+def test_constant_columns_of_a_kept_operand_are_folded_out_exactly(forward, constant, monkeypatch):
+    """A kept operand whose columns are constant over its rows (0.0 and −0.42 here, as standardised
+    MNIST's borders) is kept as its varying columns alone when enough of them are constant
+    (CONST_MIN_FRACTION, 1/16 of 40 columns: 5 are folded, 1 is not): the forward x Xᵀ, the gradient
+    product G X and the kernel's values and gradients match float64 references on every call."""
+    from engine.kernels import fc_fused
+    if fc_fused._ONEDNN_LINEAR is None:
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(fc_fused, "_FIXED", [])
+    monkeypatch.setattr(fc_fused, "_faster_forward", lambda x, kept: forward)
+    g = torch.Generator().manual_seed(5)
+    real = torch.randn(60, 40, generator=g)
+    cols = [3, 17, 18, 30, 39][:constant]
+    real[:, cols] = torch.tensor([0.0, -0.42, 0.0, 1.5, -0.42])[:constant]
+    x = torch.randn(7, 40, generator=g)
+    G = torch.randn(7, 60, generator=g)
+    ref_f, ref_g = x.double() @ real.double().T, G.double() @ real.double()
+    for call in range(3):
+        out_f, out_g = fc_fused.mm_nt(x, real, fixed=True), fc_fused.mm_nn(G, real)
+        torch.testing.assert_close(out_f.double(), ref_f, rtol=1e-5, atol=1e-5 * float(ref_f.abs().max()))
+        torch.testing.assert_close(out_g.double(), ref_g, rtol=1e-5, atol=1e-5 * float(ref_g.abs().max()))
+    entry, = fc_fused._FIXED
+    folded = constant if constant >= 40 * fc_fused.CONST_MIN_FRACTION else 0
+    assert entry.kept.shape == (40 - folded, 60) and entry.kept.is_contiguous()
+    assert (entry.const_cols is None) == (folded == 0)
+    if folded:
+        assert entry.const_cols.tolist() == cols and torch.equal(entry.const, real[0, cols])
+        assert torch.equal(entry.kept, real[:, [c for c in range(40) if c not in cols]].T)
+    k = make_kernel("ntk-fc", depth=2, w_std=1.4, b_std=0.3)
+    xs = torch.randn(7, 40, generator=g, requires_grad=True)
+    w = torch.randn(60, 7, generator=g, dtype=torch.float64)
+    x64 = xs.detach().double().requires_grad_(True)
+    ref = _unfused(k, real.double(), x64)
+    ref_grad, = torch.autograd.grad((ref * w).sum(), x64)
+    for _ in range(2):
+        out = fc_kernel(real, xs, 2, 1.4, 0.3, True)                # real is the node's (kept) right side
+        grad, = torch.autograd.grad((out * w.float()).sum(), xs)
+        torch.testing.assert_close(out.double(), ref.detach(), rtol=2e-5, atol=2e-5 * float(ref.abs().max()))
+        torch.testing.assert_close(grad.double(), ref_grad, rtol=2e-5, atol=2e-5 * float(ref_grad.abs().max()))
+
+
 def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
     """Both forward paths from a kept transpose equal torch.mm to float32 rounding; the faster is
     measured on the kept operand's first forward and reused after."""
@@ -196,7 +240,7 @@ def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
     faster = fc_fused._faster_forward
     monkeypatch.setattr(fc_fused, "_faster_forward", lambda *a: measured.append(faster(*a)) or measured[-1])
     for _ in range(4):
-        out = fc_fused._mm_nt(x, w, fixed=True)
+        out = fc_fused.mm_nt(x, w, fixed=True)
         assert float((out.double() - ref).abs().max()) <= 1e-6 * scale
     assert len(measured) == 1 and measured[0] in fc_fused.FORWARD_PATHS
     threads = torch.get_num_threads()
@@ -204,8 +248,8 @@ def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
     other = 1 if threads > 1 else 2                          # a run's steps may change the thread count
     torch.set_num_threads(other)
     try:
-        fc_fused._mm_nt(x, w, fixed=True)
-        fc_fused._mm_nt(x, w, fixed=True)
+        fc_fused.mm_nt(x, w, fixed=True)
+        fc_fused.mm_nt(x, w, fixed=True)
     finally:
         torch.set_num_threads(threads)
     assert len(measured) == 2 and set(fc_fused._FIXED[0].forward) == {threads, other}

@@ -8,7 +8,7 @@ or both (the symmetric k(x, x)), may require gradients.
 
 Forward, in the layout r × c with r ≤ c (the input with fewer rows on the left: MKL's ``mm`` of a
 thin 10 × 784 by 784 × 2,000 product runs 1.7× faster than the 2,000 × 784 by 784 × 10 one; oneDNN,
-which :func:`_mm_nt` takes for large float32 products, runs both alike), the same
+which :func:`mm_nt` takes for large float32 products, runs both alike), the same
 recursion as ``FCNetworkKernel._recursion``, with P = q₁₁ q₂₂ the outer product of the layer's variances:
 
     q₀ = W² ⟨a, b⟩ / d + b²,  Θ₀ = q₀
@@ -67,15 +67,56 @@ ONEDNN_MIN_MACS = 2**20
 FIXED_ENTRIES, FIXED_MAX_ELEMENTS = 4, 2**23
 
 
+# Columns constant over a kept operand's rows (per-channel standardised MNIST's border pixels: 151 of
+# 784 in a 2,000-image pool) carry no information a product needs: with X = [X_V, 1 a_Cᵀ] (varying
+# columns V, constant columns C of value a_C), x Xᵀ = x_V X_Vᵀ + (x_C a_C) 1ᵀ and G X = [G X_V,
+# (G 1) a_Cᵀ]. The kept transpose then holds X_V alone, so both products read and multiply |V| of the
+# d columns. Folded only where at least CONST_MIN_FRACTION of the columns are constant (the gather of
+# x_V and the scatter of G X_V cost a few µs).
+CONST_MIN_FRACTION = 1 / 16
+
+
 class _Fixed:
     """A fixed operand's entry: a weak reference to its memory's owner, its identity key, its kept
-    transpose (None until the second sighting), and the forward product's measured path by thread
+    transpose (None until the second sighting; X_Vᵀ (|V|, c) where constant columns are folded, else
+    Xᵀ (d, c)), the folded columns (``varying`` V and ``const_cols`` C as index tensors and ``const``
+    a_C, (|C|,); all None when nothing is folded), and the forward product's measured path by thread
     count (a run's steps may switch between one thread and all, engine.device.StepThreads)."""
-    __slots__ = ("owner", "key", "kept", "forward")
+    __slots__ = ("owner", "key", "kept", "forward", "varying", "const_cols", "const")
 
     def __init__(self, owner, key) -> None:
         self.owner, self.key, self.kept = weakref.ref(owner), key, None
         self.forward: dict[int, str] = {}
+        self.varying = self.const_cols = self.const = None
+
+    def keep(self, w: torch.Tensor) -> None:
+        """Keep ``w`` (c, d)'s transpose, its constant columns folded out (see CONST_MIN_FRACTION)."""
+        same = (w == w[:1]).all(0) if w.shape[0] > 1 else torch.zeros(w.shape[1], dtype=torch.bool)
+        folded = int(same.sum())
+        if CONST_MIN_FRACTION * w.shape[1] <= folded < w.shape[1]:
+            self.varying, self.const_cols = (~same).nonzero().squeeze(1), same.nonzero().squeeze(1)
+            self.const = w[0].index_select(0, self.const_cols)
+            self.kept = w.index_select(1, self.varying).T.contiguous()
+        else:
+            self.kept = w.T.contiguous()
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The columns of ``x`` (r, d) the kept transpose multiplies: x_V (r, |V|), or x itself."""
+        return x if self.varying is None else x.index_select(1, self.varying)
+
+    def add_constant(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """x Xᵀ from ``out`` = x_V X_Vᵀ (r, c), in place: + (x_C a_C) 1ᵀ."""
+        if self.varying is None:
+            return out
+        return out.add_((x.index_select(1, self.const_cols) @ self.const)[:, None])
+
+    def spread(self, g: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        """G X (r, d) from ``part`` = G X_V (r, |V|): the constant columns are (G 1) a_Cᵀ."""
+        if self.varying is None:
+            return part
+        out = part.new_empty(part.shape[0], self.varying.numel() + self.const_cols.numel())
+        out.index_copy_(1, self.varying, part)
+        return out.index_copy_(1, self.const_cols, torch.outer(g.sum(1), self.const))
 
 
 _FIXED: list[_Fixed] = []
@@ -91,7 +132,7 @@ def _fixed_entry(w: torch.Tensor, create: bool = True) -> _Fixed | None:
     for entry in _FIXED:
         if entry.key == key and entry.owner() is owner:
             if entry.kept is None and create:                        # seen once before: copy now
-                entry.kept = w.detach().T.contiguous()
+                entry.keep(w.detach())
             return entry if entry.kept is not None else None
     if create:
         _FIXED[:] = [e for e in _FIXED if e.owner() is not None][-(FIXED_ENTRIES - 1):]
@@ -132,7 +173,7 @@ def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str
     return min(best, key=best.get)
 
 
-def _mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tensor:
+def mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tensor:
     """x wᵀ: x (r, k), w (c, k) → (r, c), same dtype; oneDNN where :func:`_onednn_fits`, else torch.mm
     (float64 and other devices). ``fixed``: ``w`` is an operand that recurs unchanged (where oneDNN
     fits, it is then kept transposed, :func:`_fixed_entry`, and the product takes the faster path from
@@ -141,10 +182,10 @@ def _mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tenso
     if _onednn_fits(x, w):
         entry = _fixed_entry(w) if fixed else None
         if entry is not None:
-            threads = torch.get_num_threads()
+            threads, xv = torch.get_num_threads(), entry.inputs(x)
             if threads not in entry.forward:
-                entry.forward[threads] = _faster_forward(x, entry.kept)
-            return _kept_forward(x, entry.kept, entry.forward[threads])
+                entry.forward[threads] = _faster_forward(xv, entry.kept)
+            return entry.add_constant(x, _kept_forward(xv, entry.kept, entry.forward[threads]))
         try:
             return _ONEDNN_LINEAR(x, w, None, "none", [], "")
         except RuntimeError:           # a build whose oneDNN refuses the call: MKL from now on
@@ -152,16 +193,16 @@ def _mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tenso
     return torch.mm(x, w.T)
 
 
-def _mm_nn(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def mm_nn(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """g w: g (r, c), w (c, k) → (r, k); from ``w``'s kept transpose (:func:`_fixed_entry`) when
     there is one, so that a step's gradient reads the copy its forward read."""
     entry = _fixed_entry(w, create=False) if _onednn_fits(g, w.T) else None
     if entry is not None:
         try:
-            return _ONEDNN_LINEAR(g, entry.kept, None, "none", [], "")
+            return entry.spread(g, _ONEDNN_LINEAR(g, entry.kept, None, "none", [], ""))
         except RuntimeError:
             pass
-    return _mm_nt(g, w.T)
+    return mm_nt(g, w.T)
 
 
 def _root_tiny(dtype: torch.dtype) -> float:
@@ -187,7 +228,7 @@ def fused_with_self(x: torch.Tensor, real: torch.Tensor, vx: torch.Tensor, depth
                     ntk: bool) -> tuple[torch.Tensor, torch.Tensor, Saved]:
     """(k(x, B), k(x, x), what :func:`fused_with_self_backward` needs) for synthetic rows ``x`` (m, d)
     with variances ``vx`` (m,) and fixed real rows ``real`` B (n, d), as one m × (n + m) tile (the
-    real block kept transposed when it recurs, :func:`_mm_nt`): one chain of elementwise calls instead
+    real block kept transposed when it recurs, :func:`mm_nt`): one chain of elementwise calls instead
     of two (θ = 0 on the pairs (i, n + i)). No autograd: the objectives that write their own gradient
     (engine.kip, engine.gap_step) call it."""
     n = real.shape[0]
@@ -209,9 +250,9 @@ def fused_with_self_backward(saved: Saved, g_real: torch.Tensor, g_self: torch.T
 def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):
     d = left.shape[1]
     if isinstance(right, tuple):            # column blocks: one tile, one product per block
-        q = torch.cat([_mm_nt(left, r, fixed=fixed and i == 0) for i, r in enumerate(right)], 1)
+        q = torch.cat([mm_nt(left, r, fixed=fixed and i == 0) for i, r in enumerate(right)], 1)
     else:
-        q = _mm_nt(left, right, fixed=fixed)
+        q = mm_nt(left, right, fixed=fixed)
     q = q.mul_(w2 / d).add_(b2)
     eps, c1 = _eps(q.dtype), w2 / _TWO_PI
     theta = q if ntk else None
@@ -327,17 +368,17 @@ def _backward(state, grad, need_l, need_r):
     if need_l and need_r and state.same:
         # k(x, x): g_x = (G + Gᵀ) x·(W²/d) + (both variance sums) x: one matmul instead of two
         gs = gq + gq.T
-        g_right = _mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
+        g_right = mm_nt(gs, right.T).mul_(sq * w2 / d).addcmul_((sum_l + sum_r)[:, None], right, value=2 * w2 / d)
         return None, g_right
     if need_l:
         blocks = right if isinstance(right, tuple) else (right,)
         g_left = None
         for g, r in zip(gq.split([r.shape[0] for r in blocks], 1), blocks):
-            part = _mm_nn(g, r)
+            part = mm_nn(g, r)
             g_left = part if g_left is None else g_left.add_(part)
         g_left = g_left.mul_(sq * w2 / d).addcmul_(sum_l[:, None], left, value=2 * w2 / d)
     if need_r:
-        g_right = _mm_nt(gq.T, left.T).mul_(sq * w2 / d).addcmul_(sum_r[:, None], right, value=2 * w2 / d)
+        g_right = mm_nt(gq.T, left.T).mul_(sq * w2 / d).addcmul_(sum_r[:, None], right, value=2 * w2 / d)
     return g_left, g_right
 
 
