@@ -22,7 +22,7 @@ from typing import Any
 
 RESULT_SUITES = ("quick", "mnist", "cifar", "cifar-zca", "full")
 #: suite name → (module, function, whether it takes the datasets folder)
-_RUNNERS = {"accuracy": ("accuracy", "bench_accuracy", True), "speed": ("speed", "bench_speed", False),
+_RUNNERS = {"accuracy": ("accuracy", "bench_accuracy", True), "speed": ("speed", "bench_speed", True),
             "svm": ("svm", "bench_svm", True), "estimate": ("estimate", "bench_estimate", True),
             "nystrom": ("nystrom", "bench_nystrom", True), "cluster": ("cluster", "bench_cluster", True)}
 SUITES = RESULT_SUITES + tuple(_RUNNERS)

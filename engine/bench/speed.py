@@ -11,8 +11,10 @@
 3. **Against the reference** (only with ``DGKIP_PEER_PYTHON`` naming a Python that has
    ``neural-tangents`` and ``jax``): our KIP step (kernel-ridge loss on a ``PEER_POOL``-image pool,
    backward, Adam) and our DGKIP step (cross-entropy, exact teacher on a pool of that size) against
-   KIP's jit-compiled JAX step (:mod:`engine.bench.peer.kip_step`) on the same data and initial images (standard
-   normal, d = 784), on one core with one thread and on two cores with two threads, three
+   KIP's jit-compiled JAX step (:mod:`engine.bench.peer.kip_step`) on the same data and initial images, d =
+   784: a standard normal pool, and (when the ``datasets`` folder has mnist-train.npz) an MNIST pool
+   standardised per channel as a run does, whose constant border pixels the fixed pool's products fold
+   out (:data:`engine.kernels.fc_fused.CONST_MIN_FRACTION`); on one core with one thread and on two cores with two threads, three
    interleaved rounds of ``PEER_STEPS`` steps; per-step median of each round, then min and median over
    rounds, the two KIP losses at the initial images, and the two products with the pool that any such
    step makes, alone, from a cold and from a hot cache (:func:`_pool_products_ms`). Then conv (and one
@@ -163,19 +165,19 @@ def _pinned(threads: int, fn):
 def _pool_products_ms(data: dict[str, np.ndarray], reps: int = 15) -> tuple[float, float]:
     """(cold, hot) ms of the two products every KIP or DGKIP step makes with the fixed real pool X
     (b, d): the forward x̃ Xᵀ and the gradient's G X, G (m, b), both from X's kept transpose as the
-    step computes them (engine.kernels.fc_fused._mm_nt / _mm_nn). Cold:
+    step computes them (engine.kernels.fc_fused.mm_nt / mm_nn). Cold:
     after writing a 64 MiB buffer (X is in no cache, as when a step's other work or another process
     has evicted it); hot: the same two products repeated at once. Median of ``reps``; the threads
     the caller set."""
-    from engine.kernels.fc_fused import _mm_nn, _mm_nt
+    from engine.kernels.fc_fused import mm_nn, mm_nt
     X, xs = torch.from_numpy(data["xb"]), torch.from_numpy(data["xs"])
     G = torch.randn(xs.shape[0], X.shape[0], generator=torch.Generator().manual_seed(0))
     flush = torch.empty(2**24)
 
     def products() -> float:
         t0 = time.perf_counter()
-        _mm_nt(xs, X, fixed=True)
-        _mm_nn(G, X)
+        mm_nt(xs, X, fixed=True)
+        mm_nn(G, X)
         return time.perf_counter() - t0
 
     for _ in range(3):
@@ -193,17 +195,17 @@ def dgkip_skip() -> int:
     return StepThreads.first_trial_end()
 
 
-def _dgkip_step(ipc: int) -> tuple[float, int]:
-    """Our DGKIP step (cross-entropy, exact teacher on PEER_POOL MNIST-sized random images, as the run
-    estimate's probe sets it up, engine.plan.time): median ms of the run's own step clock over
+def _dgkip_step(ipc: int, dataset) -> tuple[float, int]:
+    """Our DGKIP step (cross-entropy, exact teacher on ``dataset``'s PEER_POOL training images, as the
+    run estimate's probe sets it up, engine.plan.time): median ms of the run's own step clock over
     PEER_STEPS steps after its warm-up and first thread trial (:func:`dgkip_skip` steps,
     engine.device.StepThreads), and the threads it then ran."""
-    from engine.plan.time import probe_config, random_dataset
+    from engine.plan.time import probe_config
     from engine.events import Step
     skip = dgkip_skip()
     cfg = probe_config(DistillConfig(ipc=ipc, kernel="ntk-fc", snapshot_every=0), PEER_POOL, skip + PEER_STEPS).validate()
     elapsed, threads = [], None
-    for event in run(cfg, dataset=random_dataset((1, 28, 28), 10, PEER_POOL // 10, 10)):
+    for event in run(cfg, dataset=dataset):
         if isinstance(event, Step):
             elapsed.append(event.elapsed)
         elif isinstance(event, Done):
@@ -212,47 +214,91 @@ def _dgkip_step(ipc: int) -> tuple[float, int]:
     return statistics.median(per_step) * 1e3, threads
 
 
-def peer_rows(peer_python: str) -> dict[str, list[dict[str, Any]]]:
-    """Ours against the reference (module doc, 3.): KIP and DGKIP steps, conv and FC kernels."""
+POOLS = {"random": "standard normal", "mnist": "MNIST, standardised per channel as a run does"}
+
+
+def mnist_pool(datasets: str | Path | None):
+    """PEER_POOL MNIST training images, PEER_POOL/10 of each class (seed 0), and 10 more of each as
+    test images, as an engine.data Dataset; None without ``datasets``/mnist-train.npz."""
+    from engine.data import Dataset, DatasetReport
+    path = Path(datasets) / "mnist-train.npz" if datasets else None
+    if path is None or not path.is_file():
+        return None
+    with np.load(path) as f:
+        x, y = f["x"], f["y"]
+    rng, per = np.random.default_rng(0), PEER_POOL // 10
+    picks = [rng.permutation(np.flatnonzero(y == c))[:per + 10] for c in range(10)]
+    train, test = np.concatenate([p[:per] for p in picks]), np.concatenate([p[per:] for p in picks])
+    x = x.reshape(len(x), 28, 28, 1)
+    classes = [str(c) for c in range(10)]
+    report = DatasetReport.build(source=str(path), format="npz", classes=classes, train_counts=[per] * 10,
+                                 test_counts=[10] * 10, image_shape=(28, 28, 1), modes={"L": PEER_POOL},
+                                 test_source="test split", problems=[])
+    return Dataset(x[train], y[train], x[test], y[test], classes, report, "mnist (speed bench pool)")
+
+
+def _cell_data(pool, rng: np.random.Generator, ipc: int) -> dict[str, np.ndarray]:
+    """One cell's KIP data (engine.bench.peer.kip_step's layout): ``pool`` None draws standard normal
+    pool and initial images from ``rng``; a Dataset gives its images standardised per channel (fitted
+    on them, engine.data.preprocess) with their labels, and its first ``ipc`` images of each class as
+    the initial images."""
+    from engine.data.preprocess import Preprocessor
+    m = 10 * ipc
+    common = {"ys": np.eye(10, dtype=np.float32)[np.arange(m) % 10], "lam": np.float64(PEER_LAM),
+              "lr": np.float64(PEER_LR)}
+    if pool is None:
+        return {"xb": rng.standard_normal((PEER_POOL, 784)).astype(np.float32),
+                "yb": np.eye(10, dtype=np.float32)[rng.integers(0, 10, PEER_POOL)],
+                "xs": rng.standard_normal((m, 784)).astype(np.float32), **common}
+    z = Preprocessor.fit(pool.x_train).transform(pool.x_train).reshape(PEER_POOL, 784).astype(np.float32)
+    first = np.concatenate([np.flatnonzero(pool.y_train == c)[:ipc] for c in range(10)])
+    order = first.reshape(10, ipc).T.reshape(-1)          # class c at rows c, c + 10, … as ys
+    return {"xb": z, "yb": np.eye(10, dtype=np.float32)[pool.y_train], "xs": z[order].copy(), **common}
+
+
+def peer_rows(peer_python: str, datasets: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Ours against the reference (module doc, 3.): KIP and DGKIP steps on each of :data:`POOLS`
+    there is data for, conv and FC kernels."""
+    from engine.plan.time import random_dataset
     import tempfile
     steps, kernels = [], []
     rng = np.random.default_rng(0)
+    mnist = mnist_pool(datasets)
+    pools = {"random": None, **({"mnist": mnist} if mnist is not None else {})}
     with tempfile.TemporaryDirectory() as tmp:
-        for threads in (1, 2):
-            for ipc in (1, 10):
-                m = 10 * ipc
-                data = {"xb": rng.standard_normal((PEER_POOL, 784)).astype(np.float32),
-                        "yb": np.eye(10, dtype=np.float32)[rng.integers(0, 10, PEER_POOL)],
-                        "xs": rng.standard_normal((m, 784)).astype(np.float32),
-                        "ys": np.eye(10, dtype=np.float32)[np.arange(m) % 10], "lam": np.float64(PEER_LAM),
-                        "lr": np.float64(PEER_LR)}
-                path = Path(tmp) / f"ipc{ipc}.npz"
-                np.savez(path, **data)
-                ours, dgkip, dgkip_threads, peer, loss_ours, loss_peer = [], [], [], [], None, None
-                for _ in range(PEER_ROUNDS):          # interleaved: all three see the same load
-                    answer = _peer(peer_python, ["step", str(path), str(PEER_STEPS)], threads)
-                    peer.append(statistics.median(answer["seconds"]) * 1e3)
-                    loss_peer = answer["loss0"]
-                    loss_ours, secs = _pinned(threads, lambda: _our_kip_steps(data, PEER_STEPS))
-                    ours.append(statistics.median(secs) * 1e3)
-                    ms, used = _pinned(threads, lambda: _dgkip_step(ipc))
-                    dgkip.append(ms)
-                    dgkip_threads.append(used)
-                cold, hot = _pinned(threads, lambda: _pool_products_ms(data))
-                row = {"threads": threads, "ipc": ipc, "pool": PEER_POOL, "kip_ms": ours, "dgkip_ms": dgkip,
-                       "dgkip_threads": dgkip_threads,
-                       "peer_ms": peer, "jax": answer["jax"], "loss_ours": loss_ours, "loss_peer": loss_peer,
-                       "pool_products_cold_ms": cold, "pool_products_hot_ms": hot}
-                for key in ("kip", "dgkip"):
-                    row[f"{key}_ratio_min"] = min(row[f"{key}_ms"]) / min(peer)
-                    row[f"{key}_ratio_median"] = statistics.median(row[f"{key}_ms"]) / statistics.median(peer)
-                steps.append(row)
-                print(f"{threads} thread(s), IPC {ipc}: KIP {min(ours):.2f}/{statistics.median(ours):.2f} ms, DGKIP "
-                      f"{min(dgkip):.2f}/{statistics.median(dgkip):.2f} ms, reference KIP {min(peer):.2f}/"
-                      f"{statistics.median(peer):.2f} ms (min/median); KIP/reference {row['kip_ratio_min']:.2f}/"
-                      f"{row['kip_ratio_median']:.2f}, DGKIP/reference {row['dgkip_ratio_min']:.2f}/"
-                      f"{row['dgkip_ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}; the two pool "
-                      f"products {cold:.2f} ms cold, {hot:.2f} ms hot", flush=True)
+        for pool_name, pool in pools.items():
+            dataset = pool if pool is not None else random_dataset((1, 28, 28), 10, PEER_POOL // 10, 10)
+            for threads in (1, 2):
+                for ipc in (1, 10):
+                    data = _cell_data(pool, rng, ipc)
+                    path = Path(tmp) / f"ipc{ipc}.npz"
+                    np.savez(path, **data)
+                    ours, dgkip, dgkip_threads, peer, loss_ours, loss_peer = [], [], [], [], None, None
+                    for _ in range(PEER_ROUNDS):          # interleaved: all three see the same load
+                        answer = _peer(peer_python, ["step", str(path), str(PEER_STEPS)], threads)
+                        peer.append(statistics.median(answer["seconds"]) * 1e3)
+                        loss_peer = answer["loss0"]
+                        loss_ours, secs = _pinned(threads, lambda: _our_kip_steps(data, PEER_STEPS))
+                        ours.append(statistics.median(secs) * 1e3)
+                        ms, used = _pinned(threads, lambda: _dgkip_step(ipc, dataset))
+                        dgkip.append(ms)
+                        dgkip_threads.append(used)
+                    cold, hot = _pinned(threads, lambda: _pool_products_ms(data))
+                    row = {"pool": pool_name, "threads": threads, "ipc": ipc, "pool_images": PEER_POOL, "kip_ms": ours, "dgkip_ms": dgkip,
+                           "dgkip_threads": dgkip_threads,
+                           "peer_ms": peer, "jax": answer["jax"], "loss_ours": loss_ours, "loss_peer": loss_peer,
+                           "pool_products_cold_ms": cold, "pool_products_hot_ms": hot,
+                           "constant_columns": int((data["xb"] == data["xb"][:1]).all(0).sum())}
+                    for key in ("kip", "dgkip"):
+                        row[f"{key}_ratio_min"] = min(row[f"{key}_ms"]) / min(peer)
+                        row[f"{key}_ratio_median"] = statistics.median(row[f"{key}_ms"]) / statistics.median(peer)
+                    steps.append(row)
+                    print(f"{pool_name} pool, {threads} thread(s), IPC {ipc}: KIP {min(ours):.2f}/{statistics.median(ours):.2f} ms, DGKIP "
+                          f"{min(dgkip):.2f}/{statistics.median(dgkip):.2f} ms, reference KIP {min(peer):.2f}/"
+                          f"{statistics.median(peer):.2f} ms (min/median); KIP/reference {row['kip_ratio_min']:.2f}/"
+                          f"{row['kip_ratio_median']:.2f}, DGKIP/reference {row['dgkip_ratio_min']:.2f}/"
+                          f"{row['dgkip_ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}; the two pool "
+                          f"products {cold:.2f} ms cold, {hot:.2f} ms hot", flush=True)
         for arch, depth, ntk, na, nb, h, w, c in PEER_CONV_CASES:
             a = rng.standard_normal((na, h, w, c)).astype(np.float32)
             b = rng.standard_normal((nb, h, w, c)).astype(np.float32)
@@ -283,7 +329,7 @@ def peer_rows(peer_python: str) -> dict[str, list[dict[str, Any]]]:
     return {"steps": steps, "kernels": kernels}
 
 
-def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
+def bench_speed(out: str | Path, datasets: str | Path | None = None, command: str = "") -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -292,7 +338,7 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
               "threads": torch.get_num_threads(), "load_average_before": load_before, "shape": KERNEL_SHAPE,
               "kernels": kernel_rows(), "steps": step_rows()}
     peer_python = os.environ.get("DGKIP_PEER_PYTHON")
-    report["peer"] = peer_rows(peer_python) if peer_python else None
+    report["peer"] = peer_rows(peer_python, datasets) if peer_python else None
     report.update(seconds=time.perf_counter() - t0, load_average_after=os.getloadavg())
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     n, d = KERNEL_SHAPE
@@ -313,17 +359,20 @@ def bench_speed(out: str | Path, command: str = "") -> dict[str, Any]:
     if report["peer"]:
         jax_version = report["peer"]["steps"][0]["jax"]
         lines += ["", f"Steps against the reference KIP (neural-tangents + JAX {jax_version}, jit, Adam), "
-                  f"{PEER_POOL:,}-image pool, d = 784, ntk-fc depth 1 (W_std √2, b_std 0.1), {PEER_ROUNDS} "
+                  f"{PEER_POOL:,}-image pools (*pool*: " + "; ".join(f"{k}: {v}" for k, v in POOLS.items())
+                  + "; initial images standard normal for the first, the first images of each class for the second), "
+                  f"d = 784, ntk-fc depth 1 (W_std √2, b_std 0.1), {PEER_ROUNDS} "
                   f"interleaved rounds of {PEER_STEPS} steps, each process pinned to as many cores as threads "
                   "(ms per step, min / median over rounds). DGKIP: cross-entropy, exact teacher on the pool, "
                   f"a run's own clock over {PEER_STEPS} steps after its {dgkip_skip()} steps of warm-up and thread "
                   "trial (CPU threads auto, engine.device.StepThreads: one thread against the cell's, the faster "
                   "kept); *DGKIP threads*: what each round's run kept. *Pool products*: the two products every step "
-                  "of either side makes with the 2,000 × 784 pool (forward and gradient), alone, after a 64 MiB "
+                  "of either side makes with the 2,000 × 784 pool (forward and gradient; its constant columns folded out, "
+                  "engine.kernels.fc_fused), alone, after a 64 MiB "
                   "write (cold) and repeated at once (hot); median of 15.", "",
-                  "| threads | IPC | our KIP ms | our DGKIP ms | DGKIP threads | reference KIP ms | KIP / ref | DGKIP / ref | pool products cold / hot ms | loss ours | loss ref |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['threads']} | {r['ipc']} | {min(r['kip_ms']):.2f} / {statistics.median(r['kip_ms']):.2f} | "
+                  "| pool | threads | IPC | our KIP ms | our DGKIP ms | DGKIP threads | reference KIP ms | KIP / ref | DGKIP / ref | pool products cold / hot ms | loss ours | loss ref |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['pool']} ({r['constant_columns']} constant columns) | {r['threads']} | {r['ipc']} | {min(r['kip_ms']):.2f} / {statistics.median(r['kip_ms']):.2f} | "
                   f"{min(r['dgkip_ms']):.2f} / {statistics.median(r['dgkip_ms']):.2f} | "
                   f"{', '.join(str(t) for t in r['dgkip_threads'])} | "
                   f"{min(r['peer_ms']):.2f} / {statistics.median(r['peer_ms']):.2f} | {r['kip_ratio_min']:.2f} / "
