@@ -164,7 +164,7 @@ Files
 
 The export appears in ./{EXPORT_NAME}/ beside these files, on the machine where rank 0 runs (one
 machine: this one; several: the node torchrun's rendezvous makes rank 0, so a shared file system is
-simplest). Open it in DGKIP Studio like any other export (Run > Evaluate an exported set...), or
+simplest). Open it in DGKIP Studio like any other export (Run > Transfer an exported set...), or
 copy it back first. A non-empty ./{EXPORT_NAME}/ is never replaced unless ./run.sh --overwrite is given
 (and then only an earlier export).
 

@@ -43,3 +43,9 @@ def shown(value: Any, limit: int = _SHOWN_CHARS) -> str:
         text = f"<{type(value).__name__}>"
     text = printable(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def percent(fraction: float) -> str:
+    """``fraction`` as a percentage with the digits it needs (up to 3 significant): 0.2 → "20%",
+    0.001 → "0.1%", 0.125 → "12.5%" (``:.0%`` showed a 0.001 hold-out as "0%")."""
+    return f"{fraction * 100:.3g}%"

@@ -131,7 +131,9 @@ def test_folder_rules_and_local_path_note(tmp_path):
     job = write_cluster_job(local, tmp_path / "local")
     assert json.loads((job.folder / "config.json").read_text())["data"] == str(data)
     assert any("data = " in n and "other machine" in n for n in job.notes)
-    assert str(data) in (job.folder / "README.txt").read_text()
+    readme = (job.folder / "README.txt").read_text()
+    assert str(data) in readme
+    assert "(Run > Transfer an exported set...)" in readme      # the menu item's name (it said "Evaluate")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no temporary folder left
 
 

@@ -33,6 +33,20 @@ def write_idx(path: Path, a: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------- image folders
+def test_a_small_hold_out_is_named_with_its_digits(tmp_path):
+    """A 0.1 % hold-out is shown as such (it read "held out 0%"), in the report and in the refusal of
+    classes it leaves without test images."""
+    from engine.data.dataset import check_test_split
+    from engine.data.report import DatasetError
+    from engine.text import percent
+    assert [percent(f) for f in (0.2, 0.001, 0.125, 1 / 3)] == ["20%", "0.1%", "12.5%", "33.3%"]
+    write_class_folder(tmp_path, {"cat": rng_images(10, seed=1), "dog": rng_images(10, seed=2)})
+    ds = load_dataset(tmp_path, holdout_fraction=0.001, seed=0)
+    assert ds.report.test_source == "held out 0.1% (seed 0)"
+    with pytest.raises(DatasetError, match=r"holding out 0\.1% of a class of 10 images leaves none"):
+        check_test_split(ds, 0.001)
+
+
 def test_image_folder_holds_out_a_stratified_test_split(tmp_path):
     cats, dogs = rng_images(10, seed=1), rng_images(10, seed=2)
     write_class_folder(tmp_path, {"dog": dogs, "cat": cats})

@@ -223,7 +223,7 @@ def test_npz_header_claiming_a_huge_shape_is_refused_with_numbers(tmp_path):
 def test_npz_that_decompresses_over_the_budget_is_refused_before_decoding(tmp_path):
     np.savez_compressed(tmp_path / "d.npz", x=np.zeros((400, 64, 64), np.uint8), y=np.arange(400) % 2)
     assert (tmp_path / "d.npz").stat().st_size < 20_000
-    with pytest.raises(DatasetError, match=r"array 'x' need 1\.6 MiB once decoded, over the memory budget of 1\.0 MiB"):
+    with pytest.raises(DatasetError, match=r"decoding its array 'x' takes 1\.6 MiB, over the memory budget of 1\.0 MiB"):
         load_dataset(tmp_path / "d.npz", max_bytes=2**20)
 
 
@@ -263,7 +263,7 @@ def test_idx_dimensions_are_checked_before_reading(tmp_path, suffix):
 def test_idx_over_the_budget_names_the_numbers(tmp_path):
     write_idx(tmp_path / "train-images-idx3-ubyte", 0x08, (2000, 28, 28), b"\0" * 2000 * 784)
     write_idx(tmp_path / "train-labels-idx1-ubyte", 0x08, (2000,), bytes(np.arange(2000) % 2))
-    with pytest.raises(DatasetError, match=r"1\.5 MiB once decoded, over the memory budget of 1\.0 MiB"):
+    with pytest.raises(DatasetError, match=r"takes 1\.5 MiB, over the memory budget of 1\.0 MiB"):
         load_dataset(tmp_path, max_bytes=2**20)
     assert load_dataset(tmp_path).classes == ["0", "1"]
 

@@ -11,7 +11,7 @@ from engine.data.dataset import Dataset
 from engine.data.formats import RawData, fit_images, unique_names
 from engine.data.report import LARGE_DATASET_BYTES, DatasetError, DatasetReport, Problem
 from engine.data.rows import NotShardable
-from engine.text import shown
+from engine.text import percent, shown
 
 
 def holdout_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +66,7 @@ def build_dataset(raw: RawData, *, source: str, test: RawData | None = None,
         train_idx, test_idx = holdout_split(y_train, holdout_fraction, seed)
         x_train, y_train, x_test, y_test = (x_train[train_idx], y_train[train_idx],
                                             x_train[test_idx], y_train[test_idx])
-        test_source = f"held out {holdout_fraction:.0%} (seed {seed})"
+        test_source = f"held out {percent(holdout_fraction)} (seed {seed})"
     image_shape = tuple(raw.rows.image_shape) if raw.rows is not None else x_train.shape[1:]
     if raw.rows is not None and (resize_to is not None or test is not None):
         raise NotShardable("resizing or an explicit test source is read whole")

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from engine.data.report import DatasetError, DatasetReport, Problem
-from engine.text import shown
+from engine.text import percent, shown
 
 
 @dataclass
@@ -135,9 +135,9 @@ def check_test_split(dataset: Dataset, holdout_fraction: float) -> None:
         need = holdout_minimum(holdout_fraction)
         fewest = min(n for _, n in empty)
         raise_it = "raise holdout_fraction, " if fewest >= 2 else ""    # one image cannot be split however held out
-        raise DatasetError(f"{what}: holding out {holdout_fraction:.0%} of a class of {fewest} image"
+        raise DatasetError(f"{what}: holding out {percent(holdout_fraction)} of a class of {fewest} image"
                            f"{'' if fewest == 1 else 's'} leaves none to test on", r.source,
-                           f"each class needs at least {need} images for a {holdout_fraction:.0%} hold-out: add "
+                           f"each class needs at least {need} images for a {percent(holdout_fraction)} hold-out: add "
                            f"images, {raise_it}give a test split (test_data), or leave those classes out (classes)")
     raise DatasetError(f"{what} in the test split ({r.test_source})", r.source,
                        "add test images for them, or leave them out (classes)")

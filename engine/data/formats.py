@@ -31,7 +31,7 @@ class ByteBudget:
         """Reserve ``nbytes``; raise :class:`DatasetError` naming ``path`` when over the limit."""
         if self.used + nbytes > self.limit:
             raise DatasetError(
-                f"its {what} need {format_bytes(nbytes)} once decoded"
+                f"decoding its {what} takes {format_bytes(nbytes)}"
                 + (f" (after {format_bytes(self.used)} already read)" if self.used else "")
                 + f", over the memory budget of {format_bytes(self.limit)}; nothing more was loaded",
                 path, "raise the memory budget (memory_budget_gb, --memory-budget-gb) or use a smaller part "
