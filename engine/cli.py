@@ -190,16 +190,26 @@ class _Interrupts(FirstInterruptWindsDown):
     the export finish), the second raises ``KeyboardInterrupt`` (the export's temporary folder is
     removed on the way out). Installed only on the main thread."""
 
+    BEFORE_STEPS = (None, "data", "teacher", "features")    # the run's stages (engine.events.Stage) before its steps
+
     def __init__(self, control: RunControl) -> None:
         super().__init__()
         self.control, self.exporting = control, False
+        self.stage: str | None = None          # the last Stage event's name
 
     def first(self) -> None:
         if self.exporting:
             _say("\nfinishing the export (Ctrl-C again to abort)…")
-        else:
+            return
+        self.control.stop()
+        if self.stage in self.BEFORE_STEPS:     # the run stops at step 0: the teacher is still fitted
+            _say(f"\nstopping before the first step: the {'data are loaded and the ' if self.stage != 'teacher' else ''}"
+                 "teacher is fitted first (the certificate needs it), then the initial images are certified "
+                 "and exported (Ctrl-C again to abort)…")
+        elif self.stage == "distill":
             _say("\nstopping after the current step; the result is still exported (Ctrl-C again to abort)…")
-            self.control.stop()
+        else:
+            _say("\nthe steps are done: certifying, then exporting (Ctrl-C again to abort)…")
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
@@ -274,6 +284,7 @@ def _distill(args: argparse.Namespace, cfg: DistillConfig, cluster) -> int:
     with _Interrupts(control) as interrupts:
         for event in run(cfg, control, dataset=dataset, cluster=cluster):
             if isinstance(event, Stage):
+                interrupts.stage = event.name
                 progress.done(f"== {event.name}: {printable(event.message)}")
             elif isinstance(event, Progress):
                 eta = event.seconds * (event.total - event.done) / event.done if event.done else 0.0

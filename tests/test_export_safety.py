@@ -180,6 +180,25 @@ def test_first_ctrl_c_during_the_run_stops_and_exports(tmp_path, capsys, monkeyp
     assert manifest["metrics"]["steps"] < 50 and manifest["outcome"] == "stopped"     # the recipe said 50
 
 
+def test_first_ctrl_c_before_the_steps_says_the_teacher_is_fitted_first(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the teacher is fitted does not stop the teacher (the certificate needs it): the
+    message says so (it said "stopping after the current step" for a minute-long Nyström solve), and
+    the run stops at step 0 and exports its initial images."""
+    real = engine.distill.run
+
+    def run(config, *args, **kwargs):
+        for event in real(config, *args, **kwargs):
+            yield event                                 # the command line has read the teacher's stage
+            if isinstance(event, engine.distill.Stage) and event.name == "teacher" and config.data != "(step timing)":
+                os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(engine.distill, "run", run)
+    assert main([*RUN[:-4], "--steps", "50", "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert "stopping before the first step: the teacher is fitted first" in err and "current step" not in err
+    manifest = load_distilled(tmp_path / "out").manifest
+    assert manifest["metrics"]["steps"] == 0 and manifest["outcome"] == "stopped"
+
+
 # ------------------------------------------------------------------ concurrent exports, leftovers
 def test_concurrent_exports_to_one_target_one_wins_the_other_is_told(tmp_path, monkeypatch):
     writing, release = threading.Event(), threading.Event()
