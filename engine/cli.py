@@ -45,7 +45,8 @@ from engine.cluster import ClusterError
 from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig, check_settings_target
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
-from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
+from engine.events import (STAGES_AFTER_STEPS, STAGES_BEFORE_STEPS, Done, Evaluation, Progress, Stage, Step,
+                           TeacherDone, TeacherProgress)
 from engine.interrupts import FirstInterruptWindsDown
 from engine.operators import ResourceError
 from engine.text import printable
@@ -190,8 +191,6 @@ class _Interrupts(FirstInterruptWindsDown):
     the export finish), the second raises ``KeyboardInterrupt`` (the export's temporary folder is
     removed on the way out). Installed only on the main thread."""
 
-    BEFORE_STEPS = (None, "data", "teacher", "features")    # the run's stages (engine.events.Stage) before its steps
-
     def __init__(self, control: RunControl) -> None:
         super().__init__()
         self.control, self.exporting = control, False
@@ -202,14 +201,13 @@ class _Interrupts(FirstInterruptWindsDown):
             _say("\nfinishing the export (Ctrl-C again to abort)…")
             return
         self.control.stop()
-        if self.stage in self.BEFORE_STEPS:     # the run stops at step 0: the teacher is still fitted
-            _say(f"\nstopping before the first step: the {'data are loaded and the ' if self.stage != 'teacher' else ''}"
-                 "teacher is fitted first (the certificate needs it), then the initial images are certified "
-                 "and exported (Ctrl-C again to abort)…")
-        elif self.stage == "distill":
-            _say("\nstopping after the current step; the result is still exported (Ctrl-C again to abort)…")
-        else:
+        if self.stage is None or self.stage in STAGES_BEFORE_STEPS:   # it stops at step 0, the teacher fitted
+            _say("\nstopping before the first step: the teacher is still fitted (the certificate needs it), then "
+                 "the initial images are certified and exported (Ctrl-C again to abort)…")
+        elif self.stage in STAGES_AFTER_STEPS:
             _say("\nthe steps are done: certifying, then exporting (Ctrl-C again to abort)…")
+        else:
+            _say("\nstopping after the current step; the result is still exported (Ctrl-C again to abort)…")
 
 
 def cmd_distill(args: argparse.Namespace) -> int:

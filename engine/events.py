@@ -19,6 +19,14 @@ class Stage:
     message: str = ""
 
 
+# The stages before the first step, then those after the last: a stop requested in the first lets the
+# teacher be fitted (the certificate needs it) and keeps the initial images at step 0; in the second
+# the steps are over and certification and export go on (the command line's Ctrl-C and the app's Stop
+# say which)
+STAGES_BEFORE_STEPS = ("data", "kernel", "teacher", "features")
+STAGES_AFTER_STEPS = ("certify", "certify-exact", "export")
+
+
 @dataclass(frozen=True)
 class Progress:
     """Determinate progress inside a long stage: ``stage`` is "kernel" for the Nyström teacher's

@@ -194,7 +194,7 @@ def test_first_ctrl_c_before_the_steps_says_the_teacher_is_fitted_first(tmp_path
     monkeypatch.setattr(engine.distill, "run", run)
     assert main([*RUN[:-4], "--steps", "50", "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err
-    assert "stopping before the first step: the teacher is fitted first" in err and "current step" not in err
+    assert "stopping before the first step: the teacher is still fitted" in err and "current step" not in err
     manifest = load_distilled(tmp_path / "out").manifest
     assert manifest["metrics"]["steps"] == 0 and manifest["outcome"] == "stopped"
 

@@ -208,8 +208,12 @@ class Session(QObject):
         control = self._controlled()
         if control is not None:
             control.stop()
-            self.shell.status(f"Stopping after the current {self.stop_unit}…")
+            self.shell.status(self.stop_message())
             self.host.changed.emit()
+
+    def stop_message(self) -> str:
+        """The status line when Stop is pressed: what finishes first."""
+        return f"Stopping after the current {self.stop_unit}…"
 
     def cancel(self) -> None:
         """Abandon the job; nothing is kept."""

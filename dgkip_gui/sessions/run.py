@@ -15,7 +15,8 @@ from engine import ResourceError, distill, export
 from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
 from engine.data import Dataset
-from engine.events import Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone, TeacherProgress
+from engine.events import (STAGES_AFTER_STEPS, STAGES_BEFORE_STEPS, Done, Evaluation, Progress, Snapshot, Stage, Step,
+                           TeacherDone, TeacherProgress)
 from engine.result import DistillResult
 from dgkip_gui import open_dialog
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -149,6 +150,16 @@ class RunSession(Session):
         log.info("run started: %s", config.to_json().replace("\n", " "))
         self.start_job(job, "The distillation failed")
         return True
+
+    def stop_message(self) -> str:
+        """Stop before the steps still fits the teacher (the certificate needs it) and keeps the initial
+        images; after them, certification goes on (engine.events.STAGES_BEFORE_STEPS / _AFTER_STEPS)."""
+        if self._stage in ("", *STAGES_BEFORE_STEPS):
+            return ("Stopping before the first step: the teacher is still fitted (the certificate needs it), "
+                    "then the initial images are certified and kept. Cancel (✗) abandons the run.")
+        if self._stage in STAGES_AFTER_STEPS:
+            return "The steps are done: certifying, then keeping the result…"
+        return super().stop_message()
 
     def on_partial_result(self, event: Any) -> None:
         if isinstance(event, Step):

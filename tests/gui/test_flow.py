@@ -89,11 +89,27 @@ def test_stop_mid_run_keeps_result_for_export(qtbot, window, tmp_path):
         qtbot.waitUntil(lambda: window.plots.point_count("gap") >= 3, timeout=RUN_TIMEOUT_MS)
         window.act_stop.trigger()
         assert not window.act_stop.isEnabled()
+        assert window.statusBar().currentMessage() == "Stopping after the current step…"
     assert finished.args == ["stopped"]
     assert window.result is not None and window.act_export.isEnabled()
     assert window.plots.point_count("gap") < 100_000
     target = window.export_result(tmp_path / "stopped")
     assert len(load_distilled(target).images) == 10
+
+
+def test_stop_before_the_first_step_says_the_teacher_is_still_fitted(qtbot, window):
+    """Stop while the data load or the teacher is fitted: the status says the teacher is still fitted
+    (it said "Stopping after the current step…" through a minute-long Nyström solve), and the run
+    keeps its initial images at step 0."""
+    load(qtbot, window)
+    quick(window, steps=100_000, eval_every=0)
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as finished:
+        assert window.start_run()
+        window.act_stop.trigger()
+        assert window.statusBar().currentMessage().startswith(
+            "Stopping before the first step: the teacher is still fitted")
+    assert finished.args == ["stopped"]
+    assert window.result is not None and window.result.metrics["steps"] == 0
 
 
 def test_cancel_discards_the_run(qtbot, window):
