@@ -134,18 +134,25 @@ def test_gemm_helper_equals_torch_mm(monkeypatch):
     test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3, None)
 
 
-@pytest.mark.parametrize("forward", ["mkl", "onednn"])
-def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, monkeypatch):
-    """A fixed operand seen twice is kept as a contiguous transpose (kernels.fc_fused._fixed_entry)
-    that the forward and the gradient product both read: values and gradients agree with autograd of
-    the unfused recursion in float64 on every call, the copy is made on the second sighting only, and
-    an in-place write to the operand is seen at once."""
+def _kept_products(monkeypatch, forward: str):
+    """engine.kernels.fc_fused with every float32 product through oneDNN, no operand kept yet, and the
+    kept operands' forward path forced to ``forward`` (skips where torch has no oneDNN)."""
     from engine.kernels import fc_fused
     if fc_fused._ONEDNN_LINEAR is None:
         pytest.skip("torch built without oneDNN")
     monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
     monkeypatch.setattr(fc_fused, "_FIXED", [])
     monkeypatch.setattr(fc_fused, "_faster_forward", lambda x, kept: forward)
+    return fc_fused
+
+
+@pytest.mark.parametrize("forward", ["mkl", "onednn"])
+def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, monkeypatch):
+    """A fixed operand seen twice is kept as a contiguous transpose (kernels.fc_fused._fixed_entry)
+    that the forward and the gradient product both read: values and gradients agree with autograd of
+    the unfused recursion in float64 on every call, the copy is made on the second sighting only, and
+    an in-place write to the operand is seen at once."""
+    fc_fused = _kept_products(monkeypatch, forward)
     g = torch.Generator().manual_seed(13)
     k = make_kernel("ntk-fc", depth=2, w_std=1.4, b_std=0.3)
     real = torch.randn(50, 20, generator=g)
@@ -186,12 +193,7 @@ def test_constant_columns_of_a_kept_operand_are_folded_out_exactly(forward, cons
     MNIST's borders) is kept as its varying columns alone when enough of them are constant
     (CONST_MIN_FRACTION, 1/16 of 40 columns: 5 are folded, 1 is not): the forward x Xᵀ, the gradient
     product G X and the kernel's values and gradients match float64 references on every call."""
-    from engine.kernels import fc_fused
-    if fc_fused._ONEDNN_LINEAR is None:
-        pytest.skip("torch built without oneDNN")
-    monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
-    monkeypatch.setattr(fc_fused, "_FIXED", [])
-    monkeypatch.setattr(fc_fused, "_faster_forward", lambda x, kept: forward)
+    fc_fused = _kept_products(monkeypatch, forward)
     g = torch.Generator().manual_seed(5)
     real = torch.randn(60, 40, generator=g)
     cols = [3, 17, 18, 30, 39][:constant]
