@@ -45,8 +45,7 @@ from engine.cluster import ClusterError
 from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig, check_settings_target
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
-from engine.events import (STAGES_AFTER_STEPS, STAGES_BEFORE_STEPS, Done, Evaluation, Progress, Stage, Step,
-                           TeacherDone, TeacherProgress)
+from engine.events import STAGES_BEFORE_STEPS, Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
 from engine.interrupts import FirstInterruptWindsDown
 from engine.operators import ResourceError
 from engine.text import printable
@@ -202,10 +201,12 @@ class _Interrupts(FirstInterruptWindsDown):
             return
         self.control.stop()
         if self.stage is None or self.stage in STAGES_BEFORE_STEPS:   # it stops at step 0, the teacher fitted
-            _say("\nstopping before the first step: the teacher is still fitted (the certificate needs it), then "
-                 "the initial images are certified and exported (Ctrl-C again to abort)…")
-        elif self.stage in STAGES_AFTER_STEPS:
+            _say("\nstopping before the first step: once the teacher is fitted (the certificate needs it), the "
+                 "initial images are certified and exported (Ctrl-C again to abort)…")
+        elif self.stage == "certify":
             _say("\nthe steps are done: certifying, then exporting (Ctrl-C again to abort)…")
+        elif self.stage == "certify-exact":
+            _say("\nskipping the distance to the exact teacher; exporting the result (Ctrl-C again to abort)…")
         else:
             _say("\nstopping after the current step; the result is still exported (Ctrl-C again to abort)…")
 

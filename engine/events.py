@@ -13,18 +13,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Stage:
-    """A phase starts: ``name`` in {"data", "kernel" (the Nyström teacher's K(X, Z)), "teacher", "features"
-    (KIP's feature cache), "distill", "certify", "certify-exact", "export"}."""
+    """A phase starts: ``name`` in {"data", "teacher" (the exact or Nyström teacher, then the test set,
+    the random-subset baseline and the initial images), "features" (KIP's feature cache), "distill",
+    "certify", "certify-exact"}."""
     name: str
     message: str = ""
 
 
-# The stages before the first step, then those after the last: a stop requested in the first lets the
-# teacher be fitted (the certificate needs it) and keeps the initial images at step 0; in the second
-# the steps are over and certification and export go on (the command line's Ctrl-C and the app's Stop
-# say which)
-STAGES_BEFORE_STEPS = ("data", "kernel", "teacher", "features")
-STAGES_AFTER_STEPS = ("certify", "certify-exact", "export")
+# The stages before the first step: a stop requested there lets the teacher be fitted (the certificate
+# needs it) and keeps the initial images at step 0 (the command line's Ctrl-C and the app's Stop say so).
+# After the steps, a stop leaves "certify" to finish and skips "certify-exact" (engine.exact_gap).
+STAGES_BEFORE_STEPS = ("data", "teacher", "features")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ bidirectional / invisible format characters of Cf) into a visible escape.
 """
 from __future__ import annotations
 
+import math
 import unicodedata
 from typing import Any
 
@@ -46,6 +47,15 @@ def shown(value: Any, limit: int = _SHOWN_CHARS) -> str:
 
 
 def percent(fraction: float) -> str:
-    """``fraction`` as a percentage with the digits it needs (up to 3 significant): 0.2 → "20%",
-    0.001 → "0.1%", 0.125 → "12.5%" (``:.0%`` showed a 0.001 hold-out as "0%")."""
-    return f"{fraction * 100:.3g}%"
+    """``fraction`` as a percentage in fixed notation with 3 significant digits, more where a value
+    below 1 would read 100: 0.2 → "20%", 0.001 → "0.1%", 0.125 → "12.5%", 1e-7 → "0.00001%",
+    0.9995 → "99.95%" (``:.0%`` showed a 0.001 hold-out as "0%")."""
+    p = fraction * 100
+    if not (p > 0 and math.isfinite(p)):
+        return f"{p:g}%"
+    decimals = max(0, 2 - math.floor(math.log10(p)))
+    text = f"{p:.{decimals}f}"
+    while fraction < 1 and float(text) >= 100 and decimals < 12:
+        decimals += 1
+        text = f"{p:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + "%"

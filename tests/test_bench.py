@@ -68,6 +68,7 @@ def test_speed_suite_writes_every_column_with_a_stand_in_reference(tmp_path, mon
         assert math.isfinite(r["loss_ours"])
     md = (tmp_path / "bench.md").read_text(encoding="utf-8")
     assert "pool products cold / hot ms" in md and "| random (0 constant columns) | 1 | 10 |" in md and report["machine"] in md
+    assert "random: KIP and the reference on a standard normal pool" in md and "mnist:" not in md   # only pools that ran
     assert "| DGKIP threads |" in md and all(r["dgkip_threads"] == [1] for r in steps)
 
 

@@ -39,7 +39,8 @@ def test_a_small_hold_out_is_named_with_its_digits(tmp_path):
     from engine.data.dataset import check_test_split
     from engine.data.report import DatasetError
     from engine.text import percent
-    assert [percent(f) for f in (0.2, 0.001, 0.125, 1 / 3)] == ["20%", "0.1%", "12.5%", "33.3%"]
+    assert [percent(f) for f in (0.2, 0.001, 0.125, 1 / 3, 0.9995, 0.99999, 1e-7, 1.0)] == [
+        "20%", "0.1%", "12.5%", "33.3%", "99.95%", "99.999%", "0.00001%", "100%"]
     write_class_folder(tmp_path, {"cat": rng_images(10, seed=1), "dog": rng_images(10, seed=2)})
     ds = load_dataset(tmp_path, holdout_fraction=0.001, seed=0)
     assert ds.report.test_source == "held out 0.1% (seed 0)"

@@ -181,8 +181,7 @@ def test_first_ctrl_c_during_the_run_stops_and_exports(tmp_path, capsys, monkeyp
 
 
 def test_first_ctrl_c_before_the_steps_says_the_teacher_is_fitted_first(tmp_path, capsys, monkeypatch):
-    """Ctrl-C while the teacher is fitted does not stop the teacher (the certificate needs it): the
-    message says so (it said "stopping after the current step" for a minute-long Nyström solve), and
+    """Ctrl-C while the teacher is fitted does not stop it (the certificate needs it): the message says so (it said "stopping after the current step" for a minute-long Nyström solve), and
     the run stops at step 0 and exports its initial images."""
     real = engine.distill.run
 
@@ -194,7 +193,7 @@ def test_first_ctrl_c_before_the_steps_says_the_teacher_is_fitted_first(tmp_path
     monkeypatch.setattr(engine.distill, "run", run)
     assert main([*RUN[:-4], "--steps", "50", "--out", str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err
-    assert "stopping before the first step: the teacher is still fitted" in err and "current step" not in err
+    assert "stopping before the first step: once the teacher is fitted" in err and "current step" not in err
     manifest = load_distilled(tmp_path / "out").manifest
     assert manifest["metrics"]["steps"] == 0 and manifest["outcome"] == "stopped"
 

@@ -15,8 +15,8 @@ from engine import ResourceError, distill, export
 from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
 from engine.data import Dataset
-from engine.events import (STAGES_AFTER_STEPS, STAGES_BEFORE_STEPS, Done, Evaluation, Progress, Snapshot, Stage, Step,
-                           TeacherDone, TeacherProgress)
+from engine.events import (STAGES_BEFORE_STEPS, Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone,
+                           TeacherProgress)
 from engine.result import DistillResult
 from dgkip_gui import open_dialog
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 RunFn = Callable[..., Iterable[Any]]      # engine.distill.run(config, control, dataset)
 EXPORT_FIRST, DISCARD, CANCEL = "Export…", "Discard", "Cancel"     # the answers of :meth:`RunSession.may_discard`
 
-STAGE_TEXT = {"data": "Preparing the data…", "kernel": "Computing kernels…", "teacher": "Solving the teacher…",
-              "features": "Computing features…", "distill": "Distilling…", "certify": "Certifying…",
-              "export": "Exporting…", "certify-exact": "Certifying the distance to the exact teacher…"}
+STAGE_TEXT = {"data": "Preparing the data…", "teacher": "Solving the teacher…", "features": "Computing features…",
+              "distill": "Distilling…", "certify": "Certifying…",
+              "certify-exact": "Certifying the distance to the exact teacher…"}
 PROGRESS_TEXT = {"kernel": "Nyström teacher: kernel rows K(X, Z)",
                  "teacher-kernel": "Teacher: kernel matrix rows K(X, X)",
                  "teacher-features": "Teacher: feature rows Φ(X)",
@@ -153,12 +153,15 @@ class RunSession(Session):
 
     def stop_message(self) -> str:
         """Stop before the steps still fits the teacher (the certificate needs it) and keeps the initial
-        images; after them, certification goes on (engine.events.STAGES_BEFORE_STEPS / _AFTER_STEPS)."""
+        images (engine.events.STAGES_BEFORE_STEPS); after them, certification goes on and the distance
+        to the exact teacher is skipped."""
         if self._stage in ("", *STAGES_BEFORE_STEPS):
-            return ("Stopping before the first step: the teacher is still fitted (the certificate needs it), "
-                    "then the initial images are certified and kept. Cancel (✗) abandons the run.")
-        if self._stage in STAGES_AFTER_STEPS:
+            return ("Stopping before the first step: once the teacher is fitted (the certificate needs it), the "
+                    "initial images are certified and kept. Cancel (✗) abandons the run.")
+        if self._stage == "certify":
             return "The steps are done: certifying, then keeping the result…"
+        if self._stage == "certify-exact":
+            return "Skipping the distance to the exact teacher; keeping the result…"
         return super().stop_message()
 
     def on_partial_result(self, event: Any) -> None:

@@ -214,7 +214,10 @@ def _dgkip_step(ipc: int, dataset) -> tuple[float, int]:
     return statistics.median(per_step) * 1e3, threads
 
 
-POOLS = {"random": "standard normal", "mnist": "MNIST, standardised per channel as a run does"}
+POOLS = {"random": "KIP and the reference on a standard normal pool from standard normal initial images; DGKIP on "
+                   "uniform random uint8 images (engine.plan.time.random_dataset)",
+         "mnist": "MNIST training images, a tenth of the pool from each class (seed 0), standardised per channel "
+                  "as a run does; KIP and the reference start from the first images of each class"}
 
 
 def mnist_pool(datasets: str | Path | None):
@@ -358,9 +361,10 @@ def bench_speed(out: str | Path, datasets: str | Path | None = None, command: st
               f"{r['ms_per_step']:.2f} |" for r in report["steps"]]
     if report["peer"]:
         jax_version = report["peer"]["steps"][0]["jax"]
+        ran = list(dict.fromkeys(r["pool"] for r in report["peer"]["steps"]))
         lines += ["", f"Steps against the reference KIP (neural-tangents + JAX {jax_version}, jit, Adam), "
-                  f"{PEER_POOL:,}-image pools (*pool*: " + "; ".join(f"{k}: {v}" for k, v in POOLS.items())
-                  + "; initial images standard normal for the first, the first images of each class for the second), "
+                  f"{PEER_POOL:,}-image pools (*pool*: " + "; ".join(f"{k}: {POOLS[k]}" for k in ran)
+                  + "; DGKIP starts from the run's own real initial images), "
                   f"d = 784, ntk-fc depth 1 (W_std √2, b_std 0.1), {PEER_ROUNDS} "
                   f"interleaved rounds of {PEER_STEPS} steps, each process pinned to as many cores as threads "
                   "(ms per step, min / median over rounds). DGKIP: cross-entropy, exact teacher on the pool, "

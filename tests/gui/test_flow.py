@@ -107,7 +107,7 @@ def test_stop_before_the_first_step_says_the_teacher_is_still_fitted(qtbot, wind
         assert window.start_run()
         window.act_stop.trigger()
         assert window.statusBar().currentMessage().startswith(
-            "Stopping before the first step: the teacher is still fitted")
+            "Stopping before the first step: once the teacher is fitted")
     assert finished.args == ["stopped"]
     assert window.result is not None and window.result.metrics["steps"] == 0
 
