@@ -198,6 +198,26 @@ def test_first_ctrl_c_before_the_steps_says_the_teacher_is_fitted_first(tmp_path
     assert manifest["metrics"]["steps"] == 0 and manifest["outcome"] == "stopped"
 
 
+def test_first_ctrl_c_during_the_distance_to_the_exact_teacher_skips_it_and_exports(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while a Nyström run certifies its distance to the exact teacher skips that check (the
+    run's stop request ends it, engine.exact_gap) and says so (it said "certifying, then exporting")."""
+    real = engine.distill.run
+
+    def run(config, *args, **kwargs):
+        for event in real(config, *args, **kwargs):
+            yield event
+            if isinstance(event, engine.distill.Stage) and event.name == "certify-exact":
+                os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(engine.distill, "run", run)
+    args = [*RUN[:-4], "--kernel", "ntk-fc", "--teacher", "nystrom", "--centres", "20", "--certify-exact",
+            "--out", str(tmp_path / "out")]
+    assert main(args) == 0                                # every step was made: the run finished
+    err = capsys.readouterr().err
+    assert "skipping the distance to the exact teacher; exporting the result" in err
+    metrics = load_distilled(tmp_path / "out").manifest["metrics"]
+    assert metrics["steps"] == 2 and metrics["radius_to_exact_teacher"] is None
+
+
 # ------------------------------------------------------------------ concurrent exports, leftovers
 def test_concurrent_exports_to_one_target_one_wins_the_other_is_told(tmp_path, monkeypatch):
     writing, release = threading.Event(), threading.Event()
