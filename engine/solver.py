@@ -88,6 +88,7 @@ def _cg_k_inner(matvec: MatVec, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, Kg:
     r, Kr = -g, -Kg
     p, Kp = r.clone(), Kr.clone()
     d, Kd = torch.zeros_like(g), torch.zeros_like(g)
+    D = loss.curvature(Y, f)                 # the Hessian's data at f, once for all the products below
     rr = float((r * Kr).sum())
     rr0 = rr
     it = 0
@@ -96,7 +97,7 @@ def _cg_k_inner(matvec: MatVec, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, Kg:
             break
         if checkpoint is not None:
             checkpoint()
-        HKp = loss.hvp(Y, f, Kp) / N
+        HKp = loss.apply_curvature(D, Kp) / N
         Ap = HKp + lam * p
         KAp = matvec(HKp) + lam * Kp
         pAp = float((Kp * Ap).sum())
