@@ -48,20 +48,26 @@ def readout(xlabel: str, curves: list[tuple[str, SeriesXY]], x: float) -> tuple[
 
 
 class HoverReadout(QObject):
-    """Attach to the plots of one ``GraphicsLayoutWidget``; follows the mouse over its scene and
-    hides when the pointer leaves the widget (a read-out stayed up over a finished run's plot)."""
+    """Attach to the plots of one ``GraphicsLayoutWidget``; follows the mouse over its views and
+    hides when the pointer leaves the widget (a read-out stayed up over a finished run's plot).
+
+    It reads the viewport's own mouse moves, not the scene's ``sigMouseMoved``: pyqtgraph drops a
+    scene move within 1/``mouseRateLimit`` (10 ms) of the last, so a quick flick that stopped left
+    the read-out at where the pointer had been."""
 
     def __init__(self, scene: pg.GraphicsScene) -> None:
         super().__init__(scene)
         self._plots: dict[pg.PlotItem, _Hover] = {}
         self._scene = scene
-        scene.sigMouseMoved.connect(self._moved)
-        for view in scene.views():          # the pointer leaving the widget hides the read-out
-            view.viewport().installEventFilter(self)
+        self._views = {view.viewport(): view for view in scene.views()}
+        for viewport in self._views:
+            viewport.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Leave:
             self.hide()
+        elif event.type() == QEvent.Type.MouseMove and watched in self._views:
+            self._moved(self._views[watched].mapToScene(event.position().toPoint()))
         return False
 
     def hide(self) -> None:

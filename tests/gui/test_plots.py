@@ -99,14 +99,19 @@ def test_hover_reads_out_values_under_the_pointer(qtbot):
     gap = plots._curves["gap"].plot
     rect = gap.vb.sceneBoundingRect()
     x_at_step_5 = gap.vb.mapViewToScene(QPointF(5, -1)).x()
-    _hover(qtbot, plots, QPointF(x_at_step_5, rect.center().y()), gap)
+    QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x_at_step_5, rect.center().y())))
+    qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
     text = plots.hover.text_of(gap)
     step = int(text.splitlines()[0].removeprefix("step "))
     assert abs(step - 5) <= 1, text                             # the recorded step nearest the pointer
     assert f"gap G (total): {0.5 / step:.4g}" in text and f"Fenchel–Young part: {0.3 / step:.4g}" in text
     assert f"kernel-matching part: {0.2 / step:.4g}" in text
     consistency = plots._curves["agreement"].plot
-    _hover(qtbot, plots, consistency.vb.sceneBoundingRect().center(), consistency)
+    x_at_step_8 = gap.vb.mapViewToScene(QPointF(8, -1)).x()       # a flick over the gap plot that stops
+    QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x_at_step_8, rect.center().y())))
+    QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(consistency.vb.sceneBoundingRect().center()))
+    # over the agreement plot reads out there at once: pyqtgraph's scene drops a move within 10 ms of
+    # the last (mouseRateLimit), which left the read-out where the pointer had been
     assert "measured agreement: 0.93" in plots.hover.text_of(consistency)
     assert plots.hover.text_of(gap) == ""                       # only the plot under the pointer reads out
     plots.reset(10)
@@ -208,20 +213,6 @@ def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
             assert legend.bottom() < top or legend.top() > bottom, (key, low, high)
 
 
-def _hover(qtbot, plots: LivePlots, scene_point: QPointF, plot: pg.PlotItem) -> None:
-    """Move the pointer to ``scene_point`` (jiggling by a pixel) until ``plot`` reads out. pyqtgraph's
-    scene drops a move that comes within 1/mouseRateLimit (10 ms) of the last one, so one synthetic
-    move right after another can vanish (1 run in 8 here), and Qt drops a move to where the pointer
-    already is; a hand keeps moving, and so does this helper."""
-    point = plots.view.mapFromScene(scene_point)
-    jiggle = iter(range(10_000))
-
-    def shown() -> bool:
-        QTest.mouseMove(plots.view.viewport(), point + QPoint(next(jiggle) % 2, 0))
-        return plots.hover.text_of(plot) != ""
-    qtbot.waitUntil(shown)
-
-
 def _shown_plots(qtbot, width: int, height: int, total: int) -> LivePlots:
     """Plots shown at ``width`` × ``height``, reset for a run of ``total`` steps."""
     plots = LivePlots()
@@ -309,7 +300,6 @@ def test_hover_box_stays_inside_a_narrow_plot(qtbot):
     wider = 0
     for fraction in (0.02, 0.3, 0.55, 0.98):
         x = rect.left() + fraction * rect.width()
-        qtbot.wait(50)                                               # pyqtgraph drops moves closer than ~17 ms
         QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x, rect.center().y())))
         qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
         box = plots.hover._plots[gap].text.sceneBoundingRect()
@@ -323,7 +313,6 @@ def test_hover_box_stays_inside_a_narrow_plot(qtbot):
     assert wider                                                     # the case that was cut
     QApplication.sendEvent(plots.view.viewport(), QEvent(QEvent.Type.Leave))
     assert plots.hover.text_of(gap) == ""                            # the pointer left the plots: hidden
-    qtbot.wait(100)                                                  # pyqtgraph drops moves closer than ~17 ms
     QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(rect.center()))
     qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
     plots.resize(1400, 700)                                          # a wide plot: the box stays over it
@@ -331,7 +320,6 @@ def test_hover_box_stays_inside_a_narrow_plot(qtbot):
     rect = gap.vb.sceneBoundingRect()
     for fraction in (0.02, 0.98):
         x = rect.left() + fraction * rect.width()
-        qtbot.wait(50)                                               # pyqtgraph drops moves closer than ~17 ms
         QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x, rect.center().y())))
         qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
         box = plots.hover._plots[gap].text.sceneBoundingRect()
