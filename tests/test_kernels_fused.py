@@ -134,25 +134,28 @@ def test_gemm_helper_equals_torch_mm(monkeypatch):
     test_values_and_gradients_match_autograd_of_the_unfused_recursion(torch.float32, 2e-5, True, 2, 1.4, 0.3, None)
 
 
-def _kept_products(monkeypatch, forward: str):
+def _kept_products(monkeypatch, forward: str, gradient: str = "onednn"):
     """engine.kernels.fc_fused with every float32 product through oneDNN, no operand kept yet, and the
-    kept operands' forward path forced to ``forward`` (skips where torch has no oneDNN)."""
+    kept operands' forward and gradient paths forced to ``forward`` and ``gradient`` (skips where
+    torch has no oneDNN)."""
     from engine.kernels import fc_fused
     if fc_fused._ONEDNN_LINEAR is None:
         pytest.skip("torch built without oneDNN")
     monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
     monkeypatch.setattr(fc_fused, "_FIXED", [])
     monkeypatch.setattr(fc_fused, "_faster_forward", lambda x, kept: forward)
+    monkeypatch.setattr(fc_fused, "_faster_gradient", lambda g, kept: gradient)
     return fc_fused
 
 
+@pytest.mark.parametrize("gradient", ["mkl", "onednn"])
 @pytest.mark.parametrize("forward", ["mkl", "onednn"])
-def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, monkeypatch):
+def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, gradient, monkeypatch):
     """A fixed operand seen twice is kept as a contiguous transpose (kernels.fc_fused._fixed_entry)
     that the forward and the gradient product both read: values and gradients agree with autograd of
     the unfused recursion in float64 on every call, the copy is made on the second sighting only, and
     an in-place write to the operand is seen at once."""
-    fc_fused = _kept_products(monkeypatch, forward)
+    fc_fused = _kept_products(monkeypatch, forward, gradient)
     g = torch.Generator().manual_seed(13)
     k = make_kernel("ntk-fc", depth=2, w_std=1.4, b_std=0.3)
     real = torch.randn(50, 20, generator=g)
@@ -180,8 +183,8 @@ def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, monkeypa
     assert kept == [0, 1, 1]                       # first sighting remembered, second copied, then reused
     copy = next(e.kept for e in fc_fused._FIXED if e.kept is not None)
     assert copy.shape == (20, 50) and copy.is_contiguous() and torch.equal(copy, real.T)
-    # the gradient reads the copy, and so does oneDNN's forward where it is the faster (MKL's is not seen here)
-    assert copy.data_ptr() not in read[0] and read[2] == [copy.data_ptr()] * (2 if forward == "onednn" else 1)
+    # oneDNN's products read the copy where they are the faster (MKL's are not seen here)
+    assert copy.data_ptr() not in read[0] and read[2] == [copy.data_ptr()] * [forward, gradient].count("onednn")
     real[7].mul_(3.0)                              # bumps the version: the old copy must not be read
     check()
 
@@ -192,8 +195,9 @@ def test_constant_columns_of_a_kept_operand_are_folded_out_exactly(forward, cons
     """A kept operand whose columns are constant over its rows (0.0 and −0.42 here, as standardised
     MNIST's borders) is kept as its varying columns alone when enough of them are constant
     (CONST_MIN_FRACTION, 1/16 of 40 columns: 5 are folded, 1 is not): the forward x Xᵀ, the gradient
-    product G X and the kernel's values and gradients match float64 references on every call."""
-    fc_fused = _kept_products(monkeypatch, forward)
+    product G X and the kernel's values and gradients match float64 references on every call (the
+    gradient by the forward's path: both paths)."""
+    fc_fused = _kept_products(monkeypatch, forward, gradient=forward)
     g = torch.Generator().manual_seed(5)
     real = torch.randn(60, 40, generator=g)
     cols = [3, 17, 18, 30, 39][:constant]
@@ -226,8 +230,8 @@ def test_constant_columns_of_a_kept_operand_are_folded_out_exactly(forward, cons
 
 
 def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
-    """Both forward paths from a kept transpose equal torch.mm to float32 rounding; the faster is
-    measured on the kept operand's first forward and reused after."""
+    """Both forward paths and both gradient paths from a kept transpose equal float64 products to
+    float32 rounding; the faster of each is measured on the kept operand's first use and reused after."""
     from engine.kernels import fc_fused
     if fc_fused._ONEDNN_LINEAR is None:
         pytest.skip("torch built without oneDNN")
@@ -238,6 +242,11 @@ def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
     scale = float((x.double().abs() @ w.double().abs().T).max())
     for how in fc_fused.FORWARD_PATHS:
         assert float((fc_fused._kept_forward(x, w.T.contiguous(), how).double() - ref).abs().max()) <= 1e-6 * scale
+    G = torch.randn(10, 2000, generator=g)
+    ref_g = G.double() @ w.double()
+    scale_g = float((G.double().abs() @ w.double().abs()).max())
+    for how in fc_fused.GRADIENT_PATHS:
+        assert float((fc_fused._kept_gradient(G, w.T.contiguous(), how).double() - ref_g).abs().max()) <= 1e-6 * scale_g
     measured = []
     faster = fc_fused._faster_forward
     monkeypatch.setattr(fc_fused, "_faster_forward", lambda *a: measured.append(faster(*a)) or measured[-1])
@@ -247,6 +256,13 @@ def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
     assert len(measured) == 1 and measured[0] in fc_fused.FORWARD_PATHS
     threads = torch.get_num_threads()
     assert [e.forward for e in fc_fused._FIXED] == [{threads: measured[0]}]
+    gradients = []
+    faster_g = fc_fused._faster_gradient
+    monkeypatch.setattr(fc_fused, "_faster_gradient", lambda *a: gradients.append(faster_g(*a)) or gradients[-1])
+    for _ in range(3):
+        out = fc_fused.mm_nn(G, w)
+        assert float((out.double() - ref_g).abs().max()) <= 1e-6 * scale_g
+    assert len(gradients) == 1 and fc_fused._FIXED[0].gradient == {threads: gradients[0]}
     other = 1 if threads > 1 else 2                          # a run's steps may change the thread count
     torch.set_num_threads(other)
     try:

@@ -58,7 +58,7 @@ ONEDNN_MIN_MACS = 2**20
 
 # Contiguous transposes Rᵀ (d, c) of fixed right-hand operands R (c, d): KIP's real pool when one batch
 # is the whole pool, a DGKIP teacher's support images. A step's forward L Rᵀ and its gradient's G R then
-# both read this one copy (oneDNN with Rᵀ as its weight for the gradient), where they read two before (a
+# both read this one copy (each by the faster of MKL and oneDNN, measured on first use), where they read two before (a
 # oneDNN-packed copy of R for the forward, R for the gradient): on an Intel Xeon, one thread, 2,000 × 784
 # pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time, interleaved. The copy is made the
 # second time a float32 CPU operand is seen unchanged in a product of at least ONEDNN_MIN_MACS
@@ -81,12 +81,14 @@ class _Fixed:
     transpose (None until the second sighting; X_Vᵀ (|V|, c) where constant columns are folded, else
     Xᵀ (d, c)), the folded columns (``varying`` V and ``const_cols`` C as index tensors and ``const``
     a_C, (|C|,); all None when nothing is folded), and the forward product's measured path by thread
-    count (a run's steps may switch between one thread and all, engine.device.StepThreads)."""
-    __slots__ = ("owner", "key", "kept", "forward", "varying", "const_cols", "const")
+    count (a run's steps may switch between one thread and all, engine.device.StepThreads), and the
+    gradient product's likewise."""
+    __slots__ = ("owner", "key", "kept", "forward", "gradient", "varying", "const_cols", "const")
 
     def __init__(self, owner, key) -> None:
         self.owner, self.key, self.kept = weakref.ref(owner), key, None
         self.forward: dict[int, str] = {}
+        self.gradient: dict[int, str] = {}
         self.varying = self.const_cols = self.const = None
 
     def keep(self, w: torch.Tensor) -> None:
@@ -168,8 +170,35 @@ def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str
     """The faster of :data:`FORWARD_PATHS` for x Rᵀ on this machine: the minimum of ``rounds``
     interleaved timings each, at the current thread count (about 6 products, 1.7–5 ms for a 2,000 × 784
     pool); ``"mkl"`` where oneDNN refuses the call."""
+    return _faster(_kept_forward, x, kept, rounds)
+
+
+# The gradient G R from the kept Rᵀ (k, c): oneDNN with Rᵀ as its weight, or MKL's (Rᵀ Gᵀ)ᵀ (MKL's
+# G (Rᵀ)ᵀ reads the copy across its rows: 0.70 ms against 0.35). G 10 × 2,000 by a 2,000 × 631 pool
+# (MNIST's varying columns), ms, Intel Xeon, hot / after a 64 MiB write: one thread oneDNN 0.46 /
+# 0.56, MKL 0.35 / 0.41; two threads oneDNN 0.23 / 0.33, MKL 0.18 / 0.23; at G 100 × 2,000 oneDNN
+# leads by 0–7 %. So each kept operand's first gradient times both (:func:`_faster_gradient`).
+GRADIENT_PATHS = ("mkl", "onednn")
+
+
+def _kept_gradient(g: torch.Tensor, kept: torch.Tensor, how: str) -> torch.Tensor:
+    """G R (r, k) from the kept Rᵀ (k, c) by ``how``, one of :data:`GRADIENT_PATHS` (MKL's is a
+    transposed view)."""
+    if how == "onednn":
+        return _ONEDNN_LINEAR(g, kept, None, "none", [], "")
+    return torch.mm(kept, g.T).T
+
+
+def _faster_gradient(g: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str:
+    """The faster of :data:`GRADIENT_PATHS` for G R on this machine, as :func:`_faster_forward`."""
+    return _faster(_kept_gradient, g, kept, rounds)
+
+
+def _faster(product, a: torch.Tensor, kept: torch.Tensor, rounds: int) -> str:
+    """The path (``"mkl"`` or ``"onednn"``) of ``product(a, kept, how)`` with the shortest of
+    ``rounds`` interleaved timings; ``"mkl"`` where oneDNN refuses the call."""
     try:
-        best = fastest_of({how: functools.partial(_kept_forward, x, kept, how) for how in FORWARD_PATHS}, rounds)
+        best = fastest_of({how: functools.partial(product, a, kept, how) for how in ("mkl", "onednn")}, rounds)
     except RuntimeError:
         return "mkl"
     return min(best, key=best.get)
@@ -200,8 +229,11 @@ def mm_nn(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     there is one, so that a step's gradient reads the copy its forward read."""
     entry = _fixed_entry(w, create=False) if _onednn_fits(g, w.T) else None
     if entry is not None:
+        threads = torch.get_num_threads()
+        if threads not in entry.gradient:
+            entry.gradient[threads] = _faster_gradient(g, entry.kept)
         try:
-            return entry.spread(g, _ONEDNN_LINEAR(g, entry.kept, None, "none", [], ""))
+            return entry.spread(g, _kept_gradient(g, entry.kept, entry.gradient[threads]))
         except RuntimeError:
             pass
     return mm_nt(g, w.T)
