@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, QRectF
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QWidget
 
 SeriesXY = Callable[[], tuple[np.ndarray, np.ndarray]]     # a curve's current (x, y) buffers
 
@@ -53,22 +55,34 @@ class HoverReadout(QObject):
 
     It reads the viewport's own mouse moves, not the scene's ``sigMouseMoved``: pyqtgraph drops a
     scene move within 1/``mouseRateLimit`` (10 ms) of the last, so a quick flick that stopped left
-    the read-out at where the pointer had been."""
+    the read-out at where the pointer had been. A plot whose range changes under a resting pointer
+    (a drag pans it after the move is seen, a wheel zooms it, a live run's auto-range follows new
+    steps) reads out again at that pointer. The viewports are those of the scene's views when
+    attached (LivePlots has one view and never replaces its viewport)."""
 
     def __init__(self, scene: pg.GraphicsScene) -> None:
         super().__init__(scene)
         self._plots: dict[pg.PlotItem, _Hover] = {}
         self._scene = scene
         self._views = {view.viewport(): view for view in scene.views()}
+        self._pointer: tuple[QWidget, QPoint] | None = None     # (viewport, position) while inside
         for viewport in self._views:
             viewport.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Leave:
+            self._pointer = None
             self.hide()
-        elif event.type() == QEvent.Type.MouseMove and watched in self._views:
-            self._moved(self._views[watched].mapToScene(event.position().toPoint()))
+        elif event.type() == QEvent.Type.MouseMove and watched in self._views and isinstance(event, QMouseEvent):
+            self._pointer = (watched, event.position().toPoint())
+            self._reread()
         return False
+
+    def _reread(self) -> None:
+        """Read out at the pointer's last position inside a viewport (nothing once it has left)."""
+        if self._pointer is not None:
+            viewport, at = self._pointer
+            self._moved(self._views[viewport].mapToScene(at))
 
     def hide(self) -> None:
         """Hide every read-out (the pointer left the plots)."""
@@ -89,6 +103,7 @@ class HoverReadout(QObject):
         text.hide()
         self._scene.addItem(text)
         self._plots[plot] = _Hover(line, text, xlabel, curves)
+        plot.vb.sigRangeChanged.connect(self._reread)
 
     def text_of(self, plot: pg.PlotItem) -> str:
         """The read-out shown over ``plot`` ("" when hidden)."""

@@ -118,6 +118,37 @@ def test_hover_reads_out_values_under_the_pointer(qtbot):
     assert plots.hover.text_of(consistency) == ""               # no read-out outlives the curves it read
 
 
+def test_read_out_follows_a_range_change_under_a_resting_pointer(qtbot):
+    """A drag pans the plot after its move is seen and a wheel zooms it without a move: the read-out
+    is read again at the resting pointer when the range changes (it kept the step of before the
+    pan), and not once the pointer has left."""
+    plots = _shown_plots(qtbot, 1000, 500, 100)
+    for step in range(1, 101):
+        plots.add_step(Step(step, 100, 1.0, 0.5 / step, 0.3 / step, 0.2 / step, 3.0 / step, 0.01))
+    plots.refresh()
+    gap = plots._curves["gap"].plot
+    gap.vb.disableAutoRange()
+    gap.setXRange(0, 100, padding=0)
+    at = plots.view.mapFromScene(gap.vb.sceneBoundingRect().center())
+    QTest.mouseMove(plots.view.viewport(), at)
+
+    def step_shown() -> int:
+        return int(plots.hover.text_of(gap).splitlines()[0].removeprefix("step "))
+
+    def step_under_pointer() -> float:          # the axes' widths may move the plot as its range changes
+        return gap.vb.mapSceneToView(plots.view.mapToScene(at)).x()
+    shown = []
+    for lo, hi in [(0, 100), (40, 60), (0, 20), (70, 100)]:       # panned and zoomed under the pointer
+        gap.setXRange(lo, hi, padding=0)
+        assert lo < step_under_pointer() < hi
+        assert abs(step_shown() - step_under_pointer()) <= 0.5, (lo, hi, step_shown(), step_under_pointer())
+        shown.append(step_shown())
+    assert len(set(shown)) == 4
+    QApplication.sendEvent(plots.view.viewport(), QEvent(QEvent.Type.Leave))
+    gap.setXRange(60, 80, padding=0)
+    assert plots.hover.text_of(gap) == ""                         # the pointer left: nothing comes back
+
+
 def test_right_click_menu_offers_pyqtgraph_export(qtbot, tmp_path):
     plots = LivePlots()
     qtbot.addWidget(plots)
