@@ -58,9 +58,10 @@ ONEDNN_MIN_MACS = 2**20
 
 # Contiguous transposes Rᵀ (d, c) of fixed right-hand operands R (c, d): KIP's real pool when one batch
 # is the whole pool, a DGKIP teacher's support images. A step's forward L Rᵀ and its gradient's G R then
-# both read this one copy (each by the faster of MKL and oneDNN, measured on first use), where they read two before (a
-# oneDNN-packed copy of R for the forward, R for the gradient): on an Intel Xeon, one thread, 2,000 × 784
-# pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time, interleaved. The copy is made the
+# both read this one copy (each by the faster of MKL and oneDNN, measured on first use), where they
+# read two before (a oneDNN-packed copy of R for the forward, R for the gradient): on an Intel Xeon,
+# one thread, 2,000 × 784 pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time,
+# interleaved. The copy is made the
 # second time a float32 CPU operand is seen unchanged in a product of at least ONEDNN_MIN_MACS
 # multiply-adds (batches drawn anew every step never are); at most FIXED_ENTRIES operands of at most
 # FIXED_MAX_ELEMENTS entries each (a copy is as large as the operand).
@@ -170,7 +171,7 @@ def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str
     """The faster of :data:`FORWARD_PATHS` for x Rᵀ on this machine: the minimum of ``rounds``
     interleaved timings each, at the current thread count (about 6 products, 1.7–5 ms for a 2,000 × 784
     pool); ``"mkl"`` where oneDNN refuses the call."""
-    return _faster(_kept_forward, x, kept, rounds)
+    return _faster(_kept_forward, FORWARD_PATHS, x, kept, rounds)
 
 
 # The gradient G R from the kept Rᵀ (k, c): oneDNN with Rᵀ as its weight, or MKL's (Rᵀ Gᵀ)ᵀ (MKL's
@@ -182,23 +183,23 @@ GRADIENT_PATHS = ("mkl", "onednn")
 
 
 def _kept_gradient(g: torch.Tensor, kept: torch.Tensor, how: str) -> torch.Tensor:
-    """G R (r, k) from the kept Rᵀ (k, c) by ``how``, one of :data:`GRADIENT_PATHS` (MKL's is a
-    transposed view)."""
+    """G R (r, k), row-major, from the kept Rᵀ (k, c) by ``how``, one of :data:`GRADIENT_PATHS`
+    (MKL's result transposed into place: the elementwise passes after it mix no layouts)."""
     if how == "onednn":
         return _ONEDNN_LINEAR(g, kept, None, "none", [], "")
-    return torch.mm(kept, g.T).T
+    return torch.mm(kept, g.T).T.contiguous()
 
 
 def _faster_gradient(g: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str:
     """The faster of :data:`GRADIENT_PATHS` for G R on this machine, as :func:`_faster_forward`."""
-    return _faster(_kept_gradient, g, kept, rounds)
+    return _faster(_kept_gradient, GRADIENT_PATHS, g, kept, rounds)
 
 
-def _faster(product, a: torch.Tensor, kept: torch.Tensor, rounds: int) -> str:
-    """The path (``"mkl"`` or ``"onednn"``) of ``product(a, kept, how)`` with the shortest of
-    ``rounds`` interleaved timings; ``"mkl"`` where oneDNN refuses the call."""
+def _faster(product, paths: tuple[str, ...], a: torch.Tensor, kept: torch.Tensor, rounds: int) -> str:
+    """The one of ``paths`` for ``product(a, kept, how)`` with the shortest of ``rounds`` interleaved
+    timings; ``"mkl"`` where oneDNN refuses the call."""
     try:
-        best = fastest_of({how: functools.partial(product, a, kept, how) for how in ("mkl", "onednn")}, rounds)
+        best = fastest_of({how: functools.partial(product, a, kept, how) for how in paths}, rounds)
     except RuntimeError:
         return "mkl"
     return min(best, key=best.get)
