@@ -244,6 +244,19 @@ def test_fraction_legends_leave_the_top_and_bottom_free(qtbot):
             assert legend.bottom() < top or legend.top() > bottom, (key, low, high)
 
 
+def _reads_step_near(plots: LivePlots, plot: pg.PlotItem, scene_x: float, steps: range) -> bool:
+    """Whether ``plot`` reads out the one of the recorded ``steps`` nearest scene x ``scene_x`` (to a
+    pixel's worth of steps: the pointer lands on a whole pixel)."""
+    text = plots.hover.text_of(plot)
+    if not text:
+        return False
+    area = plot.vb.sceneBoundingRect()
+    at = plot.vb.mapSceneToView(QPointF(scene_x, area.center().y())).x()
+    (lo, hi), _ = plot.vb.viewRange()
+    step = int(text.splitlines()[0].removeprefix("step ").replace(",", ""))
+    return step in steps and abs(step - at) <= min(abs(s - at) for s in steps) + (hi - lo) / area.width()
+
+
 def _shown_plots(qtbot, width: int, height: int, total: int) -> LivePlots:
     """Plots shown at ``width`` × ``height``, reset for a run of ``total`` steps."""
     plots = LivePlots()
@@ -323,7 +336,8 @@ def test_hover_box_stays_inside_a_narrow_plot(qtbot):
     first characters at the left edge; it now lies in the scene, within what the widget shows, and on
     a wide plot it stays over the plot at either edge."""
     plots = _shown_plots(qtbot, 560, 420, 1000)
-    for step in range(1, 1001, 10):
+    recorded = range(1, 1001, 10)
+    for step in recorded:
         plots.add_step(Step(step, 1000, 1.0, 0.5 / step, 0.3 / step, 0.2 / step, 3.0 / step, 0.01))
     plots.refresh()
     gap = plots._curves["gap"].plot
@@ -332,7 +346,7 @@ def test_hover_box_stays_inside_a_narrow_plot(qtbot):
     for fraction in (0.02, 0.3, 0.55, 0.98):
         x = rect.left() + fraction * rect.width()
         QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x, rect.center().y())))
-        qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
+        qtbot.waitUntil(lambda: _reads_step_near(plots, gap, x, recorded))
         box = plots.hover._plots[gap].text.sceneBoundingRect()
         shown = plots.view.mapToScene(plots.view.viewport().rect()).boundingRect()
         assert shown.left() - 1 <= box.left() and box.right() <= shown.right() + 1, (fraction, box, shown)
@@ -352,7 +366,7 @@ def test_hover_box_stays_inside_a_narrow_plot(qtbot):
     for fraction in (0.02, 0.98):
         x = rect.left() + fraction * rect.width()
         QTest.mouseMove(plots.view.viewport(), plots.view.mapFromScene(QPointF(x, rect.center().y())))
-        qtbot.waitUntil(lambda: plots.hover.text_of(gap) != "")
+        qtbot.waitUntil(lambda: _reads_step_near(plots, gap, x, recorded))
         box = plots.hover._plots[gap].text.sceneBoundingRect()
         assert rect.left() - 1 <= box.left() and box.right() <= rect.right() + 1, (fraction, box, rect)
 
