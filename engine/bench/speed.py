@@ -25,6 +25,7 @@ Nothing is asserted; ``bench.md`` and ``bench.json`` are written.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -40,6 +41,7 @@ from engine.device import StepThreads
 from engine.distill import make_optimizer, run
 from engine.events import Done
 from engine.kernels import make_kernel
+from engine.kernels.fc_fused import constant_columns
 from engine.tensors import to_nchw
 from engine.bench.report import machine_line
 
@@ -223,7 +225,8 @@ POOLS = {"random": "KIP and the reference on a standard normal pool from standar
 def mnist_pool(datasets: str | Path | None):
     """PEER_POOL MNIST training images, PEER_POOL/10 of each class (seed 0), and 10 more of each as
     test images, as an engine.data Dataset; None without ``datasets``/mnist-train.npz."""
-    from engine.data import Dataset, DatasetReport
+    from engine.data.build import build_dataset
+    from engine.data.formats import RawData
     path = Path(datasets) / "mnist-train.npz" if datasets else None
     if path is None or not path.is_file():
         return None
@@ -233,11 +236,9 @@ def mnist_pool(datasets: str | Path | None):
     picks = [rng.permutation(np.flatnonzero(y == c))[:per + 10] for c in range(10)]
     train, test = np.concatenate([p[:per] for p in picks]), np.concatenate([p[per:] for p in picks])
     x = x.reshape(len(x), 28, 28, 1)
-    classes = [str(c) for c in range(10)]
-    report = DatasetReport.build(source=str(path), format="npz", classes=classes, train_counts=[per] * 10,
-                                 test_counts=[10] * 10, image_shape=(28, 28, 1), modes={"L": PEER_POOL},
-                                 test_source="test split", problems=[])
-    return Dataset(x[train], y[train], x[test], y[test], classes, report, "mnist (speed bench pool)")
+    raw = RawData("npz", "mnist (speed bench pool)", [str(c) for c in range(10)], x[train], y[train], x[test],
+                  y[test], modes={"L": len(train) + len(test)})
+    return build_dataset(raw, source=str(path))
 
 
 def _cell_data(pool, rng: np.random.Generator, ipc: int) -> dict[str, np.ndarray]:
@@ -259,6 +260,38 @@ def _cell_data(pool, rng: np.random.Generator, ipc: int) -> dict[str, np.ndarray
     return {"xb": z, "yb": np.eye(10, dtype=np.float32)[pool.y_train], "xs": z[order].copy(), **common}
 
 
+def _step_row(peer_python: str, path: Path, data: dict[str, np.ndarray], dataset, pool_name: str, threads: int,
+              ipc: int) -> dict[str, Any]:
+    """One cell of the step table: PEER_ROUNDS interleaved rounds of the reference's KIP step (``data``
+    saved at ``path``), ours and our DGKIP run on ``dataset``, at ``threads`` threads; printed as it ends."""
+    ours, dgkip, dgkip_threads, peer, loss_ours, loss_peer = [], [], [], [], None, None
+    for _ in range(PEER_ROUNDS):          # interleaved: all three see the same load
+        answer = _peer(peer_python, ["step", str(path), str(PEER_STEPS)], threads)
+        peer.append(statistics.median(answer["seconds"]) * 1e3)
+        loss_peer = answer["loss0"]
+        loss_ours, secs = _pinned(threads, lambda: _our_kip_steps(data, PEER_STEPS))
+        ours.append(statistics.median(secs) * 1e3)
+        ms, used = _pinned(threads, lambda: _dgkip_step(ipc, dataset))
+        dgkip.append(ms)
+        dgkip_threads.append(used)
+    cold, hot = _pinned(threads, lambda: _pool_products_ms(data))
+    row = {"pool": pool_name, "threads": threads, "ipc": ipc, "pool_images": PEER_POOL, "kip_ms": ours, "dgkip_ms": dgkip,
+           "dgkip_threads": dgkip_threads,
+           "peer_ms": peer, "jax": answer["jax"], "loss_ours": loss_ours, "loss_peer": loss_peer,
+           "pool_products_cold_ms": cold, "pool_products_hot_ms": hot,
+           "constant_columns": int(constant_columns(torch.from_numpy(data["xb"])).sum())}
+    for key in ("kip", "dgkip"):
+        row[f"{key}_ratio_min"] = min(row[f"{key}_ms"]) / min(peer)
+        row[f"{key}_ratio_median"] = statistics.median(row[f"{key}_ms"]) / statistics.median(peer)
+    print(f"{pool_name} pool, {threads} thread(s), IPC {ipc}: KIP {min(ours):.2f}/{statistics.median(ours):.2f} ms, DGKIP "
+          f"{min(dgkip):.2f}/{statistics.median(dgkip):.2f} ms, reference KIP {min(peer):.2f}/"
+          f"{statistics.median(peer):.2f} ms (min/median); KIP/reference {row['kip_ratio_min']:.2f}/"
+          f"{row['kip_ratio_median']:.2f}, DGKIP/reference {row['dgkip_ratio_min']:.2f}/"
+          f"{row['dgkip_ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}; the two pool "
+          f"products {cold:.2f} ms cold, {hot:.2f} ms hot", flush=True)
+    return row
+
+
 def peer_rows(peer_python: str, datasets: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """Ours against the reference (module doc, 3.): KIP and DGKIP steps on each of :data:`POOLS`
     there is data for, conv and FC kernels."""
@@ -271,37 +304,11 @@ def peer_rows(peer_python: str, datasets: str | Path | None = None) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         for pool_name, pool in pools.items():
             dataset = pool if pool is not None else random_dataset((1, 28, 28), 10, PEER_POOL // 10, 10)
-            for threads in (1, 2):
-                for ipc in (1, 10):
-                    data = _cell_data(pool, rng, ipc)
-                    path = Path(tmp) / f"ipc{ipc}.npz"
-                    np.savez(path, **data)
-                    ours, dgkip, dgkip_threads, peer, loss_ours, loss_peer = [], [], [], [], None, None
-                    for _ in range(PEER_ROUNDS):          # interleaved: all three see the same load
-                        answer = _peer(peer_python, ["step", str(path), str(PEER_STEPS)], threads)
-                        peer.append(statistics.median(answer["seconds"]) * 1e3)
-                        loss_peer = answer["loss0"]
-                        loss_ours, secs = _pinned(threads, lambda: _our_kip_steps(data, PEER_STEPS))
-                        ours.append(statistics.median(secs) * 1e3)
-                        ms, used = _pinned(threads, lambda: _dgkip_step(ipc, dataset))
-                        dgkip.append(ms)
-                        dgkip_threads.append(used)
-                    cold, hot = _pinned(threads, lambda: _pool_products_ms(data))
-                    row = {"pool": pool_name, "threads": threads, "ipc": ipc, "pool_images": PEER_POOL, "kip_ms": ours, "dgkip_ms": dgkip,
-                           "dgkip_threads": dgkip_threads,
-                           "peer_ms": peer, "jax": answer["jax"], "loss_ours": loss_ours, "loss_peer": loss_peer,
-                           "pool_products_cold_ms": cold, "pool_products_hot_ms": hot,
-                           "constant_columns": int((data["xb"] == data["xb"][:1]).all(0).sum())}
-                    for key in ("kip", "dgkip"):
-                        row[f"{key}_ratio_min"] = min(row[f"{key}_ms"]) / min(peer)
-                        row[f"{key}_ratio_median"] = statistics.median(row[f"{key}_ms"]) / statistics.median(peer)
-                    steps.append(row)
-                    print(f"{pool_name} pool, {threads} thread(s), IPC {ipc}: KIP {min(ours):.2f}/{statistics.median(ours):.2f} ms, DGKIP "
-                          f"{min(dgkip):.2f}/{statistics.median(dgkip):.2f} ms, reference KIP {min(peer):.2f}/"
-                          f"{statistics.median(peer):.2f} ms (min/median); KIP/reference {row['kip_ratio_min']:.2f}/"
-                          f"{row['kip_ratio_median']:.2f}, DGKIP/reference {row['dgkip_ratio_min']:.2f}/"
-                          f"{row['dgkip_ratio_median']:.2f}; losses {loss_ours:.6g} / {loss_peer:.6g}; the two pool "
-                          f"products {cold:.2f} ms cold, {hot:.2f} ms hot", flush=True)
+            for threads, ipc in itertools.product((1, 2), (1, 10)):
+                data = _cell_data(pool, rng, ipc)
+                path = Path(tmp) / f"ipc{ipc}.npz"
+                np.savez(path, **data)
+                steps.append(_step_row(peer_python, path, data, dataset, pool_name, threads, ipc))
         for arch, depth, ntk, na, nb, h, w, c in PEER_CONV_CASES:
             a = rng.standard_normal((na, h, w, c)).astype(np.float32)
             b = rng.standard_normal((nb, h, w, c)).astype(np.float32)

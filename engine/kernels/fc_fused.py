@@ -61,10 +61,9 @@ ONEDNN_MIN_MACS = 2**20
 # both read this one copy (each by the faster of MKL and oneDNN, measured on first use), where they
 # read two before (a oneDNN-packed copy of R for the forward, R for the gradient): on an Intel Xeon,
 # one thread, 2,000 × 784 pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time,
-# interleaved. The copy is made the
-# second time a float32 CPU operand is seen unchanged in a product of at least ONEDNN_MIN_MACS
-# multiply-adds (batches drawn anew every step never are); at most FIXED_ENTRIES operands of at most
-# FIXED_MAX_ELEMENTS entries each (a copy is as large as the operand).
+# interleaved. The copy is made the second time a float32 CPU operand is seen unchanged in a product
+# of at least ONEDNN_MIN_MACS multiply-adds (batches drawn anew every step never are); at most
+# FIXED_ENTRIES operands of at most FIXED_MAX_ELEMENTS entries each (a copy is as large as the operand).
 FIXED_ENTRIES, FIXED_MAX_ELEMENTS = 4, 2**23
 
 
@@ -96,7 +95,7 @@ class _Fixed:
         """Keep ``w`` (c, d)'s transpose, its constant columns folded out where at least
         CONST_MIN_FRACTION of them are (not where all are, nor for a single row, c = 1: then every column
         is constant, and the whole transpose is kept)."""
-        same = (w == w[:1]).all(0) if w.shape[0] > 1 else torch.zeros(w.shape[1], dtype=torch.bool)
+        same = constant_columns(w)
         folded = int(same.sum())
         if CONST_MIN_FRACTION * w.shape[1] <= folded < w.shape[1]:
             self.varying, self.const_cols = (~same).nonzero().squeeze(1), same.nonzero().squeeze(1)
@@ -122,6 +121,11 @@ class _Fixed:
         out = part.new_empty(part.shape[0], self.varying.numel() + self.const_cols.numel())
         out.index_copy_(1, self.varying, part)
         return out.index_copy_(1, self.const_cols, torch.outer(g.sum(1), self.const))
+
+
+def constant_columns(w: torch.Tensor) -> torch.Tensor:
+    """(d,) bool: the columns of ``w`` (c, d) equal over its rows (none for a single row, c = 1)."""
+    return (w == w[:1]).all(0) if w.shape[0] > 1 else torch.zeros(w.shape[1], dtype=torch.bool, device=w.device)
 
 
 _FIXED: list[_Fixed] = []
