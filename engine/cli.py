@@ -45,7 +45,7 @@ from engine.cluster import ClusterError
 from engine.config import DEVICES, SETTINGS, ConfigError, DistillConfig, check_settings_target
 from engine.control import Cancelled, RunControl
 from engine.data import DatasetError, load_dataset
-from engine.events import STAGES_BEFORE_STEPS, Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress
+from engine.events import Done, Evaluation, Progress, Stage, Step, TeacherDone, TeacherProgress, stop_effect
 from engine.interrupts import FirstInterruptWindsDown
 from engine.operators import ResourceError
 from engine.text import printable
@@ -200,12 +200,13 @@ class _Interrupts(FirstInterruptWindsDown):
             _say("\nfinishing the export (Ctrl-C again to abort)…")
             return
         self.control.stop()
-        if self.stage is None or self.stage in STAGES_BEFORE_STEPS:   # it stops at step 0, the teacher fitted
+        effect = stop_effect(self.stage)
+        if effect == "before-steps":                                   # it stops at step 0, the teacher fitted
             _say("\nstopping before the first step: once the teacher is fitted (the certificate needs it), the "
                  "initial images are certified and exported (Ctrl-C again to abort)…")
-        elif self.stage == "certify":
+        elif effect == "certify":
             _say("\nthe steps are done: certifying, then exporting (Ctrl-C again to abort)…")
-        elif self.stage == "certify-exact":
+        elif effect == "certify-exact":
             _say("\nskipping the distance to the exact teacher; exporting the result (Ctrl-C again to abort)…")
         else:
             _say("\nstopping after the current step; the result is still exported (Ctrl-C again to abort)…")

@@ -26,6 +26,16 @@ class Stage:
 STAGES_BEFORE_STEPS = ("data", "teacher", "features")
 
 
+def stop_effect(stage: str | None) -> str:
+    """What a stop requested during ``stage`` (None or "" before the first Stage event) does:
+    "before-steps" (the teacher is still fitted, the initial images certified and kept), "steps"
+    (after the current step), "certify" (certification finishes) or "certify-exact" (that check is
+    skipped)."""
+    if not stage or stage in STAGES_BEFORE_STEPS:
+        return "before-steps"
+    return stage if stage in ("certify", "certify-exact") else "steps"
+
+
 @dataclass(frozen=True)
 class Progress:
     """Determinate progress inside a long stage: ``stage`` is "kernel" for the Nyström teacher's

@@ -15,8 +15,8 @@ from engine import ResourceError, distill, export
 from engine.config import ConfigError, DistillConfig
 from engine.control import RunControl
 from engine.data import Dataset
-from engine.events import (STAGES_BEFORE_STEPS, Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone,
-                           TeacherProgress)
+from engine.events import (Done, Evaluation, Progress, Snapshot, Stage, Step, TeacherDone, TeacherProgress,
+                           stop_effect)
 from engine.result import DistillResult
 from dgkip_gui import open_dialog
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -153,14 +153,15 @@ class RunSession(Session):
 
     def stop_message(self) -> str:
         """Stop before the steps still fits the teacher (the certificate needs it) and keeps the initial
-        images (engine.events.STAGES_BEFORE_STEPS); after them, certification goes on and the distance
-        to the exact teacher is skipped."""
-        if self._stage in ("", *STAGES_BEFORE_STEPS):
+        images; after them, certification goes on and the distance to the exact teacher is skipped
+        (engine.events.stop_effect)."""
+        effect = stop_effect(self._stage)
+        if effect == "before-steps":
             return ("Stopping before the first step: once the teacher is fitted (the certificate needs it), the "
                     "initial images are certified and kept. Cancel (✗) abandons the run.")
-        if self._stage == "certify":
+        if effect == "certify":
             return "The steps are done: certifying, then keeping the result…"
-        if self._stage == "certify-exact":
+        if effect == "certify-exact":
             return "Skipping the distance to the exact teacher; keeping the result…"
         return super().stop_message()
 
