@@ -104,6 +104,14 @@ class _Fixed:
         else:
             self.kept = w.T.contiguous()
 
+    def path(self, measured: dict[int, str], faster, a: torch.Tensor) -> str:
+        """A product's path from the kept transpose at the current thread count: ``measured`` (the
+        entry's ``forward`` or ``gradient``), timed by ``faster(a, kept)`` on first use."""
+        threads = torch.get_num_threads()
+        if threads not in measured:
+            measured[threads] = faster(a, self.kept)
+        return measured[threads]
+
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The columns of ``x`` (r, d) the kept transpose multiplies: x_V (r, |V|), or x itself."""
         return x if self.varying is None else x.index_select(1, self.varying)
@@ -218,10 +226,8 @@ def mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tensor
     if _onednn_fits(x, w):
         entry = _fixed_entry(w) if fixed else None
         if entry is not None:
-            threads, xv = torch.get_num_threads(), entry.inputs(x)
-            if threads not in entry.forward:
-                entry.forward[threads] = _faster_forward(xv, entry.kept)
-            return entry.add_constant(x, _kept_forward(xv, entry.kept, entry.forward[threads]))
+            xv = entry.inputs(x)
+            return entry.add_constant(x, _kept_forward(xv, entry.kept, entry.path(entry.forward, _faster_forward, xv)))
         try:
             return _ONEDNN_LINEAR(x, w, None, "none", [], "")
         except RuntimeError:           # a build whose oneDNN refuses the call: MKL from now on
@@ -234,11 +240,9 @@ def mm_nn(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     there is one, so that a step's gradient reads the copy its forward read."""
     entry = _fixed_entry(w, create=False) if _onednn_fits(g, w.T) else None
     if entry is not None:
-        threads = torch.get_num_threads()
-        if threads not in entry.gradient:
-            entry.gradient[threads] = _faster_gradient(g, entry.kept)
+        how = entry.path(entry.gradient, _faster_gradient, g)
         try:
-            return entry.spread(g, _kept_gradient(g, entry.kept, entry.gradient[threads]))
+            return entry.spread(g, _kept_gradient(g, entry.kept, how))
         except RuntimeError:
             pass
     return mm_nt(g, w.T)
