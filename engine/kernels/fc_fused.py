@@ -190,7 +190,7 @@ def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str
 # G (Rᵀ)ᵀ reads the copy across its rows: 0.70 ms against 0.35). G 10 × 2,000 by a 2,000 × 631 pool
 # (MNIST's varying columns), ms, Intel Xeon, hot / after a 64 MiB write: one thread oneDNN 0.46 /
 # 0.56, MKL 0.35 / 0.41; two threads oneDNN 0.23 / 0.33, MKL 0.18 / 0.23; at G 100 × 2,000 oneDNN
-# leads by 0–7 %. So each kept operand's first gradient times both (:func:`_faster_gradient`).
+# leads by 1–7 % on one thread and 10 % on two. So each kept operand's first gradient times both (:func:`_faster_gradient`).
 GRADIENT_PATHS = ("mkl", "onednn")
 
 
