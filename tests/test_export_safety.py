@@ -181,8 +181,9 @@ def test_first_ctrl_c_during_the_run_stops_and_exports(tmp_path, capsys, monkeyp
 
 
 def test_first_ctrl_c_before_the_steps_says_the_teacher_is_fitted_first(tmp_path, capsys, monkeypatch):
-    """Ctrl-C while the teacher is fitted does not stop it (the certificate needs it): the message says so (it said "stopping after the current step" for a minute-long Nyström solve), and
-    the run stops at step 0 and exports its initial images."""
+    """Ctrl-C while the teacher is fitted does not stop it (the certificate needs it): the message says
+    so (it said "stopping after the current step" for a minute-long Nyström solve), and the run stops
+    at step 0 and exports its initial images."""
     real = engine.distill.run
 
     def run(config, *args, **kwargs):
