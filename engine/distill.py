@@ -381,7 +381,7 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
                     group["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.lr_schedule, cfg.warmup_steps)
             optimizer.zero_grad(set_to_none=True)
             value = objective.step(step, syn.xs, syn.targets(), syn.dual_param)
-            value.loss.backward()
+            value.backward(syn.xs)
             optimizer.step()
             obj = value.loss.item()
         now = time.perf_counter()

@@ -8,7 +8,7 @@ coefficients) and α̃ the exact m-point dual, held fixed (Danskin). Its derivat
     ∂G/∂Z = ∇ℓ(Ỹ, Z) / m        (the α̃ terms of the Fenchel-Young and kernel-matching parts cancel)
     ∂G/∂K_SS = α̃ α̃ᵀ / (2 λ m²)
 
-The node computes [K(x̃, X_T), K_SS] as one tile of m × (n_T + m) entries, Z, ∂G/∂Z, the solve, and
+The step computes [K(x̃, X_T), K_SS] as one tile of m × (n_T + m) entries, Z, ∂G/∂Z, the solve, and
 the tile's gradient (engine.kernels.fc_fused.fused_with_self_backward, its left side alone, K_SS's part
 as G + Gᵀ), without an autograd graph (0.956× / 0.943× the autograd
 path's step at IPC 1 / 10, cross-entropy, one thread, when the two blocks were computed apart; one
@@ -46,21 +46,12 @@ def fused_gap_applies(kernel, teacher, xs: Tensor, Ys: Tensor, dual_param: Tenso
 
 
 def fused_gap(kernel, teacher, lam: float, xs: Tensor, Ys: Tensor, solve: Callable[[Tensor], Tensor]
-              ) -> tuple[Tensor, float, float]:
-    """(G_S as a scalar with a gradient in ``xs``, its Fenchel-Young part, its kernel-matching part)
-    for synthetic images ``xs`` (m, …) with labels ``Ys`` (m, C); ``teacher`` in the work dtype;
-    ``solve(K_SS)`` returns the exact dual α̃ (m, C) without gradients."""
-    parts: dict[str, float] = {}
-    value = _FCGap.apply(xs, Ys, kernel, teacher, float(lam), solve, parts)
-    return value, parts["fenchel_young"], parts["kernel_match"]
-
-
-class _FCGap(torch.autograd.Function):
-    """G_S and its gradient in x̃ (module doc); ``parts`` receives the two parts as floats."""
-
-    @staticmethod
-    def forward(ctx, xs, Ys, kernel, teacher, lam, solve, parts):
-        depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
+              ) -> tuple[Tensor, Tensor, float, float]:
+    """(G_S as a 0-d tensor without an autograd graph, ∂G_S/∂x̃ shaped as ``xs``, its Fenchel-Young
+    part, its kernel-matching part) for synthetic images ``xs`` (m, …) with labels ``Ys`` (m, C);
+    ``teacher`` in the work dtype; ``solve(K_SS)`` returns the exact dual α̃ (m, C) without gradients."""
+    depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
+    with torch.no_grad():
         x, rows = kernel.prepare(xs).detach(), kernel.prepare(teacher.x)
         m = x.shape[0]
         vs = first_variances(x, w2, b2, keep=False)
@@ -75,10 +66,4 @@ class _FCGap(torch.autograd.Function):
         A = solve(Kss)
         fy, km = gap_terms(teacher.loss, lam, teacher.w_norm2, Z, Ys, A, Kss)
         g_x = fused_with_self_backward(saved, gZ @ teacher.coef_t, (A @ A.T).mul_(0.5 / (lam * m * m)))
-        ctx.grad = g_x.reshape(xs.shape)
-        parts["fenchel_young"], parts["kernel_match"] = fy.item(), km.item()
-        return fy + km
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.grad * grad, None, None, None, None, None, None
+        return fy + km, g_x.reshape(xs.shape), fy.item(), km.item()

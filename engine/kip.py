@@ -85,30 +85,44 @@ def _fused_path(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Te
     return fc.fused_blocks(kernel, x, xb.shape[0])
 
 
-class _FCKIPLoss(torch.autograd.Function):
-    """:func:`kip_loss` for the FC network kernels as one autograd node whose forward also computes
-    the gradient (engine.kernels.fc_fused's forward and backward called directly, no autograd graph:
-    0.87× / 0.91× the autograd path's step at IPC 1 / 10, one thread): [K_SB, K_SS] as one tile
-    (0.92–0.96× the step time of the two blocks apart at IPC 1, 0.99–1.02× at IPC 10, interleaved),
-    the solve, the residual, and the tile's gradient (engine.kernels.fc_fused.fused_with_self_backward).
-    With L = ‖Y_B − K_BS α‖²/(2b), α = A⁻¹Ỹ, A = K_SS + ρ I (A symmetric):
+def kip_loss_and_grad(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tensor | None,
+                      Yb: torch.Tensor, lam: float, fb: torch.Tensor | None = None, ridge: str = "trace"
+                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(loss, ∂loss/∂xs) without an autograd graph — the run's step for the FC network kernels with
+    fixed labels (:func:`fc_kip_grads`): building and walking a one-node graph cost 0.15–0.27 ms of
+    a 1.3–6.8 ms step (IPC 1 / 10, one or two threads, MNIST pool). None where :func:`kip_loss`'s
+    autograd path is the one that applies (other kernels, explicit features, learnt labels);
+    arguments as :func:`kip_loss`, the gradient shaped as ``xs``."""
+    if fb is not None or xb is None or Ys.requires_grad or not _fused_path(kernel, xs, Ys, xb):
+        return None
+    loss, g_x, _ = fc_kip_grads(kernel, xs, Ys, xb, Yb, float(lam), ridge)
+    return loss, g_x
+
+
+def fc_kip_grads(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.Tensor, Yb: torch.Tensor,
+                 lam: float, ridge: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(:func:`kip_loss`, its gradient in ``xs`` (xs's shape), its gradient in ``Ys`` (m, C)) for the FC
+    network kernels, computed by hand without an autograd graph (engine.kernels.fc_fused's forward and
+    backward called directly): [K_SB, K_SS] as one tile (0.92–0.96× the step time of the two blocks
+    apart at IPC 1, 0.99–1.02× at IPC 10, interleaved), the solve, the residual, and the tile's gradient
+    (engine.kernels.fc_fused.fused_with_self_backward). With L = ‖Y_B − K_BS α‖²/(2b), α = A⁻¹Ỹ,
+    A = K_SS + ρ I (A symmetric):
 
         ∂L/∂K_SB = −α Rᵀ/b,   ∂L/∂α = −K_SB R/b,   β = A⁻¹ ∂L/∂α,   ∂L/∂Ỹ = β,
         ∂L/∂K_SS = −β αᵀ (+ λ/m · tr(−β αᵀ) · I for the trace ridge ρ = λ tr(K_SS)/m)
 
     with R = Y_B − K_BS α (b, C). The autograd graph of the same loss (kip_loss's other path) is the
     reference in tests/test_kip_ridge.py. Shapes as :func:`kip_loss`; x̃ may be images (m, C, H, W)."""
-
-    @staticmethod
-    def forward(ctx, xs, Ys, xb, Yb, lam, ridge, kernel):
-        depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
+    depth, w2, b2, ntk = kernel.depth, kernel.w_std ** 2, kernel.b_std ** 2, kernel.ntk
+    with torch.no_grad():
         # the real batch as given (a view of it): its norms and transposed copy are kept by its identity
         x, real = kernel.prepare(xs).detach(), kernel.prepare(xb)
         Ys, Yb = Ys.detach(), Yb.detach()
         m, b = x.shape[0], real.shape[0]
         vs = first_variances(x, w2, b2, keep=False)
         Ksb, Kss, saved = fused_with_self(x, real, vs, depth, w2, b2, ntk)      # one tile
-        A = Kss + kip_ridge_value(Kss, lam, ridge) * torch.eye(m, dtype=Kss.dtype, device=Kss.device)
+        A = Kss.contiguous()                                                    # K_SS + ρ I, in place
+        A.diagonal().add_(kip_ridge_value(Kss, lam, ridge))
         lu = torch.linalg.lu_factor(A)
         alpha = torch.linalg.lu_solve(*lu, Ys)                                  # (m, C)
         Rt = torch.addmm(Yb.T, alpha.T, Ksb, alpha=-1.0)                       # (Y_B − K_BS α)ᵀ, (C, b)
@@ -117,8 +131,18 @@ class _FCKIPLoss(torch.autograd.Function):
         if ridge == "trace":
             gA.diagonal().add_(gA.diagonal().sum() * (lam / m))
         g_x = fused_with_self_backward(saved, (alpha @ Rt).mul_(-1.0 / b), gA)
-        ctx.grads = (g_x.reshape(xs.shape), beta)
-        return (Rt * Rt).sum() / (2 * b)
+        return torch.linalg.vecdot(Rt, Rt).sum() / (2 * b), g_x.reshape(xs.shape), beta
+
+
+class _FCKIPLoss(torch.autograd.Function):
+    """:func:`fc_kip_grads` as one autograd node (its forward computes the gradients; the backward
+    scales them): :func:`kip_loss`'s path for the FC network kernels."""
+
+    @staticmethod
+    def forward(ctx, xs, Ys, xb, Yb, lam, ridge, kernel):
+        loss, g_x, g_y = fc_kip_grads(kernel, xs, Ys, xb, Yb, lam, ridge)
+        ctx.grads = (g_x, g_y)
+        return loss
 
     @staticmethod
     def backward(ctx, grad):

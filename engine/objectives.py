@@ -30,7 +30,7 @@ from engine.certify import gap_terms
 from engine.events import Event, Stage
 from engine.gap_step import fused_gap, fused_gap_applies
 from engine.kernels import Kernel
-from engine.kip import kip_loss, uses_feature_cache
+from engine.kip import kip_loss, kip_loss_and_grad, uses_feature_cache
 from engine.solver import solve_dense
 from engine.teacher import Teacher
 from engine.tensors import ROW_TILE, tiled, to_nchw
@@ -40,13 +40,43 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class StepValue:
-    """One step's ``loss`` (a scalar tensor with a graph to the synthetic parameters) and, for
+    """One step's ``loss`` (a scalar tensor with a graph to the synthetic parameters, or without one
+    where ``grad``, ∂loss/∂x̃ shaped as x̃, is given: the hand-written FC kernel steps) and, for
     objectives with a gap, its parts at this step (floats; NaN for KIP): ``fenchel_young`` + ``kernel_match``
     = ``gap`` (uncertified: without the certificate's rounding allowance)."""
     loss: Tensor
     gap: float = float("nan")
     fenchel_young: float = float("nan")
     kernel_match: float = float("nan")
+    grad: Tensor | None = None
+
+    def backward(self, xs: Tensor) -> None:
+        """Write the step's gradient into the synthetic parameters' ``.grad`` (accumulating, as
+        autograd does): ``grad`` into ``xs.grad`` where the step computed it by hand, else autograd
+        through ``loss``."""
+        if self.grad is None:
+            self.loss.backward()
+        elif xs.grad is None:
+            xs.grad = self.grad
+        else:                          # not in place: xs.grad may be a previous call's ``grad`` itself
+            xs.grad = xs.grad + self.grad
+
+    def differentiable(self, xs: Tensor) -> Tensor:
+        """``loss`` with an autograd graph to ``xs`` (for a sum with another objective's loss)."""
+        return self.loss if self.grad is None else _GivenGrad.apply(self.loss, xs, self.grad)
+
+
+class _GivenGrad(torch.autograd.Function):
+    """A value computed without a graph whose gradient in ``xs`` is known: forward(value, xs, grad)."""
+
+    @staticmethod
+    def forward(ctx, value, xs, grad):
+        ctx.grad = grad
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, out_grad):
+        return None, ctx.grad * out_grad, None
 
 
 @dataclass(frozen=True)
@@ -170,9 +200,9 @@ class DGKIPObjective(Objective):
 
     def step(self, step, xs, Ys, dual_param):
         if fused_gap_applies(self.kernel, self.teacher, xs, Ys, dual_param):      # FC kernels (engine.gap_step)
-            loss, fy, km = fused_gap(self.kernel, self.teacher, self.config.lam, xs, Ys,
-                                     lambda Kss: self._exact_alpha(Kss, Ys))
-            return StepValue(loss, fy + km, fy, km)
+            loss, grad, fy, km = fused_gap(self.kernel, self.teacher, self.config.lam, xs, Ys,
+                                           lambda Kss: self._exact_alpha(Kss, Ys))
+            return StepValue(loss, fy + km, fy, km, grad)
         fy_t, km_t = self.gap(xs, Ys, dual_param)
         fy, km = fy_t.item(), km_t.item()
         return StepValue(fy_t + km_t, fy + km, fy, km)
@@ -293,6 +323,9 @@ class KIPObjective(_WithBatches, Objective):
             self.step_kernel = self.kernel.redraw(self.config.seed * 1_000_003 + step)
         xb, Yb, fb = self.batches.next()
         cfg = self.config
+        by_hand = kip_loss_and_grad(self.step_kernel, xs, Ys, xb, Yb, cfg.lam, fb=fb, ridge=cfg.kip_ridge)
+        if by_hand is not None:
+            return StepValue(by_hand[0], grad=by_hand[1])
         return StepValue(kip_loss(self.step_kernel, xs, Ys, xb, Yb, cfg.lam, fb=fb, ridge=cfg.kip_ridge))
 
     def flops(self, m, chw):
@@ -335,7 +368,13 @@ class CombinedObjective(_WithBatches, DGKIPObjective):
         value = super().step(step, xs, Ys, dual_param)
         w, cfg = self.config.kip_weight, self.config
         xb, Yb, fb = self.batches.next()
-        loss = (1.0 - w) * value.loss + w * kip_loss(self.kernel, xs, Ys, xb, Yb, cfg.lam, fb=fb, ridge="fixed")
+        by_hand = None if value.grad is None else kip_loss_and_grad(self.kernel, xs, Ys, xb, Yb, cfg.lam, fb=fb,
+                                                                    ridge="fixed")
+        if by_hand is not None:
+            return StepValue((1.0 - w) * value.loss + w * by_hand[0], value.gap, value.fenchel_young,
+                             value.kernel_match, by_hand[1].mul_(w).add_(value.grad, alpha=1.0 - w))
+        loss = (1.0 - w) * value.differentiable(xs) + w * kip_loss(self.kernel, xs, Ys, xb, Yb, cfg.lam, fb=fb,
+                                                                    ridge="fixed")
         return StepValue(loss, value.gap, value.fenchel_young, value.kernel_match)
 
     def step_rows(self, z):

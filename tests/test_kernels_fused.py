@@ -5,6 +5,7 @@ import torch
 
 import engine.kernels.fc as fc
 from engine.kernels import make_kernel
+from engine.kernels.base import identity_key
 from engine.kernels.fc_fused import fc_kernel
 
 PARAMS = [(1.4, 0.3), (2 ** 0.5, 0.1), (1.0, 0.0)]        # (W_std, b_std); b_std 0: no bias
@@ -144,11 +145,11 @@ def _kept_products(monkeypatch, forward: str, gradient: str = "onednn"):
     monkeypatch.setattr(fc_fused, "ONEDNN_MIN_MACS", 0)
     monkeypatch.setattr(fc_fused, "_FIXED", [])
     monkeypatch.setattr(fc_fused, "_faster_forward", lambda x, kept: forward)
-    monkeypatch.setattr(fc_fused, "_faster_gradient", lambda g, kept: gradient)
+    monkeypatch.setattr(fc_fused, "_faster_gradient", lambda g, entry: gradient)
     return fc_fused
 
 
-@pytest.mark.parametrize("gradient", ["mkl", "onednn"])
+@pytest.mark.parametrize("gradient", ["mkl", "onednn", "rows"])
 @pytest.mark.parametrize("forward", ["mkl", "onednn"])
 def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, gradient, monkeypatch):
     """A fixed operand seen twice is kept as a contiguous transpose (kernels.fc_fused._fixed_entry)
@@ -189,15 +190,15 @@ def test_fixed_operand_is_kept_transposed_only_while_unchanged(forward, gradient
     check()
 
 
-@pytest.mark.parametrize("forward", ["mkl", "onednn"])
+@pytest.mark.parametrize("forward,gradient", [("mkl", "mkl"), ("onednn", "onednn"), ("mkl", "rows")])
 @pytest.mark.parametrize("constant", [5, 1, 0])
-def test_constant_columns_of_a_kept_operand_are_folded_out_exactly(forward, constant, monkeypatch):
+def test_constant_columns_of_a_kept_operand_are_folded_out_exactly(forward, gradient, constant, monkeypatch):
     """A kept operand whose columns are constant over its rows (0.0 and −0.42 here, as standardised
     MNIST's borders) is kept as its varying columns alone when enough of them are constant
     (CONST_MIN_FRACTION, 1/16 of 40 columns: 5 are folded, 1 is not): the forward x Xᵀ, the gradient
     product G X and the kernel's values and gradients match float64 references on every call (the
-    gradient by the forward's path: both paths)."""
-    fc_fused = _kept_products(monkeypatch, forward, gradient=forward)
+    gradient by each of its paths)."""
+    fc_fused = _kept_products(monkeypatch, forward, gradient)
     g = torch.Generator().manual_seed(5)
     real = torch.randn(60, 40, generator=g)
     cols = [3, 17, 18, 30, 39][:constant]
@@ -216,6 +217,9 @@ def test_constant_columns_of_a_kept_operand_are_folded_out_exactly(forward, cons
     if folded:
         assert entry.const_cols.tolist() == cols and torch.equal(entry.const, real[0, cols])
         assert torch.equal(entry.kept, real[:, [c for c in range(40) if c not in cols]].T)
+    assert (entry.rows is not None) == (gradient == "rows")
+    if gradient == "rows":
+        assert entry.rows.is_contiguous() and torch.equal(entry.rows, entry.kept.T)
     k = make_kernel("ntk-fc", depth=2, w_std=1.4, b_std=0.3)
     xs = torch.randn(7, 40, generator=g, requires_grad=True)
     w = torch.randn(60, 7, generator=g, dtype=torch.float64)
@@ -245,8 +249,10 @@ def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
     G = torch.randn(10, 2000, generator=g)
     ref_g = G.double() @ w.double()
     scale_g = float((G.double().abs() @ w.double().abs()).max())
+    entry = fc_fused._Fixed(w, identity_key(w)[1])
+    entry.keep(w)
     for how in fc_fused.GRADIENT_PATHS:
-        assert float((fc_fused._kept_gradient(G, w.T.contiguous(), how).double() - ref_g).abs().max()) <= 1e-6 * scale_g
+        assert float((fc_fused._kept_gradient(G, entry, how).double() - ref_g).abs().max()) <= 1e-6 * scale_g
     measured = []
     faster = fc_fused._faster_forward
     monkeypatch.setattr(fc_fused, "_faster_forward", lambda *a: measured.append(faster(*a)) or measured[-1])
@@ -263,6 +269,8 @@ def test_the_forward_path_from_a_kept_operand_is_measured_once(monkeypatch):
         out = fc_fused.mm_nn(G, w)
         assert float((out.double() - ref_g).abs().max()) <= 1e-6 * scale_g
     assert len(gradients) == 1 and fc_fused._FIXED[0].gradient == {threads: gradients[0]}
+    # the row-major copy is kept only where the gradient takes it
+    assert (fc_fused._FIXED[0].rows is not None) == (gradients[0] == "rows")
     other = 1 if threads > 1 else 2                          # a run's steps may change the thread count
     torch.set_num_threads(other)
     try:

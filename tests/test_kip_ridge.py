@@ -17,7 +17,7 @@ from engine.cli import main
 from engine.config import ConfigError, DistillConfig
 from engine.export import load_distilled
 from engine.kernels import make_kernel
-from engine.kip import kip_loss
+from engine.kip import kip_loss, kip_loss_and_grad
 
 
 def _numpy_ntk_fc_depth1(a: np.ndarray, b: np.ndarray, w_var: float = 2.0, b_var: float = 0.01) -> np.ndarray:
@@ -72,7 +72,8 @@ def test_trace_ridge_gradient_flows_through_the_trace():
 @pytest.mark.parametrize("name,depth", [("ntk-fc", 1), ("nngp-fc", 1), ("ntk-fc", 3), ("nngp-fc", 2)])
 @pytest.mark.parametrize("ridge", ["trace", "fixed"])
 def test_fc_kernels_hand_written_gradient_equals_autograd_of_the_unfused_recursion(name, depth, ridge, monkeypatch):
-    # the FC kernels' KIP loss is one node whose forward writes the gradient (engine.kip._FCKIPLoss);
+    # the FC kernels' KIP loss is one node whose forward writes the gradient (engine.kip._FCKIPLoss,
+    # engine.kip.fc_kip_grads);
     # the reference is autograd through the kernel's plain recursion (fc.FUSED off), on images
     # (m, C, H, W) with learnt labels
     import engine.kernels.fc as fc
@@ -90,6 +91,28 @@ def test_fc_kernels_hand_written_gradient_equals_autograd_of_the_unfused_recursi
     for got, want in zip(*results):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     assert results[0][1].shape == xs0.shape
+    # the run's step (fixed labels): the same loss and image gradient, given without a graph
+    monkeypatch.setattr(fc, "FUSED", True)
+    xs = torch.from_numpy(xs0).requires_grad_(True)
+    loss, grad = kip_loss_and_grad(kernel, xs, torch.from_numpy(Ys0), xb, Yb, 0.3, ridge=ridge)
+    assert loss.grad_fn is None and grad.shape == xs0.shape
+    torch.testing.assert_close(loss, results[1][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad, results[1][1], rtol=1e-10, atol=1e-12)
+
+
+def test_kip_loss_and_grad_declines_where_autograd_is_needed():
+    # learnt labels, explicit features, and kernels other than the FC network ones go through kip_loss
+    rng = np.random.default_rng(4)
+    xs = torch.from_numpy(rng.normal(size=(4, 6))).requires_grad_(True)
+    Ys, xb, Yb = (torch.from_numpy(rng.normal(size=s)) for s in ((4, 2), (9, 6), (9, 2)))
+    fc_kernel = make_kernel("ntk-fc", depth=1)
+    assert kip_loss_and_grad(fc_kernel, xs, Ys, xb, Yb, 0.1) is not None
+    assert kip_loss_and_grad(fc_kernel, xs, Ys.clone().requires_grad_(True), xb, Yb, 0.1) is None
+    assert kip_loss_and_grad(make_kernel("rbf"), xs, Ys, xb, Yb, 0.1) is None
+    rf = make_kernel("rf-fc", width=8, n_models=1, redraw_every=0)
+    assert kip_loss_and_grad(rf, xs, Ys, None, Yb, 0.1, fb=rf.features(xb)) is None
+    with torch.no_grad():
+        assert kip_loss_and_grad(fc_kernel, xs, Ys, xb, Yb, 0.1) is None
 
 
 def test_fc_kip_node_keeps_to_the_kernel_tile_budget():

@@ -10,7 +10,7 @@ from engine.events import Stage
 from engine.kernels import make_kernel
 from engine.kip import kip_loss
 from engine.losses import make_loss
-from engine.objectives import CombinedObjective, DGKIPObjective, KIPObjective, StepShape, make_objective
+from engine.objectives import CombinedObjective, DGKIPObjective, KIPObjective, StepShape, StepValue, make_objective
 from engine.teacher import fit_teacher
 from engine.tensors import to_nchw
 
@@ -75,14 +75,15 @@ def test_dgkip_step_gap_is_the_certificate_gap(alpha_mode):
     assert value.kernel_match == pytest.approx(ref.kernel_match, rel=1e-12, abs=1e-15)
     assert value.gap == pytest.approx(value.fenchel_young + value.kernel_match, rel=1e-15)
     assert value.loss.item() == pytest.approx(value.gap, rel=1e-12)
-    value.loss.backward()
+    assert (value.grad is not None) == (alpha_mode == "exact")      # the FC step's gradient is written by hand
+    value.backward(xs)
     assert xs.grad is not None and torch.isfinite(xs.grad).all() and xs.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("loss_name", ["cross-entropy", "hinge", "squared", "logistic", "squared-hinge"])
 @pytest.mark.parametrize("kernel_name,depth", [("ntk-fc", 1), ("nngp-fc", 3)])
 def test_dgkip_fc_step_node_equals_autograd_of_the_gap(loss_name, kernel_name, depth, monkeypatch):
-    # the FC kernels' DGKIP step is one node whose forward writes the gradient (engine.gap_step); the
+    # the FC kernels' DGKIP step writes its gradient by hand, without a graph (engine.gap_step); the
     # reference is autograd through the same gap with the kernel's plain recursion (fc.FUSED off), at
     # the same exact dual α̃, on images (m, C, H, W)
     import engine.kernels.fc as fc
@@ -99,8 +100,9 @@ def test_dgkip_fc_step_node_equals_autograd_of_the_gap(loss_name, kernel_name, d
         drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
         xs = xs0.clone().requires_grad_(True)
         value = objective.step(1, xs, Y[:6], None)
-        assert ("FCGap" in type(value.loss.grad_fn).__name__) == fused
-        results.append((value.loss.item(), value.fenchel_young, value.kernel_match, torch.autograd.grad(value.loss, xs)[0]))
+        assert (value.grad is not None) == fused and (value.loss.grad_fn is None) == fused
+        value.backward(xs)
+        results.append((value.loss.item(), value.fenchel_young, value.kernel_match, xs.grad))
     (l1, f1, k1, g1), (l2, f2, k2, g2) = results
     assert l1 == pytest.approx(l2, rel=1e-10) and f1 == pytest.approx(f2, rel=1e-10, abs=1e-14)
     assert k1 == pytest.approx(k2, rel=1e-10, abs=1e-14)
@@ -164,6 +166,47 @@ def test_combined_objective_mixes_gap_and_kip_loss():
     kip = float(kip_loss(kernel, xs, Ys, x64, Y, cfg.lam, ridge="fixed"))
     assert mixed.gap == gap.gap                       # what is certified does not change
     assert float(mixed.loss) == pytest.approx(0.75 * gap.gap + 0.25 * kip, rel=1e-12)
+
+
+@pytest.mark.parametrize("by_hand", [True, False])
+def test_combined_objective_gradient_equals_autograd_of_the_mix(by_hand, monkeypatch):
+    # the combined step's gradient, (1 − w) ∂G_S + w ∂KIP, given by hand (both parts hand-written) or
+    # through autograd with the gap's hand-written gradient attached (StepValue.differentiable: the
+    # KIP part on its autograd path), against autograd through the plain recursion (fc.FUSED off)
+    import engine.kernels.fc as fc
+    import engine.objectives as objectives
+    cfg = DistillConfig(loss="cross-entropy", lam=1e-2, kip_weight=0.3, kip_batch=1000)
+    kernel, loss = make_kernel("ntk-fc"), make_loss("cross-entropy")
+    x_np, x64, y = problem()
+    Y = loss.targets(y, 3)
+    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-10))
+    xs0 = x64[:6] + 0.05 * torch.randn(x64[:6].shape, generator=torch.Generator().manual_seed(3), dtype=x64.dtype)
+    if not by_hand:
+        monkeypatch.setattr(objectives, "kip_loss_and_grad", lambda *a, **k: None)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(fc, "FUSED", fused)
+        objective = make_objective(cfg, kernel)
+        drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
+        xs = xs0.clone().requires_grad_(True)
+        value = objective.step(1, xs, Y[:6], None)
+        assert (value.grad is not None) == (fused and by_hand)
+        value.backward(xs)
+        results.append((float(value.loss.detach()), value.gap, xs.grad))
+    (l1, g1, d1), (l2, g2, d2) = results
+    assert l1 == pytest.approx(l2, rel=1e-10) and g1 == pytest.approx(g2, rel=1e-10)
+    assert d1.abs().sum() > 0
+    torch.testing.assert_close(d1, d2, rtol=1e-9, atol=1e-12 * float(d2.abs().max()))
+
+
+def test_step_value_accumulates_a_given_gradient_as_autograd_does():
+    xs = torch.ones(2, 3, requires_grad=True)
+    value = StepValue(torch.tensor(1.5), grad=torch.full((2, 3), 2.0))
+    value.backward(xs)
+    value.backward(xs)
+    assert torch.equal(xs.grad, torch.full((2, 3), 4.0))
+    (3.0 * value.differentiable(xs)).backward()
+    assert torch.equal(xs.grad, torch.full((2, 3), 10.0))
 
 
 def test_cost_model_counts_the_rows_each_objective_pairs():

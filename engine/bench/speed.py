@@ -114,7 +114,7 @@ def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list
     """Our KIP step on ``data`` (engine.bench.peer.kip_step's layout) with the threads the caller set
     (:func:`_pinned`; this set one thread itself until 2026-12-04, so the earlier two-thread KIP cells
     ran on one): (loss at the initial images, seconds of each step after a warm-up step)."""
-    from engine.kip import kip_loss
+    from engine.kip import kip_loss_and_grad
     kernel = make_kernel("ntk-fc")
     xb, yb = torch.from_numpy(data["xb"]), torch.from_numpy(data["yb"])
     xs, ys = torch.from_numpy(data["xs"]).clone().requires_grad_(True), torch.from_numpy(data["ys"])
@@ -123,8 +123,8 @@ def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list
     for i in range(steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = kip_loss(kernel, xs, ys, xb, yb, float(data["lam"]), ridge="trace")
-        loss.backward()
+        # the run's KIP step (engine.objectives.KIPObjective.step): loss and gradient by hand, no graph
+        loss, xs.grad = kip_loss_and_grad(kernel, xs, ys, xb, yb, float(data["lam"]), ridge="trace")
         opt.step()
         if i == 0:
             first = loss.item()

@@ -58,7 +58,8 @@ ONEDNN_MIN_MACS = 2**20
 
 # Contiguous transposes Rᵀ (d, c) of fixed right-hand operands R (c, d): KIP's real pool when one batch
 # is the whole pool, a DGKIP teacher's support images. A step's forward L Rᵀ and its gradient's G R then
-# both read this one copy (each by the faster of MKL and oneDNN, measured on first use), where they
+# both read this one copy (each by the faster of MKL and oneDNN, measured on first use; the gradient
+# may instead take a row-major copy, :data:`GRADIENT_PATHS`), where they
 # read two before (a oneDNN-packed copy of R for the forward, R for the gradient): on an Intel Xeon,
 # one thread, 2,000 × 784 pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time,
 # interleaved. The copy is made the second time a float32 CPU operand is seen unchanged in a product
@@ -82,11 +83,12 @@ class _Fixed:
     Xᵀ (d, c)), the folded columns (``varying`` V and ``const_cols`` C as index tensors and ``const``
     a_C, (|C|,); all None when nothing is folded), and the forward product's measured path by thread
     count (a run's steps may switch between one thread and all, engine.device.StepThreads), and the
-    gradient product's likewise."""
-    __slots__ = ("owner", "key", "kept", "forward", "gradient", "varying", "const_cols", "const")
+    gradient product's likewise; ``rows``, the kept operand row-major (X_V (c, |V|) or X), while the
+    gradient product takes it (:data:`GRADIENT_PATHS`)."""
+    __slots__ = ("owner", "key", "kept", "rows", "forward", "gradient", "varying", "const_cols", "const")
 
     def __init__(self, owner, key) -> None:
-        self.owner, self.key, self.kept = weakref.ref(owner), key, None
+        self.owner, self.key, self.kept, self.rows = weakref.ref(owner), key, None, None
         self.forward: dict[int, str] = {}
         self.gradient: dict[int, str] = {}
         self.varying = self.const_cols = self.const = None
@@ -104,13 +106,19 @@ class _Fixed:
         else:
             self.kept = w.T.contiguous()
 
-    def path(self, measured: dict[int, str], faster, a: torch.Tensor) -> str:
-        """A product's path from the kept transpose at the current thread count: ``measured`` (the
-        entry's ``forward`` or ``gradient``), timed by ``faster(a, kept)`` on first use."""
+    def path(self, measured: dict[int, str], faster, *args) -> str:
+        """A product's path at the current thread count: ``measured`` (the entry's ``forward`` or
+        ``gradient``), timed by ``faster(*args)`` on first use."""
         threads = torch.get_num_threads()
         if threads not in measured:
-            measured[threads] = faster(a, self.kept)
+            measured[threads] = faster(*args)
         return measured[threads]
+
+    def row_major(self) -> torch.Tensor:
+        """The kept operand row-major, (c, |V|) or (c, d): copied from the kept transpose on first use."""
+        if self.rows is None:
+            self.rows = self.kept.T.contiguous()
+        return self.rows
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The columns of ``x`` (r, d) the kept transpose multiplies: x_V (r, |V|), or x itself."""
@@ -186,32 +194,37 @@ def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str
     return _faster(_kept_forward, FORWARD_PATHS, x, kept, rounds)
 
 
-# The gradient G R from the kept Rᵀ (k, c): oneDNN with Rᵀ as its weight, or MKL's (Rᵀ Gᵀ)ᵀ (MKL's
-# G (Rᵀ)ᵀ reads the copy across its rows: 0.70 ms against 0.35). G 10 × 2,000 by a 2,000 × 631 pool
-# (MNIST's varying columns), ms, Intel Xeon, hot / after a 64 MiB write: one thread oneDNN 0.46 /
-# 0.56, MKL 0.35 / 0.41; two threads oneDNN 0.23 / 0.33, MKL 0.18 / 0.23; at G 100 × 2,000 oneDNN
-# leads by 1–7 % on one thread and 10 % on two. So each kept operand's first gradient times both (:func:`_faster_gradient`).
-GRADIENT_PATHS = ("mkl", "onednn")
+# The gradient G R of a kept operand R: oneDNN with the kept Rᵀ as its weight, MKL's (Rᵀ Gᵀ)ᵀ from
+# the kept Rᵀ (MKL's G (Rᵀ)ᵀ reads the copy across its rows: 0.70 ms against 0.35), or MKL's G R from
+# a row-major copy of R (``"rows"``, :meth:`_Fixed.row_major`: a second copy of the operand, dropped
+# unless chosen). G by a 2,000 × 631 pool (MNIST's varying columns), hot, ms, Intel Xeon (AMX, 2 MiB
+# L2), oneDNN / MKL from Rᵀ / rows: G 10 × 2,000, one thread 0.45 / 0.38 / 0.29, two threads 0.24 /
+# 0.21 / 0.18; G 100 × 2,000, one thread 1.68 / 1.77 / 1.56, two threads 0.87 / 1.01 / 0.89. So each
+# kept operand's first gradient times all three (:func:`_faster_gradient`).
+GRADIENT_PATHS = ("mkl", "onednn", "rows")
 
 
-def _kept_gradient(g: torch.Tensor, kept: torch.Tensor, how: str) -> torch.Tensor:
-    """G R (r, k), row-major, from the kept Rᵀ (k, c) by ``how``, one of :data:`GRADIENT_PATHS`
-    (MKL's result transposed into place: the elementwise passes after it mix no layouts)."""
+def _kept_gradient(g: torch.Tensor, entry: _Fixed, how: str) -> torch.Tensor:
+    """G R (r, k), row-major, of ``entry``'s kept operand R (c, k) by ``how``, one of
+    :data:`GRADIENT_PATHS` (MKL's (Rᵀ Gᵀ)ᵀ transposed into place: the elementwise passes after it
+    mix no layouts)."""
     if how == "onednn":
-        return _ONEDNN_LINEAR(g, kept, None, "none", [], "")
-    return torch.mm(kept, g.T).T.contiguous()
+        return _ONEDNN_LINEAR(g, entry.kept, None, "none", [], "")
+    if how == "rows":
+        return torch.mm(g, entry.row_major())
+    return torch.mm(entry.kept, g.T).T.contiguous()
 
 
-def _faster_gradient(g: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str:
+def _faster_gradient(g: torch.Tensor, entry: _Fixed, rounds: int = 3) -> str:
     """The faster of :data:`GRADIENT_PATHS` for G R on this machine, as :func:`_faster_forward`."""
-    return _faster(_kept_gradient, GRADIENT_PATHS, g, kept, rounds)
+    return _faster(_kept_gradient, GRADIENT_PATHS, g, entry, rounds)
 
 
-def _faster(product, paths: tuple[str, ...], a: torch.Tensor, kept: torch.Tensor, rounds: int) -> str:
-    """The one of ``paths`` for ``product(a, kept, how)`` with the shortest of ``rounds`` interleaved
-    timings; ``"mkl"`` where oneDNN refuses the call."""
+def _faster(product, paths: tuple[str, ...], a: torch.Tensor, operand, rounds: int) -> str:
+    """The one of ``paths`` for ``product(a, operand, how)`` with the shortest of ``rounds``
+    interleaved timings; ``"mkl"`` where oneDNN refuses the call."""
     try:
-        best = fastest_of({how: functools.partial(product, a, kept, how) for how in paths}, rounds)
+        best = fastest_of({how: functools.partial(product, a, operand, how) for how in paths}, rounds)
     except RuntimeError:
         return "mkl"
     return min(best, key=best.get)
@@ -227,7 +240,8 @@ def mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tensor
         entry = _fixed_entry(w) if fixed else None
         if entry is not None:
             xv = entry.inputs(x)
-            return entry.add_constant(x, _kept_forward(xv, entry.kept, entry.path(entry.forward, _faster_forward, xv)))
+            how = entry.path(entry.forward, _faster_forward, xv, entry.kept)
+            return entry.add_constant(x, _kept_forward(xv, entry.kept, how))
         try:
             return _ONEDNN_LINEAR(x, w, None, "none", [], "")
         except RuntimeError:           # a build whose oneDNN refuses the call: MKL from now on
@@ -236,13 +250,15 @@ def mm_nt(x: torch.Tensor, w: torch.Tensor, fixed: bool = False) -> torch.Tensor
 
 
 def mm_nn(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """g w: g (r, c), w (c, k) → (r, k); from ``w``'s kept transpose (:func:`_fixed_entry`) when
-    there is one, so that a step's gradient reads the copy its forward read."""
+    """g w: g (r, c), w (c, k) → (r, k); from ``w``'s kept copies (:func:`_fixed_entry`) when it has
+    them, by the path measured fastest (:data:`GRADIENT_PATHS`)."""
     entry = _fixed_entry(w, create=False) if _onednn_fits(g, w.T) else None
     if entry is not None:
-        how = entry.path(entry.gradient, _faster_gradient, g)
+        how = entry.path(entry.gradient, _faster_gradient, g, entry)
+        if "rows" not in entry.gradient.values():            # the row-major copy only while it is used
+            entry.rows = None
         try:
-            return entry.spread(g, _kept_gradient(g, entry.kept, how))
+            return entry.spread(g, _kept_gradient(g, entry, how))
         except RuntimeError:
             pass
     return mm_nt(g, w.T)
