@@ -23,6 +23,7 @@ from typing import Generator, Iterator
 import numpy as np
 import torch
 
+from engine import adam
 from engine.baselines import kmeans_centres, random_subset
 from engine.certify import MAX_EVAL_TEST, Certificate, TestSet, certify, radius, train_on
 from engine.cluster import Cluster
@@ -382,7 +383,7 @@ def _loop(data: _Data, ev: _Evaluation, syn: "_Synthetic", objective: Objective,
             optimizer.zero_grad(set_to_none=True)
             value = objective.step(step, syn.xs, syn.targets(), syn.dual_param)
             value.backward(syn.xs)
-            optimizer.step()
+            adam.step(optimizer)
             obj = value.loss.item()
         now = time.perf_counter()
         threads.record(step, now - started)

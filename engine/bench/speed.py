@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine import adam
 from engine.config import DistillConfig
 from engine.device import StepThreads
 from engine.distill import make_optimizer, run
@@ -118,14 +119,14 @@ def _our_kip_steps(data: dict[str, np.ndarray], steps: int) -> tuple[float, list
     kernel = make_kernel("ntk-fc")
     xb, yb = torch.from_numpy(data["xb"]), torch.from_numpy(data["yb"])
     xs, ys = torch.from_numpy(data["xs"]).clone().requires_grad_(True), torch.from_numpy(data["ys"])
-    opt = make_optimizer("adam", [xs], float(data["lr"]), xs.device)   # as the run builds it
+    opt = make_optimizer("adam", [xs], float(data["lr"]), xs.device)   # as the run builds and steps it
     seconds, first = [], None
     for i in range(steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         # the run's KIP step (engine.objectives.KIPObjective.step): loss and gradient by hand, no graph
         loss, xs.grad = kip_loss_and_grad(kernel, xs, ys, xb, yb, float(data["lam"]), ridge="trace")
-        opt.step()
+        adam.step(opt)
         if i == 0:
             first = loss.item()
         else:
