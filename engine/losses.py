@@ -93,6 +93,8 @@ class Loss:
         return self.hvp(Y, Z, torch.ones_like(Z))
 
     def apply_curvature(self, D: Tensor, V: Tensor) -> Tensor:
+        """H V for the Hessian whose data :meth:`curvature` returned, as a new tensor (callers scale
+        it in place)."""
         return D * V
 
 

@@ -186,6 +186,7 @@ class DGKIPObjective(Objective):
     def prepare(self, teacher, x_train, Y_train, device, dtype, checkpoint):
         self.teacher = teacher.cast(dtype, device)
         self.alpha_prev: Tensor | None = None      # the exact dual of the last step (warm start)
+        self.alpha_prev2: Tensor | None = None     # and of the step before it (extrapolation)
         yield from ()
 
     def gap(self, xs: Tensor, Ys: Tensor, dual_param: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -209,10 +210,26 @@ class DGKIPObjective(Objective):
 
     @torch.no_grad()
     def _exact_alpha(self, Kss: Tensor, Ys: Tensor) -> Tensor:
-        """The exact m-point dual (m, C) at K_SS, warm-started from the last step's (a few solver steps)."""
-        self.alpha_prev = solve_dense(Kss.detach(), Ys.detach(), self.teacher.loss, self.config.lam, tol=1e-6,
-                                      max_iter=8, alpha0=self.alpha_prev, certify_start=False).alpha
-        return self.alpha_prev
+        """The exact m-point dual (m, C) at K_SS (relative gap ≤ 1e-6), warm-started from the last
+        step's, or for a smooth loss from the linear extrapolation 2 α_{t−1} − α_{t−2} of the last two.
+
+        The images move between steps, so the last step's α is stale: in an MNIST cross-entropy run
+        (2,000 training images, ntk-fc) its relative gap was 1.3e-2 (IPC 1) and 0.20 (IPC 10), one
+        Newton step left 5e-6 and 3e-4, and a second step was needed almost every time. From the
+        extrapolation the start was at 9e-6 and 2.4e-4, and one Newton step reached 1e-12 and 6e-8
+        (at most 3e-7) in all 39 consecutive steps checked: one Newton step and one certificate a
+        step instead of two. Newton works on the coefficients c = α/(λ m), where any start is
+        valid (α is recomputed from the scores, feasible); the hinge's coordinate descent takes the
+        last α, which lies in its box."""
+        loss = self.teacher.loss
+        start = self.alpha_prev
+        extrapolated = loss.smooth and self.alpha_prev2 is not None and self.alpha_prev2.shape == start.shape
+        if extrapolated:
+            start = torch.add(start, start - self.alpha_prev2)
+        alpha = solve_dense(Kss.detach(), Ys.detach(), loss, self.config.lam, tol=1e-6, max_iter=8, alpha0=start,
+                            certify_start=extrapolated).alpha
+        self.alpha_prev2, self.alpha_prev = self.alpha_prev, alpha
+        return alpha
 
     def flops(self, m, chw):
         tw = self.teacher
