@@ -27,7 +27,7 @@ import torch
 
 from engine.certify import gap_terms
 from engine.kernels import fc
-from engine.kernels.fc_fused import mm_nt, first_variances, fused_with_self, fused_with_self_backward
+from engine.kernels.fc_fused import mm_nt_thin, first_variances, fused_with_self, fused_with_self_backward
 
 Tensor = torch.Tensor
 
@@ -56,7 +56,7 @@ def fused_gap(kernel, teacher, lam: float, xs: Tensor, Ys: Tensor, solve: Callab
         m = x.shape[0]
         vs = first_variances(x, w2, b2, keep=False)
         Kst, Kss, saved = fused_with_self(x, rows, vs, depth, w2, b2, ntk)      # one tile (module doc)
-        Z = mm_nt(Kst, teacher.coef_t)                                          # f*(x̃), (m, C)
+        Z = mm_nt_thin(Kst, teacher.coef_t).contiguous()                       # f*(x̃), (m, C)
         if teacher.loss.smooth:                                                  # ∇ℓ / m = −α(Z) / m
             gZ = teacher.loss.optimal_alpha(Ys, Z).to(Z.dtype).div_(-m)
         else:                                                                    # the hinge: autograd's subgradient

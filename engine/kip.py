@@ -22,7 +22,7 @@ import torch
 
 import engine.kernels.fc as fc
 from engine.kernels import Kernel
-from engine.kernels.fc_fused import mm_nt, first_variances, fused_with_self, fused_with_self_backward
+from engine.kernels.fc_fused import mm_nt_thin, first_variances, fused_with_self, fused_with_self_backward
 
 
 def uses_kip_batches(config) -> bool:
@@ -126,7 +126,7 @@ def fc_kip_grads(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.T
         lu = torch.linalg.lu_factor(A)
         alpha = torch.linalg.lu_solve(*lu, Ys)                                  # (m, C)
         Rt = torch.addmm(Yb.T, alpha.T, Ksb, alpha=-1.0)                       # (Y_B − K_BS α)ᵀ, (C, b)
-        beta = torch.linalg.lu_solve(*lu, mm_nt(Ksb, Rt).mul_(-1.0 / b))      # A⁻¹ ∂L/∂α
+        beta = torch.linalg.lu_solve(*lu, mm_nt_thin(Ksb, Rt).mul_(-1.0 / b))  # A⁻¹ ∂L/∂α
         gA = (beta @ alpha.T).neg_()
         if ridge == "trace":
             gA.diagonal().add_(gA.diagonal().sum() * (lam / m))

@@ -353,3 +353,15 @@ def test_column_blocks_with_the_symmetric_block_give_the_whole_gradient(ntk, dep
     torch.testing.assert_close(got, ref, rtol=1e-11, atol=1e-11 * float(ref.abs().max()))
     with pytest.raises(ValueError, match="left side only"):
         fused_backward(saved, torch.cat([G_R, G_S], 1), True, True)
+
+
+def test_thin_product_of_a_tile_slice_equals_float64():
+    # k rᵀ for a strided column block of a tile and a few-row r (KIP's K_SB R, DGKIP's scores)
+    from engine.kernels.fc_fused import mm_nt_thin
+    g = torch.Generator().manual_seed(8)
+    tile, r = torch.randn(30, 230, generator=g), torch.randn(4, 200, generator=g)
+    k = tile[:, :200]
+    out = mm_nt_thin(k, r)
+    ref = k.double() @ r.double().T
+    assert out.shape == (30, 4)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
