@@ -31,7 +31,7 @@ from engine.events import Event, Stage
 from engine.gap_step import fused_gap, fused_gap_applies
 from engine.kernels import Kernel
 from engine.kip import kip_loss, kip_loss_and_grad, uses_feature_cache
-from engine.solver import solve_dense
+from engine.solver import DENSE_NEWTON_MAX, solve_dense
 from engine.teacher import Teacher
 from engine.tensors import ROW_TILE, tiled, to_nchw
 
@@ -218,7 +218,7 @@ class DGKIPObjective(Objective):
         Newton step left 5e-6 and 3e-4, and a second step was needed almost every time. From the
         extrapolation the start was at 9e-6 and 2.4e-4, and one Newton step reached 1e-12 and 6e-8
         (at most 3e-7) in all 39 consecutive steps checked: one Newton step and one certificate a
-        step instead of two. Newton works on the coefficients c = α/(λ m), where any start is
+        step instead of two (Newton-CG also certifies the start, which sets its inner tolerance). Newton works on the coefficients c = α/(λ m), where any start is
         valid (α is recomputed from the scores, feasible); the hinge's coordinate descent takes the
         last α, which lies in its box."""
         loss = self.teacher.loss
@@ -226,8 +226,10 @@ class DGKIPObjective(Objective):
         extrapolated = loss.smooth and self.alpha_prev2 is not None and self.alpha_prev2.shape == start.shape
         if extrapolated:
             start = torch.add(start, start - self.alpha_prev2)
+        # the start is certified where Newton-CG sets its first inner tolerance from its gap; a direct
+        # Newton system (small m·C) needs no tolerance, and one step from the extrapolation suffices
         alpha = solve_dense(Kss.detach(), Ys.detach(), loss, self.config.lam, tol=1e-6, max_iter=8, alpha0=start,
-                            certify_start=extrapolated).alpha
+                            certify_start=extrapolated and Ys.numel() > DENSE_NEWTON_MAX).alpha
         self.alpha_prev2, self.alpha_prev = self.alpha_prev, alpha
         return alpha
 
