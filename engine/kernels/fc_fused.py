@@ -187,10 +187,15 @@ def _kept_forward(x: torch.Tensor, kept: torch.Tensor, how: str) -> torch.Tensor
     return torch.mm(x, kept)
 
 
-def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = 3) -> str:
+# Timed rounds of each path at first use: with 3, the IPC-1 forward on an Intel Xeon took oneDNN (0.35 ms a
+# product) over MKL (0.27-0.29) in 1 of 4 profiled runs, at the cost of 0.1-0.2 ms a step for the whole run
+PATH_ROUNDS = 7
+
+
+def _faster_forward(x: torch.Tensor, kept: torch.Tensor, rounds: int = PATH_ROUNDS) -> str:
     """The faster of :data:`FORWARD_PATHS` for x Rᵀ on this machine: the minimum of ``rounds``
-    interleaved timings each, at the current thread count (about 6 products, 1.7–5 ms for a 2,000 × 784
-    pool); ``"mkl"`` where oneDNN refuses the call."""
+    interleaved timings each, at the current thread count (14 products, 4–25 ms for a 2,000 × 784
+    pool at IPC 1–10); ``"mkl"`` where oneDNN refuses the call."""
     return _faster(_kept_forward, FORWARD_PATHS, x, kept, rounds)
 
 
@@ -215,7 +220,7 @@ def _kept_gradient(g: torch.Tensor, entry: _Fixed, how: str) -> torch.Tensor:
     return torch.mm(entry.kept, g.T).T.contiguous()
 
 
-def _faster_gradient(g: torch.Tensor, entry: _Fixed, rounds: int = 3) -> str:
+def _faster_gradient(g: torch.Tensor, entry: _Fixed, rounds: int = PATH_ROUNDS) -> str:
     """The faster of :data:`GRADIENT_PATHS` for G R on this machine, as :func:`_faster_forward`."""
     return _faster(_kept_gradient, GRADIENT_PATHS, g, entry, rounds)
 
@@ -333,19 +338,17 @@ def _forward(left, right, vl, vr, depth, w2, b2, ntk, diag, fixed):
             # the factor that turns Θ/s into Θ s/P where the radicand is clamped: ε there, else 1,
             # from a float mask (a bool mask and torch.where cost 4-15 elementwise passes on the CPU)
             select = torch.le(radicand, floor, out=torch.empty_like(q)).mul_(eps - 1.0).add_(1.0)
-        radicand = torch.maximum(radicand, floor, out=radicand)
+        s = torch.maximum(radicand, floor, out=radicand).sqrt_()              # √P · sin θ
         if ntk:
-            inv = torch.rsqrt(radicand)                                         # 1/s
-            s = radicand.mul_(inv)                                              # √P · sin θ
-        else:
-            s = radicand.sqrt_()
+            # Θ z: Θ/s; where clamped (s² = ε P) Θ ε/s = Θ s/P; 0 on the diagonal (below). In place
+            # on the mask, one division: 100 × 2,100 float32, one thread, √ then Θ/s took 0.10 ms
+            # where 1/√ (rsqrt, 0.08 alone), s = r · r^(−1/2) and Θ · r^(−1/2) took 0.17
+            tz = select.mul_(theta).div_(s)
         psi = complement_into(s, q, torch.empty_like(q), negate=True)      # θ − π = −φ, saved
         if diag is not None:               # k(x, x): θ = 0 exactly (also where q = 0: atan's q/s is 0/0)
             s.diagonal(diag).zero_()
             psi.diagonal(diag).fill_(-math.pi)
         if ntk:
-            # Θ z: Θ/s; where clamped (s² = ε P) Θ ε/s = Θ s/P; 0 on the diagonal
-            tz = inv.mul_(theta).mul_(select)
             if diag is not None:
                 tz.diagonal(diag).zero_()
             saved += [q, s, psi, tz]
