@@ -43,6 +43,14 @@ def angle_method(request, monkeypatch) -> str:
     return request.param
 
 
+@pytest.fixture(params=["sqrt", "rsqrt"])
+def root_method(request, monkeypatch) -> str:
+    """Each of the in-place kernel's two square roots (engine.kernels.fc.root_method) in turn."""
+    from engine.kernels import fc
+    monkeypatch.setattr(fc, "root_method", lambda dtype, device="cpu": request.param)
+    return request.param
+
+
 # Interpreter finalisation after the whole GUI + torch suite has been seen to abort in a C extension
 # ("Fatal Python error: none_dealloc … Garbage-collecting", after pytest printed its summary), which
 # would turn a green run into exit status 134. All results and reports (terminal summary, JUnit XML)

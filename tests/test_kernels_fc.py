@@ -113,7 +113,7 @@ def test_every_kernel_the_app_offers_distils(mode, kernel):
 
 @pytest.mark.parametrize("name", ["nngp-fc", "ntk-fc"])
 @pytest.mark.parametrize("depth", [1, 3])
-def test_in_place_evaluation_equals_the_differentiable_one(name, depth, monkeypatch, angle_method):
+def test_in_place_evaluation_equals_the_differentiable_one(name, depth, monkeypatch, angle_method, root_method):
     """Without gradients the FC kernels take the in-place, cache-sized path (kernels.fc); it computes the
     same numbers as the autograd path, across sub-tiles, row tiles and the symmetric diagonal."""
     monkeypatch.setattr("engine.kernels.fc.CACHE_BYTES", 400)           # several sub-tiles per block
@@ -154,3 +154,21 @@ def test_row_norm_cache_never_serves_stale_norms():
     z = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)   # with a gradient: never cached
     row_sq_norms(z).sum().backward()
     torch.testing.assert_close(z.grad, 2 * z.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_both_square_roots_agree_and_the_choice_is_measured_once(dtype, monkeypatch):
+    from engine.kernels import fc
+    s0 = torch.rand(1000, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 10
+    s0[:3] = torch.tensor([torch.finfo(dtype).tiny, 1.0, 0.25], dtype=torch.float64)
+    ref = s0.sqrt()
+    for how in fc.ROOT_METHODS:
+        out = fc.root_into(s0.to(dtype).clone(), torch.empty(1000, dtype=dtype), how)
+        torch.testing.assert_close(out.double(), ref, rtol=2 * torch.finfo(dtype).eps, atol=0)
+    monkeypatch.setattr(fc, "_root_chosen", {})
+    timed = []
+    real = fc.fastest_of
+    monkeypatch.setattr(fc, "fastest_of", lambda *a: timed.append(1) or real(*a))
+    first = fc.root_method(dtype)
+    assert first in fc.ROOT_METHODS and fc.root_method(dtype) == first and len(timed) == 1
+    assert fc.root_method(dtype, "meta") == "sqrt"                # off the CPU: not timed

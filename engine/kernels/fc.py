@@ -10,6 +10,7 @@ q(x, x') the pre-activation covariance:
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from engine.kernels.angle import complement_into
 from engine.kernels.base import MAX_DEPTH, Kernel, median_distance, row_sq_norms
 from engine.kernels.fc_fused import fc_kernel
+from engine.timing import fastest_of
 
 # bytes per array of a sub-tile of the in-place recursion (2^17 float32 entries, 2^16 float64): its
 # three or four arrays stay in the cores' L2 between steps, and each elementwise op is still large
@@ -27,6 +29,41 @@ from engine.kernels.fc_fused import fc_kernel
 # took 1.05× / 1.10× the time of 2^17, and float64 2^16 entries 0.93× that of 2^17 (whose 4 MiB spill
 # L2), 2^15 1.20×.
 CACHE_BYTES = 2**19
+
+# The in-place kernel's √ of the radicand: ``sqrt_``, or s · s^(−1/2) (rsqrt, then a product). Which is
+# faster depends on the processor, by up to 5×: ns an entry, 2^16 float64 entries, sqrt_ against rsqrt
+# and the product: AMD EPYC with AVX-512, 2 threads, 1.0 against 0.69 (depth-3 float64 kernels 0.95–0.97×
+# the time with rsqrt; float32 0.25 against 0.18); Intel Xeon with AMX, 0.31 against 1.48 on one thread,
+# 0.24 against 0.79 on two. So it is measured once per dtype and thread count on the CPU (the minimum
+# of 5 interleaved rounds on one sub-tile); ``sqrt_`` elsewhere, and unless rsqrt takes at most
+# ROOT_MARGIN of its time (near a tie the one pass stays).
+ROOT_METHODS = ("sqrt", "rsqrt")
+ROOT_MARGIN = 0.8
+_root_chosen: dict[tuple[torch.dtype, int], str] = {}
+
+
+def root_into(s: torch.Tensor, scratch: torch.Tensor, how: str | None = None) -> torch.Tensor:
+    """√s in place (s ≥ 0; ``scratch`` s-shaped, overwritten); ``how``: one of :data:`ROOT_METHODS`, else
+    :func:`root_method`'s choice."""
+    how = how or root_method(s.dtype, s.device)
+    if how == "rsqrt":
+        return s.mul_(torch.rsqrt(s, out=scratch))
+    return s.sqrt_()
+
+
+def root_method(dtype: torch.dtype, device: torch.device | str = "cpu") -> str:
+    """The faster of :data:`ROOT_METHODS` here for ``dtype`` (module comment above)."""
+    if torch.device(device).type != "cpu":
+        return "sqrt"
+    key = (dtype, torch.get_num_threads())
+    if key not in _root_chosen:
+        entries = CACHE_BYTES // torch.tensor([], dtype=dtype).element_size()
+        s = torch.rand(entries, generator=torch.Generator().manual_seed(0), dtype=dtype).add_(0.5)
+        scratch = torch.empty_like(s)           # (repeated roots keep s in [0.7, 1.3]: no subnormals)
+        best = fastest_of({how: functools.partial(root_into, s, scratch, how) for how in ROOT_METHODS}, 5)
+        _root_chosen[key] = "rsqrt" if best["rsqrt"] < ROOT_MARGIN * best["sqrt"] else "sqrt"
+    return _root_chosen[key]
+
 
 # with gradients, the FC network kernels run as one autograd node with a hand-written backward
 # (engine.kernels.fc_fused); False takes the autograd graph of :meth:`FCNetworkKernel._recursion`
@@ -234,10 +271,7 @@ class FCNetworkKernel(Kernel):
                 # q² ≥ q11 q22 (the floored value differs there by O(ε q): s ≈ √ε·√P, φ ≈ π − √ε, and
                 # s + φ q moves by √ε (√P − q)); s > 0 keeps q/s finite for a zero input without bias
                 torch.addcmul(t, q, q, value=-1.0, out=s).clamp_min_(tiny)
-                # s ← s · s^(−1/2): float64 sqrt_ took 1.0 ns an entry against 0.69 for rsqrt and the
-                # product (AMD EPYC, 2 threads; float32 0.25 against 0.18): depth-3 float64 kernels
-                # 0.95–0.97× the time, float32 unchanged
-                s.mul_(torch.rsqrt(s, out=t))
+                root_into(s, t)                                       # √, in place (t: scratch)
                 complement_into(s, q, t)                              # φ = π − θ
                 if diag_offset is not None:                           # k(x, x): θ = 0 exactly, also for a
                     s.diagonal(diag_offset + i).zero_()               # zero input without bias (q = 0,
