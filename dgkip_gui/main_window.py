@@ -118,9 +118,10 @@ class MainWindow(QMainWindow):
         if not untested:
             return None
         many = len(untested) > 1
-        return (f"Distil is off. {len(untested):,} class{'es have' if many else ' has'} no test images (e.g. "
-                f"{shown(untested[0])}): set test data on the Dataset tab, add images, or leave "
-                f"{'them' if many else 'it'} out under Settings › Classes.")
+        # the way out before the example: a narrow run bar elides the end of the sentence
+        return (f"Distil is off. {len(untested):,} class{'es have' if many else ' has'} no test images: set "
+                f"test data on the Dataset tab, add images, or leave {'them' if many else 'it'} out under "
+                f"Settings › Classes (e.g. {shown(untested[0])}).")
 
     def first_size(self) -> QSize:
         """The size of a first launch: 1440 × 900, less where the screen is smaller (a window wider than

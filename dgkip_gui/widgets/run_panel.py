@@ -77,10 +77,13 @@ class RunPanel(QWidget):
         return button
 
     def block(self, line: str | None) -> None:
-        """Show why Distil is off (``line``, one sentence) instead of the status line; ``None`` clears it."""
+        """Show why Distil is off (``line``, one sentence) instead of the status line and the idle progress
+        bar (the sentence takes the bar's width too: at 1,024 pixels the bar left it 40 characters of
+        about 190); ``None`` clears it."""
         self.blocked.setText(line or "")            # elided in a narrow bar, the whole sentence its tool tip
         self.blocked.setVisible(line is not None)
         self.info.setVisible(line is None)
+        self.bar.setVisible(line is None)
 
     def idle(self, text: str, step: int | None = None, total: int | None = None) -> None:
         """Nothing runs: ``text`` on the status line, the bar empty or, where a run ended, at ``step`` of ``total``."""

@@ -123,7 +123,10 @@ def test_classes_without_test_images_turn_distil_off_until_left_out(qtbot, windo
     line = window.run_panel.blocked
     qtbot.waitUntil(line.isVisible)
     assert not window.act_run.isEnabled() and not window.run_panel.info.isVisible()
-    assert line.text().startswith("Distil is off. 1 class has no test images (e.g. 'c')") and "Classes" in line.text()
+    assert not window.run_panel.bar.isVisible()           # the sentence takes the idle bar's width
+    assert line.text().startswith("Distil is off. 1 class has no test images: set test data on the Dataset tab")
+    assert "Classes (e.g. 'c')" in line.text()
     assert window.act_run.toolTip() == line.text()
     window.settings.set_config(window.settings.config().replace(classes=["a", "b"]))
     qtbot.waitUntil(lambda: window.act_run.isEnabled() and not line.isVisible())
+    assert window.run_panel.bar.isVisible() and window.run_panel.info.isVisible()
