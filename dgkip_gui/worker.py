@@ -1,10 +1,10 @@
-"""Background jobs: one worker QObject moved to one QThread per job.
+"""Background jobs: one QThread per job, which runs the job in ``run`` and ends.
 
-A job is a callable ``job(emit)`` that runs on the worker thread and passes its events to ``emit``.
+A job is a callable ``job(emit)`` that runs on the job's thread and passes its events to ``emit``.
 Events go into a thread-safe :class:`EventQueue` that the GUI drains on a timer (so a fast engine
-never floods the GUI event loop); only the end of the job travels as signals. Every exception
-becomes a ``failed`` signal, and ``finished`` is emitted from a ``finally``, so the thread always
-quits. :class:`engine.control.Cancelled` is a normal end, not a failure.
+never floods the GUI event loop); only the end of the job travels as signals, emitted on the GUI
+thread once the job's thread has ended: ``failed`` for an exception, then always ``finished``.
+:class:`engine.control.Cancelled` is a normal end, not a failure.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.control import Cancelled
 from dgkip_gui.errors import ErrorReport, is_expected
@@ -59,23 +59,24 @@ class EventQueue:
         return events + list(latest.values())
 
 
-class _Worker(QObject):
-    """Lives on the job's thread while it runs the job once; then moves itself back to the GUI thread,
-    where it is destroyed.
+class _JobThread(QThread):
+    """One job run in :meth:`run` (no event loop), then the thread ends; a failure is kept in
+    ``report`` for the GUI thread to read after ``finished``.
 
-    Destroyed on the job's thread (``deleteLater`` there), its ``~QObject`` locked Qt's connection
-    mutex and then waited for the GIL (PySide looks up Python overrides), while the GUI thread held
-    the GIL and waited for that mutex (pyqtgraph disconnecting a signal): both threads hung, once in
-    a CI run of the test suite."""
-    failed = Signal(int, object)   # job id, ErrorReport
-    finished = Signal(int)         # job id
+    The job's thread makes no Qt call: it ends by returning from ``run``, and QThread emits
+    ``finished`` from C++ after PySide has released the GIL. A Qt call made from Python on this
+    thread holds the GIL while it takes Qt's mutexes, and the GUI thread can hold one of those
+    mutexes while it waits for the GIL (PySide looks up Python overrides inside ``~QObject``): both
+    threads hung, twice in runs of the test suite. Once a worker QObject was destroyed here
+    (``deleteLater``); then, once in 9 suite runs, the same worker moving itself back to the GUI
+    thread (``moveToThread``) while the GUI thread destroyed an earlier window's widgets."""
 
-    def __init__(self, job_id: int, job: JobFn, queue: EventQueue, title: str) -> None:
-        super().__init__()
+    def __init__(self, job_id: int, job: JobFn, queue: EventQueue, title: str, parent: QObject) -> None:
+        super().__init__(parent)
         self._job_id, self._job, self._queue, self._title = job_id, job, queue, title
+        self.report: ErrorReport | None = None
 
-    @Slot()
-    def work(self) -> None:
+    def run(self) -> None:
         try:
             self._job(self._queue.put)
         except Cancelled:
@@ -85,12 +86,7 @@ class _Worker(QObject):
                 log.warning("job %d: %s", self._job_id, exc)
             else:
                 log.exception("job %d failed", self._job_id)
-            self.failed.emit(self._job_id, ErrorReport.from_exception(exc, self._title))
-        finally:
-            app = QCoreApplication.instance()
-            if app is not None:                 # destroyed on the GUI thread (class doc)
-                self.moveToThread(app.thread())
-            self.finished.emit(self._job_id)
+            self.report = ErrorReport.from_exception(exc, self._title)
 
 
 class Job(QObject):
@@ -110,16 +106,9 @@ class Job(QObject):
         self.id = job_id
         self.queue = EventQueue(latest_only)
         self._running = False
-        self._thread = QThread(self)
+        self._thread = _JobThread(job_id, job, self.queue, title, self)
         self._thread.setObjectName(f"job-{job_id}")
-        self._worker = _Worker(job_id, job, self.queue, title)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.work)
-        # Direct: QThread.quit is thread-safe, and a GUI thread blocked in wait() cannot deadlock.
-        self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
-        self._worker.finished.connect(self._worker.deleteLater)     # queued: runs on the GUI thread
-        self._worker.failed.connect(self.failed)
-        self._thread.finished.connect(self._on_thread_finished)
+        self._thread.finished.connect(self._on_thread_finished)          # queued: on the GUI thread
         self._thread.finished.connect(self._thread.deleteLater)
 
     def start(self) -> None:
@@ -136,4 +125,6 @@ class Job(QObject):
         self._thread.wait()   # fully stopped
         _live_threads.discard(self._thread)
         self._running = False
+        if self._thread.report is not None:
+            self.failed.emit(self.id, self._thread.report)
         self.finished.emit(self.id)

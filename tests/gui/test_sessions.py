@@ -95,21 +95,36 @@ def test_controls_act_only_on_the_running_session(qtbot, host):
     assert running.calls[-1] == ("done", None)          # the control is released before on_done
 
 
-def test_a_jobs_worker_is_destroyed_on_the_gui_thread(qtbot):
-    """The worker QObject is deleted on the GUI thread: deleted on the job's thread, its destructor once
-    waited for the GIL while holding Qt's connection mutex, and the GUI thread, holding the GIL, waited
-    for that mutex (dgkip_gui.worker._Worker)."""
-    import shiboken6
+def test_a_job_runs_off_the_gui_thread_and_its_thread_makes_no_qt_call(qtbot, monkeypatch):
+    """The job runs in the QThread's own ``run`` and the thread ends by returning: no Qt call is made
+    on the job's thread while it holds the GIL. Such calls deadlocked against the GUI thread twice
+    (dgkip_gui.worker._JobThread): a worker QObject deleted there, and moved back to the GUI thread
+    from there. Every QObject method called here on the job's thread is recorded; failures still
+    arrive, on the GUI thread, before ``finished``."""
     from PySide6.QtCore import QObject
     from dgkip_gui.worker import Job
 
+    calls = []
+    for name in ("moveToThread", "deleteLater", "setParent", "thread", "startTimer", "disconnect"):
+        real = getattr(QObject, name)
+        monkeypatch.setattr(QObject, name, lambda self, *a, _real=real, _name=name, **k: (
+            calls.append((_name, threading.current_thread())), _real(self, *a, **k))[1])
     parent = QObject()
-    ran_on, destroyed_on = [], []
-    job = Job(1, lambda emit: ran_on.append(threading.current_thread()), title="t", parent=parent)
-    worker = job._worker
-    worker.destroyed.connect(lambda *_: destroyed_on.append(threading.current_thread()))
-    with qtbot.waitSignal(job.finished, timeout=10_000):
-        job.start()
-    qtbot.waitUntil(lambda: not shiboken6.isValid(worker), timeout=5_000)
+    ran_on, failed = [], []
+
+    def job(emit):
+        ran_on.append(threading.current_thread())
+        emit("event")
+        raise ValueError("the job's own failure")
+
+    job_ = Job(1, job, title="t", parent=parent)
+    order = []
+    job_.failed.connect(lambda i, report: (failed.append((report, threading.current_thread())), order.append("failed")))
+    job_.finished.connect(lambda i: order.append(("finished", threading.current_thread())))
+    with qtbot.waitSignal(job_.finished, timeout=10_000):
+        job_.start()
     assert ran_on and ran_on[0] is not threading.main_thread()
-    assert destroyed_on == [threading.main_thread()]
+    assert not [c for c in calls if c[1] is ran_on[0]]
+    assert order == ["failed", ("finished", threading.main_thread())]
+    assert failed[0][1] is threading.main_thread() and "own failure" in str(failed[0][0].message)
+    assert job_.queue.drain() == ["event"]
