@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.plan import time as step_timing
 from engine.config import DistillConfig
@@ -28,10 +28,20 @@ class TimeEstimator(QObject):
 
     ready = Signal(object, object)  # the latest request's DistillConfig and its RunEstimate
 
+    # The background thread makes no Qt call: it leaves its answer under a lock and the GUI thread
+    # collects it on a timer. A Qt call from Python off the GUI thread holds the GIL while it takes Qt's
+    # mutexes, and the GUI thread can hold one of them while it waits for the GIL (dgkip_gui.worker).
+    POLL_MS = 25
+
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._generation = 0
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._answer: tuple[int, DistillConfig, RunEstimate] | None = None
+        self._poll = QTimer(self)
+        self._poll.setInterval(self.POLL_MS)
+        self._poll.timeout.connect(self._collect)
 
     def request(self, config: DistillConfig, report: Any) -> None:
         self._generation += 1
@@ -41,6 +51,7 @@ class TimeEstimator(QObject):
                                   name="dgkip-time-estimate")
         self._thread = thread
         thread.start()
+        self._poll.start()
 
     def cancel(self, wait_s: float = 5.0) -> None:
         """Drop pending answers and stop the measurement. Waits (up to ``wait_s``) only while a probe
@@ -68,7 +79,17 @@ class TimeEstimator(QObject):
             log.warning("time estimate failed: %s", exc)
             return
         if generation == self._generation:
-            try:
-                self.ready.emit(config, estimate)  # queued to the GUI thread
-            except RuntimeError:                   # the form was closed while the probe ran
-                log.debug("time estimate dropped: its receiver is gone")
+            with self._lock:
+                self._answer = (generation, config, estimate)
+
+    def _collect(self) -> None:
+        """On the GUI thread: emit ``ready`` for a finished answer to the latest request; stop polling
+        once no thread runs and nothing is left to collect."""
+        with self._lock:
+            answer, self._answer = self._answer, None
+        if answer is not None and answer[0] == self._generation:
+            self.ready.emit(answer[1], answer[2])
+        if not self.busy:
+            with self._lock:
+                if self._answer is None:
+                    self._poll.stop()

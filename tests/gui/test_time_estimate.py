@@ -42,3 +42,35 @@ def test_time_hint_arrives_from_the_background_and_a_run_cancels_it(qtbot, windo
     assert not settings.time_estimator.busy
     qtbot.waitUntil(lambda: not window.running, timeout=RUN_TIMEOUT_MS)
     assert window.result is not None
+
+
+def test_estimate_thread_hands_over_without_a_qt_call(qtbot, monkeypatch):
+    """The measuring thread leaves its answer under a lock; the GUI thread emits ``ready`` from a timer
+    (a Qt call from the measuring thread could deadlock against the GUI thread: dgkip_gui.worker).
+    Only the latest request's answer is emitted."""
+    import threading
+    from PySide6.QtCore import QObject
+    import dgkip_gui.time_estimate as te
+    from engine.config import DistillConfig
+
+    release = threading.Event()
+    measured_on = []
+
+    def fake_estimate(config, report):
+        measured_on.append(threading.current_thread())
+        release.wait(10)
+        return f"estimate of ipc {config.ipc}"
+
+    monkeypatch.setattr(te, "estimate_run", fake_estimate)
+    parent = QObject()
+    estimator = te.TimeEstimator(parent)
+    got = []
+    estimator.ready.connect(lambda config, estimate: got.append((config.ipc, estimate, threading.current_thread())))
+    estimator.request(DistillConfig(ipc=1), None)
+    estimator.request(DistillConfig(ipc=2), None)            # supersedes the first
+    release.set()
+    qtbot.waitUntil(lambda: bool(got) and not estimator.busy, timeout=10_000)
+    qtbot.wait(3 * te.TimeEstimator.POLL_MS)
+    assert got == [(2, "estimate of ipc 2", threading.main_thread())]
+    assert measured_on and threading.main_thread() not in measured_on
+    qtbot.waitUntil(lambda: not estimator._poll.isActive(), timeout=2_000)   # polling stops when done
