@@ -119,8 +119,9 @@ def _cg_k_inner(matvec: MatVec, loss: Loss, Y: Tensor, f: Tensor, g: Tensor, Kg:
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Σ a ∘ b over all entries of two equal-shaped contiguous tensors, as a 0-d tensor (one kernel)."""
-    return torch.dot(a.view(-1), b.view(-1))
+    """Σ a ∘ b over all entries of two equal-shaped tensors, as a 0-d tensor (one kernel; a copy
+    first only for a tensor whose layout cannot be flattened in place, e.g. a transposed view)."""
+    return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
 ARMIJO_NOISE = 32       # rounding of the objective, in units of eps · (|P| + max |z|)

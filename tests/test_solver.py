@@ -334,3 +334,17 @@ def test_certificate_gap_is_the_losses_own_fenchel_young_mean(problem, name):
     primal, dual, gap, z = certificate(loss, Y, A, K @ A, LAM)
     assert gap == max(float(loss.fenchel_young(Y, z, A).mean()), 0.0)
     assert gap == pytest.approx(primal - dual, rel=1e-9, abs=1e-12)
+
+
+def test_newton_cg_accepts_a_matvec_that_returns_transposed_views():
+    # the inner loop's inner products flatten their operands; a kernel product that hands back a
+    # transposed view (as engine.kernels.fc_fused.mm_nt_thin does) must give the same solution
+    g = torch.Generator().manual_seed(6)
+    X = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    K = X @ X.T + 0.1 * torch.eye(40, dtype=torch.float64)
+    loss = make_loss("cross-entropy")
+    Y = loss.targets(torch.arange(40) % 3, 3)
+    plain = solve(lambda V: K @ V, Y, loss, 1e-2, tol=1e-10, max_iter=50)
+    viewed = solve(lambda V: (V.T @ K).T, Y, loss, 1e-2, tol=1e-10, max_iter=50)
+    assert viewed.gap <= 1e-10 * abs(viewed.primal)
+    torch.testing.assert_close(viewed.alpha, plain.alpha, rtol=0, atol=1e-8)
