@@ -42,6 +42,27 @@ def prepared(cfg, kernel, loss, dtype=torch.float64, tol=1e-10):
     return objective, teacher, x64, Y
 
 
+def fused_and_plain_steps(monkeypatch, cfg, kernel, loss, seed):
+    """One step of ``cfg``'s objective at the same images (6 of problem()'s, moved off the real rows),
+    with the FC kernels' hand-written path (fc.FUSED on) and then with autograd through the plain
+    recursion (off): [(StepValue, x̃ with its .grad written)] in that order."""
+    import engine.kernels.fc as fc
+    x_np, x64, y = problem()
+    Y = loss.targets(y, 3)
+    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-10))
+    xs0 = x64[:6] + 0.05 * torch.randn(x64[:6].shape, generator=torch.Generator().manual_seed(seed), dtype=x64.dtype)
+    steps = []
+    for fused in (True, False):
+        monkeypatch.setattr(fc, "FUSED", fused)
+        objective = make_objective(cfg, kernel)
+        drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
+        xs = xs0.clone().requires_grad_(True)
+        value = objective.step(1, xs, Y[:6], None)
+        value.backward(xs)
+        steps.append((value, xs))
+    return steps
+
+
 def test_make_objective_follows_mode_and_kip_weight():
     k = make_kernel("ntk-fc")
     assert type(make_objective(DistillConfig(), k)) is DGKIPObjective
@@ -86,27 +107,14 @@ def test_dgkip_fc_step_node_equals_autograd_of_the_gap(loss_name, kernel_name, d
     # the FC kernels' DGKIP step writes its gradient by hand, without a graph (engine.gap_step); the
     # reference is autograd through the same gap with the kernel's plain recursion (fc.FUSED off), at
     # the same exact dual α̃, on images (m, C, H, W)
-    import engine.kernels.fc as fc
     cfg = DistillConfig(loss=loss_name, lam=1e-2, ipc=2)
-    kernel, loss = make_kernel(kernel_name, depth=depth), make_loss(loss_name)
-    x_np, x64, y = problem()
-    Y = loss.targets(y, 3)
-    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-10))
-    xs0 = x64[:6] + 0.05 * torch.randn(x64[:6].shape, generator=torch.Generator().manual_seed(2), dtype=x64.dtype)
-    results = []
-    for fused in (True, False):
-        monkeypatch.setattr(fc, "FUSED", fused)
-        objective = make_objective(cfg, kernel)
-        drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
-        xs = xs0.clone().requires_grad_(True)
-        value = objective.step(1, xs, Y[:6], None)
+    steps = fused_and_plain_steps(monkeypatch, cfg, make_kernel(kernel_name, depth=depth), make_loss(loss_name), 2)
+    for (value, _), fused in zip(steps, (True, False)):
         assert (value.grad is not None) == fused and (value.loss.grad_fn is None) == fused
-        value.backward(xs)
-        results.append((value.loss.item(), value.fenchel_young, value.kernel_match, xs.grad))
-    (l1, f1, k1, g1), (l2, f2, k2, g2) = results
+    (l1, f1, k1, g1), (l2, f2, k2, g2) = [(v.loss.item(), v.fenchel_young, v.kernel_match, xs.grad) for v, xs in steps]
     assert l1 == pytest.approx(l2, rel=1e-10) and f1 == pytest.approx(f2, rel=1e-10, abs=1e-14)
     assert k1 == pytest.approx(k2, rel=1e-10, abs=1e-14)
-    assert g1.shape == xs0.shape and g1.abs().sum() > 0
+    assert g1.shape == steps[0][1].shape and g1.dim() == 4 and g1.abs().sum() > 0
     torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-12 * float(g2.abs().max()))
 
 
@@ -173,27 +181,13 @@ def test_combined_objective_gradient_equals_autograd_of_the_mix(by_hand, monkeyp
     # the combined step's gradient, (1 − w) ∂G_S + w ∂KIP, given by hand (both parts hand-written) or
     # through autograd with the gap's hand-written gradient attached (StepValue.differentiable: the
     # KIP part on its autograd path), against autograd through the plain recursion (fc.FUSED off)
-    import engine.kernels.fc as fc
     import engine.objectives as objectives
     cfg = DistillConfig(loss="cross-entropy", lam=1e-2, kip_weight=0.3, kip_batch=1000)
-    kernel, loss = make_kernel("ntk-fc"), make_loss("cross-entropy")
-    x_np, x64, y = problem()
-    Y = loss.targets(y, 3)
-    teacher, _ = drain(fit_teacher(kernel, loss, cfg.lam, x64, Y, tol=1e-10))
-    xs0 = x64[:6] + 0.05 * torch.randn(x64[:6].shape, generator=torch.Generator().manual_seed(3), dtype=x64.dtype)
     if not by_hand:
         monkeypatch.setattr(objectives, "kip_loss_and_grad", lambda *a, **k: None)
-    results = []
-    for fused in (True, False):
-        monkeypatch.setattr(fc, "FUSED", fused)
-        objective = make_objective(cfg, kernel)
-        drain(objective.prepare(teacher, x_np, Y, torch.device("cpu"), torch.float64, lambda: None))
-        xs = xs0.clone().requires_grad_(True)
-        value = objective.step(1, xs, Y[:6], None)
-        assert (value.grad is not None) == (fused and by_hand)
-        value.backward(xs)
-        results.append((float(value.loss.detach()), value.gap, xs.grad))
-    (l1, g1, d1), (l2, g2, d2) = results
+    steps = fused_and_plain_steps(monkeypatch, cfg, make_kernel("ntk-fc"), make_loss("cross-entropy"), 3)
+    assert [v.grad is not None for v, _ in steps] == [by_hand, False]
+    (l1, g1, d1), (l2, g2, d2) = [(float(v.loss.detach()), v.gap, xs.grad) for v, xs in steps]
     assert l1 == pytest.approx(l2, rel=1e-10) and g1 == pytest.approx(g2, rel=1e-10)
     assert d1.abs().sum() > 0
     torch.testing.assert_close(d1, d2, rtol=1e-9, atol=1e-12 * float(d2.abs().max()))
