@@ -59,5 +59,6 @@ def _direct_groups(optimizer: torch.optim.Optimizer) -> list[tuple[dict, list[to
             if not state or p.grad.is_sparse or p.is_complex():
                 return None
             kinds.add((p.device, p.dtype))
-        groups.append((group, params))
+        if params:                             # a group without gradients takes no step
+            groups.append((group, params))
     return groups if len(kinds) == 1 else None

@@ -1,5 +1,5 @@
-"""The DGKIP step's gap for the FC network kernels as one autograd node whose forward also computes
-the gradient (engine.kernels.fc_fused's forward and backward called directly).
+"""The DGKIP step's gap for the FC network kernels and its gradient, computed by hand without an
+autograd graph (engine.kernels.fc_fused's forward and backward called directly).
 
 The step minimises G_S(x̃) = mean FY(Ỹ, Z, α̃) + λ/2 ‖w* − w(α̃)‖² (engine.certify.gap_terms) with
 Z = K(x̃, X_T) c the teacher's scores (X_T its n_T support rows or Nyström centres, c (n_T, C) its

@@ -121,7 +121,7 @@ def fc_kip_grads(kernel: Kernel, xs: torch.Tensor, Ys: torch.Tensor, xb: torch.T
         m, b = x.shape[0], real.shape[0]
         vs = first_variances(x, w2, b2, keep=False)
         Ksb, Kss, saved = fused_with_self(x, real, vs, depth, w2, b2, ntk)      # one tile
-        A = Kss.contiguous()                                                    # K_SS + ρ I, in place
+        A = Kss.clone()                                  # K_SS + ρ I (a copy: never the tile itself)
         A.diagonal().add_(kip_ridge_value(Kss, lam, ridge))
         lu = torch.linalg.lu_factor(A)
         alpha = torch.linalg.lu_solve(*lu, Ys)                                  # (m, C)

@@ -222,8 +222,9 @@ class DGKIPObjective(Objective):
         valid (α is recomputed from the scores, feasible); the hinge's coordinate descent takes the
         last α, which lies in its box."""
         loss = self.teacher.loss
-        start = self.alpha_prev
-        extrapolated = loss.smooth and self.alpha_prev2 is not None and self.alpha_prev2.shape == start.shape
+        start = self.alpha_prev if self.alpha_prev is not None and self.alpha_prev.shape == Ys.shape else None
+        extrapolated = start is not None and loss.smooth and self.alpha_prev2 is not None \
+            and self.alpha_prev2.shape == start.shape
         if extrapolated:
             start = torch.add(start, start - self.alpha_prev2)
         # the start is certified where Newton-CG sets its first inner tolerance from its gap; a direct

@@ -87,3 +87,17 @@ def test_step_hooks_are_honoured():
     x.grad = torch.ones(4)
     adam.step(opt)
     assert seen == ["pre"]
+
+
+def test_a_group_without_gradients_is_skipped_as_optimizer_step_skips_it():
+    # a second param group none of whose parameters has a gradient: Optimizer.step leaves it alone;
+    # the direct path once passed its empty lists to torch's kernel, which raised
+    x, y = torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True)
+    opt = torch.optim.Adam([{"params": [x]}, {"params": [y]}], lr=0.1, fused=True)
+    x.grad, y.grad = torch.ones(3), torch.ones(2)
+    opt.step()                                                         # the state exists for both
+    x.grad, y.grad = torch.ones(3), None
+    y_before = y.detach().clone()
+    adam.step(opt)
+    assert float(opt.state[x]["step"]) == 2 and float(opt.state[y]["step"]) == 1
+    assert torch.equal(y.detach(), y_before)

@@ -64,7 +64,8 @@ ONEDNN_MIN_MACS = 2**20
 # one thread, 2,000 × 784 pool, the KIP step took 0.88× (IPC 1) and 0.95× (IPC 10) the time,
 # interleaved. The copy is made the second time a float32 CPU operand is seen unchanged in a product
 # of at least ONEDNN_MIN_MACS multiply-adds (batches drawn anew every step never are); at most
-# FIXED_ENTRIES operands of at most FIXED_MAX_ELEMENTS entries each (a copy is as large as the operand).
+# FIXED_ENTRIES operands of at most FIXED_MAX_ELEMENTS entries each (each copy is as large as the operand;
+# an entry holds two where the gradient takes the row-major one).
 FIXED_ENTRIES, FIXED_MAX_ELEMENTS = 4, 2**23
 
 
